@@ -1,0 +1,3 @@
+module github.com/taskgrid/taskgrid
+
+go 1.26
