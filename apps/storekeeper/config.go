@@ -1,0 +1,23 @@
+package main
+
+import (
+	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/env"
+)
+
+// Config is the storekeeper's configuration.
+type Config struct {
+	appserver.Config
+	// ResultsRoot is the directory under which results are written.
+	ResultsRoot string
+}
+
+// Load reads the configuration from the environment.
+func Load(getenv func(string) string) (Config, error) {
+	r := env.New(getenv)
+	cfg := Config{
+		Config:      appserver.LoadConfig(r, "storekeeper", 8082),
+		ResultsRoot: r.Required("RESULTS_ROOT"),
+	}
+	return cfg, r.Err()
+}

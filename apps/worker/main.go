@@ -1,0 +1,10 @@
+// Command worker hosts the pool of worker actors that run tasks, one task per actor.
+package main
+
+import (
+	"os"
+
+	"github.com/taskgrid/taskgrid/internal/appserver"
+)
+
+func main() { os.Exit(appserver.Main(Load, run)) }

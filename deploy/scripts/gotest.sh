@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test (unit and integration, against the real stack) and prints the failures
+# and a summary line. Integration tests start their own stack on free loopback ports
+# (internal/stacktest); with CI=true a stack that cannot start fails them, never skips.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .run
+go build -o bin/testreport ./deploy/testreport
+set +e
+go test -json -count=1 -p 2 -timeout 40m "${@:-./...}" 2>&1 | tee .run/test.json | bin/testreport
+status=${PIPESTATUS[2]}
+set -e
+exit "$status"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# A private MariaDB server for taskgrid: its own data directory, socket and port on
+# 127.0.0.1, never the system's. Used by `make run` (start) and by the test environment
+# (init, serve, bootstrap), so both set it up the same way.
+#   mariadb.sh init       create the data directory if it does not exist
+#   mariadb.sh serve      run mariadbd in the foreground (exec)
+#   mariadb.sh bootstrap  create the database and a least-privilege user (idempotent)
+#   mariadb.sh start      all three, the server in the background with its PID in $RUN_DIR/pids
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+: "${RUN_DIR:?}" "${TASKGRID_MYSQL_PORT:?}" "${TASKGRID_MYSQL_DATABASE:?}" "${TASKGRID_MYSQL_USER:?}" "${TASKGRID_MYSQL_PASSWORD:?}"
+
+base="$RUN_DIR/data/mariadb"
+datadir="$base/data"
+sock="$base/mysqld.sock"
+pidf="$RUN_DIR/pids/mariadb.pid"
+mkdir -p "$base" "$RUN_DIR/pids" "$RUN_DIR/logs"
+mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
+[ -x "$mariadbd" ] || die "mariadbd not found: run deploy/scripts/install-services.sh"
+
+userargs=()
+if [ "$(id -u)" -eq 0 ]; then
+  # As root, mariadbd refuses to run without --user; the mysql user must own its files
+  # and be able to reach them.
+  userargs=(--user=mysql)
+fi
+
+init() {
+  if [ ${#userargs[@]} -gt 0 ]; then
+    chown -R mysql:mysql "$base"
+    local d="$base"
+    while [ "$d" != / ]; do chmod o+x "$d" 2>/dev/null || true; d=$(dirname "$d"); done
+  fi
+  [ -d "$datadir/mysql" ] && return 0
+  log "initialising MariaDB data directory $datadir"
+  mariadb-install-db --no-defaults --datadir="$datadir" "${userargs[@]}" --auth-root-authentication-method=socket \
+    --skip-test-db >"$RUN_DIR/logs/mariadb-install.log" 2>&1 ||
+    die "mariadb-install-db failed; see $RUN_DIR/logs/mariadb-install.log"
+}
+
+serve() {
+  exec "$mariadbd" --no-defaults --datadir="$datadir" --socket="$sock" --pid-file="$base/mariadbd.pid" \
+    --bind-address=127.0.0.1 --port="$TASKGRID_MYSQL_PORT" --log-error="$RUN_DIR/logs/mariadb.log" \
+    --skip-name-resolve --innodb-flush-log-at-trx-commit=1 --innodb-buffer-pool-size=64M "${userargs[@]}"
+}
+
+bootstrap() {
+  local i
+  for ((i = 0; i < 100; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
+  mariadb --no-defaults --socket="$sock" -uroot <<SQL || die "could not create database $TASKGRID_MYSQL_DATABASE"
+CREATE DATABASE IF NOT EXISTS \`$TASKGRID_MYSQL_DATABASE\` CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS '$TASKGRID_MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$TASKGRID_MYSQL_PASSWORD';
+ALTER USER '$TASKGRID_MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$TASKGRID_MYSQL_PASSWORD';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP ON \`$TASKGRID_MYSQL_DATABASE\`.* TO '$TASKGRID_MYSQL_USER'@'127.0.0.1';
+SQL
+}
+
+case "${1:-}" in
+  init) init ;;
+  serve) serve ;;
+  bootstrap) bootstrap ;;
+  start)
+    if pid_alive "$pidf"; then
+      log "mariadb already running (pid $(cat "$pidf")), reusing it"
+      exit 0
+    fi
+    need_port mariadb "$TASKGRID_MYSQL_PORT"
+    init
+    nohup "$0" serve >/dev/null 2>&1 </dev/null &
+    echo $! >"$pidf"
+    wait_port mariadb "$TASKGRID_MYSQL_PORT" 60 "$(cat "$pidf")"
+    bootstrap
+    log "mariadb up on 127.0.0.1:$TASKGRID_MYSQL_PORT (pid $(cat "$pidf"), database $TASKGRID_MYSQL_DATABASE, user $TASKGRID_MYSQL_USER)"
+    ;;
+  *) die "usage: mariadb.sh init|serve|bootstrap|start" ;;
+esac

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Starts the local infrastructure for `make run`, each process in the background with its PID in
+# $RUN_DIR/pids/, its data in $RUN_DIR/data/ and its log in $RUN_DIR/logs/:
+#   Redis (state store, actor state), MariaDB (analytics), the local Kafka-protocol broker,
+#   Dapr placement and scheduler.
+# A process that is already running from an earlier `make run` (its PID file names a live process)
+# is reused. Everything listens on 127.0.0.1 only. Expects deploy/local.env in the environment
+# and BIN_DIR (our built binaries) and DAPR_BIN (the Dapr binaries).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+: "${RUN_DIR:?}" "${BIN_DIR:?}" "${DAPR_BIN:?}"
+mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs" "$RUN_DIR/data"
+RUN_DIR=$(cd "$RUN_DIR" && pwd)
+
+# start NAME PORT CMD...: start CMD in the background unless NAME is already running.
+start() {
+  local name=$1 port=$2; shift 2
+  local pidf="$RUN_DIR/pids/$name.pid"
+  if pid_alive "$pidf"; then
+    log "$name already running (pid $(cat "$pidf")), reusing it"
+    return 0
+  fi
+  need_port "$name" "$port"
+  nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_port "$name" "$port" 60 "$!"
+  log "$name up on 127.0.0.1:$port (pid $(cat "$pidf"), log $RUN_DIR/logs/$name.log)"
+}
+
+redis_port=${TASKGRID_REDIS_HOST##*:}
+mkdir -p "$RUN_DIR/data/redis"
+start redis "$redis_port" redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$RUN_DIR/data/redis" \
+  --appendonly yes --appendfsync everysec --save "" --protected-mode yes --daemonize no
+
+"$here/mariadb.sh" start
+
+kafka_port=${TASKGRID_KAFKA_BROKERS##*:}
+start kafka "$kafka_port" "$BIN_DIR/kafka-broker" -addr "127.0.0.1:$kafka_port" -data-dir "$RUN_DIR/data/kafka" \
+  -topics "$TASKGRID_KAFKA_TOPICS"
+
+start placement "$TASKGRID_PLACEMENT_PORT" "$DAPR_BIN/placement" --listen-address 127.0.0.1 \
+  --port "$TASKGRID_PLACEMENT_PORT" --initial-cluster "dapr-placement-0=127.0.0.1:$TASKGRID_PLACEMENT_RAFT_PORT" \
+  --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_PLACEMENT_HEALTHZ_PORT" \
+  --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_PLACEMENT_METRICS_PORT" --log-as-json
+
+mkdir -p "$RUN_DIR/data/scheduler"
+start scheduler "$TASKGRID_SCHEDULER_PORT" "$DAPR_BIN/scheduler" --listen-address 127.0.0.1 \
+  --port "$TASKGRID_SCHEDULER_PORT" --override-broadcast-host-port "127.0.0.1:$TASKGRID_SCHEDULER_PORT" \
+  --etcd-data-dir "$RUN_DIR/data/scheduler" --etcd-client-listen-address 127.0.0.1 \
+  --etcd-client-port "$TASKGRID_SCHEDULER_ETCD_CLIENT_PORT" \
+  --etcd-initial-cluster "dapr-scheduler-server-0=http://127.0.0.1:$TASKGRID_SCHEDULER_ETCD_PEER_PORT" \
+  --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_SCHEDULER_HEALTHZ_PORT" \
+  --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_SCHEDULER_METRICS_PORT" --log-as-json

@@ -1,0 +1,94 @@
+package appserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskgrid/taskgrid/internal/runner"
+	"github.com/taskgrid/taskgrid/internal/sidecar"
+	"github.com/taskgrid/taskgrid/internal/telemetry"
+)
+
+// AppConfig is an app's configuration; it embeds Config, which provides Base.
+type AppConfig interface{ Base() Config }
+
+// Base returns the configuration common to every app.
+func (c Config) Base() Config { return c }
+
+// Main runs an app the same way in every binary: signal context, configuration from the
+// environment, JSON logger, run, exit code. It returns the process exit code.
+func Main[C AppConfig](load func(getenv func(string) string) (C, error), run func(context.Context, *slog.Logger, C) error) int {
+	ctx, stop := runner.SignalContext(context.Background())
+	defer stop()
+
+	cfg, err := load(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "configuration: %v\n", err)
+		return 2
+	}
+	base := cfg.Base()
+	logger, err := telemetry.NewLogger(os.Stderr, base.LogLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "configuration: %v\n", err)
+		return 2
+	}
+	logger = logger.With("app_id", base.AppID)
+	logger.InfoContext(ctx, "starting", "config", fmt.Sprintf("%+v", cfg))
+	if err := run(ctx, logger, cfg); err != nil {
+		logger.ErrorContext(ctx, "stopped with error", "error", err)
+		return 1
+	}
+	logger.InfoContext(ctx, "stopped")
+	return 0
+}
+
+// App bundles what every app's run function builds first: its metrics registry, HTTP
+// server and sidecar client.
+type App struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Server   *Server
+	Dapr     *sidecar.Client
+}
+
+// NewApp builds the registry, the HTTP server with its operational routes, and a lazily
+// connecting sidecar client whose readiness /readyz reports.
+func NewApp(logger *slog.Logger, cfg Config) (*App, error) {
+	reg := telemetry.NewRegistry(cfg.AppID)
+	srv := New(logger, cfg, reg)
+	client, err := sidecar.New(cfg.Sidecar)
+	if err != nil {
+		return nil, err
+	}
+	srv.AddCheck("sidecar", client.Ready)
+	return &App{Logger: logger, Registry: reg, Server: srv, Dapr: client}, nil
+}
+
+// Run serves HTTP and runs loops until ctx ends or one of them fails, then closes the
+// sidecar client last.
+func (a *App) Run(ctx context.Context, loops ...runner.Func) error {
+	defer a.Dapr.Close()
+	return runner.Group(ctx, append([]runner.Func{a.Server.Run}, loops...)...)
+}
+
+// AwaitSidecar waits until the sidecar's components are initialised, then reads its
+// metadata through the SDK and logs what it loaded. It is a one-shot runner.Func.
+func (a *App) AwaitSidecar(ctx context.Context) error {
+	if err := a.Dapr.WaitReady(ctx); err != nil {
+		return err
+	}
+	md, err := a.Dapr.GetMetadata(ctx)
+	if err != nil {
+		return fmt.Errorf("read sidecar metadata: %w", err)
+	}
+	names := make([]string, 0, len(md.RegisteredComponents))
+	for _, c := range md.RegisteredComponents {
+		names = append(names, c.Name+"("+c.Type+")")
+	}
+	a.Logger.InfoContext(ctx, "sidecar ready", "components", names)
+	return nil
+}

@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/sidecar"
+	"github.com/taskgrid/taskgrid/internal/stacktest"
+)
+
+// Every app answers its health, readiness and metrics endpoints.
+func TestAppsServeHealthAndMetrics(t *testing.T) {
+	st := stacktest.Get(t)
+	for _, id := range stacktest.AllApps {
+		t.Run(id, func(t *testing.T) {
+			in := st.App(id)
+			for _, path := range []string{"/healthz", "/readyz"} {
+				if code, body := get(t, in.BaseURL()+path); code != http.StatusOK {
+					t.Errorf("GET %s = %d %s", path, code, body)
+				}
+			}
+			code, body := get(t, in.BaseURL()+"/metrics")
+			if code != http.StatusOK || !strings.Contains(body, `taskgrid_app_info{app_id="`+id+`"} 1`) {
+				t.Errorf("GET /metrics = %d, lacks taskgrid_app_info for %s:\n%.500s", code, id, body)
+			}
+			// daprd serves its own metrics on its metrics port.
+			if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", in.Ports.Metrics)); code != http.StatusOK ||
+				!strings.Contains(body, "dapr_runtime_component_loaded") {
+				t.Errorf("sidecar metrics = %d, lacks dapr_runtime_component_loaded", code)
+			}
+		})
+	}
+}
+
+// Each sidecar loaded exactly the components scoped to its app, from components/.
+func TestSidecarsLoadTheirComponents(t *testing.T) {
+	st := stacktest.Get(t)
+	want := map[string][]string{
+		"gateway":     {"envsecrets", "pubsub", "statestore"},
+		"worker":      {"envsecrets", "pubsub", "statestore"},
+		"storekeeper": {"envsecrets", "pubsub", "statestore"},
+		"analytics":   {"analytics-db", "envsecrets", "pubsub"},
+	}
+	for id, names := range want {
+		t.Run(id, func(t *testing.T) {
+			md, err := sidecar.GetMetadata(t.Context(), st.App(id).SidecarURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, c := range md.Components {
+				got = append(got, c.Name)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, names) || md.ID != id {
+				t.Fatalf("sidecar of %s (id %q) loaded %v, want %v", id, md.ID, got, names)
+			}
+		})
+	}
+}
+
+// A message published through a sidecar's pub/sub API lands on the Kafka topic.
+func TestPublishReachesKafka(t *testing.T) {
+	st := stacktest.Get(t)
+	marker := uuid.NewString()
+	body := fmt.Sprintf(`{"marker":%q}`, marker)
+	url := st.App("gateway").SidecarURL() + "/v1.0/publish/pubsub/" + events.TopicAccepted
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("publish = %d %s", resp.StatusCode, msg)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaAddr), kgo.ConsumeTopics(events.TopicAccepted),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("message %s not seen on %s within 30s", marker, events.TopicAccepted)
+		}
+		for _, r := range fetches.Records() {
+			var ce struct {
+				Data   map[string]string `json:"data"`
+				Source string            `json:"source"`
+				Topic  string            `json:"topic"`
+			}
+			if json.Unmarshal(r.Value, &ce) == nil && ce.Data["marker"] == marker {
+				if ce.Source != "gateway" || ce.Topic != events.TopicAccepted {
+					t.Fatalf("cloud event source %q topic %q, want gateway and %s", ce.Source, ce.Topic, events.TopicAccepted)
+				}
+				return
+			}
+		}
+	}
+}
+
+// The state store (Redis) round-trips through a sidecar.
+func TestStateStoreThroughSidecar(t *testing.T) {
+	st := stacktest.Get(t)
+	base := st.App("worker").SidecarURL() + "/v1.0/state/statestore"
+	key, value := "platform-test-"+uuid.NewString(), `{"hello":"world"}`
+	resp, err := http.Post(base, "application/json", strings.NewReader(fmt.Sprintf(`[{"key":%q,"value":%s}]`, key, value)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("save state = %d", resp.StatusCode)
+	}
+	if code, body := get(t, base+"/"+key); code != http.StatusOK || strings.TrimSpace(body) != value {
+		t.Fatalf("get state = %d %q, want %q", code, body, value)
+	}
+}
+
+// The MySQL output binding executes statements against MariaDB, as the analytics
+// user, and what it writes is in the database.
+func TestMySQLBindingThroughSidecar(t *testing.T) {
+	st := stacktest.Get(t)
+	url := st.App("analytics").SidecarURL() + "/v1.0/bindings/analytics-db"
+	table := "platform_test_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	for _, req := range []map[string]any{
+		{"operation": "exec", "metadata": map[string]string{"sql": "CREATE TABLE " + table + " (id INT PRIMARY KEY, v VARCHAR(20))"}},
+		{"operation": "exec", "metadata": map[string]string{"sql": "INSERT INTO " + table + " VALUES (?, ?)", "params": `[1, "one"]`}},
+	} {
+		if code, body := postJSON(t, url, req); code != http.StatusOK && code != http.StatusNoContent {
+			t.Fatalf("binding %v = %d %s", req, code, body)
+		}
+	}
+	code, body := postJSON(t, url, map[string]any{"operation": "query", "metadata": map[string]string{"sql": "SELECT id, v FROM " + table}})
+	if code != http.StatusOK || !strings.Contains(body, `"one"`) {
+		t.Fatalf("binding query = %d %s", code, body)
+	}
+
+	db, err := sql.Open("mysql", st.MySQLDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v string
+	if err := db.QueryRowContext(t.Context(), "SELECT v FROM "+table+" WHERE id = 1").Scan(&v); err != nil || v != "one" {
+		t.Fatalf("row written through the binding: %q, %v", v, err)
+	}
+	if _, err := db.ExecContext(t.Context(), "DROP TABLE "+table); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func postJSON(t *testing.T, url string, v any) (int, string) {
+	t.Helper()
+	data, _ := json.Marshal(v)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}

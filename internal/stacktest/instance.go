@@ -1,0 +1,159 @@
+package stacktest
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Instance is one instance of an app with its daprd sidecar.
+type Instance struct {
+	ID    string // app id
+	Name  string // unique name in logs: <id>-<n>
+	Ports Ports
+	Env   map[string]string
+
+	stack *Stack
+	App   *Proc
+	Daprd *Proc
+}
+
+// Ports of one instance, all on 127.0.0.1.
+type Ports struct {
+	App, HTTP, GRPC, Internal, Metrics int
+}
+
+// BaseURL is the app's own HTTP root, e.g. http://127.0.0.1:41234.
+func (in *Instance) BaseURL() string { return "http://" + addr(in.Ports.App) }
+
+// SidecarURL is the sidecar's HTTP API root.
+func (in *Instance) SidecarURL() string { return "http://" + addr(in.Ports.HTTP) }
+
+// StartApp starts one more instance of app id (its own sidecar, same app id) with extra
+// environment variables, and waits until the app is ready (/readyz: sidecar and
+// components up).
+func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) (*Instance, error) {
+	p, err := freePorts(5)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	n := len(s.apps[id])
+	s.mu.Unlock()
+	in := &Instance{
+		ID: id, Name: id + "-" + strconv.Itoa(n), stack: s,
+		Ports: Ports{App: p[0], HTTP: p[1], GRPC: p[2], Internal: p[3], Metrics: p[4]},
+		Env:   map[string]string{},
+	}
+	for k, v := range s.opts.AppEnv[id] {
+		in.Env[k] = v
+	}
+	for k, v := range env {
+		in.Env[k] = v
+	}
+	if id == "storekeeper" {
+		in.Env["RESULTS_ROOT"] = s.ResultsRoot
+	}
+	if err := in.start(ctx); err != nil {
+		return in, err
+	}
+	s.mu.Lock()
+	s.apps[id] = append(s.apps[id], in)
+	s.mu.Unlock()
+	return in, nil
+}
+
+func (in *Instance) start(ctx context.Context) error {
+	if err := in.StartSidecar(ctx); err != nil {
+		return err
+	}
+	return in.StartApp(ctx)
+}
+
+// StartSidecar starts (or restarts) the instance's daprd. It does not wait: daprd
+// waits for its app, so readiness is checked through the app (WaitReady).
+func (in *Instance) StartSidecar(ctx context.Context) error {
+	s := in.stack
+	args := []string{
+		"--app-id", in.ID, "--mode", "standalone",
+		"--app-port", strconv.Itoa(in.Ports.App), "--app-protocol", "http", "--app-channel-address", "127.0.0.1",
+		"--dapr-http-port", strconv.Itoa(in.Ports.HTTP), "--dapr-grpc-port", strconv.Itoa(in.Ports.GRPC),
+		"--dapr-internal-grpc-port", strconv.Itoa(in.Ports.Internal), "--dapr-internal-grpc-listen-address", "127.0.0.1",
+		"--dapr-listen-addresses", "127.0.0.1",
+		"--metrics-port", strconv.Itoa(in.Ports.Metrics), "--metrics-listen-address", "127.0.0.1",
+		"--placement-host-address", s.PlacementAddr, "--scheduler-host-address", s.SchedulerAddr,
+		"--resources-path", filepath.Join(s.RepoRoot, "components"),
+		"--config", filepath.Join(s.RepoRoot, "components", "config.yaml"),
+		"--enable-app-health-check", "--app-health-check-path", "/healthz",
+		"--app-health-probe-interval", "1", "--app-health-threshold", "2",
+		"--dapr-graceful-shutdown-seconds", "3", "--log-as-json",
+	}
+	d, err := startProc(s.Dir, in.Name+"-daprd", s.env, s.Dir, s.bins.daprd, args...)
+	if err != nil {
+		return err
+	}
+	in.Daprd = d
+	return nil
+}
+
+// StartApp starts (or restarts) the app process and waits until /readyz answers 200.
+func (in *Instance) StartApp(ctx context.Context) error {
+	s := in.stack
+	vars := map[string]string{
+		"APP_ID": in.ID, "APP_PORT": strconv.Itoa(in.Ports.App),
+		"DAPR_HTTP_PORT": strconv.Itoa(in.Ports.HTTP), "DAPR_GRPC_PORT": strconv.Itoa(in.Ports.GRPC),
+		"LOG_LEVEL": "debug", "NODE_ID": in.Name,
+	}
+	for k, v := range in.Env {
+		vars[k] = v
+	}
+	a, err := startProc(s.Dir, in.Name, mergeEnv(s.env, vars), s.Dir, s.bins.apps[in.ID])
+	if err != nil {
+		return err
+	}
+	in.App = a
+	return in.WaitReady(ctx)
+}
+
+// WaitReady waits until the app's /readyz answers 200 (its sidecar and components are up).
+func (in *Instance) WaitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, in.BaseURL()+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		for _, p := range []*Proc{in.App, in.Daprd} {
+			if ok, werr := p.Exited(); ok {
+				return fmt.Errorf("%s exited (%v) before %s was ready; log: %s", p.Name, werr, in.Name, p.LogPath)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last: %s); logs: %s, %s", in.Name, ctx.Err(), last, in.App.LogPath, in.Daprd.LogPath)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the app, then its sidecar.
+func (in *Instance) Stop() {
+	if in.App != nil {
+		in.App.Stop(15 * time.Second)
+	}
+	if in.Daprd != nil {
+		in.Daprd.Stop(15 * time.Second)
+	}
+}

@@ -1,0 +1,148 @@
+package stacktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Proc is one process the stack started. It is stopped by its own PID only.
+type Proc struct {
+	Name    string
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	exited  bool
+	waitErr error
+}
+
+// startProc starts name with args, its stdout and stderr appended to dir/logs/name.log.
+func startProc(dir, name string, env []string, workDir string, bin string, args ...string) (*Proc, error) {
+	logPath := filepath.Join(dir, "logs", name+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Dir = workDir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: a Ctrl-C to `go test` reaches us, and we stop it in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
+	p := &Proc{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		err := cmd.Wait()
+		logf.Close()
+		p.mu.Lock()
+		p.exited, p.waitErr = true, err
+		p.mu.Unlock()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// PID is the process id.
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
+// Exited reports whether the process has ended, and how.
+func (p *Proc) Exited() (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exited, p.waitErr
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM, waits up to grace, then SIGKILL.
+func (p *Proc) Stop(grace time.Duration) {
+	if ok, _ := p.Exited(); ok {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
+
+// waitTCP waits until addr accepts connections, failing early if p exits.
+func waitTCP(ctx context.Context, p *Proc, addr string) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if ok, werr := p.Exited(); ok {
+			return fmt.Errorf("%s exited before listening on %s (%v); log: %s", p.Name, addr, werr, p.LogPath)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not listen on %s: %w; log: %s", p.Name, addr, ctx.Err(), p.LogPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ports hands out free loopback ports, never the same one twice in a process.
+var ports struct {
+	sync.Mutex
+	used map[int]bool
+}
+
+// FreePort returns a loopback port that nothing listens on now.
+func FreePort() (int, error) {
+	ports.Lock()
+	defer ports.Unlock()
+	if ports.used == nil {
+		ports.used = map[int]bool{}
+	}
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("find a free port: %w", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if !ports.used[port] {
+			ports.used[port] = true
+			return port, nil
+		}
+	}
+	return 0, errors.New("find a free port: none left")
+}
+
+func freePorts(n int) ([]int, error) {
+	out := make([]int, n)
+	for i := range out {
+		p, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
