@@ -25,7 +25,7 @@ pid_alive() {
   [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-# need_port NAME PORT: fail clearly when a port we are about to use is taken.
+# need_port NAME PORT [FILE]: fail clearly when a port we are about to use is taken.
 need_port() {
-  port_free "$2" || die "port $2 (for $1) is already in use by another program; stop it or change it in deploy/local.env"
+  port_free "$2" || die "port $2 (for $1) is already in use by another program; stop it or change the port in ${3:-deploy/local.env}"
 }

@@ -17,6 +17,7 @@ type binaries struct {
 }
 
 var (
+	binDir    string // removed by removeBinaries when the test process ends
 	buildOnce sync.Once
 	built     binaries
 	buildErr  error
@@ -50,6 +51,7 @@ func build(ctx context.Context, root string) (binaries, error) {
 	}
 
 	out, err := os.MkdirTemp("", "taskgrid-bin-")
+	binDir = out
 	if err != nil {
 		return b, fmt.Errorf("build binaries: %w", err)
 	}
@@ -73,4 +75,10 @@ func build(ctx context.Context, root string) (binaries, error) {
 	b.kafka = b.apps["kafka-broker"]
 	delete(b.apps, "kafka-broker")
 	return b, nil
+}
+
+func removeBinaries() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 }

@@ -2,6 +2,7 @@ package stacktest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -17,6 +18,7 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 // them; in CI a failed start exits non-zero.
 func Main(m *testing.M, opts Options) {
 	code := run(m, opts)
+	removeBinaries()
 	os.Exit(code)
 }
 
@@ -26,6 +28,7 @@ var (
 )
 
 func run(m *testing.M, opts Options) int {
+	flag.Parse()
 	if testing.Short() {
 		sharedErr = fmt.Errorf("integration test: skipped with -short")
 		return m.Run()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Before `dapr run -f dapr.yaml`: fail clearly when a port dapr.yaml fixes is taken
+# (the CLI checks only some of them, and an app on a taken port would just exit).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+while read -r key port; do
+  need_port "${key%:}" "$port" dapr.yaml
+done < <(grep -E '^\s+(appPort|daprHTTPPort|daprGRPCPort|daprInternalGRPCPort|metricsPort):' "$here/../../dapr.yaml" | awk '{print $1, $2}')
+if pid_alive "$RUN_DIR/pids/dapr-run.pid"; then
+  die "taskgrid is already running (dapr run pid $(cat "$RUN_DIR/pids/dapr-run.pid")); stop it with make down"
+fi
