@@ -54,10 +54,14 @@ func report(r io.Reader, w io.Writer) (counts, error) {
 			out := outputs[key]
 			delete(outputs, key)
 			if e.Test == "" { // a package finished
-				if e.Action == "fail" {
+				action := e.Action
+				switch action {
+				case "fail":
 					fmt.Fprint(w, strings.Join(out, ""))
+				case "skip":
+					action = "none" // go test reports a package without tests as skipped
 				}
-				fmt.Fprintf(w, "%-4s %s (%.1fs)\n", e.Action, e.Package, e.Elapsed)
+				fmt.Fprintf(w, "%-4s %s (%.1fs)\n", action, e.Package, e.Elapsed)
 				continue
 			}
 			switch e.Action {
