@@ -1,0 +1,296 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// memStore is an in-memory Store; failNext makes the next Apply fail.
+type memStore struct {
+	mu       sync.Mutex
+	data     map[string][]byte
+	failNext bool
+	applies  int
+}
+
+func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
+
+func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.data[key], nil
+}
+
+func (s *memStore) Apply(_ context.Context, ops []Op) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applies++
+	if s.failNext {
+		s.failNext = false
+		return errors.New("store down")
+	}
+	for _, op := range ops {
+		if op.Value == nil {
+			delete(s.data, op.Key)
+		} else {
+			s.data[op.Key] = op.Value
+		}
+	}
+	return nil
+}
+
+// recorder is a DispatchFunc that records what each slot got; failing slots refuse.
+type recorder struct {
+	mu      sync.Mutex
+	got     []string // "slot=task"
+	failing map[string]bool
+	names   map[uuid.UUID]string
+}
+
+func (r *recorder) dispatch(_ context.Context, slot string, a task.Assignment) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing[slot] {
+		return errors.New("slot gone")
+	}
+	r.got = append(r.got, slot+"="+r.names[a.TaskID])
+	return nil
+}
+
+func newRecorder() *recorder { return &recorder{failing: map[string]bool{}, names: map[uuid.UUID]string{}} }
+
+func (r *recorder) assignment(name string, p task.Priority) task.Assignment {
+	id := uuid.New()
+	r.names[id] = name
+	return task.Assignment{TaskID: id, Attempt: 1, Priority: p, Enqueued: time.Now()}
+}
+
+func TestPriorityThenFIFO(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	q := New(newMemStore(), rec.dispatch)
+	batch := []task.Assignment{
+		rec.assignment("n1", task.PriorityNormal),
+		rec.assignment("n2", task.PriorityNormal),
+		rec.assignment("h1", task.PriorityHigh),
+		rec.assignment("n3", task.PriorityNormal),
+		rec.assignment("h2", task.PriorityHigh),
+	}
+	if n, err := q.Enqueue(ctx, batch); err != nil || n != 0 {
+		t.Fatalf("Enqueue = %d, %v; want 0 dispatched (no idle slot)", n, err)
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{High: 2, Normal: 3}) {
+		t.Fatalf("depth = %+v", d)
+	}
+	for range batch {
+		if _, err := q.Idle(ctx, "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"w=h1", "w=h2", "w=n1", "w=n2", "w=n3"}
+	if fmt.Sprint(rec.got) != fmt.Sprint(want) {
+		t.Fatalf("dispatch order = %v, want %v", rec.got, want)
+	}
+	if a, err := q.Idle(ctx, "w"); a != nil || err != nil {
+		t.Fatalf("Idle on empty queue = %v, %v", a, err)
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{Idle: 1}) {
+		t.Fatalf("depth after draining = %+v, want one idle slot", d)
+	}
+}
+
+func TestIdleSlotsGetWorkPushed(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	q := New(newMemStore(), rec.dispatch)
+	for _, slot := range []string{"a", "b", "a"} { // a asks twice: listed once
+		if _, err := q.Idle(ctx, slot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := q.Enqueue(ctx, []task.Assignment{
+		rec.assignment("t1", task.PriorityNormal), rec.assignment("t2", task.PriorityNormal), rec.assignment("t3", task.PriorityNormal),
+	})
+	if err != nil || n != 2 {
+		t.Fatalf("Enqueue dispatched %d, %v; want 2 (two idle slots)", n, err)
+	}
+	if fmt.Sprint(rec.got) != "[a=t1 b=t2]" {
+		t.Fatalf("dispatched %v, want longest-idle first", rec.got)
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{Normal: 1}) {
+		t.Fatalf("depth = %+v, want t3 waiting", d)
+	}
+}
+
+func TestFailedDispatchDropsSlotAndKeepsTask(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	rec.failing["dead"] = true
+	q := New(newMemStore(), rec.dispatch)
+	q.Idle(ctx, "dead")
+	q.Idle(ctx, "live")
+	if n, err := q.Enqueue(ctx, []task.Assignment{rec.assignment("t1", task.PriorityNormal)}); err != nil || n != 1 {
+		t.Fatalf("Enqueue = %d, %v", n, err)
+	}
+	if fmt.Sprint(rec.got) != "[live=t1]" {
+		t.Fatalf("dispatched %v", rec.got)
+	}
+	// Now no slot is idle; a dead slot asking for work with a task waiting keeps the task.
+	q.Enqueue(ctx, []task.Assignment{rec.assignment("t2", task.PriorityNormal)})
+	if _, err := q.Idle(ctx, "dead"); err == nil {
+		t.Fatal("Idle for a slot that cannot take work succeeded")
+	}
+	if d, _ := q.Depth(ctx); d.Normal != 1 {
+		t.Fatalf("task lost after failed dispatch: depth %+v", d)
+	}
+}
+
+func TestStateSurvivesReloadAndFailedWrites(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	store := newMemStore()
+	q := New(store, rec.dispatch)
+	q.Enqueue(ctx, []task.Assignment{rec.assignment("n1", task.PriorityNormal), rec.assignment("h1", task.PriorityHigh)})
+
+	store.failNext = true
+	if _, err := q.Enqueue(ctx, []task.Assignment{rec.assignment("lost", task.PriorityNormal)}); err == nil {
+		t.Fatal("Enqueue succeeded although the store failed")
+	}
+	snapshot := maps.Clone(store.data)
+
+	// A new activation (another process) sees exactly what was committed.
+	q2 := New(store, rec.dispatch)
+	if d, _ := q2.Depth(ctx); d != (Depth{High: 1, Normal: 1}) {
+		t.Fatalf("depth after reload = %+v", d)
+	}
+	store.failNext = true
+	if _, err := q2.Idle(ctx, "w"); err == nil {
+		t.Fatal("Idle succeeded although the store failed")
+	}
+	q2.Forget()
+	q2.Idle(ctx, "w")
+	q2.Idle(ctx, "w")
+	// h1 was dispatched twice (once before the failed commit): at least once, never lost.
+	if fmt.Sprint(rec.got) != "[w=h1 w=h1 w=n1]" {
+		t.Fatalf("dispatched %v", rec.got)
+	}
+	if len(snapshot) != 3 { // meta + two entries
+		t.Fatalf("stored keys after failed write = %v", maps.Keys(snapshot))
+	}
+	if len(store.data) != 1 { // only meta is left: entries are deleted when taken
+		t.Fatalf("keys left after draining: %d", len(store.data))
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	q := New(newMemStore(), newRecorder().dispatch)
+	if _, err := q.Enqueue(t.Context(), []task.Assignment{{TaskID: uuid.New(), Priority: "urgent"}}); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("bad priority: %v", err)
+	}
+	if _, err := q.Idle(t.Context(), ""); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("empty slot: %v", err)
+	}
+}
+
+// Producers and consumers from many goroutines, serialised as the actor runtime does:
+// every task is dispatched exactly once and none is lost.
+func TestConcurrentProducersAndConsumers(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var turn sync.Mutex
+	var mu sync.Mutex
+	seen := map[uuid.UUID]int{}
+	q := New(newMemStore(), func(_ context.Context, _ string, a task.Assignment) error {
+		mu.Lock()
+		seen[a.TaskID]++
+		mu.Unlock()
+		return nil
+	})
+	const producers, perProducer, consumers = 4, 250, 4
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range perProducer {
+				prio := task.PriorityNormal
+				if i%3 == 0 {
+					prio = task.PriorityHigh
+				}
+				turn.Lock()
+				_, err := q.Enqueue(ctx, []task.Assignment{{TaskID: uuid.New(), Attempt: 1, Priority: prio}})
+				turn.Unlock()
+				if err != nil {
+					t.Errorf("producer %d: %v", p, err)
+					return
+				}
+			}
+		})
+	}
+	for c := range consumers {
+		wg.Go(func() {
+			for range producers * perProducer {
+				turn.Lock()
+				_, err := q.Idle(ctx, fmt.Sprintf("w%d", c))
+				turn.Unlock()
+				if err != nil {
+					t.Errorf("consumer %d: %v", c, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Drain what is left.
+	for {
+		d, _ := q.Depth(ctx)
+		if d.High+d.Normal == 0 {
+			break
+		}
+		q.Idle(ctx, "drain")
+	}
+	if len(seen) != producers*perProducer {
+		t.Fatalf("%d tasks dispatched, want %d", len(seen), producers*perProducer)
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("task %s dispatched %d times", id, n)
+		}
+	}
+}
+
+// Cost per operation does not grow with depth: the number of keys touched is constant.
+func BenchmarkEnqueueDequeue(b *testing.B) {
+	for _, depth := range []int{1_000, 1_000_000} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			ctx := context.Background()
+			store := newMemStore()
+			q := New(store, func(context.Context, string, task.Assignment) error { return nil })
+			batch := make([]task.Assignment, 1000)
+			for i := range batch {
+				batch[i] = task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
+			}
+			for range depth / len(batch) {
+				q.Enqueue(ctx, batch)
+			}
+			one := batch[:1]
+			b.ResetTimer()
+			for b.Loop() {
+				q.Enqueue(ctx, one)
+				q.Idle(ctx, "w")
+			}
+		})
+	}
+}

@@ -1,0 +1,95 @@
+// Package task holds the task record and the types every app exchanges about a task:
+// its status, priority, the assignment a worker receives, the result it hands to the
+// storekeeper. It has no Dapr imports.
+package task
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Status of a task as the user sees it.
+type Status string
+
+// Statuses. A task goes pending → running → completed or failed; a failed attempt
+// puts it back to pending silently (at high priority) until attempts run out.
+const (
+	StatusPending   Status = "pending"
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+)
+
+// Terminal reports whether s is final.
+func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+
+// Priority of a queued task: high (re-queued after a failure) before normal, FIFO
+// within a priority.
+type Priority string
+
+// Priorities.
+const (
+	PriorityHigh   Priority = "high"
+	PriorityNormal Priority = "normal"
+)
+
+// MaxAttemptsDefault is how many attempts a task gets before it fails for good.
+const MaxAttemptsDefault = 5
+
+// Record is the stored state of one task (key "task-<id>" in the state store).
+type Record struct {
+	ID          uuid.UUID       `json:"id"`
+	Type        string          `json:"task"`
+	Payload     json.RawMessage `json:"payload"`
+	Directory   string          `json:"directory"`
+	Status      Status          `json:"status"`
+	Priority    Priority        `json:"priority"`
+	Attempts    int             `json:"attempts"`
+	MaxAttempts int             `json:"max_attempts"`
+	Progress    float64         `json:"progress"`
+	Worker      string          `json:"worker,omitempty"`
+	CreatedAt   time.Time       `json:"created_at"`
+	StartedAt   *time.Time      `json:"started_at,omitempty"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+	Result      *Location       `json:"result,omitempty"`
+	Error       string          `json:"error,omitempty"`
+}
+
+// Location says where a stored result is, relative to the storekeeper's results root.
+type Location struct {
+	Directory string   `json:"directory"`
+	Path      string   `json:"path"`
+	Files     []string `json:"files,omitempty"`
+	Bytes     int64    `json:"bytes"`
+	SHA256    string   `json:"sha256"`
+}
+
+// Assignment is what the queue hands a worker: which task, which attempt.
+type Assignment struct {
+	TaskID   uuid.UUID `json:"task_id"`
+	Attempt  int       `json:"attempt"` // 1 for the first attempt
+	Priority Priority  `json:"priority"`
+	Enqueued time.Time `json:"enqueued_at"`
+}
+
+func (a Assignment) String() string { return fmt.Sprintf("%s#%d", a.TaskID, a.Attempt) }
+
+// StoreRequest is what a worker sends the storekeeper after a successful attempt.
+type StoreRequest struct {
+	TaskID    uuid.UUID       `json:"task_id"`
+	Attempt   int             `json:"attempt"`
+	Directory string          `json:"directory"`
+	Worker    string          `json:"worker"`
+	Output    json.RawMessage `json:"output"`
+	Files     []File          `json:"files,omitempty"`
+	StartedAt time.Time       `json:"started_at"`
+}
+
+// File is a binary output of a task, stored beside its JSON as <id>.<suffix>.
+type File struct {
+	Suffix string `json:"suffix"`
+	Data   []byte `json:"data"` // base64 in JSON
+}
