@@ -12,5 +12,5 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx, app.AwaitSidecar)
+	return app.Run(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -68,27 +69,43 @@ func NewApp(logger *slog.Logger, cfg Config) (*App, error) {
 	return &App{Logger: logger, Registry: reg, Server: srv, Dapr: client}, nil
 }
 
-// Run serves HTTP and runs loops until ctx ends or one of them fails, then closes the
-// sidecar client last.
+// Run serves HTTP, waits for the sidecar (see AwaitSidecar), then runs loops until ctx
+// ends or one of them fails; it closes the sidecar client last. The HTTP server starts
+// first because the sidecar waits for the app's port before it calls the app.
 func (a *App) Run(ctx context.Context, loops ...runner.Func) error {
 	defer a.Dapr.Close()
-	return runner.Group(ctx, append([]runner.Func{a.Server.Run}, loops...)...)
+	afterSidecar := func(ctx context.Context) error {
+		if err := a.AwaitSidecar(ctx); err != nil {
+			return err
+		}
+		return runner.Group(ctx, loops...)
+	}
+	return runner.Group(ctx, a.Server.Run, afterSidecar)
 }
 
 // AwaitSidecar waits until the sidecar's components are initialised, then reads its
-// metadata through the SDK and logs what it loaded. It is a one-shot runner.Func.
+// metadata through the SDK and logs what it loaded. The first gRPC calls of a freshly
+// started sidecar can still be refused, so reading the metadata is retried until ctx ends.
 func (a *App) AwaitSidecar(ctx context.Context) error {
 	if err := a.Dapr.WaitReady(ctx); err != nil {
 		return err
 	}
-	md, err := a.Dapr.GetMetadata(ctx)
-	if err != nil {
-		return fmt.Errorf("read sidecar metadata: %w", err)
+	delay := 50 * time.Millisecond
+	for {
+		md, err := a.Dapr.GetMetadata(ctx)
+		if err == nil {
+			names := make([]string, 0, len(md.RegisteredComponents))
+			for _, c := range md.RegisteredComponents {
+				names = append(names, c.Name+"("+c.Type+")")
+			}
+			a.Logger.InfoContext(ctx, "sidecar ready", "components", names)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read sidecar metadata: %w (last: %w)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, time.Second)
 	}
-	names := make([]string, 0, len(md.RegisteredComponents))
-	for _, c := range md.RegisteredComponents {
-		names = append(names, c.Name+"("+c.Type+")")
-	}
-	a.Logger.InfoContext(ctx, "sidecar ready", "components", names)
-	return nil
 }

@@ -56,8 +56,17 @@ type Server struct {
 	logger *slog.Logger
 	cfg    Config
 
-	mu     sync.Mutex
-	checks map[string]CheckFunc
+	mu         sync.Mutex
+	checks     map[string]CheckFunc
+	onShutdown []func()
+}
+
+// OnShutdown registers f to run when the server starts shutting down: long-lived
+// responses (SSE streams) must end then, or the shutdown waits for them.
+func (s *Server) OnShutdown(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onShutdown = append(s.onShutdown, f)
 }
 
 // New builds the router with the operational endpoints and request metrics registered
@@ -134,6 +143,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	srv := &http.Server{Handler: s.Router, ReadHeaderTimeout: 5 * time.Second}
+	s.mu.Lock()
+	for _, f := range s.onShutdown {
+		srv.RegisterOnShutdown(f)
+	}
+	s.mu.Unlock()
 	s.logger.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
 	return runner.ServeHTTP(ctx, srv, ln)
 }
