@@ -4,7 +4,13 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/taskgrid/taskgrid/internal/actorhost"
 	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
@@ -12,5 +18,28 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx, app.AwaitSidecar)
+	hub := NewSSEHub(logger)
+	app.Server.OnShutdown(hub.Close)
+	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts}, NewDaprBackend(logger, app.Dapr), catalog.Default(), hub, NewMetrics(app.Registry))
+	api.Mount(app.Server.Router)
+
+	// The task queue actor lives in the gateway; it pushes work to worker slots.
+	queueActor := queue.NewActor(logger, app.Dapr, func(ctx context.Context, slot string, a task.Assignment) error {
+		return actorhost.Call(ctx, app.Dapr, components.WorkerActor, slot, components.WorkerRun, a, nil)
+	})
+	app.Registry.MustRegister(queueActor)
+	host := actorhost.New(logger, nil)
+	host.Register(components.QueueActor, queueActor)
+	host.Mount(app.Server.Router)
+
+	// Every lifecycle event, for the SSE streams this instance serves.
+	feed := func(ctx context.Context) error {
+		return events.Subscribe(ctx, logger.With("component", "feed"), app.Dapr, components.Fanout,
+			[]string{events.TopicStarted, events.TopicProgress, events.TopicCompleted, events.TopicFailed},
+			func(_ context.Context, e events.Event) error {
+				hub.Publish(updateFromEvent(e))
+				return nil
+			})
+	}
+	return app.Run(ctx, feed)
 }

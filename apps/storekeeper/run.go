@@ -5,6 +5,9 @@ import (
 	"log/slog"
 
 	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/resultstore"
+	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
@@ -12,5 +15,11 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx, app.AwaitSidecar)
+	results, err := resultstore.Open(cfg.ResultsRoot)
+	if err != nil {
+		return err
+	}
+	defer results.Close()
+	NewKeeper(logger, results, taskstore.New(app.Dapr, components.StateStore), app.Dapr, app.Registry).Mount(app.Server.Router)
+	return app.Run(ctx)
 }

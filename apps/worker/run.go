@@ -3,14 +3,48 @@ package main
 import (
 	"context"
 	"log/slog"
+	"strconv"
 
+	"github.com/taskgrid/taskgrid/internal/actorhost"
 	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
+
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app, err := appserver.NewApp(logger, cfg.Config)
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx, app.AwaitSidecar)
+	exec := &Executor{Catalog: catalog.Default()}
+	var runner *Runner
+	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return runner.Busy() })
+	runner = NewRunner(logger, cfg.NodeID, exec, taskstore.New(app.Dapr, components.StateStore), app.Dapr, metrics)
+
+	host := actorhost.New(logger, nil)
+	host.Register(components.WorkerActor, NewSlotActor(logger, app.Dapr, runner, cfg.WatchdogPeriod.String()))
+	host.Mount(app.Server.Router)
+
+	// Running attempts finish through the sidecar, which calls back into this app: the
+	// HTTP server stops only after the drain.
+	slots := cfg.Slots()
+	serverCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServer()
+	return app.Run(serverCtx, func(sctx context.Context) error {
+		defer stopServer()
+		if err := runner.Announce(ctx, slots); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-sctx.Done():
+		}
+		dctx, cancel := context.WithTimeout(serverCtx, cfg.DrainTimeout)
+		defer cancel()
+		runner.Drain(dctx, slots)
+		return nil
+	})
 }

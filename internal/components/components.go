@@ -8,6 +8,9 @@ const (
 	StateStore  = "statestore"   // state.redis: task records, queue, actor state
 	AnalyticsDB = "analytics-db" // bindings.mysql: analytics statistics
 	Secrets     = "envsecrets"   // secretstores.local.env: addresses and credentials
+	// Fanout is pubsub.kafka on the same topics with a consumer group per sidecar: every
+	// gateway instance reads every event (for its SSE streams).
+	Fanout = "fanout"
 )
 
 // Scopes says which apps may load each component.
@@ -16,4 +19,14 @@ var Scopes = map[string][]string{
 	StateStore:  {"gateway", "worker", "storekeeper"},
 	AnalyticsDB: {"analytics"},
 	Secrets:     {"gateway", "worker", "storekeeper", "analytics"},
+	Fanout:      {"gateway"},
 }
+
+// Actor types.
+const (
+	QueueActor  = "TaskQueue" // hosted by the gateway: the task queue
+	WorkerActor = "Worker"    // hosted by the worker: one worker process (slot), one task at a time
+
+	// WorkerRun is the Worker actor method the queue calls to hand a slot its task.
+	WorkerRun = "run"
+)

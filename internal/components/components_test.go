@@ -61,6 +61,7 @@ func TestComponentsMatchConstants(t *testing.T) {
 	comps := loadComponents(t)
 	want := map[string]string{
 		PubSub: "pubsub.kafka", StateStore: "state.redis", AnalyticsDB: "bindings.mysql", Secrets: "secretstores.local.env",
+		Fanout: "pubsub.kafka",
 	}
 	if len(comps) != len(want) {
 		t.Errorf("components/ defines %d components, want %d", len(comps), len(want))
