@@ -35,7 +35,9 @@ func (f *fakeActor) Remind(_ context.Context, id, name string) (bool, error) {
 	return name == "once", nil
 }
 
-func (f *fakeActor) Deactivate(_ context.Context, id string) { f.deactivated = append(f.deactivated, id) }
+func (f *fakeActor) Deactivate(_ context.Context, id string) {
+	f.deactivated = append(f.deactivated, id)
+}
 
 func TestHostProtocol(t *testing.T) {
 	t.Parallel()

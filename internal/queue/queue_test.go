@@ -66,7 +66,9 @@ func (r *recorder) dispatch(_ context.Context, slot string, a task.Assignment) e
 	return nil
 }
 
-func newRecorder() *recorder { return &recorder{failing: map[string]bool{}, names: map[uuid.UUID]string{}} }
+func newRecorder() *recorder {
+	return &recorder{failing: map[string]bool{}, names: map[uuid.UUID]string{}}
+}
 
 func (r *recorder) assignment(name string, p task.Priority) task.Assignment {
 	id := uuid.New()

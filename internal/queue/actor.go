@@ -1,0 +1,206 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskgrid/taskgrid/internal/actorhost"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// DefaultID is the id of the (single) queue actor.
+const DefaultID = "default"
+
+// Actor methods.
+const (
+	MethodEnqueue = "enqueue"
+	MethodIdle    = "idle"
+	MethodRetire  = "retire"
+	MethodDepth   = "depth"
+)
+
+// EnqueueRequest adds assignments to the queue.
+type EnqueueRequest struct {
+	Assignments []task.Assignment `json:"assignments"`
+}
+
+// EnqueueReply says how many went to idle slots at once.
+type EnqueueReply struct {
+	Dispatched int `json:"dispatched"`
+}
+
+// IdleRequest says a worker slot is free.
+type IdleRequest struct {
+	Slot string `json:"slot"`
+}
+
+// IdleReply names the assignment the slot was given, if any.
+type IdleReply struct {
+	Assigned *task.Assignment `json:"assigned,omitempty"`
+}
+
+// RetireRequest removes slots from the idle list.
+type RetireRequest struct {
+	Slots []string `json:"slots"`
+}
+
+// Actor hosts TaskQueue actors (one Queue per actor id) through actorhost.
+type Actor struct {
+	logger   *slog.Logger
+	state    actorhost.StateClient
+	dispatch DispatchFunc
+
+	mu     sync.Mutex
+	queues map[string]*Queue
+	depths map[string]Depth // last known depth per queue, for metrics
+}
+
+// NewActor returns the TaskQueue actor type; dispatch pushes assignments to workers.
+func NewActor(logger *slog.Logger, state actorhost.StateClient, dispatch DispatchFunc) *Actor {
+	return &Actor{
+		logger: logger.With("component", "queue"), state: state, dispatch: dispatch,
+		queues: map[string]*Queue{}, depths: map[string]Depth{},
+	}
+}
+
+type storeAdapter struct{ s actorhost.State }
+
+func (a storeAdapter) Get(ctx context.Context, key string) ([]byte, error) { return a.s.Get(ctx, key) }
+
+func (a storeAdapter) Apply(ctx context.Context, ops []Op) error {
+	ws := make([]actorhost.Write, len(ops))
+	for i, op := range ops {
+		ws[i] = actorhost.Write{Key: op.Key, Value: op.Value}
+	}
+	return a.s.Apply(ctx, ws...)
+}
+
+func (a *Actor) queue(id string) *Queue {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q, ok := a.queues[id]
+	if !ok {
+		q = New(storeAdapter{actorhost.State{Client: a.state, ActorType: components.QueueActor, ActorID: id}}, a.dispatch)
+		a.queues[id] = q
+	}
+	return q
+}
+
+// Invoke runs one queue method.
+func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]byte, error) {
+	q := a.queue(id)
+	var reply any
+	var err error
+	switch method {
+	case MethodEnqueue:
+		var req EnqueueRequest
+		if err = json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		var n int
+		n, err = q.Enqueue(ctx, req.Assignments)
+		reply = EnqueueReply{Dispatched: n}
+	case MethodIdle:
+		var req IdleRequest
+		if err = json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		var as *task.Assignment
+		as, err = q.Idle(ctx, req.Slot)
+		reply = IdleReply{Assigned: as}
+	case MethodRetire:
+		var req RetireRequest
+		if err = json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		err = q.Retire(ctx, req.Slots)
+	case MethodDepth:
+		reply, err = q.Depth(ctx)
+	default:
+		return nil, actorhost.ErrMethodNotFound
+	}
+	if d, derr := q.Depth(ctx); derr == nil {
+		a.mu.Lock()
+		a.depths[id] = d
+		a.mu.Unlock()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(reply)
+}
+
+// Remind is unused: the queue registers no reminders.
+func (a *Actor) Remind(context.Context, string, string) (bool, error) { return true, nil }
+
+// Deactivate drops the cached state of queue id.
+func (a *Actor) Deactivate(_ context.Context, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.queues, id)
+	delete(a.depths, id)
+}
+
+// Describe implements prometheus.Collector.
+func (a *Actor) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(a, ch) }
+
+var (
+	depthDesc = prometheus.NewDesc("taskgrid_queue_depth", "Tasks waiting in the queue, by priority (queues hosted by this process).", []string{"queue", "priority"}, nil)
+	idleDesc  = prometheus.NewDesc("taskgrid_queue_idle_slots", "Worker slots waiting for work, as the queue sees them.", []string{"queue"}, nil)
+)
+
+// Collect implements prometheus.Collector: the depth of each queue hosted here.
+func (a *Actor) Collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, d := range a.depths {
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(d.High), id, string(task.PriorityHigh))
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(d.Normal), id, string(task.PriorityNormal))
+		ch <- prometheus.MustNewConstMetric(idleDesc, prometheus.GaugeValue, float64(d.Idle), id)
+	}
+}
+
+// Client calls the queue actor through the sidecar.
+type Client struct {
+	Invoker actorhost.Invoker
+	ID      string // queue actor id; DefaultID when empty
+}
+
+func (c Client) id() string {
+	if c.ID == "" {
+		return DefaultID
+	}
+	return c.ID
+}
+
+// Enqueue adds assignments.
+func (c Client) Enqueue(ctx context.Context, as ...task.Assignment) (int, error) {
+	var reply EnqueueReply
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodEnqueue, EnqueueRequest{Assignments: as}, &reply)
+	return reply.Dispatched, err
+}
+
+// Idle reports slot as free; the reply names the task it was given, if any.
+func (c Client) Idle(ctx context.Context, slot string) (*task.Assignment, error) {
+	var reply IdleReply
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodIdle, IdleRequest{Slot: slot}, &reply)
+	return reply.Assigned, err
+}
+
+// Retire removes slots from the idle list.
+func (c Client) Retire(ctx context.Context, slots ...string) error {
+	return actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodRetire, RetireRequest{Slots: slots}, nil)
+}
+
+// Depth reads the queue's depth.
+func (c Client) Depth(ctx context.Context) (Depth, error) {
+	var d Depth
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodDepth, nil, &d)
+	return d, err
+}
