@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/taskgrid/taskgrid/internal/appserver"
 	"github.com/taskgrid/taskgrid/internal/env"
@@ -11,11 +12,18 @@ import (
 // Config is the worker's configuration.
 type Config struct {
 	appserver.Config
-	// NodeID names this worker node in logs and metrics. Defaults to the host name.
+	// NodeID names this worker node; its slots are "<NodeID>-<i>". Keep it stable across
+	// restarts (a host name, a StatefulSet pod name). Defaults to the host name.
 	NodeID string
-	// PoolSize is how many worker actors (tasks at once) this node runs. Defaults to the
-	// number of CPUs.
+	// PoolSize is how many worker slots (tasks at once) this node adds to the pool.
+	// Defaults to the number of CPUs.
 	PoolSize int
+	// WatchdogPeriod is how often a busy slot's reminder checks its attempt is alive;
+	// a killed worker's tasks are re-queued about this long after the kill. Defaults to 1s.
+	WatchdogPeriod time.Duration
+	// DrainTimeout bounds how long a stopping worker waits for running attempts before
+	// leaving them to the watchdog. Defaults to 30s.
+	DrainTimeout time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -23,9 +31,20 @@ func Load(getenv func(string) string) (Config, error) {
 	r := env.New(getenv)
 	host, _ := os.Hostname()
 	cfg := Config{
-		Config:   appserver.LoadConfig(r, "worker", 8081),
-		NodeID:   r.String("NODE_ID", host),
-		PoolSize: r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
+		Config:         appserver.LoadConfig(r, "worker", 8081),
+		NodeID:         r.String("NODE_ID", host),
+		PoolSize:       r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
+		WatchdogPeriod: r.Duration("WATCHDOG_PERIOD", time.Second, 100*time.Millisecond, time.Minute),
+		DrainTimeout:   r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
 	}
 	return cfg, r.Err()
+}
+
+// Slots are the ids of the worker slots this node adds to the pool.
+func (c Config) Slots() []string {
+	slots := make([]string, c.PoolSize)
+	for i := range slots {
+		slots[i] = c.NodeID + "-" + itoa(i)
+	}
+	return slots
 }

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// Backend is what the API needs of the gateway's Dapr-backed services. It returns
+// ErrNotFound for an unknown task and wraps ErrUnavailable when a dependency is down;
+// every other error is answered as an internal error.
+type Backend interface {
+	// Submit stores the new task record (status pending) and queues it. With a non-empty
+	// idempotency key, a repeated key returns the first task and created=false, and
+	// queues nothing.
+	Submit(ctx context.Context, rec task.Record, idempotencyKey string) (stored task.Record, created bool, err error)
+	// Get returns the task's record, or an error wrapping ErrNotFound when it is unknown.
+	Get(ctx context.Context, id uuid.UUID) (task.Record, error)
+	// Result returns the stored result JSON of a completed task.
+	Result(ctx context.Context, rec task.Record) ([]byte, error)
+}
+
+// Errors a Backend returns (wrapped or not); the API maps them in errorTable.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrUnavailable = errors.New("service unavailable") // a dependency is down; the client may retry
+)
+
+// API defaults.
+const (
+	MaxBodyBytesDefault      = 16 << 20 // 16 MiB
+	HeartbeatIntervalDefault = 15 * time.Second
+)
+
+// APIConfig configures the API. Zero fields take their defaults.
+type APIConfig struct {
+	// MaxBodyBytes limits the size of a submitted request body.
+	// Defaults to MaxBodyBytesDefault (16 MiB).
+	MaxBodyBytes int64
+	// HeartbeatInterval is how often an idle event stream gets a ": ping" comment, so that
+	// proxies keep it open and a gone client is noticed.
+	// Defaults to HeartbeatIntervalDefault (15s).
+	HeartbeatInterval time.Duration
+	// MaxAttempts is how many attempts a new task gets.
+	// Defaults to task.MaxAttemptsDefault (5).
+	MaxAttempts int
+}
+
+// WithDefaults returns a copy of c (which may be nil) with every zero field set to its default.
+func (c *APIConfig) WithDefaults() *APIConfig {
+	if c == nil {
+		c = &APIConfig{}
+	}
+	return &APIConfig{
+		MaxBodyBytes:      cmp.Or(c.MaxBodyBytes, MaxBodyBytesDefault),
+		HeartbeatInterval: cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault),
+		MaxAttempts:       cmp.Or(c.MaxAttempts, task.MaxAttemptsDefault),
+	}
+}
+
+func (c *APIConfig) mustValidate() *APIConfig {
+	switch {
+	case c.MaxBodyBytes < 0:
+		panic(fmt.Sprintf("gateway: APIConfig.MaxBodyBytes %d is negative", c.MaxBodyBytes))
+	case c.HeartbeatInterval < 0:
+		panic(fmt.Sprintf("gateway: APIConfig.HeartbeatInterval %s is negative", c.HeartbeatInterval))
+	case c.MaxAttempts < 0:
+		panic(fmt.Sprintf("gateway: APIConfig.MaxAttempts %d is negative", c.MaxAttempts))
+	}
+	return c
+}
+
+// API serves the task endpoints under /api/v1.
+type API struct {
+	logger  *slog.Logger
+	cfg     *APIConfig
+	backend Backend
+	reg     *catalog.Registry
+	hub     *SSEHub
+	metrics *Metrics
+}
+
+// NewAPI returns the task API. cfg may be nil; every other argument is required.
+func NewAPI(logger *slog.Logger, cfg *APIConfig, backend Backend, reg *catalog.Registry, hub *SSEHub, metrics *Metrics) *API {
+	if logger == nil || backend == nil || reg == nil || hub == nil || metrics == nil {
+		panic("gateway: NewAPI needs a logger, backend, registry, hub and metrics")
+	}
+	metrics.init(reg.Names())
+	return &API{
+		logger: logger.With("component", "api"), cfg: cfg.WithDefaults().mustValidate(),
+		backend: backend, reg: reg, hub: hub, metrics: metrics,
+	}
+}
+
+// Routes.
+const (
+	routeTasks     = "/api/v1/tasks"
+	routeTaskTypes = "/api/v1/task-types"
+)
+
+// Mount adds the API's routes to r.
+func (a *API) Mount(r chi.Router) {
+	r.Post(routeTasks, a.handleSubmit)
+	r.Get(routeTasks+"/{id}", a.handleGet)
+	r.Get(routeTasks+"/{id}/result", a.handleResult)
+	r.Get(routeTasks+"/{id}/events", a.handleEvents)
+	r.Get(routeTaskTypes, a.handleTaskTypes)
+}
+
+// handleSubmit accepts a task: 202 with its view for a new task, 200 with the first
+// task's view for a repeated idempotency key.
+func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeSubmit(r, a.cfg.MaxBodyBytes, a.reg)
+	if err != nil {
+		a.metrics.taskRejected(a.writeError(w, r, err))
+		return
+	}
+	rec := task.Record{
+		ID: uuid.New(), Type: req.Task, Payload: req.Payload, Directory: req.Directory,
+		Status: task.StatusPending, Priority: task.PriorityNormal, MaxAttempts: a.cfg.MaxAttempts,
+		CreatedAt: time.Now().UTC(),
+	}
+	stored, created, err := a.backend.Submit(r.Context(), rec, req.IdempotencyKey)
+	if err != nil {
+		a.metrics.taskRejected(a.writeError(w, r, fmt.Errorf("submit task %s: %w", rec.ID, err)))
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusAccepted
+		a.metrics.taskSubmitted(stored.Type)
+		a.logger.InfoContext(r.Context(), "task accepted", "task_id", stored.ID, "task", stored.Type, "directory", stored.Directory)
+	} else {
+		a.logger.InfoContext(r.Context(), "task resubmitted with a known idempotency key", "task_id", stored.ID, "task", stored.Type)
+	}
+	w.Header().Set("Location", taskPath(stored.ID))
+	writeJSON(w, status, newTaskView(stored))
+}
+
+// handleGet answers the task's view.
+func (a *API) handleGet(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.lookup(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newTaskView(rec))
+}
+
+// handleResult answers the stored result of a completed task, and 409 otherwise.
+func (a *API) handleResult(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.lookup(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	switch rec.Status {
+	case task.StatusCompleted:
+	case task.StatusFailed:
+		a.writeError(w, r, requestError(errTaskFailed,
+			fmt.Sprintf("task %s failed, so it has no result: %s", rec.ID, rec.Error),
+			map[string]any{"status": rec.Status, "error": rec.Error}))
+		return
+	default:
+		a.writeError(w, r, requestError(errTaskNotCompleted,
+			fmt.Sprintf("task %s is %s, not completed yet; its result is available once its status is completed (watch %s)",
+				rec.ID, rec.Status, taskPath(rec.ID)+"/events"),
+			map[string]any{"status": rec.Status}))
+		return
+	}
+	data, err := a.backend.Result(r.Context(), rec)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("read result of task %s: %w", rec.ID, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(data)
+}
+
+// handleTaskTypes lists the catalog's task types, sorted by name.
+func (a *API) handleTaskTypes(w http.ResponseWriter, r *http.Request) {
+	specs := slices.SortedFunc(slices.Values(a.reg.Specs()), func(x, y catalog.Spec) int {
+		return strings.Compare(x.Name, y.Name)
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"task_types": specs})
+}
+
+// lookup parses the {id} path parameter and reads the task.
+func (a *API) lookup(r *http.Request) (task.Record, error) {
+	id, err := parseTaskID(r)
+	if err != nil {
+		return task.Record{}, err
+	}
+	rec, err := a.backend.Get(r.Context(), id)
+	if err != nil {
+		return task.Record{}, fmt.Errorf("get task %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// parseTaskID reads the {id} path parameter.
+func parseTaskID(r *http.Request) (uuid.UUID, error) {
+	raw := chi.URLParam(r, "id")
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		return uuid.Nil, requestError(fmt.Errorf("parse task id: %w: %w", errInvalidID, err),
+			fmt.Sprintf("task id %.100q is not a UUID; use the id returned on submit, like 3f2b8c1e-9a4d-4e7f-8b1a-2c3d4e5f6a7b", raw), nil)
+	}
+	return id, nil
+}
+
+// taskPath is the URL path of a task.
+func taskPath(id uuid.UUID) string { return routeTasks + "/" + id.String() }
+
+// taskView is what users see of a task. Failed attempts are silent: a task whose attempt
+// failed is pending again, and only its attempts count (and a high priority) shows it.
+type taskView struct {
+	ID         uuid.UUID      `json:"id"`
+	Task       string         `json:"task"`
+	Status     task.Status    `json:"status"`
+	Priority   task.Priority  `json:"priority"`
+	Attempts   int            `json:"attempts"`
+	Directory  string         `json:"directory"`
+	Progress   float64        `json:"progress"`
+	CreatedAt  time.Time      `json:"created_at"`
+	StartedAt  *time.Time     `json:"started_at"`
+	FinishedAt *time.Time     `json:"finished_at"`
+	Result     *task.Location `json:"result,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	Links      taskLinks      `json:"links"`
+}
+
+type taskLinks struct {
+	Self   string `json:"self"`
+	Events string `json:"events"`
+	Result string `json:"result"`
+}
+
+func newTaskView(rec task.Record) taskView {
+	v := taskView{
+		ID: rec.ID, Task: rec.Type, Status: rec.Status, Priority: rec.Priority, Attempts: rec.Attempts,
+		Directory: rec.Directory, Progress: rec.Progress, CreatedAt: rec.CreatedAt,
+		StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, Result: rec.Result, Error: rec.Error,
+	}
+	return v.sanitized()
+}
+
+// sanitized hides what belongs to failed attempts or to another status, and sets the links.
+func (v taskView) sanitized() taskView {
+	if v.Status == task.StatusPending { // maybe again, after a failed attempt
+		v.StartedAt, v.Progress = nil, 0
+	}
+	if !v.Status.Terminal() {
+		v.FinishedAt = nil
+	}
+	if v.Status != task.StatusCompleted {
+		v.Result = nil
+	}
+	if v.Status != task.StatusFailed {
+		v.Error = ""
+	}
+	self := taskPath(v.ID)
+	v.Links = taskLinks{Self: self, Events: self + "/events", Result: self + "/result"}
+	return v
+}
+
+// writeJSON writes v as the JSON response body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		// Only our own types reach here; failing to encode them is a programmer error.
+		status, data = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(data, '\n'))
+}

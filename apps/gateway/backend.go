@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/actorhost"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/taskstore"
+)
+
+// DaprClient is what the gateway's backend uses of the Dapr client.
+type DaprClient interface {
+	taskstore.StateClient
+	events.Publisher
+	actorhost.Invoker
+	InvokeMethod(ctx context.Context, appID, methodName, verb string) ([]byte, error)
+}
+
+// DaprBackend implements Backend with the state store (task records), the queue actor
+// and the storekeeper, all through the sidecar.
+type DaprBackend struct {
+	logger *slog.Logger
+	client DaprClient
+	tasks  *taskstore.Store
+	queue  queue.Client
+}
+
+// NewDaprBackend returns the gateway's backend.
+func NewDaprBackend(logger *slog.Logger, client DaprClient) *DaprBackend {
+	return &DaprBackend{
+		logger: logger.With("component", "backend"), client: client,
+		tasks: taskstore.New(client, components.StateStore), queue: queue.Client{Invoker: client},
+	}
+}
+
+// Submit stores the task record, then queues its first attempt. The task is accepted
+// only once both are durable; if queuing fails the record is removed again, so a
+// refused request leaves nothing behind. With an idempotency key, a repeated request
+// returns the first task; if the first request died between storing and queuing, the
+// repeat queues it (a duplicate queue entry is harmless: workers drop an attempt that
+// has already started).
+func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (task.Record, bool, error) {
+	if key != "" {
+		bound, claimed, err := b.tasks.ClaimIdempotencyKey(ctx, key, rec.ID)
+		if err != nil {
+			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if !claimed {
+			existing, _, err := b.tasks.Get(ctx, bound)
+			switch {
+			case err == nil:
+				if existing.Status == task.StatusPending && existing.Attempts == 0 {
+					if err := b.enqueue(ctx, existing); err != nil {
+						return rec, false, err
+					}
+				}
+				return existing, false, nil
+			case errors.Is(err, taskstore.ErrNotFound):
+				rec.ID = bound // the first request died before storing the record
+			default:
+				return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+		}
+	}
+	if err := b.tasks.Create(ctx, rec); err != nil {
+		return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if err := b.enqueue(ctx, rec); err != nil {
+		if derr := b.tasks.Delete(context.WithoutCancel(ctx), rec.ID); derr != nil {
+			b.logger.ErrorContext(ctx, "could not remove record of a task that was not queued", "task_id", rec.ID, "error", derr)
+		}
+		return rec, false, err
+	}
+	ev := events.New(events.KindAccepted, rec, rec.CreatedAt)
+	if err := events.Publish(ctx, b.client, components.PubSub, ev); err != nil {
+		b.logger.WarnContext(ctx, "could not publish event", "event_id", ev.ID, "error", err)
+	}
+	return rec, true, nil
+}
+
+func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
+	a := task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC()}
+	if _, err := b.queue.Enqueue(ctx, a); err != nil {
+		return fmt.Errorf("%w: queue task %s: %w", ErrUnavailable, rec.ID, err)
+	}
+	return nil
+}
+
+// Get returns the task's record.
+func (b *DaprBackend) Get(ctx context.Context, id uuid.UUID) (task.Record, error) {
+	rec, _, err := b.tasks.Get(ctx, id)
+	switch {
+	case errors.Is(err, taskstore.ErrNotFound):
+		return rec, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	case err != nil:
+		return rec, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return rec, nil
+}
+
+// Result reads a completed task's stored result from the storekeeper.
+func (b *DaprBackend) Result(ctx context.Context, rec task.Record) ([]byte, error) {
+	data, err := b.client.InvokeMethod(ctx, "storekeeper", "results/"+rec.ID.String(), "get")
+	if err != nil {
+		return nil, fmt.Errorf("%w: read result of %s: %w", ErrUnavailable, rec.ID, err)
+	}
+	return data, nil
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"time"
+
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// errHubClosed ends the streams when the server shuts down.
+var errHubClosed = errors.New("sse hub closed")
+
+// handleEvents streams a task's life as Server-Sent Events:
+//
+//	event: status     data: the task view; first on every stream, then on each status change
+//	event: progress   data: {"progress":0.42}
+//	event: completed  data: the task view with its result location; last event
+//	event: failed     data: the task view with its error; last event
+//
+// plus a ": ping" comment every HeartbeatInterval. Every stream has exactly one terminal
+// event (completed or failed), then the server ends it; an unknown task is answered 404
+// before the stream starts.
+//
+// Each event's id is the server's clock in Unix nanoseconds when it was sent, increasing
+// within a stream. A reconnecting client's Last-Event-ID is accepted but nothing is
+// replayed: progress is a level, not a log, so the status snapshot every stream starts
+// with is all a reconnecting client needs.
+func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id, err := parseTaskID(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	// Subscribe before reading the record, so that no update falls between the two.
+	updates, cancel := a.hub.Subscribe(id)
+	defer cancel()
+	rec, err := a.backend.Get(ctx, id)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("get task %s: %w", id, err))
+		return
+	}
+
+	a.metrics.sseClientOpened()
+	defer a.metrics.sseClientClosed()
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives any write timeout; unsupported by some writers
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	logger := a.logger.With("task_id", id)
+	logger.DebugContext(ctx, "event stream started", "last_event_id", r.Header.Get("Last-Event-ID"))
+	s := &eventStream{w: w, rc: rc, logger: logger, metrics: a.metrics, view: newTaskView(rec)}
+	err = s.run(ctx, updates, a.cfg.HeartbeatInterval)
+	logger.DebugContext(ctx, "event stream ended", "events", s.sent, "reason", endReason(err))
+}
+
+// endReason describes why a stream ended, for the log.
+func endReason(err error) string {
+	if err == nil {
+		return "terminal event sent"
+	}
+	return err.Error()
+}
+
+// eventStream writes one task's events to one client.
+type eventStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	logger  *slog.Logger
+	metrics *Metrics
+
+	view     taskView // what the client has been told so far
+	lastView []byte   // the last view sent, to skip repeated status updates
+	lastID   int64
+	sent     int
+}
+
+// run sends the snapshot, then the updates, until a terminal event is sent (nil), the
+// client goes away, a write fails or the hub closes.
+func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat time.Duration) error {
+	if err := s.sendView(UpdateStatus, s.view); err != nil {
+		return err
+	}
+	if s.view.Status.Terminal() {
+		return s.sendView(string(s.view.Status), s.view)
+	}
+	ticker := time.NewTicker(heartbeat)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-ticker.C:
+			if err := s.ping(); err != nil {
+				return err
+			}
+		case u, ok := <-updates:
+			if !ok {
+				return errHubClosed
+			}
+			done, err := s.apply(ctx, u)
+			if err != nil || done {
+				return err
+			}
+		}
+	}
+}
+
+// apply sends the event for u, if any, and reports whether it was the terminal one.
+func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error) {
+	if u.Kind == UpdateProgress {
+		var p struct {
+			Progress *float64 `json:"progress"`
+		}
+		if err := json.Unmarshal(u.Data, &p); err != nil || p.Progress == nil || math.IsNaN(*p.Progress) {
+			s.logger.WarnContext(ctx, "malformed progress update ignored", "data", string(u.Data), "error", err)
+			return false, nil
+		}
+		s.view.Progress = min(max(*p.Progress, 0), 1)
+		data, err := json.Marshal(map[string]float64{"progress": s.view.Progress})
+		if err != nil {
+			return false, fmt.Errorf("encode progress: %w", err)
+		}
+		return false, s.send(UpdateProgress, data)
+	}
+	next, err := mergeView(s.view, u)
+	if err != nil {
+		s.logger.WarnContext(ctx, "malformed update ignored", "kind", u.Kind, "error", err)
+		return false, nil
+	}
+	if next.Status.Terminal() {
+		return true, s.sendView(string(next.Status), next)
+	}
+	return false, s.sendView(UpdateStatus, next)
+}
+
+// mergeView returns v with the fields of u.Data, a (partial) task view, set over it. The
+// status of a terminal update is its kind.
+func mergeView(v taskView, u Update) (taskView, error) {
+	next := v
+	// Decoding into next must not write through pointers it shares with v.
+	next.StartedAt, next.FinishedAt, next.Result = clonePtr(v.StartedAt), clonePtr(v.FinishedAt), clonePtr(v.Result)
+	if data := bytes.TrimSpace(u.Data); len(data) > 0 {
+		if err := json.Unmarshal(data, &next); err != nil {
+			return v, fmt.Errorf("decode %s update of task %s: %w", u.Kind, u.TaskID, err)
+		}
+	}
+	next.ID = v.ID
+	switch u.Kind {
+	case UpdateCompleted:
+		next.Status = task.StatusCompleted
+	case UpdateFailed:
+		next.Status = task.StatusFailed
+	}
+	return next.sanitized(), nil
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
+}
+
+// sendView sends v as event, and remembers it as what the client knows. A status event
+// that would repeat the last view sent is skipped.
+func (s *eventStream) sendView(event string, v taskView) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode task view: %w", err)
+	}
+	if event == UpdateStatus && bytes.Equal(data, s.lastView) {
+		return nil
+	}
+	s.view, s.lastView = v, data
+	return s.send(event, data)
+}
+
+// send writes one event and flushes it. data must be one line (compact JSON).
+func (s *eventStream) send(event string, data []byte) error {
+	s.lastID = max(time.Now().UnixNano(), s.lastID+1)
+	if _, err := fmt.Fprintf(s.w, "id: %d\nevent: %s\ndata: %s\n\n", s.lastID, event, data); err != nil {
+		return fmt.Errorf("write %s event: %w", event, err)
+	}
+	if err := s.rc.Flush(); err != nil {
+		return fmt.Errorf("flush %s event: %w", event, err)
+	}
+	s.sent++
+	s.metrics.sseEventSent(event)
+	return nil
+}
+
+// ping writes a heartbeat comment.
+func (s *eventStream) ping() error {
+	if _, err := s.w.Write([]byte(": ping\n\n")); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
+	}
+	if err := s.rc.Flush(); err != nil {
+		return fmt.Errorf("flush heartbeat: %w", err)
+	}
+	return nil
+}

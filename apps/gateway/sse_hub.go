@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// Kinds of Update. Each is also the name of the Server-Sent Event it produces.
+const (
+	UpdateStatus    = "status"    // the task's status changed (e.g. pending → running)
+	UpdateProgress  = "progress"  // the running attempt advanced
+	UpdateCompleted = "completed" // terminal: the result is stored
+	UpdateFailed    = "failed"    // terminal: the task failed for good
+)
+
+// Update is one change of a task, for the streams that watch it.
+//
+// Data depends on Kind:
+//   - UpdateProgress: {"progress": 0.42}, a fraction in [0,1].
+//   - UpdateStatus, UpdateCompleted, UpdateFailed: a JSON object with the task view's
+//     fields (see taskView), all or some of them, e.g. {"status":"running","attempts":1,
+//     "started_at":"..."}. Each stream merges it into the view it has sent so far, so a
+//     partial view (built from a lifecycle event, which lacks e.g. created_at) is enough.
+//     For UpdateCompleted and UpdateFailed the status is implied by Kind; completed should
+//     carry "result" (the Location) and failed should carry "error".
+type Update struct {
+	TaskID uuid.UUID
+	Kind   string
+	Data   json.RawMessage
+}
+
+// terminal reports whether u ends a stream.
+func (u Update) terminal() bool { return u.Kind == UpdateCompleted || u.Kind == UpdateFailed }
+
+func validUpdateKind(kind string) bool {
+	switch kind {
+	case UpdateStatus, UpdateProgress, UpdateCompleted, UpdateFailed:
+		return true
+	}
+	return false
+}
+
+// SubscriberBufferSize is how many updates a subscriber that does not keep up can fall
+// behind before the hub drops some.
+const SubscriberBufferSize = 64
+
+// SSEHub fans task updates out to the event streams that watch each task. It is safe for
+// concurrent use.
+//
+// Publish never blocks: each subscriber has a buffer of SubscriberBufferSize updates.
+// When a slow subscriber's buffer is full, the hub drops the oldest progress update in it
+// (progress is a level: a later value supersedes it). A completed or failed update is
+// never dropped: if the buffer holds no progress update, a new progress update is dropped
+// instead, or, for a terminal update, the oldest status update. Once a subscriber has a
+// terminal update queued, later updates for it are dropped, so duplicates of the terminal
+// update (the bus delivers at least once) never reach it.
+type SSEHub struct {
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[uuid.UUID]map[*subscriber]struct{}
+	count  int
+	closed bool
+}
+
+// NewSSEHub returns an empty hub.
+func NewSSEHub(logger *slog.Logger) *SSEHub {
+	return &SSEHub{logger: logger.With("component", "sse_hub"), subs: map[uuid.UUID]map[*subscriber]struct{}{}}
+}
+
+// Publish queues u for every subscriber of u.TaskID, without blocking. Updates of an
+// unknown kind are ignored.
+func (h *SSEHub) Publish(u Update) {
+	if !validUpdateKind(u.Kind) || u.TaskID == uuid.Nil {
+		h.logger.WarnContext(context.Background(), "update ignored", "task_id", u.TaskID, "kind", u.Kind)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[u.TaskID] {
+		if dropped, ok := s.push(u); ok {
+			h.logger.DebugContext(context.Background(), "slow stream: update dropped", "task_id", u.TaskID, "kind", dropped.Kind)
+		}
+	}
+}
+
+// Subscribe returns a channel of taskID's updates, in publish order, and a cancel func
+// that ends the subscription. The channel is closed after cancel is called or the hub is
+// closed; a subscription to a closed hub gets a closed channel. cancel may be called more
+// than once; it returns once the subscription's goroutine has ended.
+func (h *SSEHub) Subscribe(taskID uuid.UUID) (ch <-chan Update, cancel func()) {
+	s := newSubscriber()
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		close(s.out)
+		return s.out, func() {}
+	}
+	if h.subs[taskID] == nil {
+		h.subs[taskID] = map[*subscriber]struct{}{}
+	}
+	h.subs[taskID][s] = struct{}{}
+	h.count++
+	h.mu.Unlock()
+
+	go s.run()
+	return s.out, func() {
+		h.remove(taskID, s)
+		<-s.exited
+	}
+}
+
+func (h *SSEHub) remove(taskID uuid.UUID, s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[taskID][s]; !ok {
+		return // cancelled before, or the hub is closed
+	}
+	delete(h.subs[taskID], s)
+	if len(h.subs[taskID]) == 0 {
+		delete(h.subs, taskID)
+	}
+	h.count--
+	close(s.done)
+}
+
+// Clients returns the number of current subscriptions.
+func (h *SSEHub) Clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.count
+}
+
+// Close ends every subscription (so every event stream ends) and refuses new ones. Queued
+// updates are discarded. It returns once every subscription's goroutine has ended. Call it
+// when the HTTP server shuts down (http.Server.RegisterOnShutdown), or the shutdown waits
+// for the streams.
+func (h *SSEHub) Close() {
+	h.mu.Lock()
+	var ended []*subscriber
+	for _, set := range h.subs {
+		for s := range set {
+			close(s.done)
+			ended = append(ended, s)
+		}
+	}
+	h.subs, h.count, h.closed = map[uuid.UUID]map[*subscriber]struct{}{}, 0, true
+	h.mu.Unlock()
+	for _, s := range ended {
+		<-s.exited
+	}
+}
+
+// subscriber is one subscription: a bounded queue, and a goroutine that hands the queue
+// to out in order.
+type subscriber struct {
+	out    chan Update   // unbuffered; closed by run when it returns
+	wake   chan struct{} // capacity 1: the queue is not empty
+	done   chan struct{} // closed when the subscription ends
+	exited chan struct{} // closed when run has returned
+
+	mu       sync.Mutex
+	queue    []Update
+	terminal bool // a terminal update has been queued
+}
+
+func newSubscriber() *subscriber {
+	return &subscriber{
+		out: make(chan Update), wake: make(chan struct{}, 1),
+		done: make(chan struct{}), exited: make(chan struct{}),
+		queue: make([]Update, 0, SubscriberBufferSize),
+	}
+}
+
+// push queues u without blocking. It returns the update it dropped, if any.
+func (s *subscriber) push(u Update) (dropped Update, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.terminal {
+		return u, true
+	}
+	if len(s.queue) >= SubscriberBufferSize {
+		i := slices.IndexFunc(s.queue, func(q Update) bool { return q.Kind == UpdateProgress })
+		if i < 0 { // only status updates are queued: none is terminal, as s.terminal is false
+			if u.Kind == UpdateProgress {
+				return u, true
+			}
+			i = 0
+		}
+		dropped, ok = s.queue[i], true
+		s.queue = slices.Delete(s.queue, i, i+1)
+	}
+	s.queue = append(s.queue, u)
+	s.terminal = u.terminal()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return dropped, ok
+}
+
+// pop takes the oldest queued update.
+func (s *subscriber) pop() (Update, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return Update{}, false
+	}
+	u := s.queue[0]
+	s.queue = slices.Delete(s.queue, 0, 1)
+	return u, true
+}
+
+// run hands queued updates to out until the subscription ends.
+func (s *subscriber) run() {
+	defer close(s.exited)
+	defer close(s.out)
+	for {
+		u, ok := s.pop()
+		if !ok {
+			select {
+			case <-s.wake:
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		select {
+		case s.out <- u:
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// updateFromEvent turns a lifecycle event from the bus into the update the hub publishes.
+// Its Data is a partial task view: an event lacks e.g. the directory and creation time,
+// which each stream keeps from the record it read. A failed attempt is silent: the task
+// is pending again. Events of other kinds give an Update with no Kind, which Publish
+// ignores.
+func updateFromEvent(e events.Event) Update {
+	u := Update{TaskID: e.TaskID}
+	data := map[string]any{"attempts": e.Attempt}
+	if e.Priority != "" {
+		data["priority"] = e.Priority
+	}
+	switch e.Kind {
+	case events.KindProgress:
+		u.Kind, data = UpdateProgress, map[string]any{"progress": e.Progress}
+	case events.KindAccepted, events.KindAttemptFailed:
+		u.Kind, data["status"] = UpdateStatus, task.StatusPending
+	case events.KindStarted:
+		u.Kind, data["status"], data["started_at"], data["progress"] = UpdateStatus, task.StatusRunning, e.Time, 0
+	case events.KindCompleted:
+		u.Kind, data["status"], data["finished_at"], data["progress"] = UpdateCompleted, task.StatusCompleted, e.Time, 1
+		if e.Result != nil {
+			data["result"] = e.Result
+		}
+	case events.KindFailed:
+		u.Kind, data["status"], data["finished_at"], data["error"] = UpdateFailed, task.StatusFailed, e.Time, e.Error
+	default:
+		return u
+	}
+	u.Data, _ = json.Marshal(data) // plain values: encoding cannot fail
+	return u
+}

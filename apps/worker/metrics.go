@@ -1,0 +1,66 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// Metrics of the worker node.
+type Metrics struct {
+	attempts      *prometheus.CounterVec
+	runSeconds    *prometheus.HistogramVec
+	waitSeconds   *prometheus.HistogramVec
+	recovered     prometheus.Counter
+	requeued      prometheus.Counter
+	failedForGood prometheus.Counter
+}
+
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+// NewMetrics registers the worker's metrics; busy reports running attempts and pool the
+// slots this node contributes.
+func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
+	m := &Metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskgrid_worker_attempts_total", Help: "Attempts finished in this process, by task type and outcome (ok or a failure kind).",
+		}, []string{"task", "outcome"}),
+		runSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "taskgrid_task_run_seconds", Help: "Time an attempt's task code ran, by task type.", Buckets: latencyBuckets,
+		}, []string{"task"}),
+		waitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "taskgrid_task_submit_to_start_seconds", Help: "Time from submission to the start of an attempt, by task type.", Buckets: latencyBuckets,
+		}, []string{"task"}),
+		recovered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskgrid_worker_attempts_recovered_total", Help: "Attempts found lost with their process by a watchdog reminder here.",
+		}),
+		requeued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskgrid_tasks_requeued_total", Help: "Tasks put back in the queue at high priority after a failed attempt.",
+		}),
+		failedForGood: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskgrid_tasks_failed_total", Help: "Tasks that failed for good after their last attempt.",
+		}),
+	}
+	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.recovered, m.requeued, m.failedForGood,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_busy", Help: "Attempts running in this process."},
+			func() float64 { return float64(busy()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_pool_size", Help: "Worker slots this node adds to the pool."},
+			func() float64 { return float64(pool) }),
+	)
+	return m
+}
+
+func (m *Metrics) started(rec task.Record, at time.Time) {
+	m.waitSeconds.WithLabelValues(rec.Type).Observe(at.Sub(rec.CreatedAt).Seconds())
+}
+
+func (m *Metrics) finished(typ string, out Outcome) {
+	outcome := out.Failure
+	if outcome == "" {
+		outcome = "ok"
+	}
+	m.attempts.WithLabelValues(typ, outcome).Inc()
+	m.runSeconds.WithLabelValues(typ).Observe(out.Duration.Seconds())
+}
