@@ -10,5 +10,5 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, stacktest.Options{})
+	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{"worker": {"POOL_SIZE": "4"}}})
 }

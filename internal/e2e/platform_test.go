@@ -50,7 +50,7 @@ func TestAppsServeHealthAndMetrics(t *testing.T) {
 func TestSidecarsLoadTheirComponents(t *testing.T) {
 	st := stacktest.Get(t)
 	want := map[string][]string{
-		"gateway":     {"envsecrets", "pubsub", "statestore"},
+		"gateway":     {"envsecrets", "fanout", "pubsub", "statestore"},
 		"worker":      {"envsecrets", "pubsub", "statestore"},
 		"storekeeper": {"envsecrets", "pubsub", "statestore"},
 		"analytics":   {"analytics-db", "envsecrets", "pubsub"},

@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/stacktest"
+)
+
+// A task kind with its expected result (fields of the result JSON).
+type taskCase struct {
+	task    string
+	payload map[string]any
+	check   func(result map[string]any) error
+}
+
+func field(name string, want any) func(map[string]any) error {
+	return func(r map[string]any) error {
+		if fmt.Sprint(r[name]) != fmt.Sprint(want) {
+			return fmt.Errorf("%s = %v, want %v (result %v)", name, r[name], want, r)
+		}
+		return nil
+	}
+}
+
+func mixedCases() []taskCase {
+	sum := sha256.Sum256([]byte("abc"))
+	return []taskCase{
+		{"primes", map[string]any{"limit": 100}, field("count", 25)},
+		{"primes", map[string]any{"limit": 100000}, field("count", 9592)},
+		{"hash", map[string]any{"data": "abc", "iterations": 1}, field("hex", hex.EncodeToString(sum[:]))},
+		{"wordcount", map[string]any{"text": "the cat and the hat"}, field("words", 5)},
+		{"sleep", map[string]any{"ms": 100}, field("slept_ms", 100)},
+		{"noop", map[string]any{}, func(map[string]any) error { return nil }},
+		{"compress", map[string]any{"generate": map[string]any{"size": 10000, "seed": 1, "kind": "zeros"}, "codec": "gzip"}, field("input_bytes", 10000)},
+		{"convert", map[string]any{"generate": map[string]any{"width": 16, "height": 8, "pattern": "checker"}, "to": "png"}, field("width", 16)},
+	}
+}
+
+// 50 tasks of mixed types on a pool of 4: every one completes with the right result,
+// each SSE stream gets exactly one completion, and the result file exists when it does.
+func TestMixedTasksComplete(t *testing.T) {
+	st := stacktest.Get(t)
+	gw := st.Gateway()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cases := mixedCases()
+
+	var wg sync.WaitGroup
+	for i := range 50 {
+		tc := cases[i%len(cases)]
+		dir := fmt.Sprintf("mixed/%s", tc.task)
+		v, err := gw.Submit(ctx, tc.task, tc.payload, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := followToCompletion(ctx, st, gw, v.ID, dir, tc); err != nil {
+				t.Errorf("task %d (%s %s): %v", i, tc.task, v.ID, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// followToCompletion watches a task's SSE stream to its end, then checks the result.
+func followToCompletion(ctx context.Context, st *stacktest.Stack, gw stacktest.Gateway, id, dir string, tc taskCase) error {
+	events, connected := gw.Events(ctx, id)
+	if err := <-connected; err != nil {
+		return err
+	}
+	completions := 0
+	var fileSeen bool
+	for ev := range events {
+		switch ev.Event {
+		case "failed":
+			return fmt.Errorf("task failed: %s", ev.Data)
+		case "completed":
+			completions++
+			// The completion is sent only once the result is safely on disk.
+			_, err := os.Stat(filepath.Join(st.ResultsRoot, dir, id+".json"))
+			fileSeen = err == nil
+		}
+	}
+	if completions != 1 {
+		return fmt.Errorf("%d completion events, want exactly 1", completions)
+	}
+	if !fileSeen {
+		return fmt.Errorf("completion event arrived before %s/%s.json existed", dir, id)
+	}
+	resp, err := gw.Do(ctx, http.MethodGet, "/api/v1/tasks/"+id+"/result", nil, nil)
+	if err != nil || resp.Code != http.StatusOK {
+		return fmt.Errorf("GET result: %d %s %v", resp.Code, resp.Body, err)
+	}
+	var result map[string]any
+	if err := json.Unmarshal(resp.Body, &result); err != nil {
+		return fmt.Errorf("result is not JSON: %s", resp.Body)
+	}
+	onDisk, err := os.ReadFile(filepath.Join(st.ResultsRoot, dir, id+".json"))
+	if err != nil || string(onDisk) != string(resp.Body) {
+		return fmt.Errorf("API result differs from the file on disk (%v)", err)
+	}
+	return tc.check(result)
+}
+
+// Every refused request gets its 4xx with a clear JSON error, and queues nothing.
+func TestBadInputQueuesNothing(t *testing.T) {
+	st := stacktest.Get(t)
+	gw := st.Gateway()
+	ctx := t.Context()
+	before := acceptedCount(t, st)
+
+	tests := []struct {
+		name, body  string
+		contentType string
+		code        int
+		errCode     string
+		mention     string
+	}{
+		{"malformed JSON", `{"task": "primes",`, "", 400, "invalid_json", ""},
+		{"unknown task type", `{"task":"mine-bitcoin","payload":{},"directory":"d"}`, "", 400, "unknown_task_type", "primes"},
+		{"payload out of range", `{"task":"primes","payload":{"limit":1},"directory":"d"}`, "", 422, "invalid_payload", "limit"},
+		{"payload field missing", `{"task":"primes","payload":{},"directory":"d"}`, "", 422, "invalid_payload", "limit"},
+		{"absolute directory", `{"task":"noop","payload":{},"directory":"/etc"}`, "", 400, "invalid_directory", ""},
+		{"directory with ..", `{"task":"noop","payload":{},"directory":"a/../../b"}`, "", 400, "invalid_directory", ""},
+		{"empty directory", `{"task":"noop","payload":{},"directory":""}`, "", 400, "", "directory"},
+		{"directory too long", `{"task":"noop","payload":{},"directory":"` + strings.Repeat("a", 300) + `"}`, "", 400, "invalid_directory", ""},
+		{"unsafe characters", `{"task":"noop","payload":{},"directory":"a b;rm"}`, "", 400, "invalid_directory", ""},
+		{"body too large", `{"task":"hash","payload":{"data":"` + strings.Repeat("x", 20<<20) + `"},"directory":"d"}`, "", 413, "body_too_large", ""},
+		{"not JSON content type", `task=noop`, "text/plain", 415, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if tt.contentType != "" {
+				hdr["Content-Type"] = tt.contentType
+			}
+			resp, err := gw.Do(ctx, http.MethodPost, "/api/v1/tasks", []byte(tt.body), hdr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct {
+				Error struct {
+					Code    string          `json:"code"`
+					Message string          `json:"message"`
+					Details json.RawMessage `json:"details"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(resp.Body, &body); err != nil || body.Error.Message == "" {
+				t.Fatalf("%d %.300s: not a JSON error (%v)", resp.Code, resp.Body, err)
+			}
+			if resp.Code != tt.code || (tt.errCode != "" && body.Error.Code != tt.errCode) {
+				t.Fatalf("= %d %s, want %d %s (%s)", resp.Code, body.Error.Code, tt.code, tt.errCode, body.Error.Message)
+			}
+			if all := body.Error.Message + string(body.Error.Details); !strings.Contains(all, tt.mention) {
+				t.Fatalf("error %q does not mention %q", all, tt.mention)
+			}
+		})
+	}
+	for _, path := range []string{"/api/v1/tasks/not-a-uuid", "/api/v1/tasks/" + uuid.NewString()} {
+		resp, err := gw.Do(ctx, http.MethodGet, path, nil, nil)
+		want := map[bool]int{true: 400, false: 404}[strings.HasSuffix(path, "not-a-uuid")]
+		if err != nil || resp.Code != want {
+			t.Errorf("GET %s = %d, want %d", path, resp.Code, want)
+		}
+	}
+	if after := acceptedCount(t, st); after != before {
+		t.Fatalf("refused requests queued tasks: accepted %v → %v", before, after)
+	}
+}
+
+// acceptedCount reads the gateway's count of accepted tasks.
+func acceptedCount(t *testing.T, st *stacktest.Stack) float64 {
+	t.Helper()
+	_, body := get(t, st.App("gateway").BaseURL()+"/metrics")
+	var total float64
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "taskgrid_tasks_submitted_total{") {
+			var v float64
+			fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
+			total += v
+		}
+	}
+	return total
+}
+
+// A repeated Idempotency-Key gives the same task, once.
+func TestIdempotencyKey(t *testing.T) {
+	st := stacktest.Get(t)
+	gw := st.Gateway()
+	key := map[string]string{"Idempotency-Key": "e2e-" + uuid.NewString()}
+	body := []byte(`{"task":"noop","payload":{},"directory":"idem"}`)
+	before := acceptedCount(t, st)
+	var ids []string
+	for i := range 3 {
+		resp, err := gw.Do(t.Context(), http.MethodPost, "/api/v1/tasks", body, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[bool]int{true: http.StatusAccepted, false: http.StatusOK}[i == 0]
+		var v stacktest.TaskView
+		if resp.Code != want || json.Unmarshal(resp.Body, &v) != nil {
+			t.Fatalf("request %d = %d %s, want %d", i, resp.Code, resp.Body, want)
+		}
+		ids = append(ids, v.ID)
+	}
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Fatalf("ids %v, want one task", ids)
+	}
+	if after := acceptedCount(t, st); after != before+1 {
+		t.Fatalf("accepted %v → %v, want one more", before, after)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := gw.WaitStatus(ctx, ids[0], "completed"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Killing the gateway (which hosts the queue) mid-run and starting it again loses no
+// accepted task.
+func TestGatewayKilledMidRunLosesNothing(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	gw := st.Gateway()
+	var ids []string
+	for range 24 {
+		v, err := gw.Submit(ctx, "sleep", map[string]any{"ms": 200}, "gateway-restart")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	in := st.App("gateway")
+	in.App.Kill()
+	if err := in.StartApp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gw = st.Gateway()
+	for _, id := range ids {
+		if _, err := gw.WaitStatus(ctx, id, "completed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
