@@ -13,6 +13,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/retry"
 	"github.com/taskgrid/taskgrid/internal/task"
 	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
@@ -87,9 +88,23 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (
 	return rec, true, nil
 }
 
+// Bounds of queuing a task: each try, and all tries of one request.
+const (
+	enqueueTryTimeout = 5 * time.Second
+	enqueueBudget     = 20 * time.Second
+)
+
 func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
 	a := task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC()}
-	if _, err := b.queue.Enqueue(ctx, a); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, enqueueBudget)
+	defer cancel()
+	// A try that timed out may still have queued the task; the repeat then queues it
+	// twice, which is harmless: a worker drops an attempt that has already started.
+	err := retry.Do(ctx, enqueueTryTimeout, func(ctx context.Context) error {
+		_, err := b.queue.Enqueue(ctx, a)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("%w: queue task %s: %w", ErrUnavailable, rec.ID, err)
 	}
 	return nil

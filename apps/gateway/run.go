@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/taskgrid/taskgrid/internal/actorhost"
 	"github.com/taskgrid/taskgrid/internal/appserver"
@@ -12,6 +13,9 @@ import (
 	"github.com/taskgrid/taskgrid/internal/queue"
 	"github.com/taskgrid/taskgrid/internal/task"
 )
+
+// dispatchTimeout bounds one push of an assignment to a worker slot.
+const dispatchTimeout = 2 * time.Second
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app, err := appserver.NewApp(logger, cfg.Config)
@@ -24,7 +28,12 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	api.Mount(app.Server.Router)
 
 	// The task queue actor lives in the gateway; it pushes work to worker slots.
+	// The push to a slot happens inside the queue actor's turn, so it is bounded tightly:
+	// while Dapr moves actors (a node joins or leaves) calls wait, and the move itself
+	// waits for turns in flight. A push that times out leaves the task queued.
 	queueActor := queue.NewActor(logger, app.Dapr, func(ctx context.Context, slot string, a task.Assignment) error {
+		ctx, cancel := context.WithTimeout(ctx, dispatchTimeout)
+		defer cancel()
 		return actorhost.Call(ctx, app.Dapr, components.WorkerActor, slot, components.WorkerRun, a, nil)
 	})
 	app.Registry.MustRegister(queueActor)

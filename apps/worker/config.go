@@ -24,6 +24,9 @@ type Config struct {
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
 	// leaving them to the watchdog. Defaults to 30s.
 	DrainTimeout time.Duration
+	// ReofferInterval is how often slots that run nothing are offered to the queue again,
+	// in case the queue dropped them after a failed push. Defaults to 5s.
+	ReofferInterval time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -31,11 +34,12 @@ func Load(getenv func(string) string) (Config, error) {
 	r := env.New(getenv)
 	host, _ := os.Hostname()
 	cfg := Config{
-		Config:         appserver.LoadConfig(r, "worker", 8081),
-		NodeID:         r.String("NODE_ID", host),
-		PoolSize:       r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
-		WatchdogPeriod: r.Duration("WATCHDOG_PERIOD", time.Second, 100*time.Millisecond, time.Minute),
-		DrainTimeout:   r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
+		Config:          appserver.LoadConfig(r, "worker", 8081),
+		NodeID:          r.String("NODE_ID", host),
+		PoolSize:        r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
+		WatchdogPeriod:  r.Duration("WATCHDOG_PERIOD", time.Second, 100*time.Millisecond, time.Minute),
+		DrainTimeout:    r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
+		ReofferInterval: r.Duration("REOFFER_INTERVAL", 5*time.Second, 100*time.Millisecond, 10*time.Minute),
 	}
 	return cfg, r.Err()
 }

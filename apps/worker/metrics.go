@@ -46,6 +46,8 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.recovered, m.requeued, m.failedForGood,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_busy", Help: "Attempts running in this process."},
 			func() float64 { return float64(busy()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_idle", Help: "Worker slots of this process with no attempt running."},
+			func() float64 { return float64(pool - busy()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_pool_size", Help: "Worker slots this node adds to the pool."},
 			func() float64 { return float64(pool) }),
 	)

@@ -38,6 +38,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		if err := runner.Announce(ctx, slots); err != nil {
 			return err
 		}
+		reoffer, stopReoffer := context.WithCancel(ctx)
+		defer stopReoffer()
+		go runner.Reoffer(reoffer, slots, cfg.ReofferInterval)
 		select {
 		case <-ctx.Done():
 		case <-sctx.Done():

@@ -16,6 +16,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/retry"
 	"github.com/taskgrid/taskgrid/internal/task"
 	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
@@ -109,12 +110,46 @@ func (r *Runner) Recover(slot string, a task.Assignment) {
 // answers or ctx ends.
 func (r *Runner) Announce(ctx context.Context, slots []string) error {
 	for _, slot := range slots {
-		if err := retry(ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Idle(ctx, slot); return err }); err != nil {
+		if err := retry.Do(ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Idle(ctx, slot); return err }); err != nil {
 			return fmt.Errorf("announce slot %s: %w", slot, err)
 		}
 	}
 	r.logger.InfoContext(ctx, "slots offered to the queue", "slots", len(slots))
 	return nil
+}
+
+// Reoffer offers the slots that run nothing here to the queue every interval, until
+// ctx ends or the runner drains. The queue drops a slot when a push to it fails (a
+// timeout while Dapr moves actors, a restart of the queue's host); this brings it back.
+// Offering a slot that is already idle changes nothing; a slot that Dapr placed in
+// another process and that is busy there refuses the push at once and is dropped again.
+func (r *Runner) Reoffer(ctx context.Context, slots []string, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, slot := range slots {
+			r.mu.Lock()
+			_, busy := r.running[slot]
+			draining := r.draining
+			r.mu.Unlock()
+			if draining {
+				return
+			}
+			if busy {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, callTimeout)
+			if _, err := r.queue.Idle(cctx, slot); err != nil && ctx.Err() == nil {
+				r.logger.DebugContext(ctx, "could not offer slot again", "slot", slot, "error", err)
+			}
+			cancel()
+		}
+	}
 }
 
 // Drain retires slots, then waits for running attempts until ctx ends, then abandons
@@ -141,7 +176,7 @@ func (r *Runner) execute(slot string, a task.Assignment) {
 	log := r.logger.With("slot", slot, "task_id", a.TaskID, "attempt", a.Attempt)
 	now := time.Now().UTC()
 	var rec task.Record
-	err := retry(ctx, callTimeout, func(ctx context.Context) error {
+	err := retry.Do(ctx, callTimeout, func(ctx context.Context) error {
 		var err error
 		rec, _, err = r.tasks.Update(ctx, a.TaskID, func(rec *task.Record) error {
 			if rec.Status.Terminal() || rec.Attempts >= a.Attempt {
@@ -152,7 +187,7 @@ func (r *Runner) execute(slot string, a task.Assignment) {
 			return nil
 		})
 		if errors.Is(err, errStale) || errors.Is(err, taskstore.ErrNotFound) {
-			return permanent(err)
+			return retry.Permanent(err)
 		}
 		return err
 	})
@@ -199,7 +234,7 @@ func (r *Runner) deliver(ctx context.Context, rec task.Record, slot string, out 
 	if err != nil {
 		return fmt.Errorf("encode result of %s: %w", rec.ID, err)
 	}
-	return retry(ctx, deliverTimeout, func(ctx context.Context) error {
+	return retry.Do(ctx, deliverTimeout, func(ctx context.Context) error {
 		_, err := r.svc.InvokeMethodWithContent(ctx, "storekeeper", "results", "post",
 			&dapr.DataContent{ContentType: "application/json", Data: data})
 		return err
@@ -215,7 +250,7 @@ func (r *Runner) retryOrFail(a task.Assignment, reason string) {
 	now := time.Now().UTC()
 	var rec task.Record
 	var changed bool
-	err := retry(ctx, callTimeout, func(ctx context.Context) error {
+	err := retry.Do(ctx, callTimeout, func(ctx context.Context) error {
 		var err error
 		rec, changed, err = r.tasks.Update(ctx, a.TaskID, func(rec *task.Record) error {
 			if rec.Status.Terminal() || rec.Attempts > a.Attempt || (rec.Attempts == a.Attempt && rec.Status == task.StatusPending) {
@@ -230,7 +265,7 @@ func (r *Runner) retryOrFail(a task.Assignment, reason string) {
 			return nil
 		})
 		if errors.Is(err, taskstore.ErrNotFound) {
-			return permanent(err)
+			return retry.Permanent(err)
 		}
 		return err
 	})
@@ -248,7 +283,7 @@ func (r *Runner) retryOrFail(a task.Assignment, reason string) {
 		return
 	}
 	next := task.Assignment{TaskID: a.TaskID, Attempt: a.Attempt + 1, Priority: task.PriorityHigh, Enqueued: now}
-	if err := retry(ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Enqueue(ctx, next); return err }); err != nil {
+	if err := retry.Do(ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Enqueue(ctx, next); return err }); err != nil {
 		r.logger.ErrorContext(ctx, "could not re-queue task", "task_id", a.TaskID, "error", err)
 		return
 	}
@@ -258,7 +293,7 @@ func (r *Runner) retryOrFail(a task.Assignment, reason string) {
 // release clears the slot's attempt and offers the slot to the queue again.
 func (r *Runner) release(slot string, a task.Assignment) {
 	ctx := r.ctx
-	err := retry(ctx, callTimeout, func(ctx context.Context) error {
+	err := retry.Do(ctx, callTimeout, func(ctx context.Context) error {
 		return actorhost.Call(ctx, r.svc, components.WorkerActor, slot, MethodFinish, a, nil)
 	})
 	if err != nil {
@@ -274,7 +309,7 @@ func (r *Runner) offer(slot string) {
 	if draining {
 		return
 	}
-	if err := retry(r.ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Idle(ctx, slot); return err }); err != nil && r.ctx.Err() == nil {
+	if err := retry.Do(r.ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Idle(ctx, slot); return err }); err != nil && r.ctx.Err() == nil {
 		r.logger.ErrorContext(r.ctx, "could not offer slot to the queue", "slot", slot, "error", err)
 	}
 }
@@ -303,41 +338,9 @@ func (r *Runner) publish(ctx context.Context, ev events.Event) {
 	}
 }
 
-type permanentError struct{ error }
-
-func (p permanentError) Unwrap() error { return p.error }
-
-func permanent(err error) error { return permanentError{err} }
-
-// Bounds of one try of a sidecar call. A call must not wait indefinitely: an actor call
-// in flight holds a claim that blocks Dapr's placement dissemination (a new gateway or
-// worker joining) until it returns, so a call parked on a not-yet-placed actor type
-// would stall the whole cluster. Results can be large and are fsynced, hence more time.
+// Bounds of one try of a sidecar call (see package retry). Results can be large and
+// are fsynced, hence more time for delivering them.
 const (
 	callTimeout    = 5 * time.Second
 	deliverTimeout = time.Minute
 )
-
-// retry runs fn, each try bounded by timeout, until it succeeds, returns a permanent
-// error, or ctx ends, backing off from 50 ms to 2 s between tries.
-func retry(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
-	wait := 50 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, timeout)
-		err := fn(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		var p permanentError
-		if errors.As(err, &p) {
-			return p.error
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 2*time.Second)
-	}
-}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/taskgrid/taskgrid/internal/task"
 )
@@ -37,6 +38,9 @@ type Store interface {
 // DispatchFunc hands assignment a to worker slot. It returns once the worker has
 // durably taken the task; an error means the slot did not take it.
 type DispatchFunc func(ctx context.Context, slot string, a task.Assignment) error
+
+// PushBudget bounds the time one Enqueue spends on failed pushes to idle slots.
+const PushBudget = time.Second
 
 // ErrBadRequest marks a call with invalid arguments.
 var ErrBadRequest = errors.New("bad queue request")
@@ -173,12 +177,17 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 }
 
 // dispatchToIdle gives a to the longest-idle slot when nothing waits ahead of it.
-// Slots that fail to take it are dropped from the idle list.
+// Slots that fail to take it are dropped from the idle list (their workers offer them
+// again). It goes on to the next idle slot only while failed pushes have taken less
+// than PushBudget: a slot that refuses at once (busy, gone) costs nothing, but while
+// the actor placement changes pushes time out, and the turn must stay short; a is then
+// left to be queued.
 func (q *Queue) dispatchToIdle(ctx context.Context, a task.Assignment) (bool, error) {
 	if q.waiting(a.Priority) {
 		return false, nil
 	}
-	for len(q.m.Idle) > 0 {
+	start := time.Now()
+	for len(q.m.Idle) > 0 && time.Since(start) < PushBudget {
 		slot := q.m.Idle[0]
 		next := q.m.clone()
 		next.Idle = next.Idle[1:]

@@ -159,6 +159,37 @@ func TestFailedDispatchDropsSlotAndKeepsTask(t *testing.T) {
 	}
 }
 
+// A push that hangs until it times out ends the search for a slot: the task is queued
+// and the other idle slot stays idle, so the turn stays short.
+func TestSlowFailedPushQueuesTheTask(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	slow := func(ctx context.Context, slot string, a task.Assignment) error {
+		if slot == "stuck" {
+			time.Sleep(PushBudget + 50*time.Millisecond) // a push timing out
+			return errors.New("push timed out")
+		}
+		return rec.dispatch(ctx, slot, a)
+	}
+	q := New(newMemStore(), slow)
+	q.Idle(ctx, "stuck")
+	q.Idle(ctx, "live")
+	if n, err := q.Enqueue(ctx, []task.Assignment{rec.assignment("t1", task.PriorityNormal)}); err != nil || n != 0 {
+		t.Fatalf("Enqueue = %d, %v; want 0 dispatched", n, err)
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{Normal: 1, Idle: 1}) {
+		t.Fatalf("depth = %+v, want the task queued and live still idle", d)
+	}
+	// live asks again (as its worker does): it gets the task.
+	if a, err := q.Idle(ctx, "live"); err != nil || a == nil {
+		t.Fatalf("Idle(live) = %v, %v", a, err)
+	}
+	if fmt.Sprint(rec.got) != "[live=t1]" {
+		t.Fatalf("dispatched %v", rec.got)
+	}
+}
+
 func TestStateSurvivesReloadAndFailedWrites(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
