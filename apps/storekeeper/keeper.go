@@ -31,8 +31,9 @@ type Keeper struct {
 	results *resultstore.Store
 	tasks   *taskstore.Store
 	pub     events.Publisher
-	stored  *prometheus.CounterVec
-	bytes   prometheus.Counter
+	stored    *prometheus.CounterVec
+	bytes     prometheus.Counter
+	completed *prometheus.CounterVec
 }
 
 // NewKeeper returns a Keeper writing under results.
@@ -43,10 +44,13 @@ func NewKeeper(logger *slog.Logger, results *resultstore.Store, tasks *taskstore
 			Name: "taskgrid_results_stored_total", Help: "Store requests, by outcome (written, duplicate, rejected, error).",
 		}, []string{"outcome"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "taskgrid_results_bytes_total", Help: "Bytes of result JSON written.",
+			Name: "taskgrid_results_bytes_total", Help: "Bytes of result JSON files written.",
 		}),
+		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "taskgrid_tasks_completed_total", Help: "Tasks completed (result on disk, task marked completed), by task type.",
+		}, []string{"task"}),
 	}
-	reg.MustRegister(k.stored, k.bytes)
+	reg.MustRegister(k.stored, k.bytes, k.completed)
 	return k
 }
 
@@ -101,7 +105,7 @@ func (k *Keeper) Store(ctx context.Context, req task.StoreRequest) (task.Locatio
 	where := task.Location{Directory: loc.Directory, Path: loc.Path, Files: loc.Files, Bytes: loc.Bytes, SHA256: loc.SHA256}
 
 	now := time.Now().UTC()
-	rec, _, err := k.tasks.Update(ctx, req.TaskID, func(rec *task.Record) error {
+	rec, changed, err := k.tasks.Update(ctx, req.TaskID, func(rec *task.Record) error {
 		if rec.Status.Terminal() {
 			// Completed already, or failed for good and the user told so: a late
 			// result changes neither.
@@ -119,6 +123,9 @@ func (k *Keeper) Store(ctx context.Context, req task.StoreRequest) (task.Locatio
 	if rec.Status != task.StatusCompleted {
 		k.logger.WarnContext(ctx, "result of a task that already failed for good; kept on disk only", "task_id", rec.ID)
 		return where, nil
+	}
+	if changed {
+		k.completed.WithLabelValues(rec.Type).Inc()
 	}
 	// Published whenever the task is completed, also for a repeated request: the step
 	// before may have crashed between the update and the publish. The event id is the

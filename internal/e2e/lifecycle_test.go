@@ -57,10 +57,13 @@ func TestMixedTasksComplete(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	cases := mixedCases()
+	completedBefore := metricByLabel(t, st.App("storekeeper").BaseURL(), "taskgrid_tasks_completed_total")
+	want := map[string]float64{}
 
 	var wg sync.WaitGroup
 	for i := range 50 {
 		tc := cases[i%len(cases)]
+		want[tc.task]++
 		dir := fmt.Sprintf("mixed/%s", tc.task)
 		v, err := gw.Submit(ctx, tc.task, tc.payload, dir)
 		if err != nil {
@@ -73,6 +76,52 @@ func TestMixedTasksComplete(t *testing.T) {
 		})
 	}
 	wg.Wait()
+
+	// The storekeeper counts each completion once, by task type.
+	completedAfter := metricByLabel(t, st.App("storekeeper").BaseURL(), "taskgrid_tasks_completed_total")
+	for typ, n := range want {
+		if got := completedAfter[typ] - completedBefore[typ]; got != n {
+			t.Errorf("taskgrid_tasks_completed_total{task=%q} rose by %v, want %v", typ, got, n)
+		}
+	}
+}
+
+// The stream of a task that has already finished sends the final event at once, with
+// where the result is, and ends.
+func TestFinishedTaskStreamEndsAtOnce(t *testing.T) {
+	st := stacktest.Get(t)
+	gw := st.Gateway()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	v, err := gw.Submit(ctx, "noop", map[string]any{}, "finished")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.WaitStatus(ctx, v.ID, "completed"); err != nil {
+		t.Fatal(err)
+	}
+	events, connected := gw.Events(ctx, v.ID)
+	if err := <-connected; err != nil {
+		t.Fatal(err)
+	}
+	var got []stacktest.SSEEvent
+	for ev := range events { // ends when the server closes the stream
+		got = append(got, ev)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("stream of a finished task did not end by itself")
+	}
+	if len(got) == 0 || got[len(got)-1].Event != "completed" {
+		t.Fatalf("events %v, want the last to be completed", got)
+	}
+	var data struct {
+		Result struct {
+			Path string `json:"path"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(got[len(got)-1].Data, &data); err != nil || !strings.HasSuffix(data.Result.Path, v.ID+".json") {
+		t.Fatalf("completion %s does not say where the result is (%v)", got[len(got)-1].Data, err)
+	}
 }
 
 // followToCompletion watches a task's SSE stream to its end, then checks the result.
@@ -184,16 +233,35 @@ func TestBadInputQueuesNothing(t *testing.T) {
 // acceptedCount reads the gateway's count of accepted tasks.
 func acceptedCount(t *testing.T, st *stacktest.Stack) float64 {
 	t.Helper()
-	_, body := get(t, st.App("gateway").BaseURL()+"/metrics")
 	var total float64
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, "taskgrid_tasks_submitted_total{") {
-			var v float64
-			fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v)
-			total += v
-		}
+	for _, v := range metricByLabel(t, st.App("gateway").BaseURL(), "taskgrid_tasks_submitted_total") {
+		total += v
 	}
 	return total
+}
+
+// metricByLabel reads a counter with one label from an app's /metrics, by label value.
+func metricByLabel(t *testing.T, base, name string) map[string]float64 {
+	t.Helper()
+	_, body := get(t, base+"/metrics")
+	out := map[string]float64{}
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			t.Fatalf("unexpected metric line %q", line)
+		}
+		_, label, _ := strings.Cut(labels, "=")
+		var v float64
+		if _, err := fmt.Sscanf(value, "%g", &v); err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		out[strings.Trim(label, `"`)] = v
+	}
+	return out
 }
 
 // A repeated Idempotency-Key gives the same task, once.
