@@ -1,0 +1,158 @@
+package main
+
+import (
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func getenv(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(getenv(nil))
+	if err != nil {
+		t.Fatalf("Load(empty) = %v", err)
+	}
+	host, _ := os.Hostname()
+	if cfg.NodeID != host {
+		t.Errorf("NodeID = %q, want the host name %q", cfg.NodeID, host)
+	}
+	if cfg.PoolSize != runtime.NumCPU() {
+		t.Errorf("PoolSize = %d, want NumCPU = %d", cfg.PoolSize, runtime.NumCPU())
+	}
+	if cfg.WatchdogPeriod != time.Second {
+		t.Errorf("WatchdogPeriod = %s, want 1s", cfg.WatchdogPeriod)
+	}
+	if cfg.DrainTimeout != 30*time.Second {
+		t.Errorf("DrainTimeout = %s, want 30s", cfg.DrainTimeout)
+	}
+	if cfg.AppID != "worker" || cfg.Port != 8081 {
+		t.Errorf("AppID, Port = %q, %d; want worker, 8081", cfg.AppID, cfg.Port)
+	}
+	if got := len(cfg.Slots()); got != runtime.NumCPU() {
+		t.Errorf("len(Slots()) = %d, want one per CPU (%d)", got, runtime.NumCPU())
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(getenv(map[string]string{
+		"NODE_ID": " worker-b ", "POOL_SIZE": "3", "WATCHDOG_PERIOD": "250ms", "DRAIN_TIMEOUT": "0s",
+		"APP_ID": "w2", "APP_PORT": "9000",
+	}))
+	if err != nil {
+		t.Fatalf("Load = %v", err)
+	}
+	if cfg.NodeID != "worker-b" || cfg.PoolSize != 3 || cfg.WatchdogPeriod != 250*time.Millisecond || cfg.DrainTimeout != 0 {
+		t.Errorf("cfg = {NodeID %q PoolSize %d WatchdogPeriod %s DrainTimeout %s}, want {worker-b 3 250ms 0s}",
+			cfg.NodeID, cfg.PoolSize, cfg.WatchdogPeriod, cfg.DrainTimeout)
+	}
+	if cfg.AppID != "w2" || cfg.Port != 9000 {
+		t.Errorf("AppID, Port = %q, %d; want w2, 9000", cfg.AppID, cfg.Port)
+	}
+	if want := []string{"worker-b-0", "worker-b-1", "worker-b-2"}; !slices.Equal(cfg.Slots(), want) {
+		t.Errorf("Slots() = %v, want %v", cfg.Slots(), want)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		key, value string
+	}{
+		{"POOL_SIZE", "0"},
+		{"POOL_SIZE", "-2"},
+		{"POOL_SIZE", "1025"},
+		{"POOL_SIZE", "many"},
+		{"POOL_SIZE", "2.5"},
+		{"WATCHDOG_PERIOD", "50ms"},
+		{"WATCHDOG_PERIOD", "2m"},
+		{"WATCHDOG_PERIOD", "1"}, // no unit
+		{"DRAIN_TIMEOUT", "-1s"},
+		{"DRAIN_TIMEOUT", "2h"},
+		{"DRAIN_TIMEOUT", "soon"},
+		{"APP_PORT", "0"},
+		{"DAPR_GRPC_PORT", "70000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key+"="+tt.value, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Load(getenv(map[string]string{tt.key: tt.value}))
+			if err == nil {
+				t.Fatalf("Load(%s=%q) = nil error, cfg %+v", tt.key, tt.value, cfg)
+			}
+			if !strings.Contains(err.Error(), tt.key) || !strings.Contains(err.Error(), strconv.Quote(tt.value)) {
+				t.Errorf("error %q does not name %s=%q", err, tt.key, tt.value)
+			}
+		})
+	}
+
+	t.Run("bounds are accepted", func(t *testing.T) {
+		t.Parallel()
+		cfg, err := Load(getenv(map[string]string{
+			"POOL_SIZE": "1024", "WATCHDOG_PERIOD": "100ms", "DRAIN_TIMEOUT": "1h",
+		}))
+		if err != nil {
+			t.Fatalf("Load = %v", err)
+		}
+		if cfg.PoolSize != 1024 || cfg.WatchdogPeriod != 100*time.Millisecond || cfg.DrainTimeout != time.Hour {
+			t.Errorf("cfg = %d %s %s, want 1024 100ms 1h", cfg.PoolSize, cfg.WatchdogPeriod, cfg.DrainTimeout)
+		}
+	})
+
+	t.Run("every problem is reported at once", func(t *testing.T) {
+		t.Parallel()
+		_, err := Load(getenv(map[string]string{"POOL_SIZE": "0", "WATCHDOG_PERIOD": "x", "DRAIN_TIMEOUT": "y"}))
+		if err == nil {
+			t.Fatal("Load = nil error")
+		}
+		for _, key := range []string{"POOL_SIZE", "WATCHDOG_PERIOD", "DRAIN_TIMEOUT"} {
+			if !strings.Contains(err.Error(), key) {
+				t.Errorf("error %q does not name %s", err, key)
+			}
+		}
+	})
+}
+
+func TestSlots(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		node string
+		size int
+		want []string
+	}{
+		{"n", 1, []string{"n-0"}},
+		{"node-a", 3, []string{"node-a-0", "node-a-1", "node-a-2"}},
+		{"pod-7", 0, []string{}},
+	}
+	for _, tt := range tests {
+		got := Config{NodeID: tt.node, PoolSize: tt.size}.Slots()
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Slots(%q, %d) = %v, want %v", tt.node, tt.size, got, tt.want)
+		}
+	}
+
+	// Many slots: ids are distinct, numbered from 0, and stable across calls.
+	cfg := Config{NodeID: "big", PoolSize: 128}
+	slots := cfg.Slots()
+	seen := map[string]bool{}
+	for i, s := range slots {
+		if want := "big-" + strconv.Itoa(i); s != want {
+			t.Errorf("slot %d = %q, want %q", i, s, want)
+		}
+		if seen[s] {
+			t.Errorf("slot %q listed twice", s)
+		}
+		seen[s] = true
+	}
+	if len(slots) != 128 || !slices.Equal(slots, cfg.Slots()) {
+		t.Errorf("Slots() is not 128 stable ids: %v", slots)
+	}
+}
