@@ -236,7 +236,10 @@ type taskView struct {
 	Attempts   int            `json:"attempts"`
 	Directory  string         `json:"directory"`
 	Progress   float64        `json:"progress"`
+	Worker     string         `json:"worker,omitempty"`
 	CreatedAt  time.Time      `json:"created_at"`
+	QueuedAt   *time.Time     `json:"queued_at,omitempty"`
+	Dispatched *time.Time     `json:"dispatched_at,omitempty"`
 	StartedAt  *time.Time     `json:"started_at"`
 	FinishedAt *time.Time     `json:"finished_at"`
 	Result     *task.Location `json:"result,omitempty"`
@@ -253,8 +256,8 @@ type taskLinks struct {
 func newTaskView(rec task.Record) taskView {
 	v := taskView{
 		ID: rec.ID, Task: rec.Type, Status: rec.Status, Priority: rec.Priority, Attempts: rec.Attempts,
-		Directory: rec.Directory, Progress: rec.Progress, CreatedAt: rec.CreatedAt,
-		StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, Result: rec.Result, Error: rec.Error,
+		Directory: rec.Directory, Progress: rec.Progress, Worker: rec.Worker, CreatedAt: rec.CreatedAt,
+		QueuedAt: rec.QueuedAt, Dispatched: rec.DispatchedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, Result: rec.Result, Error: rec.Error,
 	}
 	return v.sanitized()
 }
@@ -262,7 +265,7 @@ func newTaskView(rec task.Record) taskView {
 // sanitized hides what belongs to failed attempts or to another status, and sets the links.
 func (v taskView) sanitized() taskView {
 	if v.Status == task.StatusPending { // maybe again, after a failed attempt
-		v.StartedAt, v.Progress = nil, 0
+		v.StartedAt, v.Progress, v.Worker, v.QueuedAt, v.Dispatched = nil, 0, "", nil, nil
 	}
 	if !v.Status.Terminal() {
 		v.FinishedAt = nil

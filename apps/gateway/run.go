@@ -34,7 +34,11 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	queueActor := queue.NewActor(logger, app.Dapr, func(ctx context.Context, slot string, a task.Assignment) error {
 		ctx, cancel := context.WithTimeout(ctx, dispatchTimeout)
 		defer cancel()
-		return actorhost.Call(ctx, app.Dapr, components.WorkerActor, slot, components.WorkerRun, a, nil)
+		typ, err := components.SlotActor(slot)
+		if err != nil {
+			return err
+		}
+		return actorhost.Call(ctx, app.Dapr, typ, slot, components.WorkerRun, a, nil)
 	})
 	app.Registry.MustRegister(queueActor)
 	host := actorhost.New(logger, nil)

@@ -27,10 +27,10 @@ const MaxResultBytesDefault = 96 << 20
 // Keeper stores results and completes tasks. Workers call it through service
 // invocation (POST /results); the gateway reads results back (GET /results/{id}).
 type Keeper struct {
-	logger  *slog.Logger
-	results *resultstore.Store
-	tasks   *taskstore.Store
-	pub     events.Publisher
+	logger    *slog.Logger
+	results   *resultstore.Store
+	tasks     *taskstore.Store
+	pub       events.Publisher
 	stored    *prometheus.CounterVec
 	bytes     prometheus.Counter
 	completed *prometheus.CounterVec

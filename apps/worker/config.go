@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/env"
 )
 
@@ -27,6 +28,10 @@ type Config struct {
 	// ReofferInterval is how often slots that run nothing are offered to the queue again,
 	// in case the queue dropped them after a failed push. Defaults to 5s.
 	ReofferInterval time.Duration
+	// FaultRate is the share of attempts whose worker process "dies" at the end of the
+	// task, before storing the result, like a kill -9: the attempt vanishes without a
+	// word and only the watchdog notices. For demonstrations of recovery; 0 in production.
+	FaultRate float64
 }
 
 // Load reads the configuration from the environment.
@@ -35,11 +40,12 @@ func Load(getenv func(string) string) (Config, error) {
 	host, _ := os.Hostname()
 	cfg := Config{
 		Config:          appserver.LoadConfig(r, "worker", 8081),
-		NodeID:          r.String("NODE_ID", host),
+		NodeID:          r.Valid("NODE_ID", host, components.ValidNode, "1-100 letters, digits, '-', '_' or '.'"),
 		PoolSize:        r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
 		WatchdogPeriod:  r.Duration("WATCHDOG_PERIOD", time.Second, 100*time.Millisecond, time.Minute),
 		DrainTimeout:    r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
 		ReofferInterval: r.Duration("REOFFER_INTERVAL", 5*time.Second, 100*time.Millisecond, 10*time.Minute),
+		FaultRate:       r.Float("WORKER_FAULT_RATE", 0, 0, 1),
 	}
 	return cfg, r.Err()
 }
@@ -48,7 +54,7 @@ func Load(getenv func(string) string) (Config, error) {
 func (c Config) Slots() []string {
 	slots := make([]string, c.PoolSize)
 	for i := range slots {
-		slots[i] = c.NodeID + "-" + itoa(i)
+		slots[i] = components.Slot(c.NodeID, i)
 	}
 	return slots
 }

@@ -16,6 +16,7 @@ type Metrics struct {
 	recovered     prometheus.Counter
 	requeued      prometheus.Counter
 	failedForGood prometheus.Counter
+	faults        prometheus.Counter
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
@@ -39,11 +40,14 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 		requeued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "taskgrid_tasks_requeued_total", Help: "Tasks put back in the queue at high priority after a failed attempt.",
 		}),
+		faults: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "taskgrid_worker_faults_injected_total", Help: "Attempts whose worker process was made to die on purpose (WORKER_FAULT_RATE).",
+		}),
 		failedForGood: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "taskgrid_tasks_failed_total", Help: "Tasks that failed for good after their last attempt.",
 		}),
 	}
-	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.recovered, m.requeued, m.failedForGood,
+	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.recovered, m.requeued, m.failedForGood, m.faults,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_busy", Help: "Attempts running in this process."},
 			func() float64 { return float64(busy()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_idle", Help: "Worker slots of this process with no attempt running."},

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"strconv"
 
 	"github.com/taskgrid/taskgrid/internal/actorhost"
 	"github.com/taskgrid/taskgrid/internal/appserver"
@@ -11,8 +10,6 @@ import (
 	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
-
-func itoa(i int) string { return strconv.Itoa(i) }
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app, err := appserver.NewApp(logger, cfg.Config)
@@ -23,14 +20,19 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	var runner *Runner
 	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return runner.Busy() })
 	runner = NewRunner(logger, cfg.NodeID, exec, taskstore.New(app.Dapr, components.StateStore), app.Dapr, metrics)
+	runner.faults = cfg.FaultRate
+	if cfg.FaultRate > 0 {
+		logger.Warn("fault injection on: worker processes die at random", "rate", cfg.FaultRate)
+	}
 
+	slots := cfg.Slots()
 	host := actorhost.New(logger, nil)
-	host.Register(components.WorkerActor, NewSlotActor(logger, app.Dapr, runner, cfg.WatchdogPeriod.String()))
+	host.Register(components.WorkerActor(cfg.NodeID), NewSlotActor(logger, slots, runner, app.Dapr, cfg.WatchdogPeriod.String()))
+	host.Register(components.WatchdogActor, NewWatchdogActor(logger, app.Dapr, runner))
 	host.Mount(app.Server.Router)
 
 	// Running attempts finish through the sidecar, which calls back into this app: the
 	// HTTP server stops only after the drain.
-	slots := cfg.Slots()
 	serverCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServer()
 	return app.Run(serverCtx, func(sctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,12 +33,13 @@ var errStale = errors.New("stale assignment")
 type Services interface {
 	actorhost.Invoker
 	events.Publisher
+	ReminderClient
 	InvokeMethodWithContent(ctx context.Context, appID, methodName, verb string, content *dapr.DataContent) ([]byte, error)
 }
 
 // Runner runs attempts outside actor turns and reports their ends: the result to the
 // storekeeper, a failure back to the queue (or to the user once attempts run out), the
-// slot back to the queue as idle.
+// slot back to the queue as idle. It also re-queues the attempts the watchdog finds lost.
 type Runner struct {
 	logger   *slog.Logger
 	node     string
@@ -47,6 +49,7 @@ type Runner struct {
 	queue    queue.Client
 	metrics  *Metrics
 	progress time.Duration
+	faults   float64 // see Config.FaultRate
 
 	ctx    context.Context // attempts run under it; cancelled when the drain time is up
 	cancel context.CancelFunc
@@ -69,10 +72,23 @@ func NewRunner(logger *slog.Logger, node string, exec *Executor, tasks *taskstor
 
 // Running reports whether attempt a runs on slot in this process.
 func (r *Runner) Running(slot string, a task.Assignment) bool {
+	cur, ok := r.Current(slot)
+	return ok && cur.TaskID == a.TaskID && cur.Attempt == a.Attempt
+}
+
+// Current returns the attempt running on slot in this process, if any.
+func (r *Runner) Current(slot string) (task.Assignment, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur, ok := r.running[slot]
-	return ok && cur.TaskID == a.TaskID && cur.Attempt == a.Attempt
+	return cur, ok
+}
+
+// Draining reports whether the runner stopped taking attempts.
+func (r *Runner) Draining() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.draining
 }
 
 // Busy is the number of attempts running in this process.
@@ -82,28 +98,38 @@ func (r *Runner) Busy() int {
 	return len(r.running)
 }
 
-// Start runs attempt a on slot in the background.
+// Start runs attempt a on slot in the background; when it ends, the slot is offered to
+// the queue again.
 func (r *Runner) Start(slot string, a task.Assignment) {
 	r.mu.Lock()
 	r.running[slot] = a
 	r.mu.Unlock()
 	r.wg.Go(func() {
-		defer func() {
-			r.mu.Lock()
-			delete(r.running, slot)
-			r.mu.Unlock()
-		}()
-		r.execute(slot, a)
+		end := r.execute(slot, a)
+		r.mu.Lock()
+		delete(r.running, slot)
+		r.mu.Unlock()
+		switch end {
+		case endDone:
+			r.offer(slot)
+		case endVanished:
+			// A supervisor restarts the "process" a moment later.
+			time.AfterFunc(time.Second, func() { r.offer(slot) })
+		}
 	})
 }
 
-// Recover re-queues an attempt whose process died, then offers the slot again.
-func (r *Runner) Recover(slot string, a task.Assignment) {
-	r.wg.Go(func() {
+// Recover re-queues attempt a, found lost by a watchdog (its process or node died). It
+// does nothing when the task has moved on, so a repeat is harmless.
+func (r *Runner) Recover(ctx context.Context, a task.Assignment, reason string) error {
+	requeued, err := r.requeue(ctx, a, reason)
+	if err != nil {
+		return err
+	}
+	if requeued {
 		r.metrics.recovered.Inc()
-		r.retryOrFail(a, "worker process lost")
-		r.offer(slot)
-	})
+	}
+	return nil
 }
 
 // Announce offers slots to the queue as idle (at start-up), retrying until the queue
@@ -171,7 +197,17 @@ func (r *Runner) Drain(ctx context.Context, slots []string) {
 	r.cancel()
 }
 
-func (r *Runner) execute(slot string, a task.Assignment) {
+// How an attempt left its slot.
+type attemptEnd int
+
+const (
+	endDone     attemptEnd = iota // finished, failed or dropped: watchdog disarmed, slot free
+	endShutdown                   // the process is stopping: the watchdog re-queues it elsewhere
+	endVanished                   // fault injection: the "process" died without a word
+)
+
+// execute runs attempt a to its end and reports it.
+func (r *Runner) execute(slot string, a task.Assignment) attemptEnd {
 	ctx := r.ctx
 	log := r.logger.With("slot", slot, "task_id", a.TaskID, "attempt", a.Attempt)
 	now := time.Now().UTC()
@@ -184,6 +220,9 @@ func (r *Runner) execute(slot string, a task.Assignment) {
 			}
 			rec.Status, rec.Attempts, rec.Priority = task.StatusRunning, a.Attempt, a.Priority
 			rec.Worker, rec.StartedAt, rec.Progress = r.node+"/"+slot, &now, 0
+			if !a.Enqueued.IsZero() && !a.Dispatched.IsZero() {
+				rec.QueuedAt, rec.DispatchedAt = &a.Enqueued, &a.Dispatched
+			}
 			return nil
 		})
 		if errors.Is(err, errStale) || errors.Is(err, taskstore.ErrNotFound) {
@@ -192,11 +231,12 @@ func (r *Runner) execute(slot string, a task.Assignment) {
 		return err
 	})
 	if err != nil {
-		if ctx.Err() == nil {
-			log.InfoContext(ctx, "dropping assignment that is no longer current", "reason", err)
-			r.release(slot, a)
+		if ctx.Err() != nil {
+			return endShutdown
 		}
-		return
+		log.InfoContext(ctx, "dropping assignment that is no longer current", "reason", err)
+		r.disarm(slot)
+		return endDone
 	}
 	r.metrics.started(rec, now)
 	r.publish(ctx, events.New(events.KindStarted, rec, now))
@@ -205,20 +245,34 @@ func (r *Runner) execute(slot string, a task.Assignment) {
 	out := r.exec.Execute(ctx, rec.Type, rec.Payload, a.Attempt, r.reportProgress(ctx, rec))
 	r.metrics.finished(rec.Type, out)
 	if ctx.Err() != nil {
-		return // shutting down: the watchdog re-queues it elsewhere
+		return endShutdown
+	}
+	if r.faults > 0 && rand.Float64() < r.faults {
+		r.metrics.faults.Inc()
+		log.WarnContext(ctx, "fault injection: the worker process dies before storing the result")
+		return endVanished
 	}
 	if out.Failure == "" {
 		if err := r.deliver(ctx, rec, slot, out); err != nil {
-			return // shutting down before the result was stored: re-queued by the watchdog
+			return endShutdown // stopping before the result was stored
 		}
 	} else {
+		reason := out.Failure + ": " + out.Err.Error()
 		log.InfoContext(ctx, "attempt failed", "failure", out.Failure, "error", out.Err)
 		failed := events.New(events.KindAttemptFailed, rec, time.Now())
-		failed.Error = out.Failure + ": " + out.Err.Error()
+		failed.Error = reason
 		r.publish(ctx, failed)
-		r.retryOrFail(a, out.Failure+": "+out.Err.Error())
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		_, err := r.requeue(rctx, a, reason)
+		cancel()
+		if err != nil {
+			// The watchdog stays armed and re-queues it.
+			log.ErrorContext(ctx, "could not re-queue task", "error", err)
+			return endShutdown
+		}
 	}
-	r.release(slot, a)
+	r.disarm(slot)
+	return endDone
 }
 
 // deliver hands the result to the storekeeper, which stores it and completes the task.
@@ -241,16 +295,14 @@ func (r *Runner) deliver(ctx context.Context, rec task.Record, slot string, out 
 	})
 }
 
-// retryOrFail puts a failed attempt's task back in the queue at high priority, or fails
-// it for good when attempts run out. It does nothing when the task has moved on.
-func (r *Runner) retryOrFail(a task.Assignment, reason string) {
-	ctx := context.WithoutCancel(r.ctx)
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
+// requeue puts a failed attempt's task back in the queue at high priority, or fails it
+// for good when attempts run out; requeued says whether it changed the task (it does
+// nothing when the task has moved on).
+func (r *Runner) requeue(ctx context.Context, a task.Assignment, reason string) (requeued bool, err error) {
 	now := time.Now().UTC()
 	var rec task.Record
 	var changed bool
-	err := retry.Do(ctx, callTimeout, func(ctx context.Context) error {
+	err = retry.Do(ctx, callTimeout, func(ctx context.Context) error {
 		var err error
 		rec, changed, err = r.tasks.Update(ctx, a.TaskID, func(rec *task.Record) error {
 			if rec.Status.Terminal() || rec.Attempts > a.Attempt || (rec.Attempts == a.Attempt && rec.Status == task.StatusPending) {
@@ -269,37 +321,51 @@ func (r *Runner) retryOrFail(a task.Assignment, reason string) {
 		}
 		return err
 	})
-	if err != nil || !changed {
-		if err != nil {
-			r.logger.ErrorContext(ctx, "could not re-queue task", "task_id", a.TaskID, "error", err)
-		}
-		return
+	if errors.Is(err, taskstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("re-queue task %s: %w", a.TaskID, err)
+	}
+	if !changed && !(rec.Status == task.StatusPending && rec.Attempts == a.Attempt) {
+		return false, nil // moved on
 	}
 	if rec.Status == task.StatusFailed {
-		r.metrics.failedForGood.Inc()
-		ev := events.New(events.KindFailed, rec, now)
-		ev.Error = rec.Error
-		r.publish(ctx, ev)
-		return
+		if changed {
+			r.metrics.failedForGood.Inc()
+			r.logger.WarnContext(ctx, "task failed for good", "task_id", a.TaskID, "error", rec.Error)
+			ev := events.New(events.KindFailed, rec, now)
+			ev.Error = rec.Error
+			r.publish(ctx, ev)
+		}
+		return changed, nil
 	}
+	// Pending again at high priority: queue the next attempt. When an earlier try got
+	// this far and then failed to queue it, the record is already pending, and this
+	// queues it now (a duplicate entry is dropped by the worker as stale).
 	next := task.Assignment{TaskID: a.TaskID, Attempt: a.Attempt + 1, Priority: task.PriorityHigh, Enqueued: now}
 	if err := retry.Do(ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Enqueue(ctx, next); return err }); err != nil {
-		r.logger.ErrorContext(ctx, "could not re-queue task", "task_id", a.TaskID, "error", err)
-		return
+		return false, fmt.Errorf("queue attempt %d of task %s: %w", next.Attempt, a.TaskID, err)
 	}
-	r.metrics.requeued.Inc()
+	if changed {
+		r.metrics.requeued.Inc()
+	}
+	return changed, nil
 }
 
-// release clears the slot's attempt and offers the slot to the queue again.
-func (r *Runner) release(slot string, a task.Assignment) {
-	ctx := r.ctx
+// disarm removes the slot's watchdog. If that fails the watchdog fires once more, finds
+// the attempt gone and the task moved on, and removes itself.
+func (r *Runner) disarm(slot string) {
+	ctx, cancel := context.WithTimeout(r.ctx, 2*callTimeout)
+	defer cancel()
 	err := retry.Do(ctx, callTimeout, func(ctx context.Context) error {
-		return actorhost.Call(ctx, r.svc, components.WorkerActor, slot, MethodFinish, a, nil)
+		return r.svc.UnregisterActorReminder(ctx, &dapr.UnregisterActorReminderRequest{
+			ActorType: components.WatchdogActor, ActorID: slot, Name: ReminderWatch,
+		})
 	})
-	if err != nil {
-		return
+	if err != nil && r.ctx.Err() == nil {
+		r.logger.WarnContext(ctx, "could not disarm watchdog", "slot", slot, "error", err)
 	}
-	r.offer(slot)
 }
 
 func (r *Runner) offer(slot string) {

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"slices"
 
 	dapr "github.com/dapr/go-sdk/client"
 
@@ -15,93 +15,55 @@ import (
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
-// Worker actor methods and reminder.
+// Worker actor methods and the watchdog reminder.
 const (
-	MethodRun      = components.WorkerRun
-	MethodFinish   = "finish"
-	ReminderWatch  = "watchdog"
-	stateKeyCurent = "current"
+	MethodRun     = components.WorkerRun
+	MethodCheck   = components.WorkerCheck
+	ReminderWatch = "watch"
 )
 
-// ErrBusy is returned by run when the slot already runs another attempt.
-var ErrBusy = errors.New("slot busy")
+// Errors of the run method (they reach the queue as text; it drops the slot).
+var (
+	ErrBusy         = errors.New("slot busy")
+	ErrNotThisNode  = errors.New("slot does not belong to this node")
+	ErrNotAccepting = errors.New("node is draining")
+)
 
-// WatchdogPeriodDefault is how often a busy slot's reminder checks that its attempt is
-// still running in the process that hosts the slot.
+// WatchdogPeriodDefault is how often a busy slot's watchdog checks its attempt.
 const WatchdogPeriodDefault = "1s"
 
-// ActorClient is what the slot actor needs from the Dapr client.
-type ActorClient interface {
-	actorhost.StateClient
+// ReminderClient registers and removes the watchdog reminders.
+type ReminderClient interface {
 	RegisterActorReminder(ctx context.Context, in *dapr.RegisterActorReminderRequest) error
+	UnregisterActorReminder(ctx context.Context, in *dapr.UnregisterActorReminderRequest) error
 }
 
-// SlotActor is the Worker actor type: each actor id is one worker slot (a "worker
-// process") that runs at most one attempt at a time.
+// SlotActor is this node's Worker actor type ("Worker.<node>"): each actor id is one
+// slot of the node (a "worker process") that runs at most one attempt at a time. Only
+// this node registers the type, so Dapr places every slot here and nowhere else.
 //
-// The attempt a slot runs is kept in its actor state ("current"), and a reminder fires
-// every WatchdogPeriod while the slot is busy. When it fires where the attempt is not
-// running — the process that ran it died, so Dapr placement re-activated the slot
-// elsewhere, or the app restarted — the attempt is re-queued. The task code runs outside
-// the actor's turn (in Runner), so a long task never blocks the reminder.
+// Taking an attempt arms a watchdog first: a reminder on the Watchdog actor type, which
+// every worker node hosts, carrying the attempt. The task code then runs outside the
+// actor's turn (in Runner), so a long task never blocks the actor or the watchdog.
 type SlotActor struct {
 	logger *slog.Logger
-	client ActorClient
+	slots  []string
 	runner *Runner
+	client ReminderClient
 	period string
-
-	mu      sync.Mutex
-	current map[string]*task.Assignment // slot → attempt, as last read or written here
 }
 
-// NewSlotActor returns the Worker actor type.
-func NewSlotActor(logger *slog.Logger, client ActorClient, runner *Runner, period string) *SlotActor {
+// NewSlotActor returns the Worker actor type of a node with the given slots.
+func NewSlotActor(logger *slog.Logger, slots []string, runner *Runner, client ReminderClient, period string) *SlotActor {
 	if period == "" {
 		period = WatchdogPeriodDefault
 	}
-	return &SlotActor{logger: logger.With("component", "slot_actor"), client: client, runner: runner, period: period, current: map[string]*task.Assignment{}}
+	return &SlotActor{logger: logger.With("component", "slot_actor"), slots: slots, runner: runner, client: client, period: period}
 }
 
-func (s *SlotActor) state(slot string) actorhost.State {
-	return actorhost.State{Client: s.client, ActorType: components.WorkerActor, ActorID: slot}
-}
-
-// load returns the slot's current attempt (cached after the first read).
-func (s *SlotActor) load(ctx context.Context, slot string) (*task.Assignment, error) {
-	s.mu.Lock()
-	cur, ok := s.current[slot]
-	s.mu.Unlock()
-	if ok {
-		return cur, nil
-	}
-	data, err := s.state(slot).Get(ctx, stateKeyCurent)
-	if err != nil {
-		return nil, err
-	}
-	if data != nil {
-		cur = &task.Assignment{}
-		if err := json.Unmarshal(data, cur); err != nil {
-			return nil, fmt.Errorf("decode slot %s state: %w", slot, err)
-		}
-	}
-	s.mu.Lock()
-	s.current[slot] = cur
-	s.mu.Unlock()
-	return cur, nil
-}
-
-func (s *SlotActor) store(ctx context.Context, slot string, a *task.Assignment) error {
-	var value []byte
-	if a != nil {
-		value, _ = json.Marshal(a)
-	}
-	if err := s.state(slot).Apply(ctx, actorhost.Write{Key: stateKeyCurent, Value: value}); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.current[slot] = a
-	s.mu.Unlock()
-	return nil
+// CheckReply is the reply of the check method.
+type CheckReply struct {
+	Running bool `json:"running"`
 }
 
 // Invoke runs an actor method.
@@ -113,77 +75,45 @@ func (s *SlotActor) Invoke(ctx context.Context, slot, method string, body []byte
 	switch method {
 	case MethodRun:
 		return []byte("{}"), s.run(ctx, slot, a)
-	case MethodFinish:
-		return []byte("{}"), s.finish(ctx, slot, a)
+	case MethodCheck:
+		return json.Marshal(CheckReply{Running: s.runner.Running(slot, a)})
 	}
 	return nil, actorhost.ErrMethodNotFound
 }
 
-// run takes attempt a: it records it durably, arms the watchdog, and starts it.
+// run takes attempt a: it arms the watchdog, then starts the attempt.
 func (s *SlotActor) run(ctx context.Context, slot string, a task.Assignment) error {
-	cur, err := s.load(ctx, slot)
-	if err != nil {
-		return err
+	if !slices.Contains(s.slots, slot) {
+		return fmt.Errorf("%w: %s", ErrNotThisNode, slot)
 	}
-	if cur != nil {
+	if cur, ok := s.runner.Current(slot); ok {
 		if cur.TaskID == a.TaskID && cur.Attempt == a.Attempt {
 			return nil // the same dispatch again: already taken
 		}
 		return fmt.Errorf("%w: runs %s", ErrBusy, cur)
 	}
-	if err := s.store(ctx, slot, &a); err != nil {
-		return err
+	if s.runner.Draining() {
+		return ErrNotAccepting
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode watchdog of slot %s: %w", slot, err)
 	}
 	if err := s.client.RegisterActorReminder(ctx, &dapr.RegisterActorReminderRequest{
-		ActorType: components.WorkerActor, ActorID: slot, Name: ReminderWatch, DueTime: s.period, Period: s.period,
+		ActorType: components.WatchdogActor, ActorID: slot, Name: ReminderWatch,
+		DueTime: s.period, Period: s.period, Data: data,
 	}); err != nil {
-		// Without a watchdog a crash would strand the task: give it back.
-		_ = s.store(ctx, slot, nil)
+		// Without a watchdog a crash would strand the task: refuse it (it stays queued).
 		return fmt.Errorf("arm watchdog of slot %s: %w", slot, err)
 	}
 	s.runner.Start(slot, a)
 	return nil
 }
 
-// finish clears the slot when a is still its attempt (the runner calls it when done).
-func (s *SlotActor) finish(ctx context.Context, slot string, a task.Assignment) error {
-	cur, err := s.load(ctx, slot)
-	if err != nil {
-		return err
-	}
-	if cur == nil || cur.TaskID != a.TaskID || cur.Attempt != a.Attempt {
-		return nil // already cleared, e.g. by the watchdog
-	}
-	return s.store(ctx, slot, nil)
-}
-
-// Remind is the watchdog. It cancels itself when the slot is idle.
-func (s *SlotActor) Remind(ctx context.Context, slot, name string) (bool, error) {
-	if name != ReminderWatch {
-		return true, nil
-	}
-	cur, err := s.load(ctx, slot)
-	if err != nil {
-		return false, err
-	}
-	if cur == nil {
-		return true, nil
-	}
-	if s.runner.Running(slot, *cur) {
-		return false, nil
-	}
-	// The attempt is not running here: its process died (or this app restarted).
-	s.logger.WarnContext(ctx, "attempt lost with its process; re-queuing", "slot", slot, "task_id", cur.TaskID, "attempt", cur.Attempt)
-	if err := s.store(ctx, slot, nil); err != nil {
-		return false, err
-	}
-	s.runner.Recover(slot, *cur)
+// Remind is not used: the watchdog reminders live on the Watchdog type.
+func (s *SlotActor) Remind(context.Context, string, string, []byte) (bool, error) {
 	return true, nil
 }
 
-// Deactivate forgets the cached state of slot (it may be re-activated elsewhere).
-func (s *SlotActor) Deactivate(_ context.Context, slot string) {
-	s.mu.Lock()
-	delete(s.current, slot)
-	s.mu.Unlock()
-}
+// Deactivate does nothing: the slot's attempt lives in the Runner, not in the actor.
+func (s *SlotActor) Deactivate(context.Context, string) {}

@@ -40,8 +40,9 @@ var ErrMethodNotFound = errors.New("actor method not found")
 type Handler interface {
 	// Invoke runs method on actor id with the request body and returns the reply body.
 	Invoke(ctx context.Context, id, method string, body []byte) ([]byte, error)
-	// Remind runs when reminder fires on actor id; cancel=true unregisters the reminder.
-	Remind(ctx context.Context, id, reminder string) (cancel bool, err error)
+	// Remind runs when reminder fires on actor id with the data it was registered with;
+	// cancel=true unregisters the reminder.
+	Remind(ctx context.Context, id, reminder string, data []byte) (cancel bool, err error)
 	// Deactivate tells the handler that actor id left this process (idle or rebalanced).
 	Deactivate(ctx context.Context, id string)
 }
@@ -143,7 +144,12 @@ func (h *Host) serveRemind(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := chi.URLParam(r, "name")
-	cancel, err := hd.Remind(r.Context(), id, name)
+	data, err := reminderData(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	cancel, err := hd.Remind(r.Context(), id, name, data)
 	if err != nil {
 		h.logger.WarnContext(r.Context(), "reminder failed", "actor_type", chi.URLParam(r, "type"), "actor_id", id, "reminder", name, "error", err)
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -153,6 +159,36 @@ func (h *Host) serveRemind(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Daprremindercancel", "true")
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// reminderData returns the data of a reminder fire. daprd sends the registered bytes
+// inline when they are JSON ({"data": {...}}); SDKs that register through the HTTP API
+// may send them as a base64 string.
+func reminderData(body io.Reader) ([]byte, error) {
+	var fire struct {
+		Data json.RawMessage `json:"data"`
+	}
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return nil, fmt.Errorf("read reminder: %w", err)
+	}
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	if err := json.Unmarshal(raw, &fire); err != nil {
+		return nil, fmt.Errorf("decode reminder: %w", err)
+	}
+	switch {
+	case len(fire.Data) == 0 || string(fire.Data) == "null":
+		return nil, nil
+	case fire.Data[0] == '"':
+		var b []byte
+		if err := json.Unmarshal(fire.Data, &b); err != nil {
+			return nil, fmt.Errorf("decode reminder data: %w", err)
+		}
+		return b, nil
+	}
+	return fire.Data, nil
 }
 
 func (h *Host) serveTimer(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -30,8 +31,8 @@ func (f *fakeActor) Invoke(_ context.Context, id, method string, body []byte) ([
 	return nil, ErrMethodNotFound
 }
 
-func (f *fakeActor) Remind(_ context.Context, id, name string) (bool, error) {
-	f.calls = append(f.calls, id+" remind "+name)
+func (f *fakeActor) Remind(_ context.Context, id, name string, data []byte) (bool, error) {
+	f.calls = append(f.calls, id+" remind "+name+":"+string(data))
 	return name == "once", nil
 }
 
@@ -84,6 +85,9 @@ func TestHostProtocol(t *testing.T) {
 		{"unknown type is 404", http.MethodPut, "/actors/Queue/q/method/echo", ``, 404, "unknown actor type", ""},
 		{"reminder keeps", http.MethodPut, "/actors/Worker/w2/method/remind/watchdog", `{}`, 200, "", ""},
 		{"reminder cancels", http.MethodPut, "/actors/Worker/w2/method/remind/once", `{}`, 200, "", "true"},
+		{"reminder with JSON data", http.MethodPut, "/actors/Worker/w4/method/remind/watchdog", `{"data":{"task":"t1"},"dueTime":"1s","period":"1s"}`, 200, "", ""},
+		{"reminder with base64 data", http.MethodPut, "/actors/Worker/w5/method/remind/watchdog", `{"data":"eyJ0YXNrIjoidDIifQ=="}`, 200, "", ""},
+		{"reminder with bad body", http.MethodPut, "/actors/Worker/w6/method/remind/watchdog", `{"data":`, 400, "decode reminder", ""},
 		{"deactivate", http.MethodDelete, "/actors/Worker/w3", ``, 200, "", ""},
 	}
 	for _, tt := range tests {
@@ -97,6 +101,11 @@ func TestHostProtocol(t *testing.T) {
 				t.Fatalf("cancel header = %q, want %q", got, tt.cancelHeader)
 			}
 		})
+	}
+	for _, want := range []string{"w4 remind watchdog:{\"task\":\"t1\"}", "w5 remind watchdog:{\"task\":\"t2\"}", "w2 remind watchdog:"} {
+		if !slices.Contains(actor.calls, want) {
+			t.Errorf("calls = %q, want %q among them", actor.calls, want)
+		}
 	}
 	if len(actor.deactivated) != 1 || actor.deactivated[0] != "w3" {
 		t.Fatalf("deactivated = %v", actor.deactivated)

@@ -243,25 +243,11 @@ func acceptedCount(t *testing.T, st *stacktest.Stack) float64 {
 // metricByLabel reads a counter with one label from an app's /metrics, by label value.
 func metricByLabel(t *testing.T, base, name string) map[string]float64 {
 	t.Helper()
-	_, body := get(t, base+"/metrics")
-	out := map[string]float64{}
-	for _, line := range strings.Split(body, "\n") {
-		rest, ok := strings.CutPrefix(line, name+"{")
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(rest, "} ")
-		if !ok {
-			t.Fatalf("unexpected metric line %q", line)
-		}
-		_, label, _ := strings.Cut(labels, "=")
-		var v float64
-		if _, err := fmt.Sscanf(value, "%g", &v); err != nil {
-			t.Fatalf("metric line %q: %v", line, err)
-		}
-		out[strings.Trim(label, `"`)] = v
+	m, err := stacktest.ScrapeMetrics(t.Context(), base)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return m.ByLabel(name)
 }
 
 // A repeated Idempotency-Key gives the same task, once.

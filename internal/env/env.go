@@ -34,6 +34,16 @@ func (r *Reader) String(key, fallback string) string {
 	return fallback
 }
 
+// Valid returns the value of key (fallback when unset) and records an error, saying
+// what is wanted, when valid rejects it.
+func (r *Reader) Valid(key, fallback string, valid func(string) bool, want string) string {
+	v := r.String(key, fallback)
+	if !valid(v) {
+		r.fail(key, v, want)
+	}
+	return v
+}
+
 // Required returns the value of key and records an error when it is unset or empty.
 func (r *Reader) Required(key string) string {
 	v := strings.TrimSpace(r.getenv(key))

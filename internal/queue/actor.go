@@ -137,7 +137,7 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 }
 
 // Remind is unused: the queue registers no reminders.
-func (a *Actor) Remind(context.Context, string, string) (bool, error) { return true, nil }
+func (a *Actor) Remind(context.Context, string, string, []byte) (bool, error) { return true, nil }
 
 // Deactivate drops the cached state of queue id.
 func (a *Actor) Deactivate(_ context.Context, id string) {

@@ -63,12 +63,13 @@ type Depth struct {
 type Queue struct {
 	store    Store
 	dispatch DispatchFunc
+	now      func() time.Time
 	m        *meta // loaded on first use
 }
 
 // New returns a queue over store that pushes work with dispatch.
 func New(store Store, dispatch DispatchFunc) *Queue {
-	return &Queue{store: store, dispatch: dispatch}
+	return &Queue{store: store, dispatch: dispatch, now: time.Now}
 }
 
 var priorities = []task.Priority{task.PriorityHigh, task.PriorityNormal}
@@ -151,6 +152,13 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 			return dispatched, fmt.Errorf("%w: priority %q (want high or normal)", ErrBadRequest, a.Priority)
 		}
 	}
+	// Stamped here, in the queue's turn, so that enqueue and dispatch times of all
+	// tasks come from one clock and order exactly.
+	as = slices.Clone(as)
+	now := q.now().UTC()
+	for i := range as {
+		as[i].Enqueued = now
+	}
 	for i, a := range as {
 		ok, err := q.dispatchToIdle(ctx, a)
 		if err != nil {
@@ -191,7 +199,7 @@ func (q *Queue) dispatchToIdle(ctx context.Context, a task.Assignment) (bool, er
 		slot := q.m.Idle[0]
 		next := q.m.clone()
 		next.Idle = next.Idle[1:]
-		derr := q.dispatch(ctx, slot, a)
+		_, derr := q.push(ctx, slot, a)
 		if err := q.commit(ctx, next); err != nil {
 			return derr == nil, err
 		}
@@ -200,6 +208,12 @@ func (q *Queue) dispatchToIdle(ctx context.Context, a task.Assignment) (bool, er
 		}
 	}
 	return false, nil
+}
+
+// push hands a to slot, stamped with the dispatch time, and returns what it sent.
+func (q *Queue) push(ctx context.Context, slot string, a task.Assignment) (task.Assignment, error) {
+	a.Dispatched = q.now().UTC()
+	return a, q.dispatch(ctx, slot, a)
 }
 
 // waiting reports whether a task of priority p or higher is queued.
@@ -245,7 +259,7 @@ func (q *Queue) Idle(ctx context.Context, slot string) (*task.Assignment, error)
 			}
 			// Dispatch before removing: a crash in between dispatches it again (at least
 			// once); workers drop attempts that are already done.
-			if err := q.dispatch(ctx, slot, a); err != nil {
+			if a, err = q.push(ctx, slot, a); err != nil {
 				return nil, fmt.Errorf("dispatch %s to %s: %w", a, slot, err)
 			}
 			return &a, q.commit(ctx, next, Op{Key: key})

@@ -327,3 +327,42 @@ func BenchmarkEnqueueDequeue(b *testing.B) {
 		})
 	}
 }
+
+// The queue stamps enqueue and dispatch times on its own clock, whatever the caller
+// sent: times of different tasks then order exactly.
+func TestQueueStampsTimes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	var sent []task.Assignment
+	q := New(newMemStore(), func(_ context.Context, _ string, a task.Assignment) error { sent = append(sent, a); return nil })
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	q.now = func() time.Time { clock = clock.Add(time.Second); return clock }
+
+	late := task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Unix(0, 0)}
+	if _, err := q.Enqueue(ctx, []task.Assignment{late}); err != nil { // queued: no idle slot
+		t.Fatal(err)
+	}
+	if _, err := q.Idle(ctx, "w"); err != nil { // dispatched from the queue
+		t.Fatal(err)
+	}
+	now := task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
+	if _, err := q.Idle(ctx, "w"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Enqueue(ctx, []task.Assignment{now}); err != nil { // straight to the idle slot
+		t.Fatal(err)
+	}
+	want := []struct{ enq, disp int }{{1, 2}, {3, 4}} // seconds after the start of the clock
+	if len(sent) != 2 {
+		t.Fatalf("sent %d assignments, want 2", len(sent))
+	}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, w := range want {
+		if got := sent[i]; !got.Enqueued.Equal(start.Add(time.Duration(w.enq)*time.Second)) || !got.Dispatched.Equal(start.Add(time.Duration(w.disp)*time.Second)) {
+			t.Errorf("assignment %d stamped enqueued %s, dispatched %s; want +%ds, +%ds", i, got.Enqueued, got.Dispatched, w.enq, w.disp)
+		}
+	}
+	if !late.Enqueued.Equal(time.Unix(0, 0)) {
+		t.Error("Enqueue changed the caller's assignment")
+	}
+}

@@ -26,8 +26,11 @@ type TaskView struct {
 		Path      string   `json:"path"`
 		Files     []string `json:"files"`
 	} `json:"result"`
-	StartedAt  *time.Time `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at"`
+	Worker       string     `json:"worker"`
+	QueuedAt     *time.Time `json:"queued_at"`
+	DispatchedAt *time.Time `json:"dispatched_at"`
+	StartedAt    *time.Time `json:"started_at"`
+	FinishedAt   *time.Time `json:"finished_at"`
 }
 
 // Gateway is a client of one gateway instance's HTTP API.

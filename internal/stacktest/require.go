@@ -51,7 +51,10 @@ func run(m *testing.M, opts Options) int {
 	}
 	code := m.Run()
 	if shared != nil {
-		keep := code != 0 && os.Getenv("TASKGRID_KEEP_STACK") != ""
+		// TASKGRID_KEEP_STACK=1 keeps the directory (data, logs) of a failed run;
+		// =always keeps it after a passing run too.
+		flag := os.Getenv("TASKGRID_KEEP_STACK")
+		keep := flag == "always" || (code != 0 && flag != "")
 		if code != 0 {
 			fmt.Fprint(os.Stderr, shared.LogTail(40))
 		}

@@ -52,10 +52,14 @@ type Record struct {
 	Progress    float64         `json:"progress"`
 	Worker      string          `json:"worker,omitempty"`
 	CreatedAt   time.Time       `json:"created_at"`
-	StartedAt   *time.Time      `json:"started_at,omitempty"`
-	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
-	Result      *Location       `json:"result,omitempty"`
-	Error       string          `json:"error,omitempty"`
+	// QueuedAt and DispatchedAt are when the latest attempt entered and left the queue
+	// (the queue's clock); StartedAt is when it started running (the worker's clock).
+	QueuedAt     *time.Time `json:"queued_at,omitempty"`
+	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
+	StartedAt    *time.Time `json:"started_at,omitempty"`
+	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+	Result       *Location  `json:"result,omitempty"`
+	Error        string     `json:"error,omitempty"`
 }
 
 // Location says where a stored result is, relative to the storekeeper's results root.
@@ -69,10 +73,11 @@ type Location struct {
 
 // Assignment is what the queue hands a worker: which task, which attempt.
 type Assignment struct {
-	TaskID   uuid.UUID `json:"task_id"`
-	Attempt  int       `json:"attempt"` // 1 for the first attempt
-	Priority Priority  `json:"priority"`
-	Enqueued time.Time `json:"enqueued_at"`
+	TaskID     uuid.UUID `json:"task_id"`
+	Attempt    int       `json:"attempt"` // 1 for the first attempt
+	Priority   Priority  `json:"priority"`
+	Enqueued   time.Time `json:"enqueued_at"`            // when the queue took it (stamped by the queue)
+	Dispatched time.Time `json:"dispatched_at,omitzero"` // when the queue pushed it to a slot
 }
 
 func (a Assignment) String() string { return fmt.Sprintf("%s#%d", a.TaskID, a.Attempt) }

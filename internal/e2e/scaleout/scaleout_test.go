@@ -5,8 +5,6 @@ package scaleout
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -79,19 +77,9 @@ func TestTwoGatewaysTwoWorkerNodes(t *testing.T) {
 // attempts reads how many sleep attempts a worker node finished.
 func attempts(t *testing.T, base string) float64 {
 	t.Helper()
-	body, err := stacktest.Gateway{Base: base}.Do(t.Context(), "GET", "/metrics", nil, nil)
+	m, err := stacktest.ScrapeMetrics(t.Context(), base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var total float64
-	for _, line := range strings.Split(string(body.Body), "\n") {
-		if strings.HasPrefix(line, `taskgrid_worker_attempts_total{outcome="ok",task="sleep"}`) {
-			var v float64
-			if _, err := fmt.Sscanf(line[strings.LastIndex(line, " ")+1:], "%g", &v); err != nil {
-				t.Fatal(err)
-			}
-			total += v
-		}
-	}
-	return total
+	return m.Sum("taskgrid_worker_attempts_total", `outcome="ok"`, `task="sleep"`)
 }

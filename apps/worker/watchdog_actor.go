@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/actorhost"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/task"
+)
+
+// Bounds of the watchdog.
+const (
+	// checkTimeout bounds one call to a slot. A slot answers from memory in
+	// microseconds; a call that takes this long has met a dead or hung app.
+	checkTimeout = 2 * time.Second
+	// unreachableLimit is how many fires in a row may fail to reach a slot before its
+	// attempt is taken for lost. A node whose sidecar is gone, or whose app failed its
+	// health checks, has no address at all and is recognised at the first fire.
+	unreachableLimit = 5
+	// recoverBudget bounds re-queuing a lost attempt within one fire; what is not done
+	// is done again at the next fire (re-queuing is idempotent).
+	recoverBudget = 20 * time.Second
+)
+
+// Recoverer re-queues a lost attempt (Runner does).
+type Recoverer interface {
+	Recover(ctx context.Context, a task.Assignment, reason string) error
+}
+
+// WatchdogActor is the Watchdog actor type, hosted by every worker node. Actor id =
+// slot; its reminder, armed by the slot when it takes an attempt, carries the attempt.
+// At every fire it asks the slot, through the slot's node, whether the attempt still
+// runs there; when the answer is no, or the node is gone, it re-queues the attempt and
+// cancels itself. Reminders are held by the Dapr scheduler, so they fire on a surviving
+// node when the slot's node dies, and in the restarted node after a full restart.
+type WatchdogActor struct {
+	logger  *slog.Logger
+	invoker actorhost.Invoker
+	rec     Recoverer
+
+	mu          sync.Mutex
+	unreachable map[string]int // slot → fires in a row that could not reach it
+}
+
+// NewWatchdogActor returns the Watchdog actor type.
+func NewWatchdogActor(logger *slog.Logger, invoker actorhost.Invoker, rec Recoverer) *WatchdogActor {
+	return &WatchdogActor{logger: logger.With("component", "watchdog"), invoker: invoker, rec: rec, unreachable: map[string]int{}}
+}
+
+// Invoke has no methods: the watchdog is driven by its reminder.
+func (w *WatchdogActor) Invoke(context.Context, string, string, []byte) ([]byte, error) {
+	return nil, actorhost.ErrMethodNotFound
+}
+
+// Remind checks the slot's attempt; cancel=true once the attempt ended or was re-queued.
+func (w *WatchdogActor) Remind(ctx context.Context, slot, name string, data []byte) (bool, error) {
+	if name != ReminderWatch {
+		return true, nil
+	}
+	var a task.Assignment
+	if err := json.Unmarshal(data, &a); err != nil || a.TaskID == uuid.Nil {
+		w.logger.ErrorContext(ctx, "watchdog reminder without an attempt; dropping it", "slot", slot, "data", string(data), "error", err)
+		return true, nil
+	}
+	running, reason := w.check(ctx, slot, a)
+	if running {
+		return false, nil
+	}
+	if reason == "" {
+		return false, nil // not sure yet: ask again at the next fire
+	}
+	w.logger.WarnContext(ctx, "attempt lost; re-queuing", "slot", slot, "task_id", a.TaskID, "attempt", a.Attempt, "reason", reason)
+	rctx, cancel := context.WithTimeout(ctx, recoverBudget)
+	defer cancel()
+	if err := w.rec.Recover(rctx, a, reason); err != nil {
+		return false, err // fire again: the reminder is the only record of the lost attempt
+	}
+	w.forget(slot)
+	return true, nil
+}
+
+// check asks the slot whether a runs there. It returns running, or a reason when a is
+// surely not running; neither means the slot could not be reached (yet).
+func (w *WatchdogActor) check(ctx context.Context, slot string, a task.Assignment) (running bool, reason string) {
+	typ, err := components.SlotActor(slot)
+	if err != nil {
+		return false, "bad slot name: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	var reply CheckReply
+	err = actorhost.Call(ctx, w.invoker, typ, slot, MethodCheck, a, &reply)
+	switch {
+	case err == nil && reply.Running:
+		w.forget(slot)
+		return true, ""
+	case err == nil:
+		return false, "worker process lost (the slot no longer runs the attempt)"
+	case noAddress(err):
+		return false, "worker node lost (no host for " + typ + ")"
+	}
+	w.mu.Lock()
+	w.unreachable[slot]++
+	n := w.unreachable[slot]
+	w.mu.Unlock()
+	w.logger.InfoContext(ctx, "watchdog could not reach slot", "slot", slot, "task_id", a.TaskID, "tries", n, "error", err)
+	if n >= unreachableLimit {
+		return false, "worker node unreachable: " + err.Error()
+	}
+	return false, ""
+}
+
+func (w *WatchdogActor) forget(slot string) {
+	w.mu.Lock()
+	delete(w.unreachable, slot)
+	w.mu.Unlock()
+}
+
+// noAddress reports whether err says that no host serves the actor's type: Dapr
+// placement has removed the node (its sidecar is gone or its app failed its health
+// checks).
+func noAddress(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "ERR_ACTOR_NO_ADDRESS") || strings.Contains(s, "did not find address for actor")
+}
+
+// Deactivate forgets what the watchdog knew about slot.
+func (w *WatchdogActor) Deactivate(_ context.Context, slot string) { w.forget(slot) }
