@@ -17,13 +17,15 @@ import (
 
 // Bounds of the watchdog.
 const (
-	// checkTimeout bounds one call to a slot. A slot answers from memory in
-	// microseconds; a call that takes this long has met a dead or hung app.
-	checkTimeout = 2 * time.Second
+	// checkTimeout bounds one call to a slot. A slot answers from memory (a few
+	// milliseconds through two sidecars); a call that takes this long has met a dead
+	// node: Dapr retries calls to an actor type that no host serves (5 tries, 1 s
+	// apart, not configurable) rather than failing them.
+	checkTimeout = 500 * time.Millisecond
 	// unreachableLimit is how many fires in a row may fail to reach a slot before its
-	// attempt is taken for lost. A node whose sidecar is gone, or whose app failed its
-	// health checks, has no address at all and is recognised at the first fire.
-	unreachableLimit = 5
+	// attempt is taken for lost. A node whose app is gone while its sidecar lives
+	// (connection refused) is recognised at the first fire.
+	unreachableLimit = 2
 	// recoverBudget bounds re-queuing a lost attempt within one fire; what is not done
 	// is done again at the next fire (re-queuing is idempotent).
 	recoverBudget = 20 * time.Second
@@ -105,6 +107,8 @@ func (w *WatchdogActor) check(ctx context.Context, slot string, a task.Assignmen
 		return false, "worker process lost (the slot no longer runs the attempt)"
 	case noAddress(err):
 		return false, "worker node lost (no host for " + typ + ")"
+	case appGone(err):
+		return false, "worker process lost (its sidecar cannot reach it)"
 	}
 	w.mu.Lock()
 	w.unreachable[slot]++
@@ -129,6 +133,12 @@ func (w *WatchdogActor) forget(slot string) {
 func noAddress(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "ERR_ACTOR_NO_ADDRESS") || strings.Contains(s, "did not find address for actor")
+}
+
+// appGone reports whether err says that the slot's sidecar could not connect to its app:
+// the app process is not running.
+func appGone(err error) bool {
+	return strings.Contains(err.Error(), "connect: connection refused") && strings.Contains(err.Error(), "/actors/")
 }
 
 // Deactivate forgets what the watchdog knew about slot.

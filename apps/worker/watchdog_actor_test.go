@@ -54,7 +54,8 @@ func TestWatchdogRemind(t *testing.T) {
 	a := task.Assignment{TaskID: uuid.New(), Attempt: 2, Priority: task.PriorityHigh}
 	data, _ := json.Marshal(a)
 	noAddr := errors.New("rpc error: code = FailedPrecondition desc = did not find address for actor 'Worker.node-1/node-1-0'")
-	refused := errors.New("rpc error: code = Unavailable desc = connection refused")
+	refused := errors.New(`rpc error: code = Internal desc = error invoke actor method: Put "http://127.0.0.1:32865/actors/Worker.node-1/node-1-0/method/check": dial tcp 127.0.0.1:32865: connect: connection refused`)
+	timeout := errors.New("rpc error: code = DeadlineExceeded desc = context deadline exceeded")
 
 	tests := []struct {
 		name        string
@@ -69,8 +70,9 @@ func TestWatchdogRemind(t *testing.T) {
 		{name: "attempt running: keep watching", data: data, reply: answer(true)},
 		{name: "slot alive, attempt gone: re-queue", data: data, reply: answer(false), wantCancel: true, wantRecover: "process lost"},
 		{name: "node gone: re-queue at once", data: data, reply: fail(noAddr), wantCancel: true, wantRecover: "node lost"},
-		{name: "node unreachable once: wait", data: data, reply: fail(refused)},
-		{name: "node unreachable too often: re-queue", data: data, reply: fail(refused), fires: unreachableLimit - 1, wantCancel: true, wantRecover: "unreachable"},
+		{name: "app gone, sidecar alive: re-queue at once", data: data, reply: fail(refused), wantCancel: true, wantRecover: "process lost"},
+		{name: "node unreachable once: wait", data: data, reply: fail(timeout)},
+		{name: "node unreachable too often: re-queue", data: data, reply: fail(timeout), fires: unreachableLimit - 1, wantCancel: true, wantRecover: "unreachable"},
 		{name: "re-queue fails: fire again", data: data, reply: answer(false), recoverErr: errors.New("redis down"), wantErr: true, wantRecover: "process lost"},
 		{name: "reminder without attempt: dropped", data: []byte(`{}`), reply: answer(false), wantCancel: true},
 		{name: "reminder with garbage: dropped", data: []byte(`nope`), reply: answer(false), wantCancel: true},
