@@ -28,7 +28,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	slots := cfg.Slots()
 	host := actorhost.New(logger, nil)
 	host.Register(components.WorkerActor(cfg.NodeID), NewSlotActor(logger, slots, runner, app.Dapr, cfg.WatchdogPeriod.String()))
-	host.Register(components.WatchdogActor, NewWatchdogActor(logger, app.Dapr, runner))
+	host.Register(components.WatchdogActor, NewWatchdogActor(logger, app.Dapr, app.Dapr, runner))
 	host.Mount(app.Server.Router)
 
 	// Running attempts finish through the sidecar, which calls back into this app: the

@@ -235,7 +235,7 @@ func (r *Runner) execute(slot string, a task.Assignment) attemptEnd {
 			return endShutdown
 		}
 		log.InfoContext(ctx, "dropping assignment that is no longer current", "reason", err)
-		r.disarm(slot)
+		r.disarm(slot, a)
 		return endDone
 	}
 	r.metrics.started(rec, now)
@@ -271,7 +271,7 @@ func (r *Runner) execute(slot string, a task.Assignment) attemptEnd {
 			return endShutdown
 		}
 	}
-	r.disarm(slot)
+	r.disarm(slot, a)
 	return endDone
 }
 
@@ -355,12 +355,12 @@ func (r *Runner) requeue(ctx context.Context, a task.Assignment, reason string) 
 
 // disarm removes the slot's watchdog. If that fails the watchdog fires once more, finds
 // the attempt gone and the task moved on, and removes itself.
-func (r *Runner) disarm(slot string) {
+func (r *Runner) disarm(slot string, a task.Assignment) {
 	ctx, cancel := context.WithTimeout(r.ctx, 2*callTimeout)
 	defer cancel()
 	err := retry.Do(ctx, callTimeout, func(ctx context.Context) error {
 		return r.svc.UnregisterActorReminder(ctx, &dapr.UnregisterActorReminderRequest{
-			ActorType: components.WatchdogActor, ActorID: slot, Name: ReminderWatch,
+			ActorType: components.WatchdogActor, ActorID: slot, Name: watchName(a),
 		})
 	})
 	if err != nil && r.ctx.Err() == nil {

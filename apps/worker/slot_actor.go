@@ -17,10 +17,19 @@ import (
 
 // Worker actor methods and the watchdog reminder.
 const (
-	MethodRun     = components.WorkerRun
-	MethodCheck   = components.WorkerCheck
-	ReminderWatch = "watch"
+	MethodRun   = components.WorkerRun
+	MethodCheck = components.WorkerCheck
 )
+
+// watchPrefix starts the name of every watchdog reminder.
+const watchPrefix = "watch-"
+
+// watchName names the watchdog reminder of attempt a. One reminder per attempt, not per
+// slot: the next attempt a slot takes (after a restart, say) must not overwrite the
+// watchdog of an attempt that was lost before its watchdog fired.
+func watchName(a task.Assignment) string {
+	return fmt.Sprintf("%s%s-%d", watchPrefix, a.TaskID, a.Attempt)
+}
 
 // Errors of the run method (they reach the queue as text; it drops the slot).
 var (
@@ -100,7 +109,7 @@ func (s *SlotActor) run(ctx context.Context, slot string, a task.Assignment) err
 		return fmt.Errorf("encode watchdog of slot %s: %w", slot, err)
 	}
 	if err := s.client.RegisterActorReminder(ctx, &dapr.RegisterActorReminderRequest{
-		ActorType: components.WatchdogActor, ActorID: slot, Name: ReminderWatch,
+		ActorType: components.WatchdogActor, ActorID: slot, Name: watchName(a),
 		DueTime: s.period, Period: s.period, Data: data,
 	}); err != nil {
 		// Without a watchdog a crash would strand the task: refuse it (it stays queued).

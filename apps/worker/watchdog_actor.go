@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/actorhost"
@@ -43,17 +45,18 @@ type Recoverer interface {
 // cancels itself. Reminders are held by the Dapr scheduler, so they fire on a surviving
 // node when the slot's node dies, and in the restarted node after a full restart.
 type WatchdogActor struct {
-	logger  *slog.Logger
-	invoker actorhost.Invoker
-	rec     Recoverer
+	logger    *slog.Logger
+	invoker   actorhost.Invoker
+	reminders ReminderClient
+	rec       Recoverer
 
 	mu          sync.Mutex
 	unreachable map[string]int // slot → fires in a row that could not reach it
 }
 
 // NewWatchdogActor returns the Watchdog actor type.
-func NewWatchdogActor(logger *slog.Logger, invoker actorhost.Invoker, rec Recoverer) *WatchdogActor {
-	return &WatchdogActor{logger: logger.With("component", "watchdog"), invoker: invoker, rec: rec, unreachable: map[string]int{}}
+func NewWatchdogActor(logger *slog.Logger, invoker actorhost.Invoker, reminders ReminderClient, rec Recoverer) *WatchdogActor {
+	return &WatchdogActor{logger: logger.With("component", "watchdog"), invoker: invoker, reminders: reminders, rec: rec, unreachable: map[string]int{}}
 }
 
 // Invoke has no methods: the watchdog is driven by its reminder.
@@ -61,15 +64,16 @@ func (w *WatchdogActor) Invoke(context.Context, string, string, []byte) ([]byte,
 	return nil, actorhost.ErrMethodNotFound
 }
 
-// Remind checks the slot's attempt; cancel=true once the attempt ended or was re-queued.
+// Remind checks the slot's attempt, and removes the reminder once the attempt ended or
+// was re-queued.
 func (w *WatchdogActor) Remind(ctx context.Context, slot, name string, data []byte) (bool, error) {
-	if name != ReminderWatch {
-		return true, nil
+	if !strings.HasPrefix(name, watchPrefix) {
+		return true, w.drop(ctx, slot, name)
 	}
 	var a task.Assignment
 	if err := json.Unmarshal(data, &a); err != nil || a.TaskID == uuid.Nil {
 		w.logger.ErrorContext(ctx, "watchdog reminder without an attempt; dropping it", "slot", slot, "data", string(data), "error", err)
-		return true, nil
+		return true, w.drop(ctx, slot, name)
 	}
 	running, reason := w.check(ctx, slot, a)
 	if running {
@@ -85,7 +89,21 @@ func (w *WatchdogActor) Remind(ctx context.Context, slot, name string, data []by
 		return false, err // fire again: the reminder is the only record of the lost attempt
 	}
 	w.forget(slot)
-	return true, nil
+	return true, w.drop(ctx, slot, name)
+}
+
+// drop removes a reminder. Answering a fire with "cancel" is not enough: daprd 1.18
+// reports a cancelled fire of a periodic reminder to the scheduler as a success, and
+// the scheduler keeps the job. If the removal fails, the next fire finds the task moved
+// on and tries again.
+func (w *WatchdogActor) drop(ctx context.Context, slot, name string) error {
+	err := w.reminders.UnregisterActorReminder(ctx, &dapr.UnregisterActorReminderRequest{
+		ActorType: components.WatchdogActor, ActorID: slot, Name: name,
+	})
+	if err != nil {
+		return fmt.Errorf("remove reminder %s of %s: %w", name, slot, err)
+	}
+	return nil
 }
 
 // check asks the slot whether a runs there. It returns running, or a reason when a is

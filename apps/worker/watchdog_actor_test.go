@@ -75,6 +75,7 @@ func TestWatchdogRemind(t *testing.T) {
 		{name: "node unreachable too often: re-queue", data: data, reply: fail(timeout), fires: unreachableLimit - 1, wantCancel: true, wantRecover: "unreachable"},
 		{name: "re-queue fails: fire again", data: data, reply: answer(false), recoverErr: errors.New("redis down"), wantErr: true, wantRecover: "process lost"},
 		{name: "reminder without attempt: dropped", data: []byte(`{}`), reply: answer(false), wantCancel: true},
+
 		{name: "reminder with garbage: dropped", data: []byte(`nope`), reply: answer(false), wantCancel: true},
 	}
 	for _, tt := range tests {
@@ -82,15 +83,21 @@ func TestWatchdogRemind(t *testing.T) {
 			t.Parallel()
 			slots := &fakeSlots{reply: tt.reply}
 			rec := &fakeRecoverer{err: tt.recoverErr}
-			w := NewWatchdogActor(slog.New(slog.NewTextHandler(io.Discard, nil)), slots, rec)
+			rem := &fakeReminders{}
+			w := NewWatchdogActor(slog.New(slog.NewTextHandler(io.Discard, nil)), slots, rem, rec)
+			name := watchName(a)
 			for range tt.fires {
-				if cancel, err := w.Remind(t.Context(), "node-1-0", ReminderWatch, tt.data); cancel || err != nil {
+				if cancel, err := w.Remind(t.Context(), "node-1-0", name, tt.data); cancel || err != nil {
 					t.Fatalf("earlier fire: cancel=%v err=%v", cancel, err)
 				}
 			}
-			cancel, err := w.Remind(t.Context(), "node-1-0", ReminderWatch, tt.data)
+			cancel, err := w.Remind(t.Context(), "node-1-0", name, tt.data)
 			if cancel != tt.wantCancel || (err != nil) != tt.wantErr {
 				t.Fatalf("Remind = %v, %v; want cancel=%v, error=%v", cancel, err, tt.wantCancel, tt.wantErr)
+			}
+			// A cancelled watchdog removes its reminder itself (daprd keeps it otherwise).
+			if removed := len(rem.unregistered) == 1 && rem.unregistered[0].Name == name && rem.unregistered[0].ActorID == "node-1-0" && rem.unregistered[0].ActorType == "Watchdog"; removed != tt.wantCancel {
+				t.Fatalf("reminders removed: %+v; want the fired one removed = %v", rem.unregistered, tt.wantCancel)
 			}
 			if tt.wantRecover == "" {
 				if len(rec.recovered) != 0 {
@@ -116,14 +123,14 @@ func TestWatchdogUnreachableCountResets(t *testing.T) {
 	data, _ := json.Marshal(a)
 	slots := &fakeSlots{}
 	rec := &fakeRecoverer{}
-	w := NewWatchdogActor(slog.New(slog.NewTextHandler(io.Discard, nil)), slots, rec)
+	w := NewWatchdogActor(slog.New(slog.NewTextHandler(io.Discard, nil)), slots, &fakeReminders{}, rec)
 	for i := range 3 * unreachableLimit {
 		if i%unreachableLimit == unreachableLimit-1 {
 			slots.reply = answer(true)
 		} else {
 			slots.reply = fail(errors.New("timeout"))
 		}
-		if cancel, err := w.Remind(t.Context(), "n-0", ReminderWatch, data); cancel || err != nil {
+		if cancel, err := w.Remind(t.Context(), "n-0", watchName(a), data); cancel || err != nil {
 			t.Fatalf("fire %d: cancel=%v err=%v", i, cancel, err)
 		}
 	}
@@ -133,8 +140,9 @@ func TestWatchdogUnreachableCountResets(t *testing.T) {
 }
 
 type fakeReminders struct {
-	err        error
-	registered []*dapr.RegisterActorReminderRequest
+	err          error
+	registered   []*dapr.RegisterActorReminderRequest
+	unregistered []*dapr.UnregisterActorReminderRequest
 }
 
 func (f *fakeReminders) RegisterActorReminder(_ context.Context, in *dapr.RegisterActorReminderRequest) error {
@@ -142,7 +150,8 @@ func (f *fakeReminders) RegisterActorReminder(_ context.Context, in *dapr.Regist
 	return f.err
 }
 
-func (f *fakeReminders) UnregisterActorReminder(context.Context, *dapr.UnregisterActorReminderRequest) error {
+func (f *fakeReminders) UnregisterActorReminder(_ context.Context, in *dapr.UnregisterActorReminderRequest) error {
+	f.unregistered = append(f.unregistered, in)
 	return nil
 }
 
@@ -188,7 +197,7 @@ func TestSlotRunRefuses(t *testing.T) {
 			if tt.wantArm {
 				r := rem.registered[0]
 				var got task.Assignment
-				if err := json.Unmarshal(r.Data, &got); err != nil || got != tt.a || r.ActorType != "Watchdog" || r.ActorID != tt.slot || r.Period != WatchdogPeriodDefault {
+				if err := json.Unmarshal(r.Data, &got); err != nil || got != tt.a || r.ActorType != "Watchdog" || r.ActorID != tt.slot || r.Name != watchName(tt.a) || r.Period != WatchdogPeriodDefault {
 					t.Fatalf("reminder %+v carries %+v (%v), want the attempt on Watchdog/%s every %s", r, got, err, tt.slot, WatchdogPeriodDefault)
 				}
 			}
@@ -220,5 +229,20 @@ func TestSlotCheck(t *testing.T) {
 		if err != nil || json.Unmarshal(out, &reply) != nil || reply.Running != tt.want {
 			t.Errorf("check %s %s = %s, %v; want running=%v", tt.slot, tt.a, out, err, tt.want)
 		}
+	}
+}
+
+// Each attempt has its own watchdog: a slot's next attempt cannot overwrite the
+// watchdog of one that was lost.
+func TestWatchNameIsPerAttempt(t *testing.T) {
+	t.Parallel()
+	id := uuid.New()
+	names := map[string]bool{}
+	for _, a := range []task.Assignment{{TaskID: id, Attempt: 1}, {TaskID: id, Attempt: 2}, {TaskID: uuid.New(), Attempt: 1}} {
+		n := watchName(a)
+		if names[n] || !strings.HasPrefix(n, watchPrefix) {
+			t.Fatalf("watchName(%s) = %q: repeated or without the prefix", a, n)
+		}
+		names[n] = true
 	}
 }
