@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -142,4 +143,79 @@ func cancelOnFirstProgress(t *testing.T, job Job) error {
 	defer cancel()
 	_, err := job.Run(ctx, func(float64) { cancel() })
 	return err
+}
+
+// sameResult fails unless a and b have byte-identical Output and Files.
+func sameResult(t *testing.T, a, b Result) {
+	t.Helper()
+	if !bytes.Equal(a.Output, b.Output) {
+		t.Errorf("outputs differ:\n%s\n%s", a.Output, b.Output)
+	}
+	if len(a.Files) != len(b.Files) {
+		t.Fatalf("runs gave %d and %d files", len(a.Files), len(b.Files))
+	}
+	for i := range a.Files {
+		if a.Files[i].Name != b.Files[i].Name || !bytes.Equal(a.Files[i].Data, b.Files[i].Data) {
+			t.Errorf("file %d differs: %q (%d bytes) and %q (%d bytes)",
+				i, a.Files[i].Name, len(a.Files[i].Data), b.Files[i].Name, len(b.Files[i].Data))
+		}
+	}
+}
+
+// checkDeterministic runs a payload twice, each time through a fresh Prepare, and
+// fails unless both runs give byte-identical results. It returns the first result.
+func checkDeterministic(t *testing.T, name, payload string) Result {
+	t.Helper()
+	first := run(t, name, payload)
+	sameResult(t, first, run(t, name, payload))
+	return first
+}
+
+// checkCommonFields checks that the common fields in withCommon reach Options as want
+// and leave the job alone: it gives the same result as plain, the same payload without
+// them. Failing attempts on purpose (forceFailure) is up to the worker, not the job.
+func checkCommonFields(t *testing.T, name, plain, withCommon string, want Options) {
+	t.Helper()
+	if _, opts := prepare(t, name, withCommon); opts != want {
+		t.Errorf("options of %s = %+v, want %+v", withCommon, opts, want)
+	}
+	sameResult(t, run(t, name, plain), run(t, name, withCommon))
+}
+
+// checkPreCancelled checks that a job run with a context already cancelled returns
+// context.Canceled and no result.
+func checkPreCancelled(t *testing.T, name, payload string) {
+	t.Helper()
+	job, _ := prepare(t, name, payload)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	res, err := job.Run(ctx, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Run with a cancelled context = %v, want context.Canceled", err)
+	}
+	if res.Output != nil || res.Files != nil {
+		t.Errorf("Run with a cancelled context returned a result: %s, %d files", res.Output, len(res.Files))
+	}
+}
+
+// checkCancelsMidway checks that cancelling a long job at its first progress report
+// stops it with context.Canceled at its next check, rather than letting it go on: no
+// progress may follow the report that cancelled it. (Jobs that may legitimately report
+// again before their next check use cancelOnFirstProgress instead.)
+func checkCancelsMidway(t *testing.T, name, payload string) {
+	t.Helper()
+	job, _ := prepare(t, name, payload)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var reports []float64
+	_, err := job.Run(ctx, func(x float64) {
+		reports = append(reports, x)
+		cancel()
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Run cancelled at its first progress report = %v, want context.Canceled", err)
+	}
+	if len(reports) != 1 || reports[0] >= 1 {
+		t.Errorf("progress = %v, want one report below 1 and none after the cancellation", reports)
+	}
 }
