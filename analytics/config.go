@@ -13,6 +13,10 @@ type Config struct {
 	// TriggerInterval is how often a micro-batch of events is aggregated and written.
 	// Defaults to 5s.
 	TriggerInterval time.Duration
+	// BulkMax and BulkWait bound one bulk delivery from the sidecar (Dapr bulk subscribe):
+	// at most BulkMax events, waiting at most BulkWait to fill it. Defaults 500 and 1s.
+	BulkMax  int
+	BulkWait time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -21,6 +25,8 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		Config:          appserver.LoadConfig(r, "analytics", 8083),
 		TriggerInterval: r.Duration("TRIGGER_INTERVAL", 5*time.Second, 100*time.Millisecond, time.Hour),
+		BulkMax:         r.Int("BULK_MAX", 500, 1, 10000),
+		BulkWait:        r.Duration("BULK_WAIT", time.Second, 10*time.Millisecond, time.Minute),
 	}
 	return cfg, r.Err()
 }

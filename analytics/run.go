@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"sync/atomic"
 	"log/slog"
+	"time"
 
 	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/retry"
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
@@ -12,5 +17,34 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx)
+	db := DB{Binder: app.Dapr, Binding: components.AnalyticsDB}
+	ingest := &Ingest{
+		Logger: logger.With("component", "ingest"), Ledger: Ledger{DB: db},
+		BulkMax: cfg.BulkMax, BulkWait: cfg.BulkWait, Metrics: NewMetrics(app.Registry),
+	}
+	ingest.Mount(app.Server.Router)
+	var migrated atomic.Bool
+	app.Server.AddCheck("schema", func(context.Context) error {
+		if !migrated.Load() {
+			return errors.New("schema migrations not applied yet")
+		}
+		return nil
+	})
+	return app.Run(ctx, func(ctx context.Context) error {
+		// MariaDB may still be starting: keep trying. Bulks that arrive meanwhile are
+		// answered RETRY and come again.
+		if err := retry.Do(ctx, time.Minute, func(ctx context.Context) error {
+			err := Migrate(ctx, db)
+			if err != nil {
+				logger.WarnContext(ctx, "schema migration failed; retrying", "error", err)
+			}
+			return err
+		}); err != nil {
+			return err
+		}
+		migrated.Store(true)
+		logger.InfoContext(ctx, "schema up to date; aggregating", "trigger_interval", cfg.TriggerInterval)
+		ingest.Trigger(ctx, cfg.TriggerInterval)
+		return nil
+	})
 }

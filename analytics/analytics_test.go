@@ -1,0 +1,68 @@
+package main
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+)
+
+func TestStatements(t *testing.T) {
+	t.Parallel()
+	text := "-- a comment\nCREATE TABLE a (\n  x INT\n);\n\n-- another\nINSERT IGNORE INTO a VALUES (1);\nSELECT 1"
+	want := []string{"CREATE TABLE a (\n  x INT\n)", "INSERT IGNORE INTO a VALUES (1)", "SELECT 1"}
+	if got := statements(text); !slices.Equal(got, want) {
+		t.Fatalf("statements = %q, want %q", got, want)
+	}
+}
+
+// Every migration file splits into statements, and the first creates the ledger.
+func TestMigrationFiles(t *testing.T) {
+	t.Parallel()
+	text, err := migrations.ReadFile("migrations/001_events.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := statements(string(text))
+	if len(stmts) < 5 || !slices.ContainsFunc(stmts, func(s string) bool { return len(s) > 30 && s[:30] == "CREATE TABLE IF NOT EXISTS eve" }) {
+		t.Fatalf("001_events.sql gives %d statements: %q", len(stmts), stmts)
+	}
+}
+
+func TestInt(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want Int
+		ok   bool
+	}{{`42`, 42, true}, {`"42"`, 42, true}, {`null`, 0, true}, {`"x"`, 0, false}, {`1.5`, 0, false}} {
+		var n Int
+		err := json.Unmarshal([]byte(tt.in), &n)
+		if (err == nil) != tt.ok || n != tt.want {
+			t.Errorf("Int(%s) = %d, %v; want %d, ok=%v", tt.in, n, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestDecodeEntry(t *testing.T) {
+	t.Parallel()
+	ev := `{"id":"t:accepted:0","version":1,"kind":"accepted","time":"2026-01-01T00:00:00Z","task_id":"8b1c3f0e-6c55-4a43-9a7e-6d1f1b2c3d4e","task":"noop","attempt":0}`
+	quoted, _ := json.Marshal(ev)
+	for _, tt := range []struct {
+		name, entry string
+		ok          bool
+	}{
+		{"data as object", `{"id":"x","data":` + ev + `}`, true},
+		{"data as string", `{"id":"x","data":` + string(quoted) + `}`, true},
+		{"no data", `{"id":"x"}`, false},
+		{"not an event", `{"data":{"hello":"world"}}`, false},
+		{"not JSON", `nope`, false},
+	} {
+		got, err := decodeEntry(json.RawMessage(tt.entry))
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+		if tt.ok && (got.Kind != "accepted" || got.Type != "noop") {
+			t.Errorf("%s: decoded %+v", tt.name, got)
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/taskgrid/taskgrid/internal/events"
+)
+
+// mysqlTime is the DATETIME(6) text of t in UTC.
+func mysqlTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
+
+// Ledger is the analytics data in MySQL: the event ledger and what the trigger derives
+// from it.
+type Ledger struct{ DB DB }
+
+// Insert adds events to the ledger in one statement. An event already there (same id)
+// is ignored: redelivery and republishing change nothing.
+func (l Ledger) Insert(ctx context.Context, evs []events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString("INSERT IGNORE INTO events (id, kind, task_id, task_type, attempt, priority, worker, event_time) VALUES ")
+	params := make([]any, 0, 8*len(evs))
+	for i, e := range evs {
+		if i > 0 {
+			q.WriteString(",")
+		}
+		q.WriteString("(?,?,?,?,?,?,?,?)")
+		params = append(params, e.ID, e.Kind, e.TaskID.String(), e.Type, e.Attempt, string(e.Priority), e.Worker, mysqlTime(e.Time))
+	}
+	if err := l.DB.Exec(ctx, q.String(), params...); err != nil {
+		return fmt.Errorf("insert %d events: %w", len(evs), err)
+	}
+	return nil
+}
+
+// Trigger runs one micro-batch: it recomputes the facts of every task with events that
+// arrived since the last trigger, straight from the ledger (so late, repeated or
+// out-of-order events land where they belong), records how far it got, and samples the
+// number of pending tasks. It reports how many new events it saw. Run again after a
+// failure or a crash, it redoes the same work with the same result.
+func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
+	var marks []struct {
+		Last Int `json:"last_seq"`
+		Max  Int `json:"max_seq"`
+	}
+	if err := l.DB.Query(ctx, &marks, `SELECT (SELECT last_seq FROM trigger_state WHERE name = 'task_facts') AS last_seq,
+  (SELECT COALESCE(MAX(seq), 0) FROM events) AS max_seq`); err != nil {
+		return 0, fmt.Errorf("trigger: %w", err)
+	}
+	if len(marks) != 1 {
+		return 0, fmt.Errorf("trigger: no trigger state (migrations not applied?)")
+	}
+	last, upto := marks[0].Last, marks[0].Max
+	if upto > last {
+		if err := l.DB.Exec(ctx, `REPLACE INTO task_facts
+  (task_id, task_type, accepted_at, first_started_at, completed_at, failed_at, starts, failed_attempts)
+SELECT task_id, MAX(task_type),
+  MIN(CASE WHEN kind = 'accepted' THEN event_time END),
+  MIN(CASE WHEN kind = 'started' THEN event_time END),
+  MIN(CASE WHEN kind = 'completed' THEN event_time END),
+  MIN(CASE WHEN kind = 'failed' THEN event_time END),
+  COUNT(DISTINCT CASE WHEN kind = 'started' THEN attempt END),
+  COUNT(DISTINCT CASE WHEN kind = 'attempt_failed' THEN attempt END)
+FROM events
+WHERE task_id IN (SELECT task_id FROM (SELECT DISTINCT task_id FROM events WHERE seq > ? AND seq <= ?) AS touched)
+GROUP BY task_id`, last, upto); err != nil {
+			return 0, fmt.Errorf("trigger: task facts: %w", err)
+		}
+		if err := l.DB.Exec(ctx, "UPDATE trigger_state SET last_seq = ? WHERE name = 'task_facts' AND last_seq = ?", upto, last); err != nil {
+			return 0, fmt.Errorf("trigger: record progress: %w", err)
+		}
+	}
+	if err := l.DB.Exec(ctx, `INSERT IGNORE INTO pending_samples (sampled_at, pending)
+SELECT ?, COUNT(*) FROM task_facts WHERE accepted_at IS NOT NULL AND first_started_at IS NULL AND completed_at IS NULL AND failed_at IS NULL`, mysqlTime(now)); err != nil {
+		return 0, fmt.Errorf("trigger: pending sample: %w", err)
+	}
+	return int(upto - last), nil
+}

@@ -1,0 +1,223 @@
+// Package analytics checks the analytics app end to end: lifecycle events from the real
+// apps reach MySQL through Kafka, the analytics sidecar and the MySQL output binding,
+// and the tables are exact, also when events come twice or the app restarts mid-run.
+package analytics
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+
+	"github.com/taskgrid/taskgrid/internal/stacktest"
+)
+
+func TestMain(m *testing.M) {
+	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{
+		"worker":    {"POOL_SIZE": "3"},
+		"analytics": {"TRIGGER_INTERVAL": "500ms", "BULK_WAIT": "100ms"},
+	}})
+}
+
+// facts is what the analytics tables say about a set of tasks.
+type facts struct {
+	Completed, Failed, Pending int
+	Starts, FailedAttempts     int
+	Events                     int
+}
+
+func readFacts(ctx context.Context, db *sql.DB, ids []string) (facts, error) {
+	in := "'" + strings.Join(ids, "','") + "'"
+	var f facts
+	err := db.QueryRowContext(ctx, `SELECT
+  COUNT(completed_at), COUNT(failed_at),
+  COALESCE(SUM(accepted_at IS NOT NULL AND first_started_at IS NULL AND completed_at IS NULL AND failed_at IS NULL), 0),
+  COALESCE(SUM(starts), 0), COALESCE(SUM(failed_attempts), 0)
+FROM task_facts WHERE task_id IN (`+in+`)`).Scan(&f.Completed, &f.Failed, &f.Pending, &f.Starts, &f.FailedAttempts)
+	if err != nil {
+		return f, err
+	}
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE task_id IN (`+in+`)`).Scan(&f.Events)
+	return f, err
+}
+
+// waitFacts polls until the tables show want for ids.
+func waitFacts(ctx context.Context, t *testing.T, db *sql.DB, ids []string, want facts) {
+	t.Helper()
+	var got facts
+	var err error
+	for {
+		got, err = readFacts(ctx, db, ids)
+		if err == nil && got == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("analytics tables show %+v (%v), want %+v", got, err, want)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// submit submits n sleep tasks, every third failing its first attempt on purpose; it
+// returns their ids and the facts the tables must show once they are done.
+func submit(ctx context.Context, t *testing.T, gw stacktest.Gateway, n int) ([]string, facts) {
+	t.Helper()
+	var ids []string
+	want := facts{}
+	for i := range n {
+		payload := map[string]any{"ms": 50}
+		failures := 0
+		if i%3 == 0 {
+			failures = 1
+			payload["forceFailure"] = failures
+		}
+		v, err := gw.Submit(ctx, "sleep", payload, "analytics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+		want.Completed++
+		want.Starts += failures + 1
+		want.FailedAttempts += failures
+		want.Events += 1 + 2*(failures+1) // accepted, a start and an end per attempt
+	}
+	return ids, want
+}
+
+// wait waits until every task completed.
+func wait(ctx context.Context, t *testing.T, gw stacktest.Gateway, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		if v, err := gw.WaitStatus(ctx, id, "completed", "failed"); err != nil || v.Status != "completed" {
+			t.Fatalf("task %s: %+v, %v", id, v, err)
+		}
+	}
+}
+
+func openDB(t *testing.T, st *stacktest.Stack) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("mysql", st.MySQLDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// N tasks, some failing once: after the next trigger the tables show exactly N
+// completed, the right starts per task, and nothing pending. Feeding every event of
+// the run again changes nothing.
+func TestTablesAreExact(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	db := openDB(t, st)
+
+	ids, want := submit(ctx, t, st.Gateway(), 24)
+	wait(ctx, t, st.Gateway(), ids)
+	waitFacts(ctx, t, db, ids, want)
+	var avg float64
+	in := "'" + strings.Join(ids, "','") + "'"
+	if err := db.QueryRowContext(ctx, `SELECT AVG(starts) FROM task_facts WHERE task_id IN (`+in+`)`).Scan(&avg); err != nil {
+		t.Fatal(err)
+	}
+	// AVG of integers is a DECIMAL with 4 decimal places in MariaDB.
+	if wantAvg := float64(want.Starts) / float64(len(ids)); math.Abs(avg-wantAvg) > 0.00005 {
+		t.Errorf("average starts per task = %v, want %.4f", avg, wantAvg)
+	}
+
+	// Publish every event of the run again, as a redelivery would.
+	before := ingested(t, st)
+	rows, err := db.QueryContext(ctx, `SELECT id, kind, task_id, task_type, attempt, priority, worker, event_time FROM events WHERE task_id IN (`+in+`)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidecar := st.App("analytics").SidecarURL()
+	republished := 0
+	for rows.Next() {
+		var id, kind, task, typ, priority, worker string
+		var attempt int
+		var at time.Time
+		if err := rows.Scan(&id, &kind, &task, &typ, &attempt, &priority, &worker, &at); err != nil {
+			t.Fatal(err)
+		}
+		ev, _ := json.Marshal(map[string]any{"id": id, "version": 1, "kind": kind, "time": at, "task_id": task, "task": typ, "attempt": attempt, "priority": priority, "worker": worker})
+		topic := "task-" + strings.ReplaceAll(kind, "_", "-")
+		resp, err := stacktest.Gateway{Base: sidecar}.Do(ctx, http.MethodPost, "/v1.0/publish/pubsub/"+topic+"?metadata.cloudevent.id="+id, ev, nil)
+		if err != nil || resp.Code/100 != 2 {
+			t.Fatalf("republish %s: %d %s %v", id, resp.Code, resp.Body, err)
+		}
+		republished++
+	}
+	if err := rows.Err(); err != nil || republished != want.Events {
+		t.Fatalf("republished %d events (%v), want %d", republished, err, want.Events)
+	}
+	// The repeats reach the analytics app (it counts what it writes, repeats included)
+	// and leave every table as it was.
+	for ingested(t, st) < before+float64(republished) {
+		if ctx.Err() != nil {
+			t.Fatalf("the republished events never arrived (%v of %d)", ingested(t, st)-before, republished)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // two triggers
+	if got, err := readFacts(ctx, db, ids); err != nil || got != want {
+		t.Fatalf("after the repeats the tables show %+v (%v), want %+v", got, err, want)
+	}
+}
+
+// ingested is how many events the analytics app has written (repeats included).
+func ingested(t *testing.T, st *stacktest.Stack) float64 {
+	t.Helper()
+	m, err := stacktest.ScrapeMetrics(t.Context(), st.App("analytics").BaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Sum("taskgrid_analytics_events_ingested_total")
+}
+
+// Killing the analytics app mid-run and starting it again neither loses nor double
+// counts: what was not acknowledged comes again, and repeats are ignored.
+func TestAnalyticsRestartMidRun(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	db := openDB(t, st)
+	in := st.App("analytics")
+	gw := st.Gateway()
+
+	ids, want := submit(ctx, t, gw, 30)
+	time.Sleep(300 * time.Millisecond) // some events written, most still to come
+	in.App.Kill()
+	wait(ctx, t, gw, ids) // the tasks run on while analytics is down
+	if got, err := readFacts(ctx, db, ids); err != nil || got.Events >= want.Events {
+		t.Fatalf("before the restart the ledger has %d of %d events (%v): the kill came too late to test anything", got.Events, want.Events, err)
+	}
+	if err := in.StartApp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFacts(ctx, t, db, ids, want)
+}
+
+// The migrations ran once and are recorded.
+func TestMigrationsRecorded(t *testing.T) {
+	st := stacktest.Get(t)
+	db := openDB(t, st)
+	var n int
+	if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM schema_migrations WHERE version = 1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("schema_migrations has %d rows for version 1 (%v)", n, err)
+	}
+	for _, table := range []string{"events", "task_facts", "pending_samples", "trigger_state"} {
+		if _, err := db.ExecContext(t.Context(), fmt.Sprintf("SELECT 1 FROM %s LIMIT 1", table)); err != nil {
+			t.Errorf("table %s: %v", table, err)
+		}
+	}
+}
