@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/appserver"
