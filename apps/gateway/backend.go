@@ -31,14 +31,15 @@ type DaprClient interface {
 type DaprBackend struct {
 	logger *slog.Logger
 	client DaprClient
+	events events.Sender
 	tasks  *taskstore.Store
 	queue  queue.Client
 }
 
 // NewDaprBackend returns the gateway's backend.
-func NewDaprBackend(logger *slog.Logger, client DaprClient) *DaprBackend {
+func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender) *DaprBackend {
 	return &DaprBackend{
-		logger: logger.With("component", "backend"), client: client,
+		logger: logger.With("component", "backend"), client: client, events: sender,
 		tasks: taskstore.New(client, components.StateStore), queue: queue.Client{Invoker: client},
 	}
 }
@@ -82,8 +83,8 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (
 		return rec, false, err
 	}
 	ev := events.New(events.KindAccepted, rec, rec.CreatedAt)
-	if err := events.Publish(ctx, b.client, components.PubSub, ev); err != nil {
-		b.logger.WarnContext(ctx, "could not publish event", "event_id", ev.ID, "error", err)
+	if err := b.events.Send(ctx, ev); err != nil {
+		b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", ev.ID, "error", err)
 	}
 	return rec, true, nil
 }

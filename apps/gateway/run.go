@@ -22,9 +22,10 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	outbox := app.NewOutbox()
 	hub := NewSSEHub(logger)
 	app.Server.OnShutdown(hub.Close)
-	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts}, NewDaprBackend(logger, app.Dapr), catalog.Default(), hub, NewMetrics(app.Registry))
+	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts}, NewDaprBackend(logger, app.Dapr, outbox), catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)
 
 	// The task queue actor lives in the gateway; it pushes work to worker slots.
@@ -54,5 +55,5 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 				return nil
 			})
 	}
-	return app.Run(ctx, feed)
+	return app.Run(ctx, feed, func(ctx context.Context) error { outbox.Run(ctx); return nil })
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/resultstore"
 	"github.com/taskgrid/taskgrid/internal/task"
@@ -30,14 +29,14 @@ type Keeper struct {
 	logger    *slog.Logger
 	results   *resultstore.Store
 	tasks     *taskstore.Store
-	pub       events.Publisher
+	pub       events.Sender
 	stored    *prometheus.CounterVec
 	bytes     prometheus.Counter
 	completed *prometheus.CounterVec
 }
 
 // NewKeeper returns a Keeper writing under results.
-func NewKeeper(logger *slog.Logger, results *resultstore.Store, tasks *taskstore.Store, pub events.Publisher, reg prometheus.Registerer) *Keeper {
+func NewKeeper(logger *slog.Logger, results *resultstore.Store, tasks *taskstore.Store, pub events.Sender, reg prometheus.Registerer) *Keeper {
 	k := &Keeper{
 		logger: logger.With("component", "keeper"), results: results, tasks: tasks, pub: pub,
 		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -134,7 +133,7 @@ func (k *Keeper) Store(ctx context.Context, req task.StoreRequest) (task.Locatio
 	ev.ID = rec.ID.String() + ":" + events.KindCompleted // one completion per task, whatever the attempt
 	ev.Result = rec.Result
 	ev.Worker = req.Worker
-	if err := events.Publish(ctx, k.pub, components.PubSub, ev); err != nil {
+	if err := k.pub.Send(ctx, ev); err != nil {
 		return task.Location{}, err
 	}
 	return *rec.Result, nil

@@ -20,6 +20,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		return err
 	}
 	defer results.Close()
-	NewKeeper(logger, results, taskstore.New(app.Dapr, components.StateStore), app.Dapr, app.Registry).Mount(app.Server.Router)
-	return app.Run(ctx)
+	outbox := app.NewOutbox()
+	NewKeeper(logger, results, taskstore.New(app.Dapr, components.StateStore), outbox, app.Registry).Mount(app.Server.Router)
+	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil })
 }

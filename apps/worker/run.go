@@ -21,6 +21,8 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return runner.Busy() })
 	runner = NewRunner(logger, cfg.NodeID, exec, taskstore.New(app.Dapr, components.StateStore), app.Dapr, metrics)
 	runner.faults = cfg.FaultRate
+	outbox := app.NewOutbox()
+	runner.outbox = outbox
 	if cfg.FaultRate > 0 {
 		logger.Warn("fault injection on: worker processes die at random", "rate", cfg.FaultRate)
 	}
@@ -51,5 +53,5 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		defer cancel()
 		runner.Drain(dctx, slots)
 		return nil
-	})
+	}, func(ctx context.Context) error { outbox.Run(ctx); return nil })
 }

@@ -50,6 +50,7 @@ type Runner struct {
 	metrics  *Metrics
 	progress time.Duration
 	faults   float64 // see Config.FaultRate
+	outbox   events.Sender
 
 	ctx    context.Context // attempts run under it; cancelled when the drain time is up
 	cancel context.CancelFunc
@@ -396,11 +397,21 @@ func (r *Runner) reportProgress(ctx context.Context, rec task.Record) func(float
 	}
 }
 
+// publish sends a lifecycle event through the outbox; progress, which is advisory and
+// soon stale, is published directly or not at all.
 func (r *Runner) publish(ctx context.Context, ev events.Event) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := events.Publish(ctx, r.svc, components.PubSub, ev); err != nil {
-		r.logger.WarnContext(ctx, "could not publish event", "event_id", ev.ID, "error", err)
+	if ev.Kind == events.KindProgress {
+		pctx, pcancel := context.WithTimeout(ctx, events.OutboxTryTimeout)
+		defer pcancel()
+		if err := events.Publish(pctx, r.svc, components.PubSub, ev); err != nil {
+			r.logger.DebugContext(ctx, "progress not published", "event_id", ev.ID, "error", err)
+		}
+		return
+	}
+	if err := r.outbox.Send(ctx, ev); err != nil {
+		r.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", ev.ID, "error", err)
 	}
 }
 

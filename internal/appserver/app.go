@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/runner"
 	"github.com/taskgrid/taskgrid/internal/sidecar"
 	"github.com/taskgrid/taskgrid/internal/telemetry"
@@ -50,6 +52,7 @@ func Main[C AppConfig](load func(getenv func(string) string) (C, error), run fun
 // App bundles what every app's run function builds first: its metrics registry, HTTP
 // server and sidecar client.
 type App struct {
+	Config   Config
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Server   *Server
@@ -66,7 +69,18 @@ func NewApp(logger *slog.Logger, cfg Config) (*App, error) {
 		return nil, err
 	}
 	srv.AddCheck("sidecar", client.Ready)
-	return &App{Logger: logger, Registry: reg, Server: srv, Dapr: client}, nil
+	return &App{Config: cfg, Logger: logger, Registry: reg, Server: srv, Dapr: client}, nil
+}
+
+// NewOutbox returns the app's event outbox (see events.Outbox): its spool, in the state
+// store, belongs to this instance ("<app id>-<instance>"). Run its Run among the app's
+// loops. Its depth is exported as taskgrid_events_outbox_depth.
+func (a *App) NewOutbox() *events.Outbox {
+	o := events.NewOutbox(a.Logger, a.Dapr, a.Dapr, components.PubSub, components.StateStore, a.Config.AppID+"-"+a.Config.Instance)
+	a.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "taskgrid_events_outbox_depth", Help: "Lifecycle events waiting in this instance's outbox for the broker.",
+	}, func() float64 { return float64(o.Depth()) }))
+	return o
 }
 
 // Run serves HTTP, waits for the sidecar (see AwaitSidecar), then runs loops until ctx

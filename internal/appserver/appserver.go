@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -25,7 +26,10 @@ import (
 // Config is what every app reads from its environment. dapr run exports APP_ID,
 // APP_PORT, DAPR_HTTP_PORT and DAPR_GRPC_PORT.
 type Config struct {
-	AppID    string
+	AppID string
+	// Instance names this process among the instances of its app (NODE_ID, else the host
+	// name); it must be stable across restarts, like a StatefulSet pod name.
+	Instance string
 	Host     string
 	Port     int
 	LogLevel string
@@ -37,6 +41,7 @@ type Config struct {
 func LoadConfig(r *env.Reader, defaultID string, defaultPort int) Config {
 	return Config{
 		AppID:    r.String("APP_ID", defaultID),
+		Instance: r.String("NODE_ID", hostname()),
 		Host:     r.String("APP_HOST", "127.0.0.1"),
 		Port:     r.Port("APP_PORT", defaultPort),
 		LogLevel: r.String("LOG_LEVEL", "info"),
@@ -150,4 +155,12 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.logger.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
 	return runner.ServeHTTP(ctx, srv, ln)
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "local"
+	}
+	return h
 }

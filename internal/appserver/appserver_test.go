@@ -24,9 +24,9 @@ func TestLoadConfig(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{"defaults", nil, Config{AppID: "gateway", Host: "127.0.0.1", Port: 8080, LogLevel: "info"}, ""},
-		{"from dapr run", map[string]string{"APP_ID": "gw2", "APP_PORT": "9000", "DAPR_HTTP_PORT": "3600", "DAPR_GRPC_PORT": "31001"},
-			Config{AppID: "gw2", Host: "127.0.0.1", Port: 9000, LogLevel: "info"}, ""},
+		{"defaults", nil, Config{AppID: "gateway", Instance: hostname(), Host: "127.0.0.1", Port: 8080, LogLevel: "info"}, ""},
+		{"from dapr run", map[string]string{"APP_ID": "gw2", "APP_PORT": "9000", "DAPR_HTTP_PORT": "3600", "DAPR_GRPC_PORT": "31001", "NODE_ID": "gw-7"},
+			Config{AppID: "gw2", Instance: "gw-7", Host: "127.0.0.1", Port: 9000, LogLevel: "info"}, ""},
 		{"bad port", map[string]string{"APP_PORT": "http"}, Config{}, "APP_PORT"},
 	}
 	for _, tt := range tests {
