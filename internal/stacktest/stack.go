@@ -41,6 +41,7 @@ type Stack struct {
 	RedisAddr     string
 	KafkaAddr     string
 	MySQLDSN      string
+	MySQLAddr     string
 	PlacementAddr string
 	SchedulerAddr string
 	ResultsRoot   string
@@ -113,6 +114,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 	}
 	s.RedisAddr, s.KafkaAddr = addr(redisPort), addr(kafkaPort)
 	s.PlacementAddr, s.SchedulerAddr = addr(placePort), addr(schedPort)
+	s.MySQLAddr = addr(mysqlPort)
 	s.MySQLDSN = fmt.Sprintf("taskgrid:taskgrid-test@tcp(127.0.0.1:%d)/taskgrid?allowNativePasswords=true&parseTime=true", mysqlPort)
 
 	vars := map[string]string{

@@ -221,3 +221,74 @@ func TestMigrationsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// With the broker down for 30 s mid-run, tasks go on and complete (events wait in the
+// apps' outboxes); once it is back every event arrives and the tables are exact.
+func TestBrokerOutage(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	db := openDB(t, st)
+	gw := st.Gateway()
+
+	before, wantBefore := submit(ctx, t, gw, 9)
+	st.Service("kafka").Kill()
+	down := time.Now()
+	during, wantDuring := submit(ctx, t, gw, 9)
+	ids := append(before, during...)
+	wait(ctx, t, gw, ids) // every task completes with the broker down
+	t.Logf("all %d tasks completed %s into the outage", len(ids), time.Since(down).Round(time.Millisecond))
+	if spooled := outboxDepth(t, st); spooled == 0 {
+		t.Fatal("no event waits in an outbox during the outage")
+	}
+	time.Sleep(30*time.Second - time.Since(down))
+	if err := st.RestartService(ctx, "kafka", st.KafkaAddr); err != nil {
+		t.Fatal(err)
+	}
+	want := facts{
+		Completed: wantBefore.Completed + wantDuring.Completed, Starts: wantBefore.Starts + wantDuring.Starts,
+		FailedAttempts: wantBefore.FailedAttempts + wantDuring.FailedAttempts, Events: wantBefore.Events + wantDuring.Events,
+	}
+	waitFacts(ctx, t, db, ids, want)
+	for outboxDepth(t, st) > 0 {
+		if ctx.Err() != nil {
+			t.Fatal("outboxes never drained")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// outboxDepth adds up the events waiting in the outboxes of every publishing app.
+func outboxDepth(t *testing.T, st *stacktest.Stack) float64 {
+	t.Helper()
+	var total float64
+	for _, id := range []string{"gateway", "worker", "storekeeper"} {
+		for _, in := range st.Apps(id) {
+			m, err := stacktest.ScrapeMetrics(t.Context(), in.BaseURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += m.Sum("taskgrid_events_outbox_depth")
+		}
+	}
+	return total
+}
+
+// With MariaDB stopped for a while mid-run, the analytics app answers RETRY, the
+// sidecar delivers again, and the tables end exact once it is back.
+func TestDatabaseOutage(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	db := openDB(t, st)
+	gw := st.Gateway()
+
+	st.Service("mariadb").Kill()
+	ids, want := submit(ctx, t, gw, 12)
+	wait(ctx, t, gw, ids)
+	time.Sleep(5 * time.Second) // deliveries fail and are retried meanwhile
+	if err := st.RestartService(ctx, "mariadb", st.MySQLAddr); err != nil {
+		t.Fatal(err)
+	}
+	waitFacts(ctx, t, db, ids, want)
+}
