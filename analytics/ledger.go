@@ -58,10 +58,11 @@ func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
 	last, upto := marks[0].Last, marks[0].Max
 	if upto > last {
 		if err := l.DB.Exec(ctx, `REPLACE INTO task_facts
-  (task_id, task_type, accepted_at, first_started_at, completed_at, failed_at, starts, failed_attempts)
+  (task_id, task_type, accepted_at, first_started_at, last_started_at, completed_at, failed_at, starts, failed_attempts)
 SELECT task_id, MAX(task_type),
   MIN(CASE WHEN kind = 'accepted' THEN event_time END),
   MIN(CASE WHEN kind = 'started' THEN event_time END),
+  MAX(CASE WHEN kind = 'started' THEN event_time END),
   MIN(CASE WHEN kind = 'completed' THEN event_time END),
   MIN(CASE WHEN kind = 'failed' THEN event_time END),
   COUNT(DISTINCT CASE WHEN kind = 'started' THEN attempt END),

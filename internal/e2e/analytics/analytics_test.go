@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -212,8 +215,8 @@ func TestMigrationsRecorded(t *testing.T) {
 	st := stacktest.Get(t)
 	db := openDB(t, st)
 	var n int
-	if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM schema_migrations WHERE version = 1").Scan(&n); err != nil || n != 1 {
-		t.Fatalf("schema_migrations has %d rows for version 1 (%v)", n, err)
+	if err := db.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM schema_migrations WHERE version IN (1, 2)").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("schema_migrations has %d rows for versions 1 and 2 (%v)", n, err)
 	}
 	for _, table := range []string{"events", "task_facts", "pending_samples", "trigger_state"} {
 		if _, err := db.ExecContext(t.Context(), fmt.Sprintf("SELECT 1 FROM %s LIMIT 1", table)); err != nil {
@@ -291,4 +294,88 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFacts(ctx, t, db, ids, want)
+}
+
+// Every statistics query README gives (analytics/queries) runs on the real tables and
+// agrees with the tasks run.
+func TestStatisticsQueries(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	db := openDB(t, st)
+	ids, want := submit(ctx, t, st.Gateway(), 6)
+	wait(ctx, t, st.Gateway(), ids)
+	waitFacts(ctx, t, db, ids, want)
+
+	files, err := filepath.Glob(filepath.Join(st.RepoRoot, "analytics", "queries", "*.sql"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("queries: %v, %v", files, err)
+	}
+	results := map[string][]map[string]string{}
+	for _, f := range files {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := queryStrings(ctx, db, string(text))
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(f), err)
+		}
+		if len(rows) == 0 {
+			t.Errorf("%s: no rows", filepath.Base(f))
+		}
+		results[filepath.Base(f)] = rows
+	}
+	// Every grain counts every completed task once.
+	var completedTasks int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM task_facts WHERE completed_at IS NOT NULL").Scan(&completedTasks); err != nil {
+		t.Fatal(err)
+	}
+	perGrain := map[string]int{}
+	for _, r := range results["completed_per_window.sql"] {
+		n, _ := strconv.Atoi(r["completed"])
+		perGrain[r["grain"]] += n
+	}
+	for _, g := range []string{"minute", "hour", "day", "week", "month"} {
+		if perGrain[g] != completedTasks {
+			t.Errorf("completed per %s adds up to %d, want %d", g, perGrain[g], completedTasks)
+		}
+	}
+	for _, r := range results["durations_per_hour.sql"] {
+		for _, col := range []string{"wait_p50", "wait_p95", "run_p50", "run_p95", "e2e_p95"} {
+			if v, err := strconv.ParseFloat(r[col], 64); err != nil || v < 0 {
+				t.Errorf("durations_per_hour.sql: %s = %q", col, r[col])
+			}
+		}
+	}
+}
+
+// queryStrings runs a query and returns its rows as column → text.
+func queryStrings(ctx context.Context, db *sql.DB, q string) ([]map[string]string, error) {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := map[string]string{}
+		for i, c := range cols {
+			row[c] = vals[i].String
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
 }
