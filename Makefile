@@ -62,7 +62,7 @@ test-short: ## unit tests only (no real stack)
 .PHONY: bench
 bench: deps build ## benchmarks of the whole system (see README)
 	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
-	  go test -run '^$$' -bench . -benchtime 1x ./...
+	  deploy/scripts/bench.sh
 
 .PHONY: clean
 clean: down ## stop everything and delete bin/ and .run/ (local data)

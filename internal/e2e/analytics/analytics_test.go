@@ -105,7 +105,7 @@ func wait(ctx context.Context, t *testing.T, gw stacktest.Gateway, ids []string)
 	}
 }
 
-func openDB(t *testing.T, st *stacktest.Stack) *sql.DB {
+func openDB(t testing.TB, st *stacktest.Stack) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("mysql", st.MySQLDSN)
 	if err != nil {
