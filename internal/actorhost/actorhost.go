@@ -5,9 +5,11 @@
 // methods, gives reminders no context and cannot cancel a reminder from its callback.
 // This adapter is small and keeps those under our control: every call has the request's
 // context, errors reach the caller as "error from actor service: (500) <message>", and a
-// reminder callback can cancel its reminder (the X-Daprremindercancel header), which
-// saves a call to the scheduler. daprd still provides the turn-based concurrency: it
-// sends one call at a time per actor id.
+// reminder callback receives the reminder's data and may answer "cancel" (the
+// X-Daprremindercancel header). daprd 1.18 does not delete a periodic reminder for that
+// answer (the scheduler keeps the job), so a handler that is done with a reminder must
+// also unregister it. daprd still provides the turn-based concurrency: it sends one call
+// at a time per actor id.
 package actorhost
 
 import (
@@ -41,7 +43,7 @@ type Handler interface {
 	// Invoke runs method on actor id with the request body and returns the reply body.
 	Invoke(ctx context.Context, id, method string, body []byte) ([]byte, error)
 	// Remind runs when reminder fires on actor id with the data it was registered with;
-	// cancel=true unregisters the reminder.
+	// cancel=true answers "cancel" (see the package doc: not enough to delete it).
 	Remind(ctx context.Context, id, reminder string, data []byte) (cancel bool, err error)
 	// Deactivate tells the handler that actor id left this process (idle or rebalanced).
 	Deactivate(ctx context.Context, id string)
