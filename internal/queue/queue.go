@@ -109,8 +109,20 @@ func (q *Queue) metaOp(m *meta) Op {
 
 // commit applies ops plus the new meta, and adopts the new meta only on success, so a
 // failed write leaves the queue as it was.
+// commitTimeout bounds one write of the queue's state.
+const commitTimeout = 10 * time.Second
+
+// commit writes ops and the new meta in one transaction. The write is not cut short
+// when the caller gives up (an actor call that timed out): a write cancelled halfway
+// leaves its outcome unknown. When it fails all the same, its outcome is unknown (it
+// may have been applied), so the cached meta is dropped and the next operation reads
+// the stored one: writing on from a stale cache would put a new entry on the key of
+// one already stored, and lose that task.
 func (q *Queue) commit(ctx context.Context, next *meta, ops ...Op) error {
-	if err := q.store.Apply(ctx, append(ops, q.metaOp(next))); err != nil {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := q.store.Apply(wctx, append(ops, q.metaOp(next))); err != nil {
+		q.m = nil
 		return fmt.Errorf("write queue state: %w", err)
 	}
 	q.m = next

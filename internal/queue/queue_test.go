@@ -366,3 +366,47 @@ func TestQueueStampsTimes(t *testing.T) {
 		t.Error("Enqueue changed the caller's assignment")
 	}
 }
+
+// uncertainStore applies a write and then reports it failed, once: the outcome of a
+// write cut short is unknown to the writer.
+type uncertainStore struct {
+	*memStore
+	failAfterNext bool
+}
+
+func (s *uncertainStore) Apply(ctx context.Context, ops []Op) error {
+	if err := s.memStore.Apply(ctx, ops); err != nil {
+		return err
+	}
+	if s.failAfterNext {
+		s.failAfterNext = false
+		return errors.New("write timed out")
+	}
+	return nil
+}
+
+// A write that failed after being applied must not make the queue reuse the key of an
+// entry already stored: every task queued is dispatched.
+func TestWriteWithUnknownOutcomeLosesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	store := &uncertainStore{memStore: newMemStore()}
+	q := New(store, rec.dispatch)
+	a, b := rec.assignment("a", task.PriorityNormal), rec.assignment("b", task.PriorityNormal)
+	store.failAfterNext = true
+	if _, err := q.Enqueue(ctx, []task.Assignment{a}); err == nil {
+		t.Fatal("Enqueue = nil, want the write error")
+	}
+	if _, err := q.Enqueue(ctx, []task.Assignment{b}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := q.Idle(ctx, "w"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(rec.got); got != "[w=a w=b]" {
+		t.Fatalf("dispatched %s, want a then b", got)
+	}
+}
