@@ -19,10 +19,11 @@ const DefaultID = "default"
 
 // Actor methods.
 const (
-	MethodEnqueue = "enqueue"
-	MethodIdle    = "idle"
-	MethodRetire  = "retire"
-	MethodDepth   = "depth"
+	MethodEnqueue  = "enqueue"
+	MethodIdle     = "idle"
+	MethodRetire   = "retire"
+	MethodDepth    = "depth"
+	MethodSnapshot = "snapshot" // read-only: depth and the idle slots by name
 )
 
 // EnqueueRequest adds assignments to the queue.
@@ -122,6 +123,8 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 		err = q.Retire(ctx, req.Slots)
 	case MethodDepth:
 		reply, err = q.Depth(ctx)
+	case MethodSnapshot:
+		reply, err = q.Snapshot(ctx)
 	default:
 		return nil, actorhost.ErrMethodNotFound
 	}
@@ -203,4 +206,11 @@ func (c Client) Depth(ctx context.Context) (Depth, error) {
 	var d Depth
 	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodDepth, nil, &d)
 	return d, err
+}
+
+// Snapshot reads the queue's depth and its idle slots.
+func (c Client) Snapshot(ctx context.Context) (Snapshot, error) {
+	var s Snapshot
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodSnapshot, nil, &s)
+	return s, err
 }

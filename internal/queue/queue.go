@@ -152,6 +152,21 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 	}, nil
 }
 
+// Snapshot is the queue's depth with the idle slots themselves, oldest first.
+type Snapshot struct {
+	Depth
+	IdleSlots []string `json:"idle_slots"`
+}
+
+// Snapshot reports the depth and the idle slots. It only reads.
+func (q *Queue) Snapshot(ctx context.Context) (Snapshot, error) {
+	d, err := q.Depth(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return Snapshot{Depth: d, IdleSlots: slices.Clone(q.m.Idle)}, nil
+}
+
 // Enqueue adds assignments in order. Each goes straight to an idle slot when there is
 // one (and nothing of its priority or higher waits); otherwise it waits its turn. It
 // returns how many were dispatched at once.

@@ -121,6 +121,9 @@ func TestIdleSlotsGetWorkPushed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if s, err := q.Snapshot(ctx); err != nil || fmt.Sprint(s.IdleSlots) != "[a b]" || s.Idle != 2 {
+		t.Fatalf("Snapshot = %+v, %v; want idle slots [a b], oldest first", s, err)
+	}
 	n, err := q.Enqueue(ctx, []task.Assignment{
 		rec.assignment("t1", task.PriorityNormal), rec.assignment("t2", task.PriorityNormal), rec.assignment("t3", task.PriorityNormal),
 	})
@@ -132,6 +135,9 @@ func TestIdleSlotsGetWorkPushed(t *testing.T) {
 	}
 	if d, _ := q.Depth(ctx); d != (Depth{Normal: 1}) {
 		t.Fatalf("depth = %+v, want t3 waiting", d)
+	}
+	if s, err := q.Snapshot(ctx); err != nil || len(s.IdleSlots) != 0 || s.Depth != (Depth{Normal: 1}) {
+		t.Fatalf("Snapshot = %+v, %v; want t3 waiting and no idle slot", s, err)
 	}
 }
 
