@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/queue"
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
@@ -31,6 +32,8 @@ type Backend interface {
 	Get(ctx context.Context, id uuid.UUID) (task.Record, error)
 	// Result returns the stored result JSON of a completed task.
 	Result(ctx context.Context, rec task.Record) ([]byte, error)
+	// QueueSnapshot returns the queue's depth and idle slots.
+	QueueSnapshot(ctx context.Context) (queue.Snapshot, error)
 }
 
 // Errors a Backend returns (wrapped or not); the API maps them in errorTable.
@@ -91,6 +94,9 @@ type API struct {
 	reg     *catalog.Registry
 	hub     *SSEHub
 	metrics *Metrics
+
+	overview  *Overview
+	snapshots snapshotCache
 }
 
 // NewAPI returns the task API. cfg may be nil; every other argument is required.
@@ -101,7 +107,7 @@ func NewAPI(logger *slog.Logger, cfg *APIConfig, backend Backend, reg *catalog.R
 	metrics.init(reg.Names())
 	return &API{
 		logger: logger.With("component", "api"), cfg: cfg.WithDefaults().mustValidate(),
-		backend: backend, reg: reg, hub: hub, metrics: metrics,
+		backend: backend, reg: reg, hub: hub, metrics: metrics, overview: NewOverview(time.Now()),
 	}
 }
 
@@ -109,6 +115,7 @@ func NewAPI(logger *slog.Logger, cfg *APIConfig, backend Backend, reg *catalog.R
 const (
 	routeTasks     = "/api/v1/tasks"
 	routeTaskTypes = "/api/v1/task-types"
+	routeOverview  = "/api/v1/overview"
 )
 
 // Mount adds the API's routes to r.
@@ -118,6 +125,7 @@ func (a *API) Mount(r chi.Router) {
 	r.Get(routeTasks+"/{id}/result", a.handleResult)
 	r.Get(routeTasks+"/{id}/events", a.handleEvents)
 	r.Get(routeTaskTypes, a.handleTaskTypes)
+	r.Get(routeOverview, a.handleOverview)
 }
 
 // handleSubmit accepts a task: 202 with its view for a new task, 200 with the first

@@ -131,3 +131,18 @@ func (b *DaprBackend) Result(ctx context.Context, rec task.Record) ([]byte, erro
 	}
 	return data, nil
 }
+
+// snapshotTimeout bounds reading the queue for the overview: it is not retried, the page
+// asks again a moment later.
+const snapshotTimeout = 2 * time.Second
+
+// QueueSnapshot reads the queue's depth and idle slots from the queue actor.
+func (b *DaprBackend) QueueSnapshot(ctx context.Context) (queue.Snapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+	defer cancel()
+	s, err := b.queue.Snapshot(ctx)
+	if err != nil {
+		return s, fmt.Errorf("%w: queue snapshot: %w", ErrUnavailable, err)
+	}
+	return s, nil
+}

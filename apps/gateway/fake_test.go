@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/queue"
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
@@ -34,8 +35,10 @@ type fakeBackend struct {
 	results map[uuid.UUID][]byte
 	submits []submitCall // every Submit call, in order
 
+	snapshot queue.Snapshot // what QueueSnapshot returns
+
 	// Errors returned instead of doing the work, when set.
-	submitErr, getErr, resultErr error
+	submitErr, getErr, resultErr, snapshotErr error
 }
 
 type submitCall struct {
@@ -75,6 +78,12 @@ func (b *fakeBackend) Get(_ context.Context, id uuid.UUID) (task.Record, error) 
 		return task.Record{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
 	}
 	return rec, nil
+}
+
+func (b *fakeBackend) QueueSnapshot(context.Context) (queue.Snapshot, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.snapshot, b.snapshotErr
 }
 
 func (b *fakeBackend) Result(_ context.Context, rec task.Record) ([]byte, error) {

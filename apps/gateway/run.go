@@ -46,12 +46,17 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	host.Register(components.QueueActor, queueActor)
 	host.Mount(app.Server.Router)
 
-	// Every lifecycle event, for the SSE streams this instance serves.
+	// Every lifecycle event, for the SSE streams this instance serves and the overview.
+	// A failed attempt is for the overview only: the user is not told (the stream shows
+	// the task running again when the next attempt starts).
 	feed := func(ctx context.Context) error {
 		return events.Subscribe(ctx, logger.With("component", "feed"), app.Dapr, components.Fanout,
-			[]string{events.TopicStarted, events.TopicProgress, events.TopicCompleted, events.TopicFailed},
+			[]string{events.TopicStarted, events.TopicProgress, events.TopicAttemptFailed, events.TopicCompleted, events.TopicFailed},
 			func(_ context.Context, e events.Event) error {
-				hub.Publish(updateFromEvent(e))
+				api.Observe(e)
+				if e.Kind != events.KindAttemptFailed {
+					hub.Publish(updateFromEvent(e))
+				}
 				return nil
 			})
 	}
