@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/actorhost"
+	"github.com/taskgrid/taskgrid/internal/batch"
 	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
@@ -34,14 +35,24 @@ type DaprBackend struct {
 	events events.Sender
 	tasks  *taskstore.Store
 	queue  queue.Client
+	// enqueues gathers the first attempts of concurrent submissions into one call of
+	// the queue actor: it takes one turn at a time, so under load one turn serves many.
+	enqueues *batch.Batcher[task.Assignment]
 }
 
 // NewDaprBackend returns the gateway's backend.
 func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender) *DaprBackend {
-	return &DaprBackend{
+	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
 		tasks: taskstore.New(client, components.StateStore), queue: queue.Client{Invoker: client},
 	}
+	b.enqueues = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, as []task.Assignment) error {
+		ctx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
+		defer cancel()
+		_, err := b.queue.Enqueue(ctx, as...)
+		return err
+	})
+	return b
 }
 
 // Submit stores the task record, then queues its first attempt. The task is accepted
@@ -89,10 +100,12 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (
 	return rec, true, nil
 }
 
-// Bounds of queuing a task: each try, and all tries of one request.
+// Bounds of queuing a task: each try, all tries of one request, and how many tasks one
+// call of the queue takes at most.
 const (
 	enqueueTryTimeout = 5 * time.Second
 	enqueueBudget     = 20 * time.Second
+	enqueueBatchMax   = 256
 )
 
 func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
@@ -102,8 +115,7 @@ func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
 	// A try that timed out may still have queued the task; the repeat then queues it
 	// twice, which is harmless: a worker drops an attempt that has already started.
 	err := retry.Do(ctx, enqueueTryTimeout, func(ctx context.Context) error {
-		_, err := b.queue.Enqueue(ctx, a)
-		return err
+		return b.enqueues.Do(ctx, a)
 	})
 	if err != nil {
 		return fmt.Errorf("%w: queue task %s: %w", ErrUnavailable, rec.ID, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 
 	"github.com/taskgrid/taskgrid/internal/actorhost"
+	"github.com/taskgrid/taskgrid/internal/batch"
 	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
@@ -55,6 +57,9 @@ type Runner struct {
 	ctx    context.Context // attempts run under it; cancelled when the drain time is up
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// offers gathers the slots freed at about the same time into one call of the queue
+	// actor (one turn), which hands them their next tasks at once.
+	offers *batch.Batcher[string]
 
 	mu       sync.Mutex
 	running  map[string]task.Assignment // slot → attempt running in this process
@@ -64,11 +69,13 @@ type Runner struct {
 // NewRunner returns a runner for node.
 func NewRunner(logger *slog.Logger, node string, exec *Executor, tasks *taskstore.Store, svc Services, metrics *Metrics) *Runner {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Runner{
+	r := &Runner{
 		logger: logger.With("component", "runner"), node: node, exec: exec, tasks: tasks, svc: svc,
 		queue: queue.Client{Invoker: svc}, metrics: metrics, progress: ProgressIntervalDefault,
 		ctx: ctx, cancel: cancel, running: map[string]task.Assignment{},
 	}
+	r.offers = batch.New(ctx, 0, r.offerNow)
+	return r
 }
 
 // Running reports whether attempt a runs on slot in this process.
@@ -136,10 +143,8 @@ func (r *Runner) Recover(ctx context.Context, a task.Assignment, reason string) 
 // Announce offers slots to the queue as idle (at start-up), retrying until the queue
 // answers or ctx ends.
 func (r *Runner) Announce(ctx context.Context, slots []string) error {
-	for _, slot := range slots {
-		if err := retry.Do(ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Idle(ctx, slot); return err }); err != nil {
-			return fmt.Errorf("announce slot %s: %w", slot, err)
-		}
+	if err := retry.Do(ctx, callTimeout, func(ctx context.Context) error { return r.offerNow(ctx, slots) }); err != nil {
+		return fmt.Errorf("announce slots: %w", err)
 	}
 	r.logger.InfoContext(ctx, "slots offered to the queue", "slots", len(slots))
 	return nil
@@ -159,23 +164,14 @@ func (r *Runner) Reoffer(ctx context.Context, slots []string, every time.Duratio
 			return
 		case <-tick.C:
 		}
-		for _, slot := range slots {
-			r.mu.Lock()
-			_, busy := r.running[slot]
-			draining := r.draining
-			r.mu.Unlock()
-			if draining {
-				return
-			}
-			if busy {
-				continue
-			}
-			cctx, cancel := context.WithTimeout(ctx, callTimeout)
-			if _, err := r.queue.Idle(cctx, slot); err != nil && ctx.Err() == nil {
-				r.logger.DebugContext(ctx, "could not offer slot again", "slot", slot, "error", err)
-			}
-			cancel()
+		if r.Draining() {
+			return
 		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		if err := r.offerNow(cctx, slots); err != nil && ctx.Err() == nil {
+			r.logger.DebugContext(ctx, "could not offer slots again", "error", err)
+		}
+		cancel()
 	}
 }
 
@@ -369,16 +365,33 @@ func (r *Runner) disarm(slot string, a task.Assignment) {
 	}
 }
 
+// offer offers a freed slot to the queue, with the other slots freed meanwhile.
 func (r *Runner) offer(slot string) {
-	r.mu.Lock()
-	draining := r.draining
-	r.mu.Unlock()
-	if draining {
-		return
-	}
-	if err := retry.Do(r.ctx, callTimeout, func(ctx context.Context) error { _, err := r.queue.Idle(ctx, slot); return err }); err != nil && r.ctx.Err() == nil {
+	err := retry.Do(r.ctx, callTimeout, func(ctx context.Context) error { return r.offers.Do(ctx, slot) })
+	if err != nil && r.ctx.Err() == nil {
 		r.logger.ErrorContext(r.ctx, "could not offer slot to the queue", "slot", slot, "error", err)
 	}
+}
+
+// offerNow offers those of slots that run nothing here to the queue in one call,
+// unless the runner drains. A slot that refused the task pushed to it (a stale push
+// racing a new attempt) is left for Reoffer.
+func (r *Runner) offerNow(ctx context.Context, slots []string) error {
+	r.mu.Lock()
+	draining := r.draining
+	free := slices.DeleteFunc(slices.Clone(slots), func(s string) bool { _, busy := r.running[s]; return busy })
+	r.mu.Unlock()
+	if draining || len(free) == 0 {
+		return nil
+	}
+	reply, err := r.queue.Offer(ctx, free...)
+	if err != nil {
+		return err
+	}
+	for _, why := range reply.Refused {
+		r.logger.DebugContext(ctx, "slot refused its task; it stays queued", "reason", why)
+	}
+	return nil
 }
 
 // reportProgress returns a progress callback that publishes at most every r.progress.

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -36,14 +37,19 @@ type EnqueueReply struct {
 	Dispatched int `json:"dispatched"`
 }
 
-// IdleRequest says a worker slot is free.
+// IdleRequest says worker slots are free: Slot, or several (Slots) at once.
 type IdleRequest struct {
-	Slot string `json:"slot"`
+	Slot  string   `json:"slot,omitempty"`
+	Slots []string `json:"slots,omitempty"`
 }
 
-// IdleReply names the assignment the slot was given, if any.
+// IdleReply names the assignments the slots were given, if any (Assigned: the first),
+// and why slots refused the task pushed to them (those are not idle now; their
+// workers offer them again).
 type IdleReply struct {
 	Assigned *task.Assignment `json:"assigned,omitempty"`
+	Given    []Given          `json:"given,omitempty"`
+	Refused  []string         `json:"refused,omitempty"`
 }
 
 // RetireRequest removes slots from the idle list.
@@ -112,9 +118,7 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 		if err = json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
-		var as *task.Assignment
-		as, err = q.Idle(ctx, req.Slot)
-		reply = IdleReply{Assigned: as}
+		reply, err = offer(ctx, q, req)
 	case MethodRetire:
 		var req RetireRequest
 		if err = json.Unmarshal(body, &req); err != nil {
@@ -137,6 +141,27 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 		return nil, err
 	}
 	return json.Marshal(reply)
+}
+
+// offer runs an idle request. A request for one Slot fails when its push fails (the
+// caller may retry); one for several Slots lists refusals in the reply.
+func offer(ctx context.Context, q *Queue, req IdleRequest) (IdleReply, error) {
+	slots := req.Slots
+	if req.Slot != "" {
+		slots = append([]string{req.Slot}, slots...)
+	}
+	given, refused, err := q.Offer(ctx, slots)
+	r := IdleReply{Given: given}
+	if len(given) > 0 {
+		r.Assigned = &given[0].Assignment
+	}
+	if err == nil && req.Slot != "" && len(req.Slots) == 0 {
+		err = errors.Join(refused...)
+	}
+	for _, e := range refused {
+		r.Refused = append(r.Refused, e.Error())
+	}
+	return r, err
 }
 
 // Remind is unused: the queue registers no reminders.
@@ -194,6 +219,14 @@ func (c Client) Idle(ctx context.Context, slot string) (*task.Assignment, error)
 	var reply IdleReply
 	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodIdle, IdleRequest{Slot: slot}, &reply)
 	return reply.Assigned, err
+}
+
+// Offer reports several slots free in one call. The reply says which got a task and
+// why slots refused theirs; err is a failed call or a failure of the queue's state.
+func (c Client) Offer(ctx context.Context, slots ...string) (IdleReply, error) {
+	var reply IdleReply
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodIdle, IdleRequest{Slots: slots}, &reply)
+	return reply, err
 }
 
 // Retire removes slots from the idle list.

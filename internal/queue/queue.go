@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/task"
@@ -186,55 +187,68 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	for i := range as {
 		as[i].Enqueued = now
 	}
-	for i, a := range as {
-		ok, err := q.dispatchToIdle(ctx, a)
-		if err != nil {
-			return dispatched, err
-		}
-		if ok {
-			dispatched++
-			continue
-		}
-		// No idle slot: store the rest of the batch in one transaction.
-		next := q.m.clone()
-		ops := make([]Op, 0, len(as)-i+1)
-		for _, b := range as[i:] {
-			data, err := json.Marshal(b)
-			if err != nil {
-				return dispatched, fmt.Errorf("encode queue entry: %w", err)
-			}
-			ops = append(ops, Op{Key: entryKey(b.Priority, next.Tail[b.Priority]), Value: data})
-			next.Tail[b.Priority]++
-		}
-		return dispatched, q.commit(ctx, next, ops...)
+	rest, dispatched, err := q.dispatchToIdle(ctx, as)
+	if err != nil || len(rest) == 0 {
+		return dispatched, err
 	}
-	return dispatched, nil
+	// No idle slot (left): store the rest of the batch in one transaction.
+	next := q.m.clone()
+	ops := make([]Op, 0, len(rest)+1)
+	for _, b := range rest {
+		data, err := json.Marshal(b)
+		if err != nil {
+			return dispatched, fmt.Errorf("encode queue entry: %w", err)
+		}
+		ops = append(ops, Op{Key: entryKey(b.Priority, next.Tail[b.Priority]), Value: data})
+		next.Tail[b.Priority]++
+	}
+	return dispatched, q.commit(ctx, next, ops...)
 }
 
-// dispatchToIdle gives a to the longest-idle slot when nothing waits ahead of it.
-// Slots that fail to take it are dropped from the idle list (their workers offer them
-// again). It goes on to the next idle slot only while failed pushes have taken less
-// than PushBudget: a slot that refuses at once (busy, gone) costs nothing, but while
-// the actor placement changes pushes time out, and the turn must stay short; a is then
-// left to be queued.
-func (q *Queue) dispatchToIdle(ctx context.Context, a task.Assignment) (bool, error) {
-	if q.waiting(a.Priority) {
-		return false, nil
-	}
+// dispatchToIdle hands the leading assignments of as to the longest-idle slots, one
+// each, pushed concurrently, as long as nothing waits ahead of them. It returns the
+// assignments left to queue, in order: the ones no slot took come first (they were
+// ahead of the rest). Slots that fail to take one are dropped from the idle list (their
+// workers offer them again). It goes on with the next idle slots only while failed
+// pushes have taken less than PushBudget: a slot that refuses at once (busy, gone)
+// costs nothing, but while the actor placement changes pushes time out, and the turn
+// must stay short.
+func (q *Queue) dispatchToIdle(ctx context.Context, as []task.Assignment) (rest []task.Assignment, dispatched int, err error) {
+	rest = as
 	start := time.Now()
-	for len(q.m.Idle) > 0 && time.Since(start) < PushBudget {
-		slot := q.m.Idle[0]
+	for len(rest) > 0 && len(q.m.Idle) > 0 && !q.waiting(rest[0].Priority) && time.Since(start) < PushBudget {
+		n := min(len(rest), len(q.m.Idle))
+		errs := q.pushAll(ctx, q.m.Idle[:n], rest[:n])
 		next := q.m.clone()
-		next.Idle = next.Idle[1:]
-		_, derr := q.push(ctx, slot, a)
-		if err := q.commit(ctx, next); err != nil {
-			return derr == nil, err
+		next.Idle = next.Idle[n:]
+		var failed []task.Assignment
+		for i, perr := range errs {
+			if perr != nil {
+				failed = append(failed, rest[i])
+			}
 		}
-		if derr == nil {
-			return true, nil
+		dispatched += n - len(failed)
+		rest = append(failed, rest[n:]...)
+		if err := q.commit(ctx, next); err != nil {
+			return rest, dispatched, err
 		}
 	}
-	return false, nil
+	return rest, dispatched, nil
+}
+
+// pushAll pushes as[i] to slots[i], all at once, and returns each push's error.
+func (q *Queue) pushAll(ctx context.Context, slots []string, as []task.Assignment) []error {
+	errs := make([]error, len(as))
+	if len(as) == 1 {
+		_, errs[0] = q.push(ctx, slots[0], as[0])
+		return errs
+	}
+	var wg sync.WaitGroup
+	for i := range as {
+		wg.Go(func() { _, errs[i] = q.push(ctx, slots[i], as[i]) })
+	}
+	wg.Wait()
+	return errs
 }
 
 // push hands a to slot, stamped with the dispatch time, and returns what it sent.
@@ -260,44 +274,105 @@ func (q *Queue) waiting(p task.Priority) bool {
 // the idle list (once, however often it asks). It returns the assignment dispatched,
 // if any.
 func (q *Queue) Idle(ctx context.Context, slot string) (*task.Assignment, error) {
-	if slot == "" {
-		return nil, fmt.Errorf("%w: empty slot", ErrBadRequest)
+	given, refused, err := q.Offer(ctx, []string{slot})
+	if err == nil {
+		err = errors.Join(refused...)
+	}
+	if len(given) > 0 {
+		return &given[0].Assignment, err
+	}
+	return nil, err
+}
+
+// Given is an assignment handed to a slot.
+type Given struct {
+	Slot       string          `json:"slot"`
+	Assignment task.Assignment `json:"assignment"`
+}
+
+// Offer tells the queue that slots are free (a worker node offers all its free slots
+// in one call). Each gets the next waiting task, pushed to the slots concurrently;
+// slots left over join the idle list (once, however often they ask). It returns what
+// was handed out, and why slots refused: a slot whose push fails is not made idle and
+// its task stays queued; the others keep what they got. err is a failure of the
+// queue's own state (then nothing changed, but pushes may have happened: at least once).
+func (q *Queue) Offer(ctx context.Context, slots []string) (given []Given, refused []error, err error) {
+	if len(slots) == 0 || slices.Contains(slots, "") {
+		return nil, nil, fmt.Errorf("%w: no slot, or an empty one", ErrBadRequest)
 	}
 	if err := q.load(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var uniq []string
+	for _, s := range slots {
+		if !slices.Contains(uniq, s) {
+			uniq = append(uniq, s)
+		}
+	}
+	slots = uniq
+	next := q.m.clone()
+	// Take up to one entry per slot, highest priority first, FIFO within it.
+	type taken struct {
+		p   task.Priority
+		seq uint64
+		key string
+		a   task.Assignment
+	}
+	var take []taken
+	var ops []Op
 	for _, p := range priorities {
-		for q.m.Tail[p] > q.m.Head[p] {
-			key := entryKey(p, q.m.Head[p])
+		for len(take) < len(slots) && next.Tail[p] > next.Head[p] {
+			seq := next.Head[p]
+			key := entryKey(p, seq)
 			data, err := q.store.Get(ctx, key)
 			if err != nil {
-				return nil, fmt.Errorf("read queue entry %s: %w", key, err)
+				return nil, nil, fmt.Errorf("read queue entry %s: %w", key, err)
 			}
-			next := q.m.clone()
 			next.Head[p]++
-			next.Idle = slices.DeleteFunc(next.Idle, func(s string) bool { return s == slot })
 			var a task.Assignment
 			if data == nil || json.Unmarshal(data, &a) != nil {
 				// A missing or corrupt entry cannot be run; skip it rather than block the queue.
-				if err := q.commit(ctx, next, Op{Key: key}); err != nil {
-					return nil, err
-				}
+				ops = append(ops, Op{Key: key})
 				continue
 			}
-			// Dispatch before removing: a crash in between dispatches it again (at least
-			// once); workers drop attempts that are already done.
-			if a, err = q.push(ctx, slot, a); err != nil {
-				return nil, fmt.Errorf("dispatch %s to %s: %w", a, slot, err)
-			}
-			return &a, q.commit(ctx, next, Op{Key: key})
+			take = append(take, taken{p, seq, key, a})
 		}
 	}
-	if slices.Contains(q.m.Idle, slot) {
-		return nil, nil
+	// Dispatch before removing: a crash in between dispatches them again (at least
+	// once); workers drop attempts that are already done.
+	as := make([]task.Assignment, len(take))
+	for i, t := range take {
+		as[i] = t.a
 	}
-	next := q.m.clone()
-	next.Idle = append(next.Idle, slot)
-	return nil, q.commit(ctx, next)
+	errs := q.pushAll(ctx, slots[:len(take)], as)
+	for i, t := range take {
+		if errs[i] != nil {
+			refused = append(refused, fmt.Errorf("dispatch %s to %s: %w", t.a, slots[i], errs[i]))
+			continue
+		}
+		given = append(given, Given{Slot: slots[i], Assignment: t.a})
+		ops = append(ops, Op{Key: t.key})
+	}
+	// A task whose push failed stays where it was: the head moves back to the first of
+	// them (entries after it that were handed out are deleted, and skipped when reached).
+	for i, t := range take {
+		if errs[i] != nil && t.seq < next.Head[t.p] {
+			next.Head[t.p] = t.seq
+		}
+	}
+	// Slots that were handed a task (or failed to take one) are not idle; the others
+	// are, keeping their place if they were already.
+	busy := slots[:len(take)]
+	next.Idle = slices.DeleteFunc(next.Idle, func(s string) bool { return slices.Contains(busy, s) })
+	for _, slot := range slots[len(take):] {
+		if !slices.Contains(next.Idle, slot) {
+			next.Idle = append(next.Idle, slot)
+		}
+	}
+	if err := q.commit(ctx, next, ops...); err != nil {
+		return given, refused, err
+	}
+	return given, refused, nil
 }
 
 // Retire removes slots from the idle list (a worker node shutting down).

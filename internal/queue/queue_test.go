@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,8 +132,9 @@ func TestIdleSlotsGetWorkPushed(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("Enqueue dispatched %d, %v; want 2 (two idle slots)", n, err)
 	}
-	if fmt.Sprint(rec.got) != "[a=t1 b=t2]" {
-		t.Fatalf("dispatched %v, want longest-idle first", rec.got)
+	// Pushed at once: the pairs count, not the order of the calls.
+	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=t1 b=t2]" {
+		t.Fatalf("dispatched %v, want longest-idle first", got)
 	}
 	if d, _ := q.Depth(ctx); d != (Depth{Normal: 1}) {
 		t.Fatalf("depth = %+v, want t3 waiting", d)
@@ -414,5 +417,94 @@ func TestWriteWithUnknownOutcomeLosesNothing(t *testing.T) {
 	}
 	if got := fmt.Sprint(rec.got); got != "[w=a w=b]" {
 		t.Fatalf("dispatched %s, want a then b", got)
+	}
+}
+
+// A node offers several slots in one call: each gets the next task, highest priority
+// first; the slots left over become idle.
+func TestOfferManySlots(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	q := New(newMemStore(), rec.dispatch)
+	q.Enqueue(ctx, []task.Assignment{rec.assignment("n1", task.PriorityNormal), rec.assignment("h1", task.PriorityHigh)})
+	given, refused, err := q.Offer(ctx, []string{"a", "b", "c", "a"})
+	if err != nil || len(refused) != 0 || len(given) != 2 {
+		t.Fatalf("Offer = %v, %v; want two tasks handed out", given, err)
+	}
+	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=h1 b=n1]" {
+		t.Fatalf("dispatched %v, want a=h1 (high first) and b=n1", got)
+	}
+	if s, _ := q.Snapshot(ctx); fmt.Sprint(s.IdleSlots) != "[c]" || s.High+s.Normal != 0 {
+		t.Fatalf("snapshot %+v, want only c idle and nothing waiting", s)
+	}
+	if _, _, err := q.Offer(ctx, nil); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("Offer(no slots) = %v, want ErrBadRequest", err)
+	}
+}
+
+// A slot whose push fails among several keeps nothing and its task is not lost: it
+// is the next one handed out, before the tasks behind it.
+func TestOfferWithAFailingSlotKeepsItsTask(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	rec.failing["dead"] = true
+	q := New(newMemStore(), rec.dispatch)
+	q.Enqueue(ctx, []task.Assignment{
+		rec.assignment("e1", task.PriorityNormal), rec.assignment("e2", task.PriorityNormal),
+		rec.assignment("e3", task.PriorityNormal), rec.assignment("e4", task.PriorityNormal),
+	})
+	given, refused, err := q.Offer(ctx, []string{"a", "dead", "c"})
+	if err != nil || len(refused) != 1 || !strings.Contains(refused[0].Error(), "dead") || len(given) != 2 {
+		t.Fatalf("Offer = %v, %v, %v; want two handed out and the dead slot's refusal", given, refused, err)
+	}
+	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=e1 c=e3]" {
+		t.Fatalf("dispatched %v", got)
+	}
+	if a, err := q.Idle(ctx, "x"); err != nil || a == nil || rec.names[a.TaskID] != "e2" {
+		t.Fatalf("next Idle = %v, %v; want e2, the task the dead slot did not take", a, err)
+	}
+	if a, err := q.Idle(ctx, "y"); err != nil || a == nil || rec.names[a.TaskID] != "e4" {
+		t.Fatalf("then Idle = %v, %v; want e4 (e3 was handed out already)", a, err)
+	}
+	if a, err := q.Idle(ctx, "z"); err != nil || a != nil {
+		t.Fatalf("then Idle = %v, %v; want nothing left", a, err)
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{Idle: 1}) {
+		t.Fatalf("depth = %+v, want empty with z idle", d)
+	}
+	if n := len(rec.got); n != 4 {
+		t.Fatalf("%d dispatches, want each task once: %v", n, rec.got)
+	}
+}
+
+// An enqueued batch goes to all idle slots at once; a slot that refuses is dropped and
+// its task goes to the next idle slot, or waits at the front of the queue.
+func TestEnqueueBatchToIdleSlots(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rec := newRecorder()
+	rec.failing["dead"] = true
+	q := New(newMemStore(), rec.dispatch)
+	for _, s := range []string{"a", "dead", "b", "c"} {
+		q.Idle(ctx, s)
+	}
+	n, err := q.Enqueue(ctx, []task.Assignment{
+		rec.assignment("t1", task.PriorityNormal), rec.assignment("t2", task.PriorityNormal),
+		rec.assignment("t3", task.PriorityNormal), rec.assignment("t4", task.PriorityNormal),
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("Enqueue = %d, %v; want 3 dispatched", n, err)
+	}
+	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=t1 b=t3 c=t4]" {
+		t.Fatalf("dispatched %v", got)
+	}
+	// t2, refused by dead, waits first in line.
+	if a, err := q.Idle(ctx, "d"); err != nil || a == nil || rec.names[a.TaskID] != "t2" {
+		t.Fatalf("Idle = %v, %v; want t2", a, err)
+	}
+	if d, _ := q.Depth(ctx); d != (Depth{}) {
+		t.Fatalf("depth = %+v, want empty, dead dropped from the idle list", d)
 	}
 }
