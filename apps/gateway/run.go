@@ -27,6 +27,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app.Server.OnShutdown(hub.Close)
 	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts}, NewDaprBackend(logger, app.Dapr, outbox), catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)
+	MountWeb(app.Server.Router)
 
 	// The task queue actor lives in the gateway; it pushes work to worker slots.
 	// The push to a slot happens inside the queue actor's turn, so it is bounded tightly:
