@@ -21,7 +21,7 @@ check-go:
 	@deploy/scripts/check-go.sh
 
 .PHONY: deps
-deps: check-go ## install Redis and MariaDB (Debian packages) and build the Dapr runtime and CLI once
+deps: check-go ## install Redis, MariaDB and Chromium (Debian packages) and build the Dapr runtime and CLI once
 	@deploy/scripts/install-services.sh
 	@deploy/scripts/install-dapr.sh >/dev/null
 
