@@ -266,27 +266,25 @@ func (s *recentSet[K]) has(k K) bool {
 	return ok
 }
 
-// snapshotCache reuses the queue's snapshot for snapshotTTL.
+// snapshotCache reuses the queue's snapshot, or the failure to read it, for snapshotTTL:
+// a queue that is slow to answer is not asked again by every waiting request.
 type snapshotCache struct {
 	mu   sync.Mutex
 	at   time.Time
 	snap queue.Snapshot
+	err  error
 }
 
-// get returns a snapshot at most snapshotTTL old, reading it with read when the cached
-// one is older. Callers wait for one read at a time.
+// get returns the outcome of a read at most snapshotTTL old, reading it with read when
+// the cached one is older. Callers wait for one read at a time.
 func (c *snapshotCache) get(ctx context.Context, now time.Time, read func(context.Context) (queue.Snapshot, error)) (queue.Snapshot, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.at.IsZero() && now.Sub(c.at) < snapshotTTL {
-		return c.snap, nil
+	if c.at.IsZero() || now.Sub(c.at) >= snapshotTTL {
+		c.snap, c.err = read(ctx)
+		c.at = now
 	}
-	snap, err := read(ctx)
-	if err != nil {
-		return queue.Snapshot{}, err
-	}
-	c.at, c.snap = now, snap
-	return snap, nil
+	return c.snap, c.err
 }
 
 // handleOverview answers the system overview: the queue's depth by priority, busy and

@@ -215,8 +215,9 @@ func TestSnapshotCache(t *testing.T) {
 		{"first read", 0, read(1, nil), 1, false, 1},
 		{"reused within the TTL", snapshotTTL - time.Millisecond, read(2, nil), 1, false, 1},
 		{"read again after it", snapshotTTL, read(3, nil), 3, false, 2},
-		{"a failed read is not cached", 3 * snapshotTTL, read(0, errors.New("down")), 0, true, 3},
-		{"so the next one reads", 3 * snapshotTTL, read(4, nil), 4, false, 4},
+		{"a failed read", 3 * snapshotTTL, read(0, errors.New("down")), 0, true, 3},
+		{"is reused within the TTL too", 4*snapshotTTL - time.Millisecond, read(4, nil), 0, true, 3},
+		{"and read again after it", 4 * snapshotTTL, read(5, nil), 5, false, 4},
 	}
 	for _, tt := range tests { // in order: each step depends on the one before
 		s, err := c.get(t.Context(), t0.Add(tt.at), func(context.Context) (queue.Snapshot, error) { return tt.read() })

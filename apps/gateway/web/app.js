@@ -257,7 +257,7 @@ function watch(t) {
   const on = (name, f) => es.addEventListener(name, (e) => f(JSON.parse(e.data)));
   on("status", (v) => update(t, {status: v.status, progress: v.progress}));
   on("progress", (v) => update(t, {progress: v.progress}));
-  on("completed", (v) => update(t, {status: "completed", progress: 1}));
+  on("completed", () => update(t, {status: "completed", progress: 1}));
   on("failed", (v) => update(t, {status: "failed", error: v.error}));
   es.onerror = () => { // the browser reconnects by itself unless the answer was an error (404)
     if (es.readyState === EventSource.CLOSED) update(t, {status: "unknown"});
