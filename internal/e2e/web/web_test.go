@@ -246,6 +246,10 @@ func TestWebPage(t *testing.T) {
 
 	// A task whose first attempt fails: the user sees it run and complete, never fail; the
 	// overview counts the failed attempt and the recovery.
+	counted := func(id string) int {
+		return eval[int](t, ctx, 2*time.Second, fmt.Sprintf(`Number(document.getElementById(%q).textContent)`, id))
+	}
+	recovered, failedAttempts := counted("f-recovered"), counted("f-attempts") // shown since the overview above
 	fillForm(t, ctx, "sleep", [][2]string{{"f-p-ms", "300"}, {"f-p-forceFailure", "1"}})
 	do(t, ctx, 5*time.Second, "submit a task that fails once", chromedp.Click(chromedp.CSS("#submit-button")))
 	waitJS(t, ctx, 10*time.Second, "the second task in the list", `document.querySelectorAll("#task-list li.task").length === 2`)
@@ -262,8 +266,9 @@ func TestWebPage(t *testing.T) {
 	if !statuses["completed"] {
 		t.Fatalf("the task that failed once did not complete on the page; statuses seen %v", statuses)
 	}
-	waitJS(t, ctx, 10*time.Second, "the recovery in the overview",
-		`document.getElementById("f-recovered").textContent === "1" && document.getElementById("f-attempts").textContent === "1"`)
+	waitJS(t, ctx, 10*time.Second, "the recovery in the overview", fmt.Sprintf(
+		`document.getElementById("f-recovered").textContent === "%d" && document.getElementById("f-attempts").textContent === "%d"`,
+		recovered+1, failedAttempts+1))
 
 	// A payload the API refuses: its message appears next to the field, and no task is added.
 	const badMs = "9999999"
