@@ -14,16 +14,20 @@ GO_SOURCES := $(shell find apps analytics internal deploy -name '*.go' -not -nam
 
 .PHONY: help
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: check-go
 check-go:
 	@deploy/scripts/check-go.sh
 
 .PHONY: deps
-deps: check-go ## install Redis, MariaDB and Chromium (Debian packages) and build the Dapr runtime and CLI once
+deps: check-go ## install Redis and MariaDB (Debian packages) and build the Dapr runtime and CLI once
 	@deploy/scripts/install-services.sh
 	@deploy/scripts/install-dapr.sh >/dev/null
+
+.PHONY: test-deps
+test-deps: deps ## also install Chromium (Debian package) for the browser test
+	@deploy/scripts/install-services.sh --browser
 
 .PHONY: build
 build: check-go $(BIN_DIR)/.built ## build the apps and the local Kafka broker into bin/
@@ -51,7 +55,7 @@ down: ## stop exactly what `make run` started, by PID
 	@deploy/scripts/down.sh
 
 .PHONY: test
-test: deps build ## unit and integration tests against the real stack (prints go test's summary)
+test: test-deps build ## unit and integration tests against the real stack (prints go test's summary)
 	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
 	  deploy/scripts/gotest.sh
 
@@ -60,7 +64,7 @@ test-short: ## unit tests only (no real stack)
 	go test -short -count=1 ./...
 
 .PHONY: bench
-bench: deps build ## benchmarks of the whole system (see README)
+bench: deps build ## benchmarks of the whole system (see README); BENCH_ARGS=-quick for a short run
 	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
 	  deploy/scripts/bench.sh
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs Redis, MariaDB and Chromium (for the browser test of the web page) from Debian's
-# packages when they are missing. Starts nothing.
+# Installs Redis and MariaDB from Debian's packages when they are missing, and with
+# --browser also Chromium (only the browser test of the web page needs it). Starts nothing.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -9,7 +9,9 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || missing+=(mariadb-server)
 command -v mariadb >/dev/null || missing+=(mariadb-client)
-command -v chromium >/dev/null || missing+=(chromium)
+if [ "${1:-}" = "--browser" ]; then
+  command -v chromium >/dev/null || missing+=(chromium)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 command -v apt-get >/dev/null || die "missing ${missing[*]} and apt-get is not available: install them with your package manager"
