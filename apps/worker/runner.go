@@ -395,11 +395,14 @@ func (r *Runner) offerNow(ctx context.Context, slots []string) error {
 }
 
 // reportProgress returns a progress callback that publishes at most every r.progress.
+// The end of the work (1) is not published: the completion, which follows once the
+// result is stored, says 100 % (a progress event for it would cost as much as the
+// rest of a short task's events).
 func (r *Runner) reportProgress(ctx context.Context, rec task.Record) func(float64) {
 	var last atomic.Int64 // unix nanos of the last publish
 	return func(f float64) {
 		now := time.Now()
-		if f < 1 && now.UnixNano()-last.Load() < int64(r.progress) {
+		if f >= 1 || now.UnixNano()-last.Load() < int64(r.progress) {
 			return
 		}
 		last.Store(now.UnixNano())
