@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# make bench: every benchmark with the iteration count that makes its figure meaningful.
-# Each system benchmark starts its own real stack (internal/stacktest).
+# make bench: the system benchmark (deploy/bench: real stack, table and JSON), then the
+# queue's own micro-benchmark. BENCH_ARGS are passed to deploy/bench, e.g. -quick.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-run() { echo "== $*"; go test -count=1 -run '^$' "$@" | grep -E '^(Benchmark|ok|FAIL|---)'; }
-run -bench . -benchtime 20000x ./internal/queue
-run -bench Recovery -benchtime 2x ./internal/e2e/failures
-run -bench Ingest -benchtime 5000x ./internal/e2e/analytics
+mkdir -p .run/bench
+echo "== queue logic (in-memory store): go test -bench . ./internal/queue"
+go test -count=1 -run '^$' -bench . -benchtime 20000x ./internal/queue | grep -E '^(Benchmark|ok|FAIL)'
+echo
+echo "== whole system: go run ./deploy/bench ${BENCH_ARGS:-}"
+# shellcheck disable=SC2086
+go run ./deploy/bench -out .run/bench/results.json ${BENCH_ARGS:-}

@@ -208,6 +208,23 @@ func (s *Stack) Service(name string) *Proc {
 	return nil
 }
 
+// Procs returns every process of the stack that is running now: the infrastructure,
+// then each app instance and its sidecar.
+func (s *Stack) Procs() []*Proc {
+	s.mu.Lock()
+	all := slices.Clone(s.services)
+	for _, id := range AllApps {
+		for _, in := range s.apps[id] {
+			all = append(all, in.App, in.Daprd)
+		}
+	}
+	s.mu.Unlock()
+	return slices.DeleteFunc(all, func(p *Proc) bool {
+		exited, _ := p.Exited()
+		return p == nil || exited
+	})
+}
+
 // RestartService starts a stopped infrastructure process again with the same
 // arguments and data (e.g. the Kafka broker after a kill) and waits for its port.
 func (s *Stack) RestartService(ctx context.Context, name, address string) error {
