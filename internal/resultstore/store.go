@@ -339,8 +339,23 @@ func (s *Store) commit(dir string, id uuid.UUID, st []staged) (existed bool, err
 	if err != nil {
 		return false, err
 	}
+	marker := partialPath(dir, id)
+	if len(st) > 1 {
+		// Binary files go into place before the JSON: mark the task as partly written
+		// first (durably), so that a crash in between is found by the next write
+		// without listing the whole directory.
+		if err := s.touch(marker); err != nil {
+			return false, err
+		}
+		if err := s.syncDir(dir); err != nil {
+			return false, err
+		}
+	}
 	for i := range st[:len(st)-1] {
 		if err := s.root.Rename(st[i].temp, st[i].final); err != nil {
+			if i == 0 {
+				_ = s.root.Remove(marker) // nothing was put in place
+			}
 			return false, err
 		}
 		st[i].temp = ""
@@ -356,11 +371,39 @@ func (s *Store) commit(dir string, id uuid.UUID, st []staged) (existed bool, err
 		return false, err
 	}
 	// result.temp stays set: the deferred removeTemps unlinks it, which need not be durable.
-	return false, s.syncDir(dir)
+	if err := s.syncDir(dir); err != nil {
+		return false, err
+	}
+	if len(st) > 1 || removed {
+		// The JSON is durable: the task is whole. A marker that outlives a crash here only
+		// costs the next write of this task a directory listing.
+		_ = s.root.Remove(marker)
+	}
+	return false, nil
+}
+
+// partialPath names the marker of a task whose binary files may be in place without its
+// JSON (a write that crashed halfway).
+func partialPath(dir string, id uuid.UUID) string { return dir + "/." + id.String() + ".partial" }
+
+// touch creates the empty file name if it does not exist.
+func (s *Store) touch(name string) error {
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE, filePerm)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // removeLeftovers removes the binary files of task id that this write does not replace.
+// Only a write that crashed halfway leaves such files, and it leaves its marker too: the
+// directory, which may hold any number of results, is listed only then.
 func (s *Store) removeLeftovers(dir string, id uuid.UUID, st []staged) (removed bool, err error) {
+	if _, err := s.root.Lstat(partialPath(dir, id)); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
 	existing, err := s.listFiles(dir, id)
 	if err != nil {
 		return false, err

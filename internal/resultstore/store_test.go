@@ -271,9 +271,10 @@ func TestWriteIgnoresLeftoversOfACrash(t *testing.T) {
 	prefix := "d/" + id.String()
 	bundle.writeFile(t, "d/."+id.String()+".json.tmp-STALE", `{"torn`)
 	bundle.writeFile(t, "d/."+id.String()+".gz.tmp-STALE", "torn")
-	bundle.writeFile(t, "d/."+id.String()+".lock", "") // a lock file whose holder died
-	bundle.writeFile(t, prefix+".gz", "old gz")        // renamed into place before the crash,
-	bundle.writeFile(t, prefix+".bin", "old bin")      // but the JSON never was
+	bundle.writeFile(t, "d/."+id.String()+".lock", "")    // a lock file whose holder died
+	bundle.writeFile(t, "d/."+id.String()+".partial", "") // marked before binaries go into place,
+	bundle.writeFile(t, prefix+".gz", "old gz")           // renamed into place before the crash,
+	bundle.writeFile(t, prefix+".bin", "old bin")         // but the JSON never was
 
 	loc, existed, err := s.Write(t.Context(), "d", id, []byte(`{"ok":true}`), []File{{Suffix: "gz", Data: []byte("new gz")}})
 	if err != nil {
@@ -293,6 +294,27 @@ func TestWriteIgnoresLeftoversOfACrash(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(bundle.root, prefix+".bin")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("leftover bin file not removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bundle.root, "d", "."+id.String()+".partial")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("marker of the crashed write not removed once the task is whole: %v", err)
+	}
+}
+
+// A whole write leaves no marker, and writing to a directory that holds many results
+// does not list it (the leftovers check looks for the task's marker only).
+func TestWriteLeavesNoMarker(t *testing.T) {
+	t.Parallel()
+	s, bundle := setup(t)
+	for _, files := range [][]File{nil, {{Suffix: "gz", Data: []byte("z")}}} {
+		id := uuid.New()
+		if _, _, err := s.Write(t.Context(), "d", id, []byte(`{}`), files); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range bundle.names(t, "d") {
+			if strings.HasSuffix(name, ".partial") {
+				t.Errorf("marker %s left after a whole write with %d binary files", name, len(files))
+			}
+		}
 	}
 }
 
@@ -409,5 +431,33 @@ func TestReadMissing(t *testing.T) {
 	}
 	if _, err := s.Stat("a//b", id); !errors.Is(err, ErrInvalidDirectory) {
 		t.Errorf("Stat(a//b) = %v, want ErrInvalidDirectory", err)
+	}
+}
+
+// BenchmarkWrite writes one result into a directory that already holds n results: the
+// cost must not grow with n (go test -bench Write ./internal/resultstore).
+func BenchmarkWrite(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		b.Run(fmt.Sprintf("dir-holds-%d", n), func(b *testing.B) {
+			s, err := Open(filepath.Join(b.TempDir(), "results"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			// Fill the directory directly: the files are what counts, not how they came.
+			if _, _, err := s.Write(b.Context(), "d", uuid.New(), []byte(`{}`), nil); err != nil {
+				b.Fatal(err)
+			}
+			for range n {
+				if err := os.WriteFile(filepath.Join(s.root.Name(), "d", uuid.NewString()+".json"), []byte(`{}`), 0o644); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if _, _, err := s.Write(b.Context(), "d", uuid.New(), []byte(`{"ok":true}`), []File{{Suffix: "gz", Data: []byte("z")}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
