@@ -246,6 +246,17 @@ func (s *subscriber) run() {
 // which each stream keeps from the record it read. A failed attempt is silent: the task
 // is pending again. Events of other kinds give an Update with no Kind, which Publish
 // ignores.
+// withStart adds when the last attempt started, and where, to a terminal update: its
+// event may arrive before the start event (the topics are not ordered together).
+func withStart(data map[string]any, e events.Event) {
+	if e.StartedAt != nil {
+		data["started_at"] = e.StartedAt
+	}
+	if e.Worker != "" {
+		data["worker"] = e.Worker
+	}
+}
+
 func updateFromEvent(e events.Event) Update {
 	u := Update{TaskID: e.TaskID}
 	data := map[string]any{"attempts": e.Attempt}
@@ -261,11 +272,13 @@ func updateFromEvent(e events.Event) Update {
 		u.Kind, data["status"], data["started_at"], data["progress"] = UpdateStatus, task.StatusRunning, e.Time, 0
 	case events.KindCompleted:
 		u.Kind, data["status"], data["finished_at"], data["progress"] = UpdateCompleted, task.StatusCompleted, e.Time, 1
+		withStart(data, e)
 		if e.Result != nil {
 			data["result"] = e.Result
 		}
 	case events.KindFailed:
 		u.Kind, data["status"], data["finished_at"], data["error"] = UpdateFailed, task.StatusFailed, e.Time, e.Error
+		withStart(data, e)
 	default:
 		return u
 	}

@@ -470,6 +470,10 @@ func TestUpdateFromEvent(t *testing.T) {
 		{"completed", events.Event{Kind: events.KindCompleted, TaskID: id, Attempt: 1, Priority: task.PriorityNormal, Time: at, Result: loc},
 			UpdateCompleted, `{"attempts":1,"priority":"normal","status":"completed","finished_at":` + atJSON +
 				`,"progress":1,"result":{"directory":"d","path":"d/x.json","bytes":9,"sha256":"abc"}}`},
+		{"completed before its start event arrived", events.Event{Kind: events.KindCompleted, TaskID: id, Attempt: 2, Time: at, StartedAt: &at, Worker: "n/n-0"},
+			UpdateCompleted, `{"attempts":2,"status":"completed","finished_at":` + atJSON + `,"progress":1,"started_at":` + atJSON + `,"worker":"n/n-0"}`},
+		{"failed with its last start", events.Event{Kind: events.KindFailed, TaskID: id, Attempt: 5, Time: at, StartedAt: &at, Error: "gave up"},
+			UpdateFailed, `{"attempts":5,"status":"failed","finished_at":` + atJSON + `,"error":"gave up","started_at":` + atJSON + `}`},
 		{"completed without result", events.Event{Kind: events.KindCompleted, TaskID: id, Attempt: 1, Time: at},
 			UpdateCompleted, `{"attempts":1,"status":"completed","finished_at":` + atJSON + `,"progress":1}`},
 		{"failed", events.Event{Kind: events.KindFailed, TaskID: id, Attempt: 5, Priority: task.PriorityHigh, Time: at, Error: "gave up"},

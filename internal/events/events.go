@@ -55,13 +55,17 @@ type Event struct {
 	Progress float64        `json:"progress,omitempty"`
 	Error    string         `json:"error,omitempty"`
 	Result   *task.Location `json:"result,omitempty"`
+	// StartedAt is when the task's current attempt started, on the events after it: the
+	// topics are not ordered with one another, so a completion may reach a reader
+	// before the start it follows.
+	StartedAt *time.Time `json:"started_at,omitempty"`
 }
 
 // New returns an event of kind for rec's current attempt, stamped now.
 func New(kind string, rec task.Record, now time.Time) Event {
 	e := Event{
 		Version: Version, Kind: kind, Time: now.UTC(), TaskID: rec.ID, Type: rec.Type,
-		Attempt: rec.Attempts, Priority: rec.Priority, Worker: rec.Worker,
+		Attempt: rec.Attempts, Priority: rec.Priority, Worker: rec.Worker, StartedAt: rec.StartedAt,
 	}
 	e.ID = rec.ID.String() + ":" + kind + ":" + strconv.Itoa(rec.Attempts)
 	return e
