@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -64,5 +65,22 @@ func TestDecodeEntry(t *testing.T) {
 		if tt.ok && (got.Kind != "accepted" || got.Type != "noop") {
 			t.Errorf("%s: decoded %+v", tt.name, got)
 		}
+	}
+}
+
+// The window statistics split into their statements, each grain recomputed, and the
+// dirty minutes forgotten last (only once every grain is written).
+func TestWindowStatsStatements(t *testing.T) {
+	t.Parallel()
+	if len(windowStats) < 10 {
+		t.Fatalf("window_stats.sql gives %d statements", len(windowStats))
+	}
+	for _, grain := range []string{"'minute'", "'hour'", "'day'", "'week'", "'month'"} {
+		if !slices.ContainsFunc(windowStats, func(s string) bool { return strings.HasPrefix(s, "INSERT INTO window_stats") && strings.Contains(s, "SELECT "+grain) }) {
+			t.Errorf("no statement fills the %s rows", grain)
+		}
+	}
+	if last := windowStats[len(windowStats)-1]; last != "DELETE FROM stats_dirty" {
+		t.Errorf("last statement = %q, want the dirty minutes forgotten", last)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"strings"
 	"time"
@@ -38,11 +39,30 @@ func (l Ledger) Insert(ctx context.Context, evs []events.Event) error {
 	return nil
 }
 
+//go:embed sql/window_stats.sql
+var windowStatsSQL string
+
+// windowStats are the statements that recompute the statistics of the dirty minutes.
+var windowStats = statements(windowStatsSQL)
+
+// touchedTasks selects the tasks with events in the ledger range (seq > ? AND seq <= ?).
+const touchedTasks = `SELECT task_id FROM (SELECT DISTINCT task_id FROM events WHERE seq > ? AND seq <= ?) AS touched`
+
+// markDirty records the minutes that the facts of the touched tasks fall in (accepted,
+// first start, completion, failure) as needing their statistics recomputed.
+const markDirty = `INSERT IGNORE INTO stats_dirty (minute)
+SELECT DISTINCT DATE_FORMAT(CASE k.n WHEN 1 THEN f.accepted_at WHEN 2 THEN f.first_started_at WHEN 3 THEN f.completed_at ELSE f.failed_at END, '%Y-%m-%d %H:%i:00') AS m
+FROM task_facts f JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) AS k
+WHERE f.task_id IN (` + touchedTasks + `)
+HAVING m IS NOT NULL`
+
 // Trigger runs one micro-batch: it recomputes the facts of every task with events that
 // arrived since the last trigger, straight from the ledger (so late, repeated or
-// out-of-order events land where they belong), records how far it got, and samples the
-// number of pending tasks. It reports how many new events it saw. Run again after a
-// failure or a crash, it redoes the same work with the same result.
+// out-of-order events land where they belong), then the statistics of every window
+// those tasks were in before or are in now (window_stats), records how far it got, and
+// samples the number of pending tasks. It reports how many new events it saw. Run again
+// after a failure or a crash, it redoes the same work with the same result: the dirty
+// minutes are kept in a table until their statistics are written.
 func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
 	var marks []struct {
 		Last Int `json:"last_seq"`
@@ -57,6 +77,9 @@ func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
 	}
 	last, upto := marks[0].Last, marks[0].Max
 	if upto > last {
+		if err := l.DB.Exec(ctx, markDirty, last, upto); err != nil {
+			return 0, fmt.Errorf("trigger: mark windows: %w", err)
+		}
 		if err := l.DB.Exec(ctx, `REPLACE INTO task_facts
   (task_id, task_type, accepted_at, first_started_at, last_started_at, completed_at, failed_at, starts, failed_attempts)
 SELECT task_id, MAX(task_type),
@@ -68,9 +91,17 @@ SELECT task_id, MAX(task_type),
   COUNT(DISTINCT CASE WHEN kind = 'started' THEN attempt END),
   COUNT(DISTINCT CASE WHEN kind = 'attempt_failed' THEN attempt END)
 FROM events
-WHERE task_id IN (SELECT task_id FROM (SELECT DISTINCT task_id FROM events WHERE seq > ? AND seq <= ?) AS touched)
+WHERE task_id IN (`+touchedTasks+`)
 GROUP BY task_id`, last, upto); err != nil {
 			return 0, fmt.Errorf("trigger: task facts: %w", err)
+		}
+		if err := l.DB.Exec(ctx, markDirty, last, upto); err != nil {
+			return 0, fmt.Errorf("trigger: mark windows: %w", err)
+		}
+		for _, stmt := range windowStats {
+			if err := l.DB.Exec(ctx, stmt); err != nil {
+				return 0, fmt.Errorf("trigger: window statistics: %w", err)
+			}
 		}
 		if err := l.DB.Exec(ctx, "UPDATE trigger_state SET last_seq = ? WHERE name = 'task_facts' AND last_seq = ?", upto, last); err != nil {
 			return 0, fmt.Errorf("trigger: record progress: %w", err)

@@ -175,6 +175,7 @@ func TestTablesAreExact(t *testing.T) {
 	if got, err := readFacts(ctx, db, ids); err != nil || got != want {
 		t.Fatalf("after the repeats the tables show %+v (%v), want %+v", got, err, want)
 	}
+	checkWindows(ctx, t, db)
 }
 
 // ingested is how many events the analytics app has written (repeats included).
@@ -208,6 +209,7 @@ func TestAnalyticsRestartMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFacts(ctx, t, db, ids, want)
+	checkWindows(ctx, t, db)
 }
 
 // The migrations ran once and are recorded.
@@ -259,6 +261,7 @@ func TestBrokerOutage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	checkWindows(ctx, t, db)
 }
 
 // outboxDepth adds up the events waiting in the outboxes of every publishing app.
@@ -294,6 +297,7 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFacts(ctx, t, db, ids, want)
+	checkWindows(ctx, t, db)
 }
 
 // Every statistics query README gives (analytics/queries) runs on the real tables and
