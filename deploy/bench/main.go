@@ -27,65 +27,41 @@ func main() {
 }
 
 func run() error {
-	d := bench.DefaultConfig()
+	cfg := bench.DefaultConfig()
 	quick := flag.Bool("quick", false, "small sizes: the whole benchmark in about a minute")
 	out := flag.String("out", ".run/bench/results.json", "where the JSON report is written")
-	runs := flag.Int("runs", d.Runs, "runs of each scenario (figures are their median)")
 	scenarios := flag.String("scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(bench.ScenarioNames(), ",")+")")
-	workers := flag.Int("workers-per-node", d.WorkersPerNode, "worker slots per node (two nodes)")
-	burstTasks := flag.Int("burst.tasks", d.BurstTasks, "noop tasks in one burst")
-	burstClients := flag.Int("burst.clients", d.BurstClients, "parallel submitting clients in the burst")
-	pacedRate := flag.Int("paced.rate", d.PacedRate, "tasks per second in the paced run")
-	pacedLight := flag.Int("paced-light.rate", d.PacedLightRate, "tasks per second in the light paced run")
-	pacedDuration := flag.Duration("paced.duration", d.PacedDuration, "length of one paced run")
-	recoverySleep := flag.Duration("recovery.sleep", d.RecoverySleep, "length of the tasks a killed worker holds")
-	ingestEvents := flag.Int("ingest.events", d.IngestEvents, "events in one analytics run")
-	depthSmall := flag.Int("depth.small", d.DepthSmall, "tasks waiting in the small depth case")
-	depthLarge := flag.Int("depth.large", d.DepthLarge, "tasks waiting in the large depth case")
-	depthSamples := flag.Int("depth.samples", d.DepthSamples, "enqueues timed and dequeues counted at each depth")
-	logLevel := flag.String("log-level", d.LogLevel, "LOG_LEVEL of the apps")
+	flag.IntVar(&cfg.Runs, "runs", cfg.Runs, "runs of each scenario (figures are their median)")
+	flag.IntVar(&cfg.WorkersPerNode, "workers-per-node", cfg.WorkersPerNode, "worker slots per node (two nodes)")
+	flag.IntVar(&cfg.BurstTasks, "burst.tasks", cfg.BurstTasks, "noop tasks in one burst")
+	flag.IntVar(&cfg.BurstClients, "burst.clients", cfg.BurstClients, "parallel submitting clients in the burst")
+	flag.IntVar(&cfg.PacedRate, "paced.rate", cfg.PacedRate, "tasks per second in the paced run")
+	flag.IntVar(&cfg.PacedLightRate, "paced-light.rate", cfg.PacedLightRate, "tasks per second in the light paced run")
+	flag.DurationVar(&cfg.PacedDuration, "paced.duration", cfg.PacedDuration, "length of one paced run")
+	flag.DurationVar(&cfg.RecoverySleep, "recovery.sleep", cfg.RecoverySleep, "length of the tasks a killed worker holds")
+	flag.IntVar(&cfg.IngestEvents, "ingest.events", cfg.IngestEvents, "events in one analytics run")
+	flag.IntVar(&cfg.DepthSmall, "depth.small", cfg.DepthSmall, "tasks waiting in the small depth case")
+	flag.IntVar(&cfg.DepthLarge, "depth.large", cfg.DepthLarge, "tasks waiting in the large depth case")
+	flag.IntVar(&cfg.DepthSamples, "depth.samples", cfg.DepthSamples, "enqueues timed and dequeues counted at each depth")
+	flag.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "LOG_LEVEL of the apps")
 	verbose := flag.Bool("v", false, "print the stack's progress")
 	keep := flag.Bool("keep", false, "keep the stack's directory (logs, data) afterwards")
 	flag.Parse()
 
-	cfg := d
 	if *quick {
+		// Flags given on the command line win over the quick sizes: set them again.
+		given := map[*flag.Flag]string{}
+		flag.Visit(func(f *flag.Flag) { given[f] = f.Value.String() })
 		cfg = bench.QuickConfig()
-	}
-	// Flags given on the command line win over the base configuration.
-	flag.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "runs":
-			cfg.Runs = *runs
-		case "scenarios":
-			cfg.Scenarios = strings.Split(*scenarios, ",")
-		case "workers-per-node":
-			cfg.WorkersPerNode = *workers
-		case "burst.tasks":
-			cfg.BurstTasks = *burstTasks
-		case "burst.clients":
-			cfg.BurstClients = *burstClients
-		case "paced.rate":
-			cfg.PacedRate = *pacedRate
-		case "paced-light.rate":
-			cfg.PacedLightRate = *pacedLight
-		case "paced.duration":
-			cfg.PacedDuration = *pacedDuration
-		case "recovery.sleep":
-			cfg.RecoverySleep = *recoverySleep
-		case "ingest.events":
-			cfg.IngestEvents = *ingestEvents
-		case "depth.small":
-			cfg.DepthSmall = *depthSmall
-		case "depth.large":
-			cfg.DepthLarge = *depthLarge
-		case "depth.samples":
-			cfg.DepthSamples = *depthSamples
-		case "log-level":
-			cfg.LogLevel = *logLevel
+		for f, v := range given {
+			if err := f.Value.Set(v); err != nil {
+				return fmt.Errorf("flag -%s: %w", f.Name, err)
+			}
 		}
-	})
-
+	}
+	if *scenarios != "" {
+		cfg.Scenarios = strings.Split(*scenarios, ",")
+	}
 	cfg.Keep = *keep
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
