@@ -13,6 +13,7 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/actorhost"
 	"github.com/taskgrid/taskgrid/internal/batch"
@@ -61,10 +62,19 @@ type Runner struct {
 	// actor (one turn), which hands them their next tasks at once.
 	offers *batch.Batcher[string]
 
-	mu       sync.Mutex
-	running  map[string]task.Assignment // slot → attempt running in this process
-	draining bool                       // slots retired: never offered again
+	mu         sync.Mutex
+	running    map[string]task.Assignment // slot → attempt running in this process
+	delivering map[attemptKey]struct{}    // attempts done computing whose result is on its way
+	draining   bool                       // slots retired: never offered again
 }
+
+// attemptKey names one attempt of a task.
+type attemptKey struct {
+	task    uuid.UUID
+	attempt int
+}
+
+func keyOf(a task.Assignment) attemptKey { return attemptKey{a.TaskID, a.Attempt} }
 
 // NewRunner returns a runner for node.
 func NewRunner(logger *slog.Logger, node string, exec *Executor, tasks *taskstore.Store, svc Services, metrics *Metrics) *Runner {
@@ -72,16 +82,20 @@ func NewRunner(logger *slog.Logger, node string, exec *Executor, tasks *taskstor
 	r := &Runner{
 		logger: logger.With("component", "runner"), node: node, exec: exec, tasks: tasks, svc: svc,
 		queue: queue.Client{Invoker: svc}, metrics: metrics, progress: ProgressIntervalDefault,
-		ctx: ctx, cancel: cancel, running: map[string]task.Assignment{},
+		ctx: ctx, cancel: cancel, running: map[string]task.Assignment{}, delivering: map[attemptKey]struct{}{},
 	}
 	r.offers = batch.New(ctx, 0, r.offerNow)
 	return r
 }
 
-// Running reports whether attempt a runs on slot in this process.
+// Running reports whether attempt a runs on slot in this process, or has run and its
+// result is being handed to the storekeeper (its slot may run the next attempt).
 func (r *Runner) Running(slot string, a task.Assignment) bool {
-	cur, ok := r.Current(slot)
-	return ok && cur.TaskID == a.TaskID && cur.Attempt == a.Attempt
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.running[slot]
+	_, delivering := r.delivering[keyOf(a)]
+	return ok && keyOf(cur) == keyOf(a) || delivering
 }
 
 // Current returns the attempt running on slot in this process, if any.
@@ -106,17 +120,34 @@ func (r *Runner) Busy() int {
 	return len(r.running)
 }
 
-// Start runs attempt a on slot in the background; when it ends, the slot is offered to
-// the queue again.
+// Start runs attempt a on slot in the background. The slot is offered to the queue
+// again as soon as the computation succeeded (the result then goes to the storekeeper
+// while the slot runs its next task; the attempt's watchdog stays armed until the result
+// is stored), or when the attempt ends otherwise.
 func (r *Runner) Start(slot string, a task.Assignment) {
 	r.mu.Lock()
 	r.running[slot] = a
 	r.mu.Unlock()
 	r.wg.Go(func() {
-		end := r.execute(slot, a)
+		released := false
+		release := func() {
+			r.mu.Lock()
+			delete(r.running, slot)
+			r.delivering[keyOf(a)] = struct{}{}
+			r.mu.Unlock()
+			released = true
+			r.wg.Go(func() { r.offer(slot) })
+		}
+		end := r.execute(slot, a, release)
 		r.mu.Lock()
-		delete(r.running, slot)
+		delete(r.delivering, keyOf(a))
+		if !released {
+			delete(r.running, slot)
+		}
 		r.mu.Unlock()
+		if released {
+			return
+		}
 		switch end {
 		case endDone:
 			r.offer(slot)
@@ -204,7 +235,8 @@ const (
 )
 
 // execute runs attempt a to its end and reports it.
-func (r *Runner) execute(slot string, a task.Assignment) attemptEnd {
+// release, called at most once, frees the slot when the computation succeeded.
+func (r *Runner) execute(slot string, a task.Assignment, release func()) attemptEnd {
 	ctx := r.ctx
 	log := r.logger.With("slot", slot, "task_id", a.TaskID, "attempt", a.Attempt)
 	now := time.Now().UTC()
@@ -236,7 +268,8 @@ func (r *Runner) execute(slot string, a task.Assignment) attemptEnd {
 		return endDone
 	}
 	r.metrics.started(rec, now)
-	r.publish(ctx, events.New(events.KindStarted, rec, now))
+	started := events.New(events.KindStarted, rec, now)
+	r.wg.Go(func() { r.publish(ctx, started) }) // the task need not wait for it
 	log.DebugContext(ctx, "attempt started", "task", rec.Type)
 
 	out := r.exec.Execute(ctx, rec.Type, rec.Payload, a.Attempt, r.reportProgress(ctx, rec))
@@ -250,6 +283,7 @@ func (r *Runner) execute(slot string, a task.Assignment) attemptEnd {
 		return endVanished
 	}
 	if out.Failure == "" {
+		release()
 		if err := r.deliver(ctx, rec, slot, out); err != nil {
 			return endShutdown // stopping before the result was stored
 		}

@@ -95,10 +95,10 @@ func (s *SlotActor) run(ctx context.Context, slot string, a task.Assignment) err
 	if !slices.Contains(s.slots, slot) {
 		return fmt.Errorf("%w: %s", ErrNotThisNode, slot)
 	}
+	if s.runner.Running(slot, a) {
+		return nil // the same dispatch again: already taken (running, or its result on its way)
+	}
 	if cur, ok := s.runner.Current(slot); ok {
-		if cur.TaskID == a.TaskID && cur.Attempt == a.Attempt {
-			return nil // the same dispatch again: already taken
-		}
 		return fmt.Errorf("%w: runs %s", ErrBusy, cur)
 	}
 	if s.runner.Draining() {

@@ -160,6 +160,7 @@ func TestSlotRunRefuses(t *testing.T) {
 	t.Parallel()
 	busyWith := task.Assignment{TaskID: uuid.New(), Attempt: 1}
 	other := task.Assignment{TaskID: uuid.New(), Attempt: 1}
+	delivering := task.Assignment{TaskID: uuid.New(), Attempt: 2} // done on node-1, result on its way
 	tests := []struct {
 		name     string
 		slot     string
@@ -172,13 +173,15 @@ func TestSlotRunRefuses(t *testing.T) {
 		{name: "slot of another node", slot: "other-0", a: other, want: ErrNotThisNode},
 		{name: "busy with another attempt", slot: "node-0", a: other, want: ErrBusy},
 		{name: "the same dispatch again", slot: "node-0", a: busyWith},
+		{name: "the same dispatch again, its result on its way", slot: "node-1", a: delivering},
 		{name: "draining", slot: "node-1", a: other, draining: true, want: ErrNotAccepting},
 		{name: "watchdog cannot be armed", slot: "node-1", a: other, armErr: errors.New("scheduler down"), wantArm: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			runner := &Runner{running: map[string]task.Assignment{"node-0": busyWith}, draining: tt.draining}
+			runner := &Runner{running: map[string]task.Assignment{"node-0": busyWith}, draining: tt.draining,
+				delivering: map[attemptKey]struct{}{keyOf(delivering): {}}}
 			rem := &fakeReminders{err: tt.armErr}
 			s := NewSlotActor(slog.New(slog.NewTextHandler(io.Discard, nil)), []string{"node-0", "node-1"}, runner, rem, "")
 			body, _ := json.Marshal(tt.a)
@@ -212,7 +215,8 @@ func TestSlotRunRefuses(t *testing.T) {
 func TestSlotCheck(t *testing.T) {
 	t.Parallel()
 	a := task.Assignment{TaskID: uuid.New(), Attempt: 3}
-	runner := &Runner{running: map[string]task.Assignment{"node-0": a}}
+	stored := task.Assignment{TaskID: uuid.New(), Attempt: 1} // computed; its result on its way
+	runner := &Runner{running: map[string]task.Assignment{"node-0": a}, delivering: map[attemptKey]struct{}{keyOf(stored): {}}}
 	s := NewSlotActor(slog.New(slog.NewTextHandler(io.Discard, nil)), []string{"node-0", "node-1"}, runner, &fakeReminders{}, "")
 	for _, tt := range []struct {
 		slot string
@@ -222,6 +226,8 @@ func TestSlotCheck(t *testing.T) {
 		{"node-0", a, true},
 		{"node-0", task.Assignment{TaskID: a.TaskID, Attempt: 2}, false},
 		{"node-1", a, false},
+		{"node-1", stored, true}, // its slot runs something else now; the watchdog must wait for the store
+		{"node-1", task.Assignment{TaskID: stored.TaskID, Attempt: 2}, false},
 	} {
 		body, _ := json.Marshal(tt.a)
 		out, err := s.Invoke(t.Context(), tt.slot, MethodCheck, body)
