@@ -199,7 +199,17 @@ func TestAnalyticsRestartMidRun(t *testing.T) {
 	gw := st.Gateway()
 
 	ids, want := submit(ctx, t, gw, 30)
-	time.Sleep(300 * time.Millisecond) // some events written, most still to come
+	// Kill as soon as the first events of the run are written: most are still to come.
+	for {
+		got, err := readFacts(ctx, db, ids)
+		if err == nil && got.Events > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no event of the run reached the ledger: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	in.App.Kill()
 	wait(ctx, t, gw, ids) // the tasks run on while analytics is down
 	if got, err := readFacts(ctx, db, ids); err != nil || got.Events >= want.Events {

@@ -87,13 +87,19 @@ func killMidRun(t *testing.T, kill func(*stacktest.Instance), revive func(contex
 	t.Logf("killed %s while it ran %s", victim.Name, fresh)
 
 	held := map[string]bool{} // running on the victim after the kill
+	// Pending after the kill: maybe in flight to the victim (pushed to a slot, its
+	// watchdog armed, not yet recorded as running there), so it may run once or twice.
+	pending := map[string]bool{}
 	for _, id := range ids {
 		v, err := gw.Get(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v.Status == "running" && strings.HasPrefix(v.Worker, node) {
+		switch {
+		case v.Status == "running" && strings.HasPrefix(v.Worker, node):
 			held[id] = true
+		case v.Status == "pending":
+			pending[id] = true
 		}
 	}
 	if !held[fresh] {
@@ -115,7 +121,7 @@ func killMidRun(t *testing.T, kill func(*stacktest.Instance), revive func(contex
 		switch {
 		case held[id] && id == fresh && v.Attempts != 2:
 			t.Errorf("task %s, held by the killed node, ran %d attempts, want 2", id, v.Attempts)
-		case !held[id] && v.Attempts != 1:
+		case !held[id] && !pending[id] && v.Attempts != 1:
 			t.Errorf("task %s ran %d attempts, want 1 (the killed node did not hold it)", id, v.Attempts)
 		case v.Attempts > 2:
 			t.Errorf("task %s ran %d attempts", id, v.Attempts)
