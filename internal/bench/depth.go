@@ -96,12 +96,7 @@ func depth(ctx context.Context, e *Env) ([]Measure, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	q := queueClient{sidecar: stacktest.Gateway{Base: st.App("gateway").SidecarURL()}}
-	var workers []*stacktest.Instance
-	for _, in := range st.Apps("worker") {
-		if exited, _ := in.App.Exited(); !exited {
-			workers = append(workers, in)
-		}
-	}
+	workers := st.Running("worker")
 	stopWorkers := func() {
 		for _, in := range workers {
 			in.Stop()
@@ -156,10 +151,7 @@ func drain(ctx context.Context, q queueClient, workers []*stacktest.Instance, n 
 		return 0, err
 	}
 	for _, in := range workers {
-		if err := in.StartSidecar(ctx); err != nil {
-			return 0, err
-		}
-		if err := in.StartApp(ctx); err != nil {
+		if err := in.Start(ctx); err != nil {
 			return 0, err
 		}
 	}
@@ -176,10 +168,8 @@ func drain(ctx context.Context, q queueClient, workers []*stacktest.Instance, n 
 		if firstDepth > now && now+uint64(n) <= before {
 			return float64(firstDepth-now) / time.Since(first).Seconds(), nil
 		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%d of %d entries dequeued: %w", before-now, n, ctx.Err())
-		case <-time.After(pollEvery):
+		if err := pause(ctx); err != nil {
+			return 0, fmt.Errorf("%d of %d entries dequeued: %w", before-now, n, err)
 		}
 	}
 }

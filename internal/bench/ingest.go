@@ -62,10 +62,7 @@ func ingest(ctx context.Context, e *Env) ([]Measure, error) {
 	if err := publishEvents(ctx, sidecar, backlog, n); err != nil {
 		return nil, err
 	}
-	if err := an.StartSidecar(ctx); err != nil {
-		return nil, err
-	}
-	if err := an.StartApp(ctx); err != nil {
+	if err := an.Start(ctx); err != nil {
 		return nil, err
 	}
 	if err := waitRows(ctx, db, backlog, n); err != nil {
@@ -124,10 +121,8 @@ func waitRows(ctx context.Context, db *sql.DB, typ string, n int) error {
 		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM events WHERE task_type = ?", typ).Scan(&got); err != nil {
 			return fmt.Errorf("count events: %w", err)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d events reached the ledger: %w", got, n, ctx.Err())
-		case <-time.After(pollEvery):
+		if err := pause(ctx); err != nil {
+			return fmt.Errorf("%d of %d events reached the ledger: %w", got, n, err)
 		}
 	}
 	return nil

@@ -9,9 +9,19 @@ import (
 	"github.com/taskgrid/taskgrid/internal/stacktest"
 )
 
-// pollEvery is how often the recovery and depth scenarios read state; it bounds their
+// pollEvery is how often the scenarios read state while they wait; it bounds their
 // resolution.
 const pollEvery = 20 * time.Millisecond
+
+// pause waits pollEvery, or returns ctx's error when it ends first.
+func pause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(pollEvery):
+		return nil
+	}
+}
 
 // recovery kills part ("app" or "sidecar") of a worker node while every one of its
 // slots runs a task, with idle slots waiting on the other nodes, and reports for the
@@ -26,12 +36,9 @@ func recovery(ctx context.Context, e *Env, part string) ([]Measure, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute+2*e.Config.RecoverySleep)
 	defer cancel()
 	gw := st.Gateway()
-	var others []*stacktest.Instance // live worker nodes (victims of earlier runs are dead)
-	for _, in := range st.Apps("worker") {
-		if exited, _ := in.App.Exited(); !exited {
-			others = append(others, in)
-			in.Stop()
-		}
+	others := st.Running("worker") // victims of earlier runs are dead
+	for _, in := range others {
+		in.Stop()
 	}
 	victim, err := st.StartApp(ctx, "worker", nil)
 	if err != nil {
@@ -52,10 +59,7 @@ func recovery(ctx context.Context, e *Env, part string) ([]Measure, error) {
 		return nil, fmt.Errorf("victim %s did not take all %d tasks: %w", victim.Name, pool, err)
 	}
 	for _, in := range others {
-		if err := in.StartSidecar(ctx); err != nil {
-			return nil, err
-		}
-		if err := in.StartApp(ctx); err != nil {
+		if err := in.Start(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -91,10 +95,8 @@ func recovery(ctx context.Context, e *Env, part string) ([]Measure, error) {
 				running[id] = time.Since(killed)
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%d of %d tasks ran again elsewhere: %w", len(running), len(ids), ctx.Err())
-		case <-time.After(pollEvery):
+		if err := pause(ctx); err != nil {
+			return nil, fmt.Errorf("%d of %d tasks ran again elsewhere: %w", len(running), len(ids), err)
 		}
 	}
 	// The tasks finish before the next run, so that it starts with idle slots.
@@ -134,10 +136,8 @@ func pollTasks(ctx context.Context, gw stacktest.Gateway, ids []string, ok func(
 		if len(done) == len(ids) {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d tasks: %w", len(done), len(ids), ctx.Err())
-		case <-time.After(pollEvery):
+		if err := pause(ctx); err != nil {
+			return fmt.Errorf("%d of %d tasks: %w", len(done), len(ids), err)
 		}
 	}
 }
@@ -153,10 +153,8 @@ func waitIdleSlots(ctx context.Context, gw stacktest.Gateway, n int) error {
 				return nil
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("queue has %v idle slots, want %d: %w", idle, n, ctx.Err())
-		case <-time.After(pollEvery):
+		if err := pause(ctx); err != nil {
+			return fmt.Errorf("queue has %v idle slots, want %d: %w", idle, n, err)
 		}
 	}
 }

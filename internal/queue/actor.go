@@ -37,7 +37,8 @@ type EnqueueReply struct {
 	Dispatched int `json:"dispatched"`
 }
 
-// IdleRequest says worker slots are free: Slot, or several (Slots) at once.
+// IdleRequest says worker slots are free: several (Slots) at once, as workers send it,
+// or one (Slot), as workers of earlier versions did.
 type IdleRequest struct {
 	Slot  string   `json:"slot,omitempty"`
 	Slots []string `json:"slots,omitempty"`
@@ -212,13 +213,6 @@ func (c Client) Enqueue(ctx context.Context, as ...task.Assignment) (int, error)
 	var reply EnqueueReply
 	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodEnqueue, EnqueueRequest{Assignments: as}, &reply)
 	return reply.Dispatched, err
-}
-
-// Idle reports slot as free; the reply names the task it was given, if any.
-func (c Client) Idle(ctx context.Context, slot string) (*task.Assignment, error) {
-	var reply IdleReply
-	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodIdle, IdleRequest{Slot: slot}, &reply)
-	return reply.Assigned, err
 }
 
 // Offer reports several slots free in one call. The reply says which got a task and

@@ -315,7 +315,6 @@ func (q *Queue) Offer(ctx context.Context, slots []string) (given []Given, refus
 	type taken struct {
 		p   task.Priority
 		seq uint64
-		key string
 		a   task.Assignment
 	}
 	var take []taken
@@ -335,7 +334,7 @@ func (q *Queue) Offer(ctx context.Context, slots []string) (given []Given, refus
 				ops = append(ops, Op{Key: key})
 				continue
 			}
-			take = append(take, taken{p, seq, key, a})
+			take = append(take, taken{p, seq, a})
 		}
 	}
 	// Dispatch before removing: a crash in between dispatches them again (at least
@@ -351,7 +350,7 @@ func (q *Queue) Offer(ctx context.Context, slots []string) (given []Given, refus
 			continue
 		}
 		given = append(given, Given{Slot: slots[i], Assignment: t.a})
-		ops = append(ops, Op{Key: t.key})
+		ops = append(ops, Op{Key: entryKey(t.p, t.seq)})
 	}
 	// A task whose push failed stays where it was: the head moves back to the first of
 	// them (entries after it that were handed out are deleted, and skipped when reached).

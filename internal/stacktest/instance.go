@@ -57,7 +57,7 @@ func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) 
 	if id == "storekeeper" {
 		in.Env["RESULTS_ROOT"] = s.ResultsRoot
 	}
-	if err := in.start(ctx); err != nil {
+	if err := in.Start(ctx); err != nil {
 		return in, err
 	}
 	s.mu.Lock()
@@ -66,7 +66,9 @@ func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) 
 	return in, nil
 }
 
-func (in *Instance) start(ctx context.Context) error {
+// Start starts (or restarts) the instance's sidecar, then its app, and waits until the
+// app is ready.
+func (in *Instance) Start(ctx context.Context) error {
 	if err := in.StartSidecar(ctx); err != nil {
 		return err
 	}

@@ -256,6 +256,14 @@ func (s *Stack) Apps(id string) []*Instance {
 	return slices.Clone(s.apps[id])
 }
 
+// Running returns the instances of app id whose app process is running.
+func (s *Stack) Running(id string) []*Instance {
+	return slices.DeleteFunc(s.Apps(id), func(in *Instance) bool {
+		exited, _ := in.App.Exited()
+		return exited
+	})
+}
+
 // App returns the first instance of app id, or nil.
 func (s *Stack) App(id string) *Instance {
 	if a := s.Apps(id); len(a) > 0 {
