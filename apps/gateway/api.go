@@ -27,7 +27,8 @@ type Backend interface {
 	// Submit stores the new task record (status pending) and queues it. With a non-empty
 	// idempotency key, a repeated key returns the first task and created=false, and
 	// queues nothing.
-	Submit(ctx context.Context, rec task.Record, idempotencyKey string) (stored task.Record, created bool, err error)
+	// accepted is the task's accepted event, published once the task is queued.
+	Submit(ctx context.Context, rec task.Record, accepted task.Event, idempotencyKey string) (stored task.Record, created bool, err error)
 	// Get returns the task's record, or an error wrapping ErrNotFound when it is unknown.
 	Get(ctx context.Context, id uuid.UUID) (task.Record, error)
 	// Result returns the stored result JSON of a completed task.
@@ -136,12 +137,10 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		a.metrics.taskRejected(a.writeError(w, r, err))
 		return
 	}
-	rec := task.Record{
-		ID: uuid.New(), Type: req.Task, Payload: req.Payload, Directory: req.Directory,
-		Status: task.StatusPending, Priority: task.PriorityNormal, MaxAttempts: a.cfg.MaxAttempts,
-		CreatedAt: time.Now().UTC(),
-	}
-	stored, created, err := a.backend.Submit(r.Context(), rec, req.IdempotencyKey)
+	rec, accepted := task.Accept(task.Record{
+		ID: uuid.New(), Type: req.Task, Payload: req.Payload, Directory: req.Directory, MaxAttempts: a.cfg.MaxAttempts,
+	}, time.Now())
+	stored, created, err := a.backend.Submit(r.Context(), rec, accepted, req.IdempotencyKey)
 	if err != nil {
 		a.metrics.taskRejected(a.writeError(w, r, fmt.Errorf("submit task %s: %w", rec.ID, err)))
 		return
@@ -150,7 +149,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	if created {
 		status = http.StatusAccepted
 		a.metrics.taskSubmitted(stored.Type)
-		a.logger.InfoContext(r.Context(), "task accepted", "task_id", stored.ID, "task", stored.Type, "directory", stored.Directory)
+		a.logger.DebugContext(r.Context(), "task accepted", "task_id", stored.ID, "task", stored.Type, "directory", stored.Directory)
 	} else {
 		a.logger.InfoContext(r.Context(), "task resubmitted with a known idempotency key", "task_id", stored.ID, "task", stored.Type)
 	}

@@ -38,6 +38,8 @@ type DaprBackend struct {
 	// enqueues gathers the first attempts of concurrent submissions into one call of
 	// the queue actor: it takes one turn at a time, so under load one turn serves many.
 	enqueues *batch.Batcher[task.Assignment]
+	// creates gathers the records of concurrent submissions into one state transaction.
+	creates *batch.Batcher[task.Record]
 }
 
 // NewDaprBackend returns the gateway's backend.
@@ -52,6 +54,11 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 		_, err := b.queue.Enqueue(ctx, as...)
 		return err
 	})
+	b.creates = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, recs []task.Record) error {
+		ctx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
+		defer cancel()
+		return b.tasks.CreateMany(ctx, recs)
+	})
 	return b
 }
 
@@ -61,8 +68,10 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 // returns the first task; if the first request died between storing and queuing, the
 // repeat queues it (a duplicate queue entry is harmless: workers drop an attempt that
 // has already started).
-func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (task.Record, bool, error) {
+func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task.Event, key string) (task.Record, bool, error) {
+	create := func(ctx context.Context, rec task.Record) error { return b.creates.Do(ctx, rec) }
 	if key != "" {
+		create = b.tasks.Create // only if absent: the key may name a record stored already
 		bound, claimed, err := b.tasks.ClaimIdempotencyKey(ctx, key, rec.ID)
 		if err != nil {
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -78,13 +87,14 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (
 				}
 				return existing, false, nil
 			case errors.Is(err, taskstore.ErrNotFound):
-				rec.ID = bound // the first request died before storing the record
+				rec.ID, accepted.TaskID = bound, bound // the first request died before storing the record
+				accepted.ID = task.EventID(bound, accepted.Kind, accepted.Attempt)
 			default:
 				return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
 		}
 	}
-	if err := b.tasks.Create(ctx, rec); err != nil {
+	if err := create(ctx, rec); err != nil {
 		return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if err := b.enqueue(ctx, rec); err != nil {
@@ -93,9 +103,8 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, key string) (
 		}
 		return rec, false, err
 	}
-	ev := events.New(events.KindAccepted, rec, rec.CreatedAt)
-	if err := b.events.Send(ctx, ev); err != nil {
-		b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", ev.ID, "error", err)
+	if err := b.events.Send(ctx, accepted); err != nil {
+		b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", accepted.ID, "error", err)
 	}
 	return rec, true, nil
 }

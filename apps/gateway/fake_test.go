@@ -50,7 +50,7 @@ func newFakeBackend() *fakeBackend {
 	return &fakeBackend{tasks: map[uuid.UUID]task.Record{}, keys: map[string]uuid.UUID{}, results: map[uuid.UUID][]byte{}}
 }
 
-func (b *fakeBackend) Submit(_ context.Context, rec task.Record, key string) (task.Record, bool, error) {
+func (b *fakeBackend) Submit(_ context.Context, rec task.Record, _ task.Event, key string) (task.Record, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.submits = append(b.submits, submitCall{rec: rec, key: key})

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 // Overview bounds.
@@ -149,7 +149,7 @@ func (o *Overview) Observe(e events.Event) {
 // start marks the slot of a started event busy with its attempt.
 func (o *Overview) start(e events.Event) {
 	_, slot, _ := strings.Cut(e.Worker, "/") // "<node>/<slot>"
-	if _, err := components.SlotNode(slot); err != nil || o.finished.has(e.TaskID) {
+	if _, err := task.SlotNode(slot); err != nil || o.finished.has(e.TaskID) {
 		return // no slot named, or a late start of a task that is over
 	}
 	if cur, ok := o.running[slot]; ok {
@@ -198,7 +198,7 @@ func (o *Overview) view(now time.Time, snapshot queue.Snapshot) overviewView {
 	}
 	nodes := map[string]*nodeView{}
 	count := func(slot string, busy bool) {
-		node, err := components.SlotNode(slot)
+		node, err := task.SlotNode(slot)
 		if err != nil {
 			return
 		}

@@ -13,21 +13,21 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 // t0 is the start of a minute: the overview's tests place events relative to it.
 var t0 = time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC)
 
 // ev is a lifecycle event of task for the overview's tests; slot "" names no worker.
-func ev(kind string, task uuid.UUID, attempt int, slot string, at time.Time) events.Event {
+func ev(kind string, id uuid.UUID, attempt int, slot string, at time.Time) events.Event {
 	e := events.Event{
-		ID: fmt.Sprintf("%s:%s:%d", task, kind, attempt), Version: events.Version, Kind: kind,
-		Time: at, TaskID: task, Type: "sleep", Attempt: attempt,
+		ID: fmt.Sprintf("%s:%s:%d", id, kind, attempt), Version: events.Version, Kind: kind,
+		Time: at, TaskID: id, Type: "sleep", Attempt: attempt,
 	}
-	if node, err := components.SlotNode(slot); err == nil {
+	if node, err := task.SlotNode(slot); err == nil {
 		e.Worker = node + "/" + slot
 	}
 	return e

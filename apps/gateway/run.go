@@ -5,12 +5,15 @@ import (
 	"log/slog"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
+
 	"github.com/taskgrid/taskgrid/internal/actorhost"
 	"github.com/taskgrid/taskgrid/internal/appserver"
 	"github.com/taskgrid/taskgrid/internal/catalog"
 	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/events"
 	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/retry"
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
@@ -29,18 +32,17 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	api.Mount(app.Server.Router)
 	MountWeb(app.Server.Router)
 
-	// The task queue actor lives in the gateway; it pushes work to worker slots.
-	// The push to a slot happens inside the queue actor's turn, so it is bounded tightly:
-	// while Dapr moves actors (a node joins or leaves) calls wait, and the move itself
-	// waits for turns in flight. A push that times out leaves the task queued.
-	queueActor := queue.NewActor(logger, app.Dapr, func(ctx context.Context, slot string, a task.Assignment) error {
+	// The task queue actor lives in the gateway; it pushes work to worker nodes, one
+	// call per node for all of the node's slots it hands work at once. The push happens
+	// inside the queue actor's turn, so it is bounded tightly: while Dapr moves actors
+	// (a node joins or leaves) calls wait, and the move itself waits for turns in
+	// flight. A push that fails puts its attempts back at the head of the queue.
+	queueActor := queue.NewActor(logger, app.Dapr, func(ctx context.Context, node string, grants []queue.Grant) ([]task.AttemptID, error) {
 		ctx, cancel := context.WithTimeout(ctx, dispatchTimeout)
 		defer cancel()
-		typ, err := components.SlotActor(slot)
-		if err != nil {
-			return err
-		}
-		return actorhost.Call(ctx, app.Dapr, typ, slot, components.WorkerRun, a, nil)
+		var reply queue.PushReply
+		err := actorhost.Call(ctx, app.Dapr, components.WorkerActor(node), grants[0].Slot, components.WorkerRun, queue.PushRequest{Grants: grants}, &reply)
+		return reply.Refused, err
 	})
 	app.Registry.MustRegister(queueActor)
 	host := actorhost.New(logger, nil)
@@ -61,5 +63,25 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 				return nil
 			})
 	}
-	return app.Run(ctx, feed, func(ctx context.Context) error { outbox.Run(ctx); return nil })
+	return app.Run(ctx, feed, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
+		armSweep(ctx, logger, app.Dapr)
+		return nil
+	})
+}
+
+// armSweep registers the queue's backstop reminder (queue.SweepReminder) once, retrying
+// while the scheduler cannot be reached. Nothing waits for it: dispatch and failure
+// detection work without it.
+func armSweep(ctx context.Context, logger *slog.Logger, c interface {
+	RegisterActorReminder(ctx context.Context, in *dapr.RegisterActorReminderRequest) error
+}) {
+	err := retry.Do(ctx, 5*time.Second, func(ctx context.Context) error {
+		return c.RegisterActorReminder(ctx, &dapr.RegisterActorReminderRequest{
+			ActorType: components.QueueActor, ActorID: queue.DefaultID, Name: queue.SweepReminder,
+			DueTime: queue.SweepPeriod, Period: queue.SweepPeriod,
+		})
+	})
+	if err != nil && ctx.Err() == nil {
+		logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
+	}
 }

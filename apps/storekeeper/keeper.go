@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -20,27 +20,34 @@ import (
 	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
 
-// MaxResultBytesDefault bounds one store request (the result JSON and its files).
-const MaxResultBytesDefault = 96 << 20
+// MaxBatchBytesDefault bounds one store request: a batch of results with their JSON
+// and their files.
+const MaxBatchBytesDefault = 96 << 20
+
+// writeConcurrency bounds the result files written at once. Concurrent writes share
+// the file system's journal commits, so a batch pays for a few fsyncs, not one each.
+const writeConcurrency = 32
 
 // Keeper stores results and completes tasks. Workers call it through service
-// invocation (POST /results); the gateway reads results back (GET /results/{id}).
+// invocation (POST /results, a task.StoreBatch); the gateway reads results back
+// (GET /results/{id}).
 type Keeper struct {
 	logger    *slog.Logger
 	results   *resultstore.Store
 	tasks     *taskstore.Store
-	pub       events.Sender
+	pub       events.BatchSender
+	maxBody   int64 // bytes of a store request; MaxBatchBytesDefault
 	stored    *prometheus.CounterVec
 	bytes     prometheus.Counter
 	completed *prometheus.CounterVec
 }
 
 // NewKeeper returns a Keeper writing under results.
-func NewKeeper(logger *slog.Logger, results *resultstore.Store, tasks *taskstore.Store, pub events.Sender, reg prometheus.Registerer) *Keeper {
+func NewKeeper(logger *slog.Logger, results *resultstore.Store, tasks *taskstore.Store, pub events.BatchSender, reg prometheus.Registerer) *Keeper {
 	k := &Keeper{
-		logger: logger.With("component", "keeper"), results: results, tasks: tasks, pub: pub,
+		logger: logger.With("component", "keeper"), results: results, tasks: tasks, pub: pub, maxBody: MaxBatchBytesDefault,
 		stored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "taskgrid_results_stored_total", Help: "Store requests, by outcome (written, duplicate, rejected, error).",
+			Name: "taskgrid_results_stored_total", Help: "Results received, by outcome (written, duplicate, rejected, error).",
 		}, []string{"outcome"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "taskgrid_results_bytes_total", Help: "Bytes of result JSON files written.",
@@ -59,84 +66,188 @@ func (k *Keeper) Mount(r chi.Router) {
 	r.Get("/results/{id}", k.serveRead)
 }
 
+// serveStore answers 200 with one outcome per result whatever became of each; 400 only
+// when the body is not a batch.
 func (k *Keeper) serveStore(w http.ResponseWriter, r *http.Request) {
-	var req task.StoreRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxResultBytesDefault)).Decode(&req); err != nil {
+	var b task.StoreBatch
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, k.maxBody)).Decode(&b); err != nil {
 		k.stored.WithLabelValues("rejected").Inc()
-		http.Error(w, "decode store request: "+err.Error(), http.StatusBadRequest)
+		http.Error(w, "decode store batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	loc, err := k.Store(r.Context(), req)
-	switch {
-	case errors.Is(err, resultstore.ErrInvalidDirectory), errors.Is(err, resultstore.ErrInvalidFile), errors.Is(err, resultstore.ErrInvalidResult):
-		k.stored.WithLabelValues("rejected").Inc()
-		http.Error(w, err.Error(), http.StatusBadRequest)
-	case err != nil:
-		k.stored.WithLabelValues("error").Inc()
-		k.logger.ErrorContext(r.Context(), "store failed", "task_id", req.TaskID, "error", err)
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-	default:
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(loc)
-	}
+	reply := k.Store(r.Context(), b)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(reply)
 }
 
-// Store writes the result (first write wins), then marks the task completed, then
-// publishes the completion. Each step is idempotent, so a worker may send the same
-// result again (a retry, or a presumed-dead worker finishing late) and the user still
-// sees one result and one completion.
-func (k *Keeper) Store(ctx context.Context, req task.StoreRequest) (task.Location, error) {
+// Store stores a batch of results: it writes every result file (first write wins, at
+// most writeConcurrency at once), then completes the written tasks with one update of
+// their records, then publishes their completions in one send, and answers one outcome
+// per result, in order. Each step is idempotent, so a worker may send a result again
+// (a retry, or a presumed-dead worker finishing late) and the user still sees one
+// result and one completion.
+func (k *Keeper) Store(ctx context.Context, b task.StoreBatch) task.StoreReply {
+	items := make([]item, len(b.Results))
+	for i, req := range b.Results {
+		items[i] = item{req: req, out: task.StoreOutcome{TaskID: req.TaskID}, repeatOf: -1}
+	}
+	k.write(ctx, items)
+	k.complete(ctx, items)
+	k.publish(ctx, items)
+	reply := task.StoreReply{Outcomes: make([]task.StoreOutcome, len(items))}
+	for i, it := range items {
+		if it.repeatOf >= 0 {
+			it.out = items[it.repeatOf].out
+		}
+		reply.Outcomes[i] = it.out
+	}
+	return reply
+}
+
+// item is one result of a batch on its way through Store.
+type item struct {
+	req     task.StoreRequest
+	out     task.StoreOutcome
+	written bool          // the file is on disk (this time or before)
+	loc     task.Location // where, once written
+	events  []task.Event  // to publish, once the record says completed
+	// repeatOf is the item of the same task earlier in the batch whose outcome this
+	// one shares (-1: none).
+	repeatOf int
+}
+
+// write writes the result files, at most writeConcurrency at once.
+func (k *Keeper) write(ctx context.Context, items []item) {
+	sem := make(chan struct{}, writeConcurrency)
+	var wg sync.WaitGroup
+	for i := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			k.writeOne(ctx, &items[i])
+		})
+	}
+	wg.Wait()
+}
+
+func (k *Keeper) writeOne(ctx context.Context, it *item) {
+	req := it.req
 	files := make([]resultstore.File, len(req.Files))
 	for i, f := range req.Files {
 		files[i] = resultstore.File{Suffix: f.Suffix, Data: f.Data}
 	}
 	loc, existed, err := k.results.Write(ctx, req.Directory, req.TaskID, req.Output, files)
-	if err != nil {
-		return task.Location{}, err
-	}
-	outcome := "written"
-	if existed {
-		outcome = "duplicate"
-	} else {
+	switch {
+	case errors.Is(err, resultstore.ErrInvalidDirectory), errors.Is(err, resultstore.ErrInvalidFile), errors.Is(err, resultstore.ErrInvalidResult):
+		k.stored.WithLabelValues("rejected").Inc()
+		k.logger.WarnContext(ctx, "result rejected", "task_id", req.TaskID, "worker", req.Worker, "error", err)
+		it.out.Rejected, it.out.Error = true, err.Error()
+		return
+	case err != nil:
+		k.fail(ctx, it, "write result", err)
+		return
+	case existed:
+		k.stored.WithLabelValues("duplicate").Inc()
+	default:
+		k.stored.WithLabelValues("written").Inc()
 		k.bytes.Add(float64(loc.Bytes))
 	}
-	k.stored.WithLabelValues(outcome).Inc()
-	where := task.Location{Directory: loc.Directory, Path: loc.Path, Files: loc.Files, Bytes: loc.Bytes, SHA256: loc.SHA256}
+	it.written = true
+	it.loc = task.Location{Directory: loc.Directory, Path: loc.Path, Files: loc.Files, Bytes: loc.Bytes, SHA256: loc.SHA256}
+}
 
+// fail gives it an error: the worker sends the result again.
+func (k *Keeper) fail(ctx context.Context, it *item, step string, err error) {
+	k.stored.WithLabelValues("error").Inc()
+	k.logger.ErrorContext(ctx, "store failed; the worker will send the result again", "step", step, "task_id", it.req.TaskID, "error", err)
+	it.out.Stored, it.out.Location, it.out.Error = false, nil, step+": "+err.Error()
+}
+
+// complete marks the tasks of the written results completed, in one update of their
+// records. A task listed twice in the batch is completed by its first result; the later
+// ones share its outcome (the first file written is the one kept anyway).
+func (k *Keeper) complete(ctx context.Context, items []item) {
+	first := map[uuid.UUID]int{} // task → its first written item
+	var ids []uuid.UUID
+	for i := range items {
+		if !items[i].written {
+			continue
+		}
+		if f, ok := first[items[i].req.TaskID]; ok {
+			items[i].repeatOf = f
+			continue
+		}
+		first[items[i].req.TaskID] = i
+		ids = append(ids, items[i].req.TaskID)
+	}
+	if len(ids) == 0 {
+		return
+	}
 	now := time.Now().UTC()
-	rec, changed, err := k.tasks.Update(ctx, req.TaskID, func(rec *task.Record) error {
-		if rec.Status.Terminal() {
-			// Completed already, or failed for good and the user told so: a late
-			// result changes neither.
-			return taskstore.ErrNoChange
+	// UpdateMany may call fn for several records at once and again for one record on a
+	// conflict: each call writes only its own record's item, the last call winning.
+	results := k.tasks.UpdateMany(ctx, ids, func(rec *task.Record) error {
+		i, ok := first[rec.ID]
+		if !ok {
+			return errors.New("record of another task")
 		}
-		rec.Status, rec.Result, rec.FinishedAt, rec.Progress, rec.Error = task.StatusCompleted, &where, &now, 1, ""
-		if req.Attempt > rec.Attempts {
-			rec.Attempts = req.Attempt
+		it := &items[i]
+		next, evs, err := task.Complete(*rec, it.req.Attempt, it.loc, it.req.Worker, now)
+		it.events = evs
+		if err == nil {
+			*rec = next
 		}
-		return nil
+		return err
 	})
-	if err != nil {
-		return task.Location{}, fmt.Errorf("complete task %s: %w", req.TaskID, err)
+	for j, id := range ids {
+		k.settle(ctx, &items[first[id]], results[j])
 	}
-	if rec.Status != task.StatusCompleted {
-		k.logger.WarnContext(ctx, "result of a task that already failed for good; kept on disk only", "task_id", rec.ID)
-		return where, nil
+}
+
+// settle sets the outcome of a written result from what the update of its record did.
+func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {
+	switch {
+	case r.Err == nil:
+		if r.Changed {
+			k.completed.WithLabelValues(r.Record.Type).Inc()
+		}
+		it.out.Stored, it.out.Location = true, r.Record.Result
+	case errors.Is(r.Err, task.ErrNoChange):
+		// Completed already (the first result won). Its completion is published again:
+		// the step before may have crashed between the update and the publish; the
+		// event id is the same, so consumers see one completion.
+		it.out.Stored, it.out.Location = true, r.Record.Result
+	case errors.Is(r.Err, task.ErrStale):
+		it.events = nil
+		k.logger.WarnContext(ctx, "result of a task that already failed for good; kept on disk only", "task_id", it.req.TaskID, "worker", it.req.Worker)
+		loc := it.loc
+		it.out.Stored, it.out.Location = true, &loc
+	default:
+		it.events = nil
+		k.fail(ctx, it, "complete task", r.Err)
 	}
-	if changed {
-		k.completed.WithLabelValues(rec.Type).Inc()
+}
+
+// publish sends the completions of the batch in one send. If it fails, every result
+// whose completion was in it gets an error: its worker sends it again, and the
+// completion goes again (ErrNoChange gives it back).
+func (k *Keeper) publish(ctx context.Context, items []item) {
+	var evs []task.Event
+	var with []int
+	for i := range items {
+		if items[i].out.Stored && len(items[i].events) > 0 {
+			with = append(with, i)
+			evs = append(evs, items[i].events...)
+		}
 	}
-	// Published whenever the task is completed, also for a repeated request: the step
-	// before may have crashed between the update and the publish. The event id is the
-	// same every time, so consumers see one completion.
-	ev := events.New(events.KindCompleted, rec, now)
-	ev.ID = rec.ID.String() + ":" + events.KindCompleted // one completion per task, whatever the attempt
-	ev.Result = rec.Result
-	ev.Worker = req.Worker
-	if err := k.pub.Send(ctx, ev); err != nil {
-		return task.Location{}, err
+	if len(evs) == 0 {
+		return
 	}
-	return *rec.Result, nil
+	if err := k.pub.SendAll(ctx, evs); err != nil {
+		for _, i := range with {
+			k.fail(ctx, &items[i], "publish completion", err)
+		}
+	}
 }
 
 func (k *Keeper) serveRead(w http.ResponseWriter, r *http.Request) {

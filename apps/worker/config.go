@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/components"
 	"github.com/taskgrid/taskgrid/internal/env"
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 // Config is the worker's configuration.
@@ -19,18 +19,12 @@ type Config struct {
 	// PoolSize is how many worker slots (tasks at once) this node adds to the pool.
 	// Defaults to the number of CPUs.
 	PoolSize int
-	// WatchdogPeriod is how often a busy slot's reminder checks its attempt is alive;
-	// a killed worker's tasks are re-queued about this long after the kill. Defaults to 1s.
-	WatchdogPeriod time.Duration
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
-	// leaving them to the watchdog. Defaults to 30s.
+	// giving them back to the queue. Defaults to 30s.
 	DrainTimeout time.Duration
-	// ReofferInterval is how often slots that run nothing are offered to the queue again,
-	// in case the queue dropped them after a failed push. Defaults to 5s.
-	ReofferInterval time.Duration
 	// FaultRate is the share of attempts whose worker process "dies" at the end of the
 	// task, before storing the result, like a kill -9: the attempt vanishes without a
-	// word and only the watchdog notices. For demonstrations of recovery; 0 in production.
+	// word and only the queue's lease notices. For demonstrations of recovery; 0 in production.
 	FaultRate float64
 }
 
@@ -39,13 +33,11 @@ func Load(getenv func(string) string) (Config, error) {
 	r := env.New(getenv)
 	host, _ := os.Hostname()
 	cfg := Config{
-		Config:          appserver.LoadConfig(r, "worker", 8081),
-		NodeID:          r.Valid("NODE_ID", host, components.ValidNode, "1-100 letters, digits, '-', '_' or '.'"),
-		PoolSize:        r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
-		WatchdogPeriod:  r.Duration("WATCHDOG_PERIOD", time.Second, 100*time.Millisecond, time.Minute),
-		DrainTimeout:    r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
-		ReofferInterval: r.Duration("REOFFER_INTERVAL", 5*time.Second, 100*time.Millisecond, 10*time.Minute),
-		FaultRate:       r.Float("WORKER_FAULT_RATE", 0, 0, 1),
+		Config:       appserver.LoadConfig(r, "worker", 8081),
+		NodeID:       r.Valid("NODE_ID", host, task.ValidNode, "1-100 letters, digits, '-', '_' or '.'"),
+		PoolSize:     r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
+		DrainTimeout: r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
+		FaultRate:    r.Float("WORKER_FAULT_RATE", 0, 0, 1),
 	}
 	return cfg, r.Err()
 }
@@ -54,7 +46,7 @@ func Load(getenv func(string) string) (Config, error) {
 func (c Config) Slots() []string {
 	slots := make([]string, c.PoolSize)
 	for i := range slots {
-		slots[i] = components.Slot(c.NodeID, i)
+		slots[i] = task.SlotName(c.NodeID, i)
 	}
 	return slots
 }

@@ -27,9 +27,6 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.PoolSize != runtime.NumCPU() {
 		t.Errorf("PoolSize = %d, want NumCPU = %d", cfg.PoolSize, runtime.NumCPU())
 	}
-	if cfg.WatchdogPeriod != time.Second {
-		t.Errorf("WatchdogPeriod = %s, want 1s", cfg.WatchdogPeriod)
-	}
 	if cfg.DrainTimeout != 30*time.Second {
 		t.Errorf("DrainTimeout = %s, want 30s", cfg.DrainTimeout)
 	}
@@ -44,15 +41,15 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoadValues(t *testing.T) {
 	t.Parallel()
 	cfg, err := Load(getenv(map[string]string{
-		"NODE_ID": " worker-b ", "POOL_SIZE": "3", "WATCHDOG_PERIOD": "250ms", "DRAIN_TIMEOUT": "0s",
+		"NODE_ID": " worker-b ", "POOL_SIZE": "3", "WORKER_FAULT_RATE": "0.25", "DRAIN_TIMEOUT": "0s",
 		"APP_ID": "w2", "APP_PORT": "9000",
 	}))
 	if err != nil {
 		t.Fatalf("Load = %v", err)
 	}
-	if cfg.NodeID != "worker-b" || cfg.PoolSize != 3 || cfg.WatchdogPeriod != 250*time.Millisecond || cfg.DrainTimeout != 0 {
-		t.Errorf("cfg = {NodeID %q PoolSize %d WatchdogPeriod %s DrainTimeout %s}, want {worker-b 3 250ms 0s}",
-			cfg.NodeID, cfg.PoolSize, cfg.WatchdogPeriod, cfg.DrainTimeout)
+	if cfg.NodeID != "worker-b" || cfg.PoolSize != 3 || cfg.FaultRate != 0.25 || cfg.DrainTimeout != 0 {
+		t.Errorf("cfg = {NodeID %q PoolSize %d FaultRate %v DrainTimeout %s}, want {worker-b 3 0.25 0s}",
+			cfg.NodeID, cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout)
 	}
 	if cfg.AppID != "w2" || cfg.Port != 9000 {
 		t.Errorf("AppID, Port = %q, %d; want w2, 9000", cfg.AppID, cfg.Port)
@@ -72,9 +69,9 @@ func TestLoadErrors(t *testing.T) {
 		{"POOL_SIZE", "1025"},
 		{"POOL_SIZE", "many"},
 		{"POOL_SIZE", "2.5"},
-		{"WATCHDOG_PERIOD", "50ms"},
-		{"WATCHDOG_PERIOD", "2m"},
-		{"WATCHDOG_PERIOD", "1"}, // no unit
+		{"WORKER_FAULT_RATE", "1.5"},
+		{"WORKER_FAULT_RATE", "-0.1"},
+		{"DRAIN_TIMEOUT", "1"}, // no unit
 		{"DRAIN_TIMEOUT", "-1s"},
 		{"DRAIN_TIMEOUT", "2h"},
 		{"DRAIN_TIMEOUT", "soon"},
@@ -97,23 +94,23 @@ func TestLoadErrors(t *testing.T) {
 	t.Run("bounds are accepted", func(t *testing.T) {
 		t.Parallel()
 		cfg, err := Load(getenv(map[string]string{
-			"POOL_SIZE": "1024", "WATCHDOG_PERIOD": "100ms", "DRAIN_TIMEOUT": "1h",
+			"POOL_SIZE": "1024", "WORKER_FAULT_RATE": "1", "DRAIN_TIMEOUT": "1h",
 		}))
 		if err != nil {
 			t.Fatalf("Load = %v", err)
 		}
-		if cfg.PoolSize != 1024 || cfg.WatchdogPeriod != 100*time.Millisecond || cfg.DrainTimeout != time.Hour {
-			t.Errorf("cfg = %d %s %s, want 1024 100ms 1h", cfg.PoolSize, cfg.WatchdogPeriod, cfg.DrainTimeout)
+		if cfg.PoolSize != 1024 || cfg.FaultRate != 1 || cfg.DrainTimeout != time.Hour {
+			t.Errorf("cfg = %d %v %s, want 1024 1 1h", cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout)
 		}
 	})
 
 	t.Run("every problem is reported at once", func(t *testing.T) {
 		t.Parallel()
-		_, err := Load(getenv(map[string]string{"POOL_SIZE": "0", "WATCHDOG_PERIOD": "x", "DRAIN_TIMEOUT": "y"}))
+		_, err := Load(getenv(map[string]string{"POOL_SIZE": "0", "WORKER_FAULT_RATE": "x", "DRAIN_TIMEOUT": "y"}))
 		if err == nil {
 			t.Fatal("Load = nil error")
 		}
-		for _, key := range []string{"POOL_SIZE", "WATCHDOG_PERIOD", "DRAIN_TIMEOUT"} {
+		for _, key := range []string{"POOL_SIZE", "WORKER_FAULT_RATE", "DRAIN_TIMEOUT"} {
 			if !strings.Contains(err.Error(), key) {
 				t.Errorf("error %q does not name %s", err, key)
 			}

@@ -13,7 +13,6 @@ type Metrics struct {
 	attempts      *prometheus.CounterVec
 	runSeconds    *prometheus.HistogramVec
 	waitSeconds   *prometheus.HistogramVec
-	recovered     prometheus.Counter
 	requeued      prometheus.Counter
 	failedForGood prometheus.Counter
 	faults        prometheus.Counter
@@ -34,9 +33,6 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 		waitSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "taskgrid_task_submit_to_start_seconds", Help: "Time from submission to the start of an attempt, by task type.", Buckets: latencyBuckets,
 		}, []string{"task"}),
-		recovered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "taskgrid_worker_attempts_recovered_total", Help: "Attempts found lost with their process by a watchdog reminder here.",
-		}),
 		requeued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "taskgrid_tasks_requeued_total", Help: "Tasks put back in the queue at high priority after a failed attempt.",
 		}),
@@ -47,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 			Name: "taskgrid_tasks_failed_total", Help: "Tasks that failed for good after their last attempt.",
 		}),
 	}
-	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.recovered, m.requeued, m.failedForGood, m.faults,
+	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.requeued, m.failedForGood, m.faults,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_busy", Help: "Attempts running in this process."},
 			func() float64 { return float64(busy()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_idle", Help: "Worker slots of this process with no attempt running."},

@@ -8,6 +8,8 @@ import (
 	"github.com/taskgrid/taskgrid/internal/appserver"
 	"github.com/taskgrid/taskgrid/internal/catalog"
 	"github.com/taskgrid/taskgrid/internal/components"
+	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/queue"
 	"github.com/taskgrid/taskgrid/internal/taskstore"
 )
 
@@ -16,21 +18,25 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	exec := &Executor{Catalog: catalog.Default()}
-	var runner *Runner
-	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return runner.Busy() })
-	runner = NewRunner(logger, cfg.NodeID, exec, taskstore.New(app.Dapr, components.StateStore), app.Dapr, metrics)
-	runner.faults = cfg.FaultRate
 	outbox := app.NewOutbox()
-	runner.outbox = outbox
+	var node *Node
+	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return node.Busy() })
+	svc := Services{
+		Queue:    queue.Client{Invoker: app.Dapr},
+		Records:  taskstore.New(app.Dapr, components.StateStore),
+		Results:  storeClient{c: app.Dapr},
+		Events:   outbox,
+		Progress: events.BestEffort{Logger: logger, Publisher: app.Dapr, PubSub: components.PubSub},
+	}
+	slots := cfg.Slots()
+	node = NewNode(logger, cfg.NodeID, slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
+	node.faults = cfg.FaultRate
 	if cfg.FaultRate > 0 {
 		logger.Warn("fault injection on: worker processes die at random", "rate", cfg.FaultRate)
 	}
 
-	slots := cfg.Slots()
 	host := actorhost.New(logger, nil)
-	host.Register(components.WorkerActor(cfg.NodeID), NewSlotActor(logger, slots, runner, app.Dapr, cfg.WatchdogPeriod.String()))
-	host.Register(components.WatchdogActor, NewWatchdogActor(logger, app.Dapr, app.Dapr, runner))
+	host.Register(components.WorkerActor(cfg.NodeID), NewSlotActor(logger, slots, node))
 	host.Mount(app.Server.Router)
 
 	// Running attempts finish through the sidecar, which calls back into this app: the
@@ -39,19 +45,22 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	defer stopServer()
 	return app.Run(serverCtx, func(sctx context.Context) error {
 		defer stopServer()
-		if err := runner.Announce(ctx, slots); err != nil {
-			return err
-		}
-		reoffer, stopReoffer := context.WithCancel(ctx)
-		defer stopReoffer()
-		go runner.Reoffer(reoffer, slots, cfg.ReofferInterval)
+		syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); node.Run(syncCtx) }()
+		logger.InfoContext(ctx, "node syncing with the queue", "node", cfg.NodeID, "slots", len(slots))
 		select {
 		case <-ctx.Done():
 		case <-sctx.Done():
 		}
+		// Draining keeps syncing (the held attempts' leases stay renewed); the last
+		// sync, after the loop, reports what ended or was given back.
 		dctx, cancel := context.WithTimeout(serverCtx, cfg.DrainTimeout)
 		defer cancel()
-		runner.Drain(dctx, slots)
+		node.Drain(dctx)
+		stopSync()
+		<-syncDone
+		node.Stop(serverCtx)
 		return nil
 	}, func(ctx context.Context) error { outbox.Run(ctx); return nil })
 }

@@ -2,12 +2,6 @@
 // must match components/*.yaml; a test checks that they do.
 package components
 
-import (
-	"fmt"
-	"strconv"
-	"strings"
-)
-
 // Component names (metadata.name in components/).
 const (
 	PubSub      = "pubsub"       // pubsub.kafka: lifecycle events
@@ -50,42 +44,3 @@ const (
 
 // WorkerActor is the actor type of node's slots.
 func WorkerActor(node string) string { return workerActorPrefix + node }
-
-// Slot names slot i of node: "<node>-<i>".
-func Slot(node string, i int) string { return node + "-" + strconv.Itoa(i) }
-
-// SlotNode returns the node of a slot name made by Slot.
-func SlotNode(slot string) (string, error) {
-	i := strings.LastIndexByte(slot, '-')
-	if i <= 0 {
-		return "", fmt.Errorf("slot %q is not <node>-<number>", slot)
-	}
-	if _, err := strconv.ParseUint(slot[i+1:], 10, 16); err != nil {
-		return "", fmt.Errorf("slot %q is not <node>-<number>", slot)
-	}
-	return slot[:i], nil
-}
-
-// SlotActor returns the actor type that hosts slot.
-func SlotActor(slot string) (string, error) {
-	node, err := SlotNode(slot)
-	if err != nil {
-		return "", err
-	}
-	return WorkerActor(node), nil
-}
-
-// ValidNode reports whether node can name a worker node: 1 to 100 letters, digits, '-',
-// '_' or '.', starting with a letter or digit (it becomes part of an actor type name and
-// of URL paths).
-func ValidNode(node string) bool {
-	if node == "" || len(node) > 100 || node[0] == '-' || node[0] == '.' || node[0] == '_' {
-		return false
-	}
-	for _, c := range node {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}

@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -112,35 +111,4 @@ func TestActorStateStore(t *testing.T) {
 		}
 	}
 	t.Fatal("statestore is not the actor state store (actorStateStore: \"true\")")
-}
-
-func TestSlotNames(t *testing.T) {
-	tests := []struct {
-		node string
-		i    int
-	}{{"worker", 0}, {"worker-1", 3}, {"w", 1023}, {"pod-7-abc.x", 12}}
-	for _, tt := range tests {
-		slot := Slot(tt.node, tt.i)
-		node, err := SlotNode(slot)
-		if err != nil || node != tt.node {
-			t.Errorf("SlotNode(%q) = %q, %v; want %q", slot, node, err, tt.node)
-		}
-		typ, err := SlotActor(slot)
-		if err != nil || typ != "Worker."+tt.node {
-			t.Errorf("SlotActor(%q) = %q, %v", slot, typ, err)
-		}
-		if !ValidNode(tt.node) {
-			t.Errorf("ValidNode(%q) = false", tt.node)
-		}
-	}
-	for _, bad := range []string{"", "worker", "-1", "worker-", "worker-x", "worker-99999999"} {
-		if node, err := SlotNode(bad); err == nil {
-			t.Errorf("SlotNode(%q) = %q, want an error", bad, node)
-		}
-	}
-	for _, bad := range []string{"", "-a", ".a", "a/b", "a b", "ä", strings.Repeat("a", 101)} {
-		if ValidNode(bad) {
-			t.Errorf("ValidNode(%q) = true", bad)
-		}
-	}
 }

@@ -4,26 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"time"
+	"log/slog"
 
 	dapr "github.com/dapr/go-sdk/client"
-	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
-// Version of the event encoding; consumers refuse events of a newer major version.
-const Version = 1
+// Version of the event encoding.
+const Version = task.EventVersion
 
 // Kinds of lifecycle events, one per topic.
 const (
-	KindAccepted      = "accepted"
-	KindStarted       = "started"
-	KindProgress      = "progress"
-	KindAttemptFailed = "attempt_failed"
-	KindCompleted     = "completed"
-	KindFailed        = "failed"
+	KindAccepted      = task.EventAccepted
+	KindStarted       = task.EventStarted
+	KindProgress      = task.EventProgress
+	KindAttemptFailed = task.EventAttemptFailed
+	KindCompleted     = task.EventCompleted
+	KindFailed        = task.EventFailed
 )
 
 var topicOf = map[string]string{
@@ -40,51 +38,11 @@ func Topic(kind string) (string, error) {
 	return t, nil
 }
 
-// Event is one step of a task's life. Its ID is deterministic (task, kind, attempt), so
-// a step published twice is recognisably the same event.
-type Event struct {
-	ID       string         `json:"id"`
-	Version  int            `json:"version"`
-	Kind     string         `json:"kind"`
-	Time     time.Time      `json:"time"`
-	TaskID   uuid.UUID      `json:"task_id"`
-	Type     string         `json:"task"`
-	Attempt  int            `json:"attempt"`
-	Priority task.Priority  `json:"priority,omitempty"`
-	Worker   string         `json:"worker,omitempty"`
-	Progress float64        `json:"progress,omitempty"`
-	Error    string         `json:"error,omitempty"`
-	Result   *task.Location `json:"result,omitempty"`
-	// StartedAt is when the task's current attempt started, on the events after it: the
-	// topics are not ordered with one another, so a completion may reach a reader
-	// before the start it follows.
-	StartedAt *time.Time `json:"started_at,omitempty"`
-}
-
-// New returns an event of kind for rec's current attempt, stamped now.
-func New(kind string, rec task.Record, now time.Time) Event {
-	e := Event{
-		Version: Version, Kind: kind, Time: now.UTC(), TaskID: rec.ID, Type: rec.Type,
-		Attempt: rec.Attempts, Priority: rec.Priority, Worker: rec.Worker, StartedAt: rec.StartedAt,
-	}
-	e.ID = rec.ID.String() + ":" + kind + ":" + strconv.Itoa(rec.Attempts)
-	return e
-}
+// Event is a lifecycle event; the state machine in package task makes them.
+type Event = task.Event
 
 // Decode parses an event and checks that it is one this code understands.
-func Decode(data []byte) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return e, fmt.Errorf("decode event: %w", err)
-	}
-	if e.Version < 1 || e.Version > Version {
-		return e, fmt.Errorf("decode event %s: version %d not supported", e.ID, e.Version)
-	}
-	if _, ok := topicOf[e.Kind]; !ok || e.ID == "" || e.TaskID == uuid.Nil {
-		return e, fmt.Errorf("decode event %q: kind %q, task %s: incomplete event", e.ID, e.Kind, e.TaskID)
-	}
-	return e, nil
-}
+func Decode(data []byte) (Event, error) { return task.DecodeEvent(data) }
 
 // Publisher is the part of the Dapr client that publishes.
 type Publisher interface {
@@ -107,4 +65,21 @@ func Publish(ctx context.Context, p Publisher, pubsub string, e Event) error {
 		return fmt.Errorf("publish %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+// BestEffort publishes events directly, once, bounded by OutboxTryTimeout, and only logs
+// a failure: for progress, which is advisory and soon stale, never spooled.
+type BestEffort struct {
+	Logger    *slog.Logger
+	Publisher Publisher
+	PubSub    string
+}
+
+// Progress publishes e.
+func (b BestEffort) Progress(ctx context.Context, e Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OutboxTryTimeout)
+	defer cancel()
+	if err := Publish(ctx, b.Publisher, b.PubSub, e); err != nil {
+		b.Logger.DebugContext(ctx, "progress not published", "event_id", e.ID, "error", err)
+	}
 }

@@ -10,16 +10,24 @@ import (
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
-func TestNewIsDeterministicPerStep(t *testing.T) {
+// A step's event id is the same each time the step is taken, and another attempt's is not.
+func TestEventIDIsDeterministicPerStep(t *testing.T) {
 	t.Parallel()
-	rec := task.Record{ID: uuid.New(), Type: "primes", Attempts: 2, Priority: task.PriorityHigh}
-	a := New(KindStarted, rec, time.Now())
-	b := New(KindStarted, rec, time.Now().Add(time.Second))
+	rec := task.Record{ID: uuid.New(), Type: "primes", Status: task.StatusPending, Attempts: 1, MaxAttempts: 5}
+	w := task.Worker{Node: "n", Slot: "s"}
+	start := func(attempt int, now time.Time) Event {
+		t.Helper()
+		_, evs, err := task.Start(rec, task.Assignment{TaskID: rec.ID, Attempt: attempt, Priority: task.PriorityHigh}, w, now)
+		if err != nil || len(evs) != 1 || evs[0].Kind != KindStarted {
+			t.Fatalf("Start(attempt %d) = %v, %v", attempt, evs, err)
+		}
+		return evs[0]
+	}
+	a, b := start(2, time.Now()), start(2, time.Now().Add(time.Second))
 	if a.ID != b.ID {
 		t.Fatalf("same step, different ids: %s %s", a.ID, b.ID)
 	}
-	rec.Attempts = 3
-	if c := New(KindStarted, rec, time.Now()); c.ID == a.ID {
+	if c := start(3, time.Now()); c.ID == a.ID {
 		t.Fatal("another attempt has the same id")
 	}
 }
@@ -43,7 +51,11 @@ func TestTopicForEveryKind(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	good, _ := json.Marshal(New(KindCompleted, task.Record{ID: uuid.New(), Type: "noop", Attempts: 1}, time.Unix(0, 0)))
+	id := uuid.New()
+	good, _ := json.Marshal(Event{
+		ID: task.EventID(id, KindCompleted, 1), Version: Version, Kind: KindCompleted, Time: time.Unix(0, 0).UTC(),
+		TaskID: id, Type: "noop", Attempt: 1,
+	})
 	f.Add(good)
 	f.Add([]byte(`{"version":2,"kind":"completed","id":"x","task_id":"6ba7b810-9dad-11d1-80b4-00c04fd430c8"}`))
 	f.Add([]byte(`null`))

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -18,13 +17,18 @@ import (
 // DefaultID is the id of the (single) queue actor.
 const DefaultID = "default"
 
-// Actor methods.
+// Actor methods, and the backstop reminder.
 const (
 	MethodEnqueue  = "enqueue"
-	MethodIdle     = "idle"
-	MethodRetire   = "retire"
+	MethodSync     = "sync"
 	MethodDepth    = "depth"
 	MethodSnapshot = "snapshot" // read-only: depth and the idle slots by name
+	// SweepReminder is a long-lived reminder on the queue actor that sweeps the leases
+	// when nothing else calls the queue. It is a backstop: dispatch and failure
+	// detection do not wait for it (every call sweeps), so a scheduler outage pauses
+	// nothing but it.
+	SweepReminder = "lease-sweep"
+	SweepPeriod   = "5s"
 )
 
 // EnqueueRequest adds assignments to the queue.
@@ -37,43 +41,23 @@ type EnqueueReply struct {
 	Dispatched int `json:"dispatched"`
 }
 
-// IdleRequest says worker slots are free: several (Slots) at once, as workers send it,
-// or one (Slot), as workers of earlier versions did.
-type IdleRequest struct {
-	Slot  string   `json:"slot,omitempty"`
-	Slots []string `json:"slots,omitempty"`
-}
-
-// IdleReply names the assignments the slots were given, if any (Assigned: the first),
-// and why slots refused the task pushed to them (those are not idle now; their
-// workers offer them again).
-type IdleReply struct {
-	Assigned *task.Assignment `json:"assigned,omitempty"`
-	Given    []Given          `json:"given,omitempty"`
-	Refused  []string         `json:"refused,omitempty"`
-}
-
-// RetireRequest removes slots from the idle list.
-type RetireRequest struct {
-	Slots []string `json:"slots"`
-}
-
 // Actor hosts TaskQueue actors (one Queue per actor id) through actorhost.
 type Actor struct {
-	logger   *slog.Logger
-	state    actorhost.StateClient
-	dispatch DispatchFunc
+	logger *slog.Logger
+	state  actorhost.StateClient
+	push   PushFunc
 
 	mu     sync.Mutex
 	queues map[string]*Queue
 	depths map[string]Depth // last known depth per queue, for metrics
+	lost   map[string]int   // leases found lost per queue (by this process's Queue)
 }
 
-// NewActor returns the TaskQueue actor type; dispatch pushes assignments to workers.
-func NewActor(logger *slog.Logger, state actorhost.StateClient, dispatch DispatchFunc) *Actor {
+// NewActor returns the TaskQueue actor type; push hands attempts to worker nodes.
+func NewActor(logger *slog.Logger, state actorhost.StateClient, push PushFunc) *Actor {
 	return &Actor{
-		logger: logger.With("component", "queue"), state: state, dispatch: dispatch,
-		queues: map[string]*Queue{}, depths: map[string]Depth{},
+		logger: logger.With("component", "queue"), state: state, push: push,
+		queues: map[string]*Queue{}, depths: map[string]Depth{}, lost: map[string]int{},
 	}
 }
 
@@ -94,7 +78,7 @@ func (a *Actor) queue(id string) *Queue {
 	defer a.mu.Unlock()
 	q, ok := a.queues[id]
 	if !ok {
-		q = New(storeAdapter{actorhost.State{Client: a.state, ActorType: components.QueueActor, ActorID: id}}, a.dispatch)
+		q = New(storeAdapter{actorhost.State{Client: a.state, ActorType: components.QueueActor, ActorID: id}}, a.push)
 		a.queues[id] = q
 	}
 	return q
@@ -114,18 +98,12 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 		var n int
 		n, err = q.Enqueue(ctx, req.Assignments)
 		reply = EnqueueReply{Dispatched: n}
-	case MethodIdle:
-		var req IdleRequest
+	case MethodSync:
+		var req SyncRequest
 		if err = json.Unmarshal(body, &req); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
-		reply, err = offer(ctx, q, req)
-	case MethodRetire:
-		var req RetireRequest
-		if err = json.Unmarshal(body, &req); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
-		}
-		err = q.Retire(ctx, req.Slots)
+		reply, err = q.Sync(ctx, req)
 	case MethodDepth:
 		reply, err = q.Depth(ctx)
 	case MethodSnapshot:
@@ -133,40 +111,34 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 	default:
 		return nil, actorhost.ErrMethodNotFound
 	}
-	if d, derr := q.Depth(ctx); derr == nil {
-		a.mu.Lock()
-		a.depths[id] = d
-		a.mu.Unlock()
-	}
+	a.observe(id, q)
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(reply)
 }
 
-// offer runs an idle request. A request for one Slot fails when its push fails (the
-// caller may retry); one for several Slots lists refusals in the reply.
-func offer(ctx context.Context, q *Queue, req IdleRequest) (IdleReply, error) {
-	slots := req.Slots
-	if req.Slot != "" {
-		slots = append([]string{req.Slot}, slots...)
+// observe keeps the queue's depth and lost leases for metrics.
+func (a *Actor) observe(id string, q *Queue) {
+	d, err := q.Depth(context.Background())
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err == nil {
+		a.depths[id] = d
 	}
-	given, refused, err := q.Offer(ctx, slots)
-	r := IdleReply{Given: given}
-	if len(given) > 0 {
-		r.Assigned = &given[0].Assignment
-	}
-	if err == nil && req.Slot != "" && len(req.Slots) == 0 {
-		err = errors.Join(refused...)
-	}
-	for _, e := range refused {
-		r.Refused = append(r.Refused, e.Error())
-	}
-	return r, err
+	a.lost[id] = q.Lost
 }
 
-// Remind is unused: the queue registers no reminders.
-func (a *Actor) Remind(context.Context, string, string, []byte) (bool, error) { return true, nil }
+// Remind runs the backstop sweep.
+func (a *Actor) Remind(ctx context.Context, id, name string, _ []byte) (bool, error) {
+	if name != SweepReminder {
+		return true, nil
+	}
+	q := a.queue(id)
+	err := q.Sweep(ctx)
+	a.observe(id, q)
+	return false, err
+}
 
 // Deactivate drops the cached state of queue id.
 func (a *Actor) Deactivate(_ context.Context, id string) {
@@ -180,8 +152,10 @@ func (a *Actor) Deactivate(_ context.Context, id string) {
 func (a *Actor) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(a, ch) }
 
 var (
-	depthDesc = prometheus.NewDesc("taskgrid_queue_depth", "Tasks waiting in the queue, by priority (queues hosted by this process).", []string{"queue", "priority"}, nil)
-	idleDesc  = prometheus.NewDesc("taskgrid_queue_idle_slots", "Worker slots waiting for work, as the queue sees them.", []string{"queue"}, nil)
+	depthDesc  = prometheus.NewDesc("taskgrid_queue_depth", "Tasks waiting in the queue, by priority (queues hosted by this process).", []string{"queue", "priority"}, nil)
+	leasedDesc = prometheus.NewDesc("taskgrid_queue_leased", "Attempts handed to worker slots and not reported finished.", []string{"queue"}, nil)
+	lostDesc   = prometheus.NewDesc("taskgrid_queue_leases_lost_total", "Leases found lost (node dead, restarted or silent) and their tasks queued again, by this process.", []string{"queue"}, nil)
+	idleDesc   = prometheus.NewDesc("taskgrid_queue_idle_slots", "Worker slots waiting for work, as the queue sees them.", []string{"queue"}, nil)
 )
 
 // Collect implements prometheus.Collector: the depth of each queue hosted here.
@@ -192,6 +166,10 @@ func (a *Actor) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(d.High), id, string(task.PriorityHigh))
 		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(d.Normal), id, string(task.PriorityNormal))
 		ch <- prometheus.MustNewConstMetric(idleDesc, prometheus.GaugeValue, float64(d.Idle), id)
+		ch <- prometheus.MustNewConstMetric(leasedDesc, prometheus.GaugeValue, float64(d.Leased), id)
+	}
+	for id, n := range a.lost {
+		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(n), id)
 	}
 }
 
@@ -215,24 +193,11 @@ func (c Client) Enqueue(ctx context.Context, as ...task.Assignment) (int, error)
 	return reply.Dispatched, err
 }
 
-// Offer reports several slots free in one call. The reply says which got a task and
-// why slots refused theirs; err is a failed call or a failure of the queue's state.
-func (c Client) Offer(ctx context.Context, slots ...string) (IdleReply, error) {
-	var reply IdleReply
-	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodIdle, IdleRequest{Slots: slots}, &reply)
+// Sync sends a worker node's sync (see SyncRequest).
+func (c Client) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
+	var reply SyncReply
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodSync, req, &reply)
 	return reply, err
-}
-
-// Retire removes slots from the idle list.
-func (c Client) Retire(ctx context.Context, slots ...string) error {
-	return actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodRetire, RetireRequest{Slots: slots}, nil)
-}
-
-// Depth reads the queue's depth.
-func (c Client) Depth(ctx context.Context) (Depth, error) {
-	var d Depth
-	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodDepth, nil, &d)
-	return d, err
 }
 
 // Snapshot reads the queue's depth and its idle slots.

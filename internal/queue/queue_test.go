@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,12 +14,13 @@ import (
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
-// memStore is an in-memory Store; failNext makes the next Apply fail.
+// memStore is an in-memory Store; failNext makes the next Apply fail without applying,
+// failAfterNext applies the next one and then reports it failed (outcome unknown).
 type memStore struct {
-	mu       sync.Mutex
-	data     map[string][]byte
-	failNext bool
-	applies  int
+	mu            sync.Mutex
+	data          map[string][]byte
+	failNext      bool
+	failAfterNext bool
 }
 
 func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
@@ -35,7 +34,6 @@ func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
 func (s *memStore) Apply(_ context.Context, ops []Op) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.applies++
 	if s.failNext {
 		s.failNext = false
 		return errors.New("store down")
@@ -47,346 +45,6 @@ func (s *memStore) Apply(_ context.Context, ops []Op) error {
 			s.data[op.Key] = op.Value
 		}
 	}
-	return nil
-}
-
-// recorder is a DispatchFunc that records what each slot got; failing slots refuse.
-type recorder struct {
-	mu      sync.Mutex
-	got     []string // "slot=task"
-	failing map[string]bool
-	names   map[uuid.UUID]string
-}
-
-func (r *recorder) dispatch(_ context.Context, slot string, a task.Assignment) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.failing[slot] {
-		return errors.New("slot gone")
-	}
-	r.got = append(r.got, slot+"="+r.names[a.TaskID])
-	return nil
-}
-
-func newRecorder() *recorder {
-	return &recorder{failing: map[string]bool{}, names: map[uuid.UUID]string{}}
-}
-
-func (r *recorder) assignment(name string, p task.Priority) task.Assignment {
-	id := uuid.New()
-	r.names[id] = name
-	return task.Assignment{TaskID: id, Attempt: 1, Priority: p, Enqueued: time.Now()}
-}
-
-func TestPriorityThenFIFO(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	q := New(newMemStore(), rec.dispatch)
-	batch := []task.Assignment{
-		rec.assignment("n1", task.PriorityNormal),
-		rec.assignment("n2", task.PriorityNormal),
-		rec.assignment("h1", task.PriorityHigh),
-		rec.assignment("n3", task.PriorityNormal),
-		rec.assignment("h2", task.PriorityHigh),
-	}
-	if n, err := q.Enqueue(ctx, batch); err != nil || n != 0 {
-		t.Fatalf("Enqueue = %d, %v; want 0 dispatched (no idle slot)", n, err)
-	}
-	if d, _ := q.Depth(ctx); d != (Depth{High: 2, Normal: 3}) {
-		t.Fatalf("depth = %+v", d)
-	}
-	for range batch {
-		if _, err := q.Idle(ctx, "w"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := []string{"w=h1", "w=h2", "w=n1", "w=n2", "w=n3"}
-	if fmt.Sprint(rec.got) != fmt.Sprint(want) {
-		t.Fatalf("dispatch order = %v, want %v", rec.got, want)
-	}
-	if a, err := q.Idle(ctx, "w"); a != nil || err != nil {
-		t.Fatalf("Idle on empty queue = %v, %v", a, err)
-	}
-	if d, _ := q.Depth(ctx); d != (Depth{Idle: 1}) {
-		t.Fatalf("depth after draining = %+v, want one idle slot", d)
-	}
-}
-
-func TestIdleSlotsGetWorkPushed(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	q := New(newMemStore(), rec.dispatch)
-	for _, slot := range []string{"a", "b", "a"} { // a asks twice: listed once
-		if _, err := q.Idle(ctx, slot); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if s, err := q.Snapshot(ctx); err != nil || fmt.Sprint(s.IdleSlots) != "[a b]" || s.Idle != 2 {
-		t.Fatalf("Snapshot = %+v, %v; want idle slots [a b], oldest first", s, err)
-	}
-	n, err := q.Enqueue(ctx, []task.Assignment{
-		rec.assignment("t1", task.PriorityNormal), rec.assignment("t2", task.PriorityNormal), rec.assignment("t3", task.PriorityNormal),
-	})
-	if err != nil || n != 2 {
-		t.Fatalf("Enqueue dispatched %d, %v; want 2 (two idle slots)", n, err)
-	}
-	// Pushed at once: the pairs count, not the order of the calls.
-	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=t1 b=t2]" {
-		t.Fatalf("dispatched %v, want longest-idle first", got)
-	}
-	if d, _ := q.Depth(ctx); d != (Depth{Normal: 1}) {
-		t.Fatalf("depth = %+v, want t3 waiting", d)
-	}
-	if s, err := q.Snapshot(ctx); err != nil || len(s.IdleSlots) != 0 || s.Depth != (Depth{Normal: 1}) {
-		t.Fatalf("Snapshot = %+v, %v; want t3 waiting and no idle slot", s, err)
-	}
-}
-
-func TestFailedDispatchDropsSlotAndKeepsTask(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	rec.failing["dead"] = true
-	q := New(newMemStore(), rec.dispatch)
-	q.Idle(ctx, "dead")
-	q.Idle(ctx, "live")
-	if n, err := q.Enqueue(ctx, []task.Assignment{rec.assignment("t1", task.PriorityNormal)}); err != nil || n != 1 {
-		t.Fatalf("Enqueue = %d, %v", n, err)
-	}
-	if fmt.Sprint(rec.got) != "[live=t1]" {
-		t.Fatalf("dispatched %v", rec.got)
-	}
-	// Now no slot is idle; a dead slot asking for work with a task waiting keeps the task.
-	q.Enqueue(ctx, []task.Assignment{rec.assignment("t2", task.PriorityNormal)})
-	if _, err := q.Idle(ctx, "dead"); err == nil {
-		t.Fatal("Idle for a slot that cannot take work succeeded")
-	}
-	if d, _ := q.Depth(ctx); d.Normal != 1 {
-		t.Fatalf("task lost after failed dispatch: depth %+v", d)
-	}
-}
-
-// A push that hangs until it times out ends the search for a slot: the task is queued
-// and the other idle slot stays idle, so the turn stays short.
-func TestSlowFailedPushQueuesTheTask(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	slow := func(ctx context.Context, slot string, a task.Assignment) error {
-		if slot == "stuck" {
-			time.Sleep(PushBudget + 50*time.Millisecond) // a push timing out
-			return errors.New("push timed out")
-		}
-		return rec.dispatch(ctx, slot, a)
-	}
-	q := New(newMemStore(), slow)
-	q.Idle(ctx, "stuck")
-	q.Idle(ctx, "live")
-	if n, err := q.Enqueue(ctx, []task.Assignment{rec.assignment("t1", task.PriorityNormal)}); err != nil || n != 0 {
-		t.Fatalf("Enqueue = %d, %v; want 0 dispatched", n, err)
-	}
-	if d, _ := q.Depth(ctx); d != (Depth{Normal: 1, Idle: 1}) {
-		t.Fatalf("depth = %+v, want the task queued and live still idle", d)
-	}
-	// live asks again (as its worker does): it gets the task.
-	if a, err := q.Idle(ctx, "live"); err != nil || a == nil {
-		t.Fatalf("Idle(live) = %v, %v", a, err)
-	}
-	if fmt.Sprint(rec.got) != "[live=t1]" {
-		t.Fatalf("dispatched %v", rec.got)
-	}
-}
-
-func TestStateSurvivesReloadAndFailedWrites(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	store := newMemStore()
-	q := New(store, rec.dispatch)
-	q.Enqueue(ctx, []task.Assignment{rec.assignment("n1", task.PriorityNormal), rec.assignment("h1", task.PriorityHigh)})
-
-	store.failNext = true
-	if _, err := q.Enqueue(ctx, []task.Assignment{rec.assignment("lost", task.PriorityNormal)}); err == nil {
-		t.Fatal("Enqueue succeeded although the store failed")
-	}
-	snapshot := maps.Clone(store.data)
-
-	// A new activation (another process) sees exactly what was committed.
-	q2 := New(store, rec.dispatch)
-	if d, _ := q2.Depth(ctx); d != (Depth{High: 1, Normal: 1}) {
-		t.Fatalf("depth after reload = %+v", d)
-	}
-	store.failNext = true
-	if _, err := q2.Idle(ctx, "w"); err == nil {
-		t.Fatal("Idle succeeded although the store failed")
-	}
-	q2.Forget()
-	q2.Idle(ctx, "w")
-	q2.Idle(ctx, "w")
-	// h1 was dispatched twice (once before the failed commit): at least once, never lost.
-	if fmt.Sprint(rec.got) != "[w=h1 w=h1 w=n1]" {
-		t.Fatalf("dispatched %v", rec.got)
-	}
-	if len(snapshot) != 3 { // meta + two entries
-		t.Fatalf("stored keys after failed write = %v", maps.Keys(snapshot))
-	}
-	if len(store.data) != 1 { // only meta is left: entries are deleted when taken
-		t.Fatalf("keys left after draining: %d", len(store.data))
-	}
-}
-
-func TestBadRequests(t *testing.T) {
-	t.Parallel()
-	q := New(newMemStore(), newRecorder().dispatch)
-	if _, err := q.Enqueue(t.Context(), []task.Assignment{{TaskID: uuid.New(), Priority: "urgent"}}); !errors.Is(err, ErrBadRequest) {
-		t.Fatalf("bad priority: %v", err)
-	}
-	if _, err := q.Idle(t.Context(), ""); !errors.Is(err, ErrBadRequest) {
-		t.Fatalf("empty slot: %v", err)
-	}
-}
-
-// Producers and consumers from many goroutines, serialised as the actor runtime does:
-// every task is dispatched exactly once and none is lost.
-func TestConcurrentProducersAndConsumers(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	var turn sync.Mutex
-	var mu sync.Mutex
-	seen := map[uuid.UUID]int{}
-	q := New(newMemStore(), func(_ context.Context, _ string, a task.Assignment) error {
-		mu.Lock()
-		seen[a.TaskID]++
-		mu.Unlock()
-		return nil
-	})
-	const producers, perProducer, consumers = 4, 250, 4
-	var wg sync.WaitGroup
-	for p := range producers {
-		wg.Go(func() {
-			for i := range perProducer {
-				prio := task.PriorityNormal
-				if i%3 == 0 {
-					prio = task.PriorityHigh
-				}
-				turn.Lock()
-				_, err := q.Enqueue(ctx, []task.Assignment{{TaskID: uuid.New(), Attempt: 1, Priority: prio}})
-				turn.Unlock()
-				if err != nil {
-					t.Errorf("producer %d: %v", p, err)
-					return
-				}
-			}
-		})
-	}
-	for c := range consumers {
-		wg.Go(func() {
-			for range producers * perProducer {
-				turn.Lock()
-				_, err := q.Idle(ctx, fmt.Sprintf("w%d", c))
-				turn.Unlock()
-				if err != nil {
-					t.Errorf("consumer %d: %v", c, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	// Drain what is left.
-	for {
-		d, _ := q.Depth(ctx)
-		if d.High+d.Normal == 0 {
-			break
-		}
-		q.Idle(ctx, "drain")
-	}
-	if len(seen) != producers*perProducer {
-		t.Fatalf("%d tasks dispatched, want %d", len(seen), producers*perProducer)
-	}
-	for id, n := range seen {
-		if n != 1 {
-			t.Fatalf("task %s dispatched %d times", id, n)
-		}
-	}
-}
-
-// Cost per operation does not grow with depth: the number of keys touched is constant.
-func BenchmarkEnqueueDequeue(b *testing.B) {
-	for _, depth := range []int{1_000, 1_000_000} {
-		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
-			ctx := context.Background()
-			store := newMemStore()
-			q := New(store, func(context.Context, string, task.Assignment) error { return nil })
-			batch := make([]task.Assignment, 1000)
-			for i := range batch {
-				batch[i] = task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
-			}
-			for range depth / len(batch) {
-				q.Enqueue(ctx, batch)
-			}
-			one := batch[:1]
-			b.ResetTimer()
-			for b.Loop() {
-				q.Enqueue(ctx, one)
-				q.Idle(ctx, "w")
-			}
-		})
-	}
-}
-
-// The queue stamps enqueue and dispatch times on its own clock, whatever the caller
-// sent: times of different tasks then order exactly.
-func TestQueueStampsTimes(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	var sent []task.Assignment
-	q := New(newMemStore(), func(_ context.Context, _ string, a task.Assignment) error { sent = append(sent, a); return nil })
-	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	q.now = func() time.Time { clock = clock.Add(time.Second); return clock }
-
-	late := task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Unix(0, 0)}
-	if _, err := q.Enqueue(ctx, []task.Assignment{late}); err != nil { // queued: no idle slot
-		t.Fatal(err)
-	}
-	if _, err := q.Idle(ctx, "w"); err != nil { // dispatched from the queue
-		t.Fatal(err)
-	}
-	now := task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
-	if _, err := q.Idle(ctx, "w"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := q.Enqueue(ctx, []task.Assignment{now}); err != nil { // straight to the idle slot
-		t.Fatal(err)
-	}
-	want := []struct{ enq, disp int }{{1, 2}, {3, 4}} // seconds after the start of the clock
-	if len(sent) != 2 {
-		t.Fatalf("sent %d assignments, want 2", len(sent))
-	}
-	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for i, w := range want {
-		if got := sent[i]; !got.Enqueued.Equal(start.Add(time.Duration(w.enq)*time.Second)) || !got.Dispatched.Equal(start.Add(time.Duration(w.disp)*time.Second)) {
-			t.Errorf("assignment %d stamped enqueued %s, dispatched %s; want +%ds, +%ds", i, got.Enqueued, got.Dispatched, w.enq, w.disp)
-		}
-	}
-	if !late.Enqueued.Equal(time.Unix(0, 0)) {
-		t.Error("Enqueue changed the caller's assignment")
-	}
-}
-
-// uncertainStore applies a write and then reports it failed, once: the outcome of a
-// write cut short is unknown to the writer.
-type uncertainStore struct {
-	*memStore
-	failAfterNext bool
-}
-
-func (s *uncertainStore) Apply(ctx context.Context, ops []Op) error {
-	if err := s.memStore.Apply(ctx, ops); err != nil {
-		return err
-	}
 	if s.failAfterNext {
 		s.failAfterNext = false
 		return errors.New("write timed out")
@@ -394,117 +52,514 @@ func (s *uncertainStore) Apply(ctx context.Context, ops []Op) error {
 	return nil
 }
 
-// A write that failed after being applied must not make the queue reuse the key of an
-// entry already stored: every task queued is dispatched.
-func TestWriteWithUnknownOutcomeLosesNothing(t *testing.T) {
+// world is a queue over a memStore with a fake clock, and worker nodes that record
+// what they were pushed.
+type world struct {
+	t      *testing.T
+	store  *memStore
+	q      *Queue
+	clock  time.Time
+	names  map[uuid.UUID]string
+	pushed []string           // "slot=name#attempt", in push order
+	grants map[string][]Grant // node → grants pushed to it and not collected
+	refuse map[string]bool    // node → refuses every push
+	down   map[string]bool    // node → push fails
+	busy   map[string]string  // slot → refuses its grants in a push
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{
+		t: t, store: newMemStore(), clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		names: map[uuid.UUID]string{}, grants: map[string][]Grant{}, refuse: map[string]bool{}, down: map[string]bool{}, busy: map[string]string{},
+	}
+	w.q = w.newQueue()
+	return w
+}
+
+// newQueue is a new host of the same queue (the actor moved, or restarted).
+func (w *world) newQueue() *Queue {
+	q := New(w.store, w.push)
+	q.now = func() time.Time { return w.clock }
+	return q
+}
+
+func (w *world) push(_ context.Context, node string, grants []Grant) ([]task.AttemptID, error) {
+	if w.down[node] {
+		return nil, errors.New("node gone")
+	}
+	var refused []task.AttemptID
+	for _, g := range grants {
+		if w.refuse[node] || w.busy[g.Slot] != "" {
+			refused = append(refused, g.Assignment.ID())
+			continue
+		}
+		w.pushed = append(w.pushed, w.label(g))
+		w.grants[node] = append(w.grants[node], g)
+	}
+	return refused, nil
+}
+
+func (w *world) label(g Grant) string {
+	return fmt.Sprintf("%s=%s#%d", g.Slot, w.names[g.Assignment.TaskID], g.Assignment.Attempt)
+}
+
+func (w *world) task(name string, p task.Priority) task.Assignment {
+	id := uuid.New()
+	w.names[id] = name
+	return task.Assignment{TaskID: id, Attempt: 1, Priority: p}
+}
+
+func (w *world) enqueue(as ...task.Assignment) int {
+	w.t.Helper()
+	n, err := w.q.Enqueue(w.t.Context(), as)
+	if err != nil {
+		w.t.Fatalf("Enqueue: %v", err)
+	}
+	return n
+}
+
+func (w *world) sync(req SyncRequest) SyncReply {
+	w.t.Helper()
+	if req.Incarnation == "" {
+		req.Incarnation = "inc-1"
+	}
+	reply, err := w.q.Sync(w.t.Context(), req)
+	if err != nil {
+		w.t.Fatalf("Sync(%+v): %v", req, err)
+	}
+	return reply
+}
+
+func (w *world) labels(gs []Grant) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, w.label(g))
+	}
+	return out
+}
+
+func (w *world) depth() Depth {
+	w.t.Helper()
+	d, err := w.q.Depth(w.t.Context())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return d
+}
+
+func ids(gs ...Grant) []task.AttemptID {
+	var out []task.AttemptID
+	for _, g := range gs {
+		out = append(out, g.Assignment.ID())
+	}
+	return out
+}
+
+func done(gs ...Grant) []Done {
+	var out []Done
+	for _, g := range gs {
+		out = append(out, Done{AttemptID: g.Assignment.ID()})
+	}
+	return out
+}
+
+func maxSeq(gs []Grant) uint64 {
+	var m uint64
+	for _, g := range gs {
+		m = max(m, g.Seq)
+	}
+	return m
+}
+
+// High before normal, FIFO within a priority, one task per free slot per sync.
+func TestPriorityThenFIFO(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	store := &uncertainStore{memStore: newMemStore()}
-	q := New(store, rec.dispatch)
-	a, b := rec.assignment("a", task.PriorityNormal), rec.assignment("b", task.PriorityNormal)
-	store.failAfterNext = true
-	if _, err := q.Enqueue(ctx, []task.Assignment{a}); err == nil {
-		t.Fatal("Enqueue = nil, want the write error")
+	w := newWorld(t)
+	w.enqueue(w.task("n1", task.PriorityNormal), w.task("n2", task.PriorityNormal), w.task("h1", task.PriorityHigh),
+		w.task("n3", task.PriorityNormal), w.task("h2", task.PriorityHigh))
+	if d := w.depth(); d != (Depth{High: 2, Normal: 3}) {
+		t.Fatalf("depth = %+v", d)
 	}
-	if _, err := q.Enqueue(ctx, []task.Assignment{b}); err != nil {
-		t.Fatal(err)
+	var got []string
+	var last []Grant
+	var seen uint64
+	for range 6 {
+		reply := w.sync(SyncRequest{Node: "vm", Free: []string{"vm-0"}, Done: done(last...), Seen: seen})
+		got = append(got, w.labels(reply.Given)...)
+		last, seen = reply.Given, max(seen, maxSeq(reply.Given))
 	}
+	want := []string{"vm-0=h1#1", "vm-0=h2#1", "vm-0=n1#1", "vm-0=n2#1", "vm-0=n3#1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("order = %v, want %v", got, want)
+	}
+	if d := w.depth(); d != (Depth{Idle: 1}) {
+		t.Fatalf("depth after all done = %+v, want only the idle slot", d)
+	}
+}
+
+// Free slots of several syncs join the idle list once; an enqueue pushes to them, one
+// call per node, under leases; with more tasks than slots the rest wait.
+func TestIdleSlotsGetWorkPushed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	for range 2 {
+		w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}})
+	}
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	if d := w.depth(); d.Idle != 3 {
+		t.Fatalf("idle = %d, want 3 (each slot once)", d.Idle)
+	}
+	n := w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	if n != 3 {
+		t.Fatalf("dispatched %d, want 3", n)
+	}
+	slices.Sort(w.pushed)
+	if want := []string{"a-0=t1#1", "a-1=t2#1", "b-0=t3#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 3}) {
+		t.Fatalf("depth = %+v, want 1 waiting and 3 leased", d)
+	}
+}
+
+// A push that fails or is refused puts its tasks back at the head, ahead of what came
+// after them, drops the slots from the idle list, and keeps the others' pushes.
+func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0", "b-1"}})
+	w.down["a"] = true
+	w.busy["b-1"] = "something else"
+	n := w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	if n != 1 {
+		t.Fatalf("dispatched %d, want 1 (b-0)", n)
+	}
+	if want := []string{"b-0=t2#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 3, Leased: 1}) {
+		t.Fatalf("depth = %+v, want 3 waiting, 1 leased, no idle slot", d)
+	}
+	reply := w.sync(SyncRequest{Node: "b", Free: []string{"b-1"}}) // b-0's push not seen yet: in flight
+	if got, want := w.labels(reply.Given), []string{"b-1=t1#1"}; !slices.Equal(got, want) {
+		t.Fatalf("next sync got %v, want %v (the failed push's task first)", got, want)
+	}
+}
+
+// A node that stops syncing for LeaseTTL loses its leases: their tasks come back at
+// high priority as the next attempt, ahead of normal ones, and its idle slots leave the
+// idle list. A node that keeps syncing keeps its leases however long they run.
+func TestSilentNodeLosesItsLeases(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("long", task.PriorityNormal), w.task("lost", task.PriorityNormal), w.task("normal", task.PriorityNormal))
+	ga := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	gb := w.sync(SyncRequest{Node: "b", Free: []string{"b-0", "b-1"}}).Given // b-1 gets "normal"
+	if len(ga) != 1 || len(gb) != 2 {
+		t.Fatalf("grants %v %v", w.labels(ga), w.labels(gb))
+	}
+	w.sync(SyncRequest{Node: "b", Held: ids(gb[1]), Done: done(gb[0]), Seen: maxSeq(gb)}) // b-0 frees later
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}, Held: ids(gb[1]), Seen: maxSeq(gb)})
+	for range 5 { // a stays alive for 5 TTLs with its long task
+		w.clock = w.clock.Add(LeaseTTL)
+		w.sync(SyncRequest{Node: "a", Held: ids(ga...), Seen: maxSeq(ga)})
+		w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}, Held: ids(gb[1]), Seen: maxSeq(gb)})
+	}
+	if d := w.depth(); d.Leased != 2 || d.High != 0 {
+		t.Fatalf("depth = %+v, want both leases kept while their nodes sync", d)
+	}
+	// b goes silent; a syncs on past the TTL.
+	w.clock = w.clock.Add(LeaseTTL + time.Millisecond)
+	w.sync(SyncRequest{Node: "a", Held: ids(ga...), Seen: maxSeq(ga)})
+	if d := w.depth(); d != (Depth{High: 1, Leased: 1}) {
+		t.Fatalf("depth = %+v, want b's lease lost (1 high waiting) and b-0 gone from the idle list", d)
+	}
+	reply := w.sync(SyncRequest{Node: "a", Done: done(ga...), Free: []string{"a-0"}, Seen: maxSeq(ga)})
+	if got, want := w.labels(reply.Given), []string{"a-0=normal#2"}; !slices.Equal(got, want) {
+		t.Fatalf("after the loss a-0 got %v, want %v", got, want)
+	}
+	if reply.Given[0].Assignment.Priority != task.PriorityHigh {
+		t.Errorf("re-queued attempt has priority %s, want high", reply.Given[0].Assignment.Priority)
+	}
+}
+
+// Held, done, refused, lost: the node's report against its leases, case by case.
+func TestSyncReconcilesLeases(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// report builds the second sync from the two grants of the first.
+		report func(g []Grant) SyncRequest
+		// want: the next grants to a-0 and a-1 (in this order), and what is dropped.
+		wantGiven []string
+		wantDrop  int
+		wantDepth Depth
+	}{
+		{"held: kept", func(g []Grant) SyncRequest {
+			return SyncRequest{Held: ids(g...), Seen: maxSeq(g)}
+		}, nil, 0, Depth{Normal: 1, Leased: 2}},
+		{"done: released", func(g []Grant) SyncRequest {
+			return SyncRequest{Done: done(g...), Seen: maxSeq(g), Free: []string{"a-0", "a-1"}}
+		}, []string{"a-0=t3#1"}, 0, Depth{Idle: 1, Leased: 1}},
+		{"done with requeue: next attempt at high priority first", func(g []Grant) SyncRequest {
+			return SyncRequest{Done: []Done{{AttemptID: g[0].Assignment.ID(), Requeue: true}}, Held: ids(g[1]), Seen: maxSeq(g), Free: []string{"a-0"}}
+		}, []string{"a-0=t1#2"}, 0, Depth{Normal: 1, Leased: 2}},
+		{"refused: the same attempt back at the head", func(g []Grant) SyncRequest {
+			return SyncRequest{Done: []Done{{AttemptID: g[0].Assignment.ID(), Refused: true}}, Held: ids(g[1]), Seen: maxSeq(g)}
+		}, nil, 0, Depth{Normal: 2, Leased: 1}},
+		{"seen and not held: lost", func(g []Grant) SyncRequest {
+			return SyncRequest{Held: ids(g[1]), Seen: maxSeq(g)}
+		}, nil, 0, Depth{High: 1, Normal: 1, Leased: 1}},
+		{"not seen yet: in flight, kept, slot busy", func(g []Grant) SyncRequest {
+			return SyncRequest{Held: ids(g[0]), Seen: g[0].Seq, Free: []string{"a-1"}}
+		}, nil, 0, Depth{Normal: 1, Leased: 2}},
+		{"new process: what it does not hold is lost", func(g []Grant) SyncRequest {
+			return SyncRequest{Incarnation: "inc-2", Held: ids(g[1]), Free: []string{"a-0"}}
+		}, []string{"a-0=t1#2"}, 0, Depth{Normal: 1, Leased: 2}},
+		{"held but not leased: dropped", func(g []Grant) SyncRequest {
+			stranger := task.AttemptID{TaskID: uuid.New(), Attempt: 3}
+			return SyncRequest{Held: append(ids(g...), stranger), Seen: maxSeq(g)}
+		}, nil, 1, Depth{Normal: 1, Leased: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal))
+			first := w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}}).Given
+			if got := w.labels(first); !slices.Equal(got, []string{"a-0=t1#1", "a-1=t2#1"}) {
+				t.Fatalf("first grants %v", got)
+			}
+			req := tt.report(first)
+			req.Node = "a"
+			reply := w.sync(req)
+			if got := w.labels(reply.Given); !slices.Equal(got, tt.wantGiven) {
+				t.Errorf("given %v, want %v", got, tt.wantGiven)
+			}
+			if len(reply.Drop) != tt.wantDrop {
+				t.Errorf("dropped %v, want %d", reply.Drop, tt.wantDrop)
+			}
+			if d := w.depth(); d != tt.wantDepth {
+				t.Errorf("depth %+v, want %+v", d, tt.wantDepth)
+			}
+		})
+	}
+}
+
+// A lease the node never reports seeing (the reply carrying it was lost) is lost after
+// LeaseTTL, though the node keeps syncing.
+func TestUnseenLeaseExpires(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("t1", task.PriorityNormal))
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}) // reply lost
+	w.clock = w.clock.Add(LeaseTTL / 2)
+	w.sync(SyncRequest{Node: "a"})
+	if d := w.depth(); d.Leased != 1 {
+		t.Fatalf("depth %+v: lease lost before its TTL", d)
+	}
+	w.clock = w.clock.Add(LeaseTTL)
+	reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	if got, want := w.labels(reply.Given), []string{"a-0=t1#2"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v", got, want)
+	}
+}
+
+// Leases, the idle list and waiting tasks survive a new host of the queue (the actor
+// moved); the nodes get a full TTL from the move before their leases are judged.
+func TestStateSurvivesANewHost(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal))
+	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	w.clock = w.clock.Add(10 * LeaseTTL) // the queue was away a long time
+	w.q = w.newQueue()
+	if d := w.depth(); d != (Depth{Normal: 0, Idle: 0, Leased: 2}) {
+		t.Fatalf("depth on the new host %+v", d)
+	}
+	w.clock = w.clock.Add(LeaseTTL / 2)
+	w.sync(SyncRequest{Node: "a", Held: ids(g...), Seen: maxSeq(g)})
+	if d := w.depth(); d.Leased != 2 {
+		t.Fatalf("depth %+v: leases lost within the grace after the move", d)
+	}
+	w.clock = w.clock.Add(LeaseTTL)
+	w.sync(SyncRequest{Node: "a", Held: ids(g...), Seen: maxSeq(g)})
+	if d := w.depth(); d != (Depth{High: 1, Leased: 1}) {
+		t.Fatalf("depth %+v: want b's lease lost (b never synced again), a's kept", d)
+	}
+}
+
+// A write that fails leaves the queue as it was; one whose outcome is unknown makes the
+// queue read its state again, so no key of a stored entry is reused and nothing is lost.
+func TestFailedWritesLoseNothing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.store.failNext = true
+	if _, err := w.q.Enqueue(t.Context(), []task.Assignment{w.task("x", task.PriorityNormal)}); err == nil {
+		t.Fatal("Enqueue with the store down = nil error")
+	}
+	w.store.failAfterNext = true
+	if _, err := w.q.Enqueue(t.Context(), []task.Assignment{w.task("a", task.PriorityNormal)}); err == nil {
+		t.Fatal("Enqueue with an unknown outcome = nil error")
+	}
+	w.enqueue(w.task("b", task.PriorityNormal))
+	var got []string
+	var last []Grant
 	for range 3 {
-		if _, err := q.Idle(ctx, "w"); err != nil {
-			t.Fatal(err)
+		reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}, Done: done(last...), Seen: maxSeq(last)})
+		got, last = append(got, w.labels(reply.Given)...), reply.Given
+	}
+	if want := []string{"a-0=a#1", "a-0=b#1"}; !slices.Equal(got, want) {
+		t.Fatalf("dispatched %v, want %v", got, want)
+	}
+}
+
+// A draining node's slots leave the idle list and get nothing; what it holds stays
+// leased until it reports it done.
+func TestDrainingNode(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}})
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	w.enqueue(w.task("t1", task.PriorityNormal))
+	w.sync(SyncRequest{Node: "a", Draining: true, Free: []string{"a-1"}})
+	if d := w.depth(); d != (Depth{Idle: 1, Leased: 1}) {
+		t.Fatalf("depth %+v, want b-0 idle only", d)
+	}
+	w.enqueue(w.task("t2", task.PriorityNormal))
+	if want := []string{"a-0=t1#1", "b-0=t2#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	if _, err := w.q.Enqueue(t.Context(), []task.Assignment{{TaskID: uuid.New(), Attempt: 1, Priority: "urgent"}}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("bad priority: %v", err)
+	}
+	for _, req := range []SyncRequest{
+		{Incarnation: "i", Free: []string{"a-0"}},
+		{Node: "a", Free: []string{"a-0"}},
+		{Node: "a", Incarnation: "i", Free: []string{""}},
+		{Node: "a", Incarnation: "i", Free: []string{"b-0"}},
+		{Node: "a", Incarnation: "i", Free: []string{"a"}},
+	} {
+		if _, err := w.q.Sync(t.Context(), req); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("Sync(%+v) = %v, want ErrBadRequest", req, err)
 		}
 	}
-	if got := fmt.Sprint(rec.got); got != "[w=a w=b]" {
-		t.Fatalf("dispatched %s, want a then b", got)
+}
+
+// The queue stamps enqueue and dispatch times on its own clock, whatever the caller
+// sent: times of different tasks then order exactly.
+func TestQueueStampsTimes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	start := w.clock
+	late := w.task("late", task.PriorityNormal)
+	late.Enqueued = time.Unix(0, 0)
+	w.enqueue(late)
+	w.clock = w.clock.Add(time.Second)
+	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	if len(g) != 1 || !g[0].Assignment.Enqueued.Equal(start) || !g[0].Assignment.Dispatched.Equal(start.Add(time.Second)) {
+		t.Fatalf("grant %+v, want enqueued at +0s and dispatched at +1s", g)
+	}
+	if !late.Enqueued.Equal(time.Unix(0, 0)) {
+		t.Error("Enqueue changed the caller's assignment")
 	}
 }
 
-// A node offers several slots in one call: each gets the next task, highest priority
-// first; the slots left over become idle.
-func TestOfferManySlots(t *testing.T) {
+// Producers and nodes at once (the actor's turn is a mutex here): every task is handed
+// out exactly once, and none is left.
+func TestConcurrentProducersAndNodes(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	q := New(newMemStore(), rec.dispatch)
-	q.Enqueue(ctx, []task.Assignment{rec.assignment("n1", task.PriorityNormal), rec.assignment("h1", task.PriorityHigh)})
-	given, refused, err := q.Offer(ctx, []string{"a", "b", "c", "a"})
-	if err != nil || len(refused) != 0 || len(given) != 2 {
-		t.Fatalf("Offer = %v, %v; want two tasks handed out", given, err)
+	w := newWorld(t)
+	var turn sync.Mutex
+	const producers, perProducer, nodes = 4, 100, 3
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range perProducer {
+				turn.Lock()
+				w.enqueue(w.task(fmt.Sprintf("p%d-%d", p, i), task.PriorityNormal))
+				turn.Unlock()
+			}
+		})
 	}
-	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=h1 b=n1]" {
-		t.Fatalf("dispatched %v, want a=h1 (high first) and b=n1", got)
+	handed := map[task.AttemptID]int{}
+	var hmu sync.Mutex
+	for n := range nodes {
+		wg.Go(func() {
+			node := fmt.Sprintf("n%d", n)
+			var last []Grant
+			var seen uint64
+			for range 100 * producers * perProducer { // bounded; ends once all were handed out
+				hmu.Lock()
+				all := len(handed) == producers*perProducer
+				hmu.Unlock()
+				if all {
+					break
+				}
+				turn.Lock()
+				reply := w.sync(SyncRequest{Node: node, Free: []string{node + "-0", node + "-1"}, Done: done(last...), Seen: seen})
+				pushed := w.grants[node]
+				delete(w.grants, node)
+				turn.Unlock()
+				got := append(reply.Given, pushed...)
+				hmu.Lock()
+				for _, g := range got {
+					handed[g.Assignment.ID()]++
+				}
+				hmu.Unlock()
+				// Every attempt ends at once: reported done with the next sync.
+				last, seen = got, max(seen, maxSeq(got))
+			}
+		})
 	}
-	if s, _ := q.Snapshot(ctx); fmt.Sprint(s.IdleSlots) != "[c]" || s.High+s.Normal != 0 {
-		t.Fatalf("snapshot %+v, want only c idle and nothing waiting", s)
+	wg.Wait()
+	if len(handed) != producers*perProducer {
+		t.Errorf("handed out %d distinct tasks (%d of them pushed), want %d", len(handed), len(w.pushed), producers*perProducer)
 	}
-	if _, _, err := q.Offer(ctx, nil); !errors.Is(err, ErrBadRequest) {
-		t.Fatalf("Offer(no slots) = %v, want ErrBadRequest", err)
+	for id, n := range handed {
+		if n != 1 {
+			t.Errorf("%s handed out %d times", id, n)
+		}
+	}
+	if d := w.depth(); d.High+d.Normal != 0 {
+		t.Errorf("left waiting: %+v", d)
 	}
 }
 
-// A slot whose push fails among several keeps nothing and its task is not lost: it
-// is the next one handed out, before the tasks behind it.
-func TestOfferWithAFailingSlotKeepsItsTask(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	rec.failing["dead"] = true
-	q := New(newMemStore(), rec.dispatch)
-	q.Enqueue(ctx, []task.Assignment{
-		rec.assignment("e1", task.PriorityNormal), rec.assignment("e2", task.PriorityNormal),
-		rec.assignment("e3", task.PriorityNormal), rec.assignment("e4", task.PriorityNormal),
-	})
-	given, refused, err := q.Offer(ctx, []string{"a", "dead", "c"})
-	if err != nil || len(refused) != 1 || !strings.Contains(refused[0].Error(), "dead") || len(given) != 2 {
-		t.Fatalf("Offer = %v, %v, %v; want two handed out and the dead slot's refusal", given, refused, err)
-	}
-	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=e1 c=e3]" {
-		t.Fatalf("dispatched %v", got)
-	}
-	if a, err := q.Idle(ctx, "x"); err != nil || a == nil || rec.names[a.TaskID] != "e2" {
-		t.Fatalf("next Idle = %v, %v; want e2, the task the dead slot did not take", a, err)
-	}
-	if a, err := q.Idle(ctx, "y"); err != nil || a == nil || rec.names[a.TaskID] != "e4" {
-		t.Fatalf("then Idle = %v, %v; want e4 (e3 was handed out already)", a, err)
-	}
-	if a, err := q.Idle(ctx, "z"); err != nil || a != nil {
-		t.Fatalf("then Idle = %v, %v; want nothing left", a, err)
-	}
-	if d, _ := q.Depth(ctx); d != (Depth{Idle: 1}) {
-		t.Fatalf("depth = %+v, want empty with z idle", d)
-	}
-	if n := len(rec.got); n != 4 {
-		t.Fatalf("%d dispatches, want each task once: %v", n, rec.got)
-	}
-}
-
-// An enqueued batch goes to all idle slots at once; a slot that refuses is dropped and
-// its task goes to the next idle slot, or waits at the front of the queue.
-func TestEnqueueBatchToIdleSlots(t *testing.T) {
-	t.Parallel()
-	ctx := t.Context()
-	rec := newRecorder()
-	rec.failing["dead"] = true
-	q := New(newMemStore(), rec.dispatch)
-	for _, s := range []string{"a", "dead", "b", "c"} {
-		q.Idle(ctx, s)
-	}
-	n, err := q.Enqueue(ctx, []task.Assignment{
-		rec.assignment("t1", task.PriorityNormal), rec.assignment("t2", task.PriorityNormal),
-		rec.assignment("t3", task.PriorityNormal), rec.assignment("t4", task.PriorityNormal),
-	})
-	if err != nil || n != 3 {
-		t.Fatalf("Enqueue = %d, %v; want 3 dispatched", n, err)
-	}
-	if got := slices.Sorted(slices.Values(rec.got)); fmt.Sprint(got) != "[a=t1 b=t3 c=t4]" {
-		t.Fatalf("dispatched %v", got)
-	}
-	// t2, refused by dead, waits first in line.
-	if a, err := q.Idle(ctx, "d"); err != nil || a == nil || rec.names[a.TaskID] != "t2" {
-		t.Fatalf("Idle = %v, %v; want t2", a, err)
-	}
-	if d, _ := q.Depth(ctx); d != (Depth{}) {
-		t.Fatalf("depth = %+v, want empty, dead dropped from the idle list", d)
+func BenchmarkEnqueueDequeue(b *testing.B) {
+	for _, depth := range []int{1_000, 1_000_000} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			ctx := context.Background()
+			q := New(newMemStore(), func(context.Context, string, []Grant) ([]task.AttemptID, error) { return nil, nil })
+			batch := make([]task.Assignment, 1000)
+			for i := range batch {
+				batch[i] = task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
+			}
+			for range depth / len(batch) {
+				if _, err := q.Enqueue(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			one := batch[:1]
+			var last []Grant
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := q.Enqueue(ctx, one); err != nil {
+					b.Fatal(err)
+				}
+				reply, err := q.Sync(ctx, SyncRequest{Node: "w", Incarnation: "i", Free: []string{"w-0"}, Done: done(last...), Seen: maxSeq(last)})
+				if err != nil || len(reply.Given) != 1 {
+					b.Fatalf("sync: %v, %d given", err, len(reply.Given))
+				}
+				last = reply.Given
+			}
+		})
 	}
 }

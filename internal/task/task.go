@@ -80,7 +80,18 @@ type Assignment struct {
 	Dispatched time.Time `json:"dispatched_at,omitzero"` // when the queue pushed it to a slot
 }
 
-func (a Assignment) String() string { return fmt.Sprintf("%s#%d", a.TaskID, a.Attempt) }
+func (a Assignment) String() string { return a.ID().String() }
+
+// ID names the attempt.
+func (a Assignment) ID() AttemptID { return AttemptID{TaskID: a.TaskID, Attempt: a.Attempt} }
+
+// AttemptID names one attempt of a task.
+type AttemptID struct {
+	TaskID  uuid.UUID `json:"task_id"`
+	Attempt int       `json:"attempt"`
+}
+
+func (id AttemptID) String() string { return fmt.Sprintf("%s#%d", id.TaskID, id.Attempt) }
 
 // StoreRequest is what a worker sends the storekeeper after a successful attempt.
 type StoreRequest struct {
@@ -97,4 +108,29 @@ type StoreRequest struct {
 type File struct {
 	Suffix string `json:"suffix"`
 	Data   []byte `json:"data"` // base64 in JSON
+}
+
+// StoreBatch is what a worker node sends the storekeeper: the results of several
+// successful attempts at once (POST /results). The storekeeper writes them
+// concurrently and completes their tasks together.
+type StoreBatch struct {
+	Results []StoreRequest `json:"results"`
+}
+
+// StoreReply answers a StoreBatch with one outcome per result, in order.
+type StoreReply struct {
+	Outcomes []StoreOutcome `json:"outcomes"`
+}
+
+// StoreOutcome is what became of one result. Stored means the result is on disk and the
+// task completed (or had completed already, or had failed for good: then the result is
+// kept on disk only); the worker may forget the attempt. Rejected means the result can
+// never be stored (bad directory or file name): the worker fails the attempt. Otherwise
+// Error says why it was not stored this time, and the worker sends it again.
+type StoreOutcome struct {
+	TaskID   uuid.UUID `json:"task_id"`
+	Stored   bool      `json:"stored,omitempty"`
+	Rejected bool      `json:"rejected,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Location *Location `json:"location,omitempty"`
 }

@@ -33,6 +33,9 @@ type StateClient interface {
 	GetState(ctx context.Context, storeName, key string, meta map[string]string) (*dapr.StateItem, error)
 	SaveStateWithETag(ctx context.Context, storeName, key string, data []byte, etag string, meta map[string]string, so ...dapr.StateOption) error
 	DeleteState(ctx context.Context, storeName, key string, meta map[string]string) error
+	// The batched paths (UpdateMany, CreateMany): one sidecar call for many records.
+	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
+	ExecuteStateTransaction(ctx context.Context, storeName string, meta map[string]string, ops []*dapr.StateOperation) error
 }
 
 // Store reads and writes task records in one state store.
@@ -99,15 +102,22 @@ const MaxUpdateTries = 20
 // retrying on a conflict. fn returning ErrNoChange ends without writing (changed=false);
 // any other error from fn ends with that error.
 func (s *Store) Update(ctx context.Context, id uuid.UUID, fn func(*task.Record) error) (rec task.Record, changed bool, err error) {
+	rec, changed, err = s.update(ctx, id, fn)
+	if errors.Is(err, ErrNoChange) {
+		return rec, false, nil
+	}
+	return rec, changed, err
+}
+
+// update is Update, except that fn's ErrNoChange is returned as it is (UpdateMany
+// reports what fn said for every record).
+func (s *Store) update(ctx context.Context, id uuid.UUID, fn func(*task.Record) error) (task.Record, bool, error) {
 	for range MaxUpdateTries {
 		rec, etag, err := s.Get(ctx, id)
 		if err != nil {
 			return rec, false, err
 		}
 		if err := fn(&rec); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				return rec, false, nil
-			}
 			return rec, false, err
 		}
 		data, err := json.Marshal(rec)

@@ -37,11 +37,25 @@ type fakeState struct {
 	conflicts int // saves refused for an ETag mismatch
 	stores    map[string]bool
 
+	bulkGets int // GetBulkState calls
+	txs      int // ExecuteStateTransaction calls
+	txWrites int // writes applied by transactions
+
 	// Test hooks, all optional.
 	getErr    error                         // returned by GetState
 	saveErr   error                         // returned by SaveStateWithETag, before any ETag check
 	deleteErr error                         // returned by DeleteState
 	afterGet  func(key string, etag string) // runs after GetState read the item, outside the lock
+	// bulkGetErr is returned by the n-th GetBulkState call (1 for the first) when it
+	// returns an error; itemErr gives an item its Error.
+	bulkGetErr func(n int) error
+	itemErr    func(key string) string
+	txErr      error  // returned by ExecuteStateTransaction before any operation
+	beforeTx   func() // runs when ExecuteStateTransaction is called, outside the lock
+	// atomicTx makes a transaction all or nothing. By default it behaves as state.redis:
+	// each write checks its own ETag, a conflicting one fails alone, the others are
+	// applied, and the call fails if any failed.
+	atomicTx bool
 }
 
 type fakeItem struct {
@@ -101,6 +115,77 @@ func (f *fakeState) DeleteState(_ context.Context, store, key string, _ map[stri
 		return f.deleteErr
 	}
 	delete(f.items, key)
+	return nil
+}
+
+func (f *fakeState) GetBulkState(_ context.Context, store string, keys []string, _ map[string]string, _ int32) ([]*dapr.BulkStateItem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stores[store] = true
+	f.bulkGets++
+	if f.bulkGetErr != nil {
+		if err := f.bulkGetErr(f.bulkGets); err != nil {
+			return nil, err
+		}
+	}
+	items := make([]*dapr.BulkStateItem, len(keys))
+	for i, k := range keys {
+		it := f.items[k]
+		items[i] = &dapr.BulkStateItem{Key: k, Value: slices.Clone(it.value), Etag: it.etag}
+		if f.itemErr != nil {
+			if msg := f.itemErr(k); msg != "" {
+				items[i] = &dapr.BulkStateItem{Key: k, Error: msg}
+			}
+		}
+	}
+	slices.Reverse(items) // the sidecar does not promise the order of the keys
+	return items, nil
+}
+
+func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ map[string]string, ops []*dapr.StateOperation) error {
+	f.mu.Lock()
+	hook := f.beforeTx
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stores[store] = true
+	f.txs++
+	if f.txErr != nil {
+		return f.txErr
+	}
+	conflict := func(op *dapr.StateOperation) bool {
+		cur, exists := f.items[op.Item.Key]
+		return op.Item.Etag != nil && (!exists || cur.etag != op.Item.Etag.Value)
+	}
+	failed := 0
+	for _, op := range ops {
+		if conflict(op) {
+			failed++
+		}
+	}
+	if failed > 0 && f.atomicTx {
+		f.conflicts += failed
+		return status.Error(codes.Aborted, "transaction aborted: possible etag mismatch")
+	}
+	for _, op := range ops {
+		if conflict(op) {
+			f.conflicts++
+			continue
+		}
+		if op.Type == dapr.StateOperationTypeDelete {
+			delete(f.items, op.Item.Key)
+			continue
+		}
+		f.version++
+		f.items[op.Item.Key] = fakeItem{value: slices.Clone(op.Item.Value), etag: strconv.Itoa(f.version)}
+		f.txWrites++
+	}
+	if failed > 0 {
+		return status.Error(codes.Internal, "error executing state transaction: failed to set key")
+	}
 	return nil
 }
 

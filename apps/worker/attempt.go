@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/retry"
+	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/taskstore"
+)
+
+// run takes attempt a through its life on this node: start (record it running), compute,
+// then hand the result to the storekeeper or report the failure. Every step that
+// touches a sidecar goes through a batch, so concurrent attempts share calls.
+func (n *Node) run(a *attempt) {
+	log := n.logger.With("slot", a.grant.Slot, "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
+	if err := n.starts.Do(a.ctx, a); err != nil || a.err != nil {
+		n.notStarted(a, cmpErr(err, a.err))
+		return
+	}
+	n.send(a.ctx, a.evs)
+	n.metrics.started(a.rec, *a.rec.StartedAt)
+
+	a.out = n.exec.Execute(a.ctx, a.rec.Type, a.rec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a))
+	n.metrics.finished(a.rec.Type, a.out)
+	if a.ctx.Err() != nil {
+		return // dropped by the queue, or the node stopped: the queue has it (or will)
+	}
+	if n.faults > 0 && rand.Float64() < n.faults {
+		n.vanish(a)
+		log.Warn("fault injection: the worker process dies before storing the result")
+		return
+	}
+	if a.out.Failure != "" {
+		a.reason = a.out.Failure + ": " + a.out.Err.Error()
+		log.Info("attempt failed", "failure", a.out.Failure, "error", a.out.Err)
+		n.fail(a)
+		return
+	}
+	// The slot takes its next task while the result is stored; the attempt stays held
+	// (its lease renewed) until the storekeeper has it.
+	n.mu.Lock()
+	n.freeSlot(a)
+	n.mu.Unlock()
+	n.signal()
+	n.deliver(a)
+}
+
+func cmpErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notStarted ends an attempt whose start was refused or could not be recorded.
+func (n *Node) notStarted(a *attempt, err error) {
+	switch {
+	case errors.Is(err, task.ErrExhausted):
+		n.metrics.failedForGood.Inc()
+		n.logger.Warn("task failed for good: its last attempt was lost", "task_id", a.grant.Assignment.TaskID, "error", a.rec.Error)
+		n.send(n.ctx, a.evs)
+		n.end(a, queue.Done{AttemptID: a.id()})
+	case errors.Is(err, task.ErrStale), errors.Is(err, taskstore.ErrNotFound):
+		n.logger.Info("dropping assignment that is no longer current", "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt, "reason", err)
+		n.end(a, queue.Done{AttemptID: a.id()})
+	default:
+		// The record could not be written: give the attempt back as it is.
+		if n.ctx.Err() == nil {
+			n.logger.Warn("could not start attempt; giving it back to the queue", "task_id", a.grant.Assignment.TaskID, "error", err)
+		}
+		n.end(a, queue.Done{AttemptID: a.id(), Refused: true})
+	}
+}
+
+// vanish is fault injection: the attempt's "process" dies without a word. The node
+// stops reporting the attempt, so the queue finds its lease lost and re-queues it; the
+// slot is back a moment later, as after a supervisor's restart.
+func (n *Node) vanish(a *attempt) {
+	n.metrics.faults.Inc()
+	n.mu.Lock()
+	n.release(a)
+	n.down[a.grant.Slot] = time.Now().Add(n.restartAfter)
+	n.mu.Unlock()
+	a.cancel()
+	time.AfterFunc(n.restartAfter, n.signal)
+	n.signal()
+}
+
+// startBatch records attempts as running, all in one read and one write of their
+// records. Each attempt gets its record and events, or why it cannot start.
+func (n *Node) startBatch(ctx context.Context, as []*attempt) error {
+	byID := map[uuid.UUID]*attempt{}
+	var ids []uuid.UUID
+	for _, a := range as {
+		a.err = nil
+		id := a.grant.Assignment.TaskID
+		if prev, dup := byID[id]; dup {
+			// Two attempts of one task at once (a duplicate entry): the later one runs.
+			if prev.grant.Assignment.Attempt > a.grant.Assignment.Attempt {
+				prev, a = a, prev
+			}
+			prev.err = task.ErrStale
+			byID[id] = a
+			continue
+		}
+		byID[id] = a
+		ids = append(ids, id)
+	}
+	now := time.Now()
+	results := n.updateMany(ctx, ids, func(rec *task.Record) error {
+		a := byID[rec.ID]
+		next, evs, err := task.Start(*rec, a.grant.Assignment, a.worker(n.name), now)
+		a.evs = evs
+		if err != nil && !errors.Is(err, task.ErrExhausted) {
+			return err
+		}
+		*rec = next
+		a.err = err // ErrExhausted: the record is written failed, and the attempt does not run
+		return nil
+	})
+	for i, r := range results {
+		a := byID[ids[i]]
+		a.rec = r.Record
+		if r.Err != nil {
+			a.err = r.Err
+		}
+	}
+	return nil
+}
+
+// updateMany runs a batch of record changes, retrying those whose store call failed
+// (not those refused by the state machine) within a bound.
+func (n *Node) updateMany(ctx context.Context, ids []uuid.UUID, fn func(*task.Record) error) []taskstore.Result {
+	results := make([]taskstore.Result, len(ids))
+	todo := make([]int, len(ids))
+	for i := range todo {
+		todo[i] = i
+	}
+	_ = retry.Do(ctx, callTimeout, func(ctx context.Context) error {
+		sub := make([]uuid.UUID, len(todo))
+		for j, i := range todo {
+			sub[j] = ids[i]
+		}
+		var again []int
+		for j, r := range n.svc.Records.UpdateMany(ctx, sub, fn) {
+			results[todo[j]] = r
+			if r.Err != nil && !refusal(r.Err) {
+				again = append(again, todo[j])
+			}
+		}
+		todo = again
+		if len(todo) > 0 {
+			return results[todo[0]].Err
+		}
+		return nil
+	})
+	return results
+}
+
+// refusal reports whether err is a final answer about a record (not a failed call).
+func refusal(err error) bool {
+	return errors.Is(err, task.ErrStale) || errors.Is(err, task.ErrNoChange) || errors.Is(err, task.ErrExhausted) ||
+		errors.Is(err, taskstore.ErrNotFound) || errors.Is(err, taskstore.ErrNoChange)
+}
+
+// fail reports a failed attempt: the record goes back to pending at high priority (or
+// fails for good) and the queue is told with the next sync.
+func (n *Node) fail(a *attempt) {
+	err := retry.Do(n.ctx, callTimeout, func(ctx context.Context) error {
+		if err := n.fails.Do(ctx, a); err != nil {
+			return err
+		}
+		if a.err != nil && !refusal(a.err) {
+			return a.err
+		}
+		return nil
+	})
+	if err != nil {
+		return // stopping: the attempt's lease expires and the queue re-queues it
+	}
+	n.send(n.ctx, a.evs)
+	switch {
+	case a.err != nil && !errors.Is(a.err, task.ErrNoChange):
+		n.end(a, queue.Done{AttemptID: a.id()}) // the task moved on
+	case a.requeue:
+		n.metrics.requeued.Inc()
+		n.end(a, queue.Done{AttemptID: a.id(), Requeue: true})
+	default:
+		n.metrics.failedForGood.Inc()
+		n.logger.Warn("task failed for good", "task_id", a.grant.Assignment.TaskID, "error", a.rec.Error)
+		n.end(a, queue.Done{AttemptID: a.id()})
+	}
+}
+
+// failBatch records failed attempts, in one read and one write.
+func (n *Node) failBatch(ctx context.Context, as []*attempt) error {
+	byID := map[uuid.UUID]*attempt{}
+	ids := make([]uuid.UUID, 0, len(as))
+	for _, a := range as {
+		byID[a.grant.Assignment.TaskID] = a
+		ids = append(ids, a.grant.Assignment.TaskID)
+	}
+	now := time.Now()
+	results := n.updateMany(ctx, ids, func(rec *task.Record) error {
+		a := byID[rec.ID]
+		next, evs, requeue, err := task.Fail(*rec, a.grant.Assignment, a.reason, now)
+		a.evs, a.requeue = evs, requeue
+		if err != nil {
+			return err
+		}
+		*rec = next
+		return nil
+	})
+	for i, r := range results {
+		a := byID[ids[i]]
+		a.rec, a.err = r.Record, r.Err
+	}
+	return nil
+}
+
+// errNotStored is a result the storekeeper did not store this time.
+var errNotStored = errors.New("result not stored")
+
+// deliver hands a's result to the storekeeper until it is stored (or rejected, which
+// fails the attempt). A result that cannot be stored now is sent again, backing off.
+func (n *Node) deliver(a *attempt) {
+	err := retry.Do(a.ctx, deliverTimeout, func(ctx context.Context) error {
+		a.stored = nil
+		if err := n.deliveries.Do(ctx, a); err != nil {
+			return err
+		}
+		switch {
+		case a.stored == nil:
+			return fmt.Errorf("%w: no outcome for it in the reply", errNotStored)
+		case !a.stored.Stored && !a.stored.Rejected:
+			return fmt.Errorf("%w: %s", errNotStored, a.stored.Error)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return // stopping, or dropped: the lease expires or was lost
+	case a.stored.Rejected:
+		a.reason = "result rejected by the storekeeper: " + a.stored.Error
+		n.fail(a)
+	default:
+		n.end(a, queue.Done{AttemptID: a.id()})
+	}
+}
+
+// deliverBatch sends results to the storekeeper in one call.
+func (n *Node) deliverBatch(ctx context.Context, as []*attempt) error {
+	reqs := make([]task.StoreRequest, len(as))
+	for i, a := range as {
+		reqs[i] = storeRequest(a, n.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, deliverTimeout)
+	defer cancel()
+	outs, err := n.svc.Results.Store(ctx, reqs)
+	if err != nil {
+		return err
+	}
+	for i, a := range as {
+		if i < len(outs) && outs[i].TaskID == a.grant.Assignment.TaskID {
+			a.stored = &outs[i]
+		}
+	}
+	return nil
+}
+
+func storeRequest(a *attempt, node string) task.StoreRequest {
+	req := task.StoreRequest{
+		TaskID: a.rec.ID, Attempt: a.grant.Assignment.Attempt, Directory: a.rec.Directory,
+		Worker: a.worker(node).String(), Output: json.RawMessage(a.out.Result.Output), StartedAt: *a.rec.StartedAt,
+	}
+	for _, f := range a.out.Result.Files {
+		req.Files = append(req.Files, task.File{Suffix: f.Name, Data: f.Data})
+	}
+	return req
+}
+
+// send publishes events through the outbox; it never holds the attempt up for long.
+func (n *Node) send(ctx context.Context, evs []task.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := n.svc.Events.SendAll(ctx, evs); err != nil {
+		n.logger.Error("could not publish or spool events", "event_id", evs[0].ID, "error", err)
+	}
+}
+
+// reportProgress returns a progress callback that publishes at most every
+// n.progressEvery. The end of the work (1) is not published: the completion, which
+// follows once the result is stored, says 100 %.
+func (n *Node) reportProgress(a *attempt) func(float64) {
+	var last atomic.Int64 // unix nanos of the last publish
+	return func(f float64) {
+		now := time.Now()
+		if f >= 1 || now.UnixNano()-last.Load() < int64(n.progressEvery) {
+			return
+		}
+		last.Store(now.UnixNano())
+		go n.svc.Progress.Progress(a.ctx, task.Progress(a.rec, f, now))
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/batch"
+	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/taskstore"
+)
+
+// Ports: what a worker node needs of the rest of the system, in its own terms. The
+// Dapr adapters (dapr.go) implement them; the unit tests use fakes.
+type (
+	// Queue is the task queue's side of a node's sync.
+	Queue interface {
+		Sync(ctx context.Context, req queue.SyncRequest) (queue.SyncReply, error)
+	}
+	// Records reads and changes task records, many at once.
+	Records interface {
+		UpdateMany(ctx context.Context, ids []uuid.UUID, fn func(*task.Record) error) []taskstore.Result
+	}
+	// Results hands results to the storekeeper, many at once; one outcome per result.
+	Results interface {
+		Store(ctx context.Context, reqs []task.StoreRequest) ([]task.StoreOutcome, error)
+	}
+	// Events publishes lifecycle events durably (through the outbox).
+	Events interface {
+		SendAll(ctx context.Context, evs []task.Event) error
+	}
+	// Progress publishes a progress event, best effort (advisory and soon stale).
+	Progress interface {
+		Progress(ctx context.Context, e task.Event)
+	}
+)
+
+// Services bundles the ports of a node.
+type Services struct {
+	Queue    Queue
+	Records  Records
+	Results  Results
+	Events   Events
+	Progress Progress
+}
+
+// Node is one worker node: its slots (the "worker processes", each running at most one
+// attempt at a time), the attempts it holds, and its sync with the queue.
+//
+// The queue leases every attempt it hands out. The node syncs (queue.SyncRequest) at
+// once when a slot frees or an attempt ends, and every queue.HeartbeatInterval
+// otherwise: one call in flight at a time, so everything that happened meanwhile goes
+// in the next call. The sync reports the held attempts (which renews their leases),
+// the finished ones, and the free slots, and its reply gives the free slots their next
+// attempts. A node that dies stops syncing and the queue re-queues its leases.
+type Node struct {
+	logger        *slog.Logger
+	name          string
+	slots         []string
+	incarnation   string
+	exec          *Executor
+	svc           Services
+	metrics       *Metrics
+	faults        float64       // share of attempts whose "process" dies (Config.FaultRate)
+	progressEvery time.Duration // the most often an attempt publishes progress
+	restartAfter  time.Duration // how long a slot whose process died stays down
+
+	ctx    context.Context // attempts run under it; cancelled when the drain time is up
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{}
+
+	starts     *batch.Batcher[*attempt]
+	fails      *batch.Batcher[*attempt]
+	deliveries *batch.Batcher[*attempt]
+
+	mu       sync.Mutex
+	seen     uint64                      // highest lease number received
+	busy     map[string]*attempt         // slot → attempt computing on it
+	held     map[task.AttemptID]*attempt // attempts held: computing, or being stored or failed
+	done     []queue.Done                // ended attempts not yet reported to the queue
+	down     map[string]time.Time        // slot → when its dead "process" is back
+	draining bool
+}
+
+// attempt is one held attempt.
+type attempt struct {
+	grant  queue.Grant
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Set by the batch that handled it.
+	rec     task.Record
+	evs     []task.Event
+	err     error
+	requeue bool               // fail: the task gets another attempt
+	out     Outcome            // the computation's outcome
+	reason  string             // why it failed
+	stored  *task.StoreOutcome // the storekeeper's answer
+	dropped bool               // the queue took it back: say nothing more of it
+}
+
+func (a *attempt) id() task.AttemptID { return a.grant.Assignment.ID() }
+
+func (a *attempt) worker(node string) task.Worker { return task.Worker{Node: node, Slot: a.grant.Slot} }
+
+// NewNode returns the node name with slots, running task code with exec.
+func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, svc Services, metrics *Metrics) *Node {
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		logger: logger.With("component", "node"), name: name, slots: slots, incarnation: uuid.NewString(),
+		exec: exec, svc: svc, metrics: metrics, progressEvery: ProgressIntervalDefault, restartAfter: time.Second,
+		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}, down: map[string]time.Time{},
+	}
+	n.starts = batch.New(ctx, batchMax, n.startBatch)
+	n.fails = batch.New(ctx, batchMax, n.failBatch)
+	n.deliveries = batch.New(ctx, batchMax, n.deliverBatch)
+	return n
+}
+
+// Bounds of the node's calls.
+const (
+	// ProgressIntervalDefault is the most often a running attempt publishes progress.
+	ProgressIntervalDefault = 250 * time.Millisecond
+	// syncTimeout bounds one sync: a sync that takes longer than the lease TTL would
+	// let the queue take the node for dead anyway.
+	syncTimeout = queue.LeaseTTL
+	// callTimeout bounds one try of a record or storekeeper call.
+	callTimeout = 5 * time.Second
+	// deliverTimeout bounds one hand-off of results (they can be large and are fsynced).
+	deliverTimeout = time.Minute
+	// batchMax bounds how many attempts one record, storekeeper or event call carries.
+	batchMax = 256
+)
+
+// Busy is the number of slots computing.
+func (n *Node) Busy() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.busy)
+}
+
+// Take takes grants pushed by the queue or given in a sync reply, all for this node's
+// slots, and starts them. It returns the attempts it refused (slot busy or unknown,
+// node draining); a grant of an attempt held already is taken again, silently.
+func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
+	var taken []*attempt
+	n.mu.Lock()
+	now := time.Now()
+	for _, g := range grants {
+		n.seen = max(n.seen, g.Seq)
+		id := g.Assignment.ID()
+		if _, dup := n.held[id]; dup {
+			continue
+		}
+		if n.draining || !slices.Contains(n.slots, g.Slot) || n.busy[g.Slot] != nil || now.Before(n.down[g.Slot]) {
+			refused = append(refused, id)
+			continue
+		}
+		ctx, cancel := context.WithCancel(n.ctx)
+		a := &attempt{grant: g, ctx: ctx, cancel: cancel}
+		n.busy[g.Slot], n.held[id] = a, a
+		taken = append(taken, a)
+	}
+	n.mu.Unlock()
+	for _, a := range taken {
+		n.wg.Go(func() { n.run(a) })
+	}
+	return refused
+}
+
+// end forgets attempt a and reports d to the queue with the next sync.
+func (n *Node) end(a *attempt, d queue.Done) {
+	n.mu.Lock()
+	dropped := a.dropped
+	n.release(a)
+	if !dropped {
+		n.done = append(n.done, d)
+	}
+	n.mu.Unlock()
+	a.cancel()
+	n.signal()
+}
+
+// release frees a's slot and forgets a. Call with mu held.
+func (n *Node) release(a *attempt) {
+	delete(n.held, a.id())
+	n.freeSlot(a)
+}
+
+// freeSlot frees a's slot if a still computes on it. Call with mu held.
+func (n *Node) freeSlot(a *attempt) {
+	if n.busy[a.grant.Slot] == a {
+		delete(n.busy, a.grant.Slot)
+	}
+}
+
+// signal makes the sync loop sync now.
+func (n *Node) signal() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run syncs with the queue until ctx ends: at once when something changed, every
+// queue.HeartbeatInterval otherwise.
+func (n *Node) Run(ctx context.Context) {
+	tick := time.NewTicker(queue.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		if err := n.syncOnce(ctx); err != nil && ctx.Err() == nil {
+			n.logger.DebugContext(ctx, "sync with the queue failed; next heartbeat tries again", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// request is the node's sync as of now.
+func (n *Node) request() (queue.SyncRequest, int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	req := queue.SyncRequest{
+		Node: n.name, Incarnation: n.incarnation, Seen: n.seen, Draining: n.draining,
+		Held: slices.Collect(maps.Keys(n.held)),
+		Done: slices.Clone(n.done),
+	}
+	now := time.Now()
+	if !n.draining {
+		for _, s := range n.slots {
+			if n.busy[s] == nil && !now.Before(n.down[s]) {
+				req.Free = append(req.Free, s)
+			}
+		}
+	}
+	return req, len(n.done)
+}
+
+// syncOnce sends one sync and acts on its reply.
+func (n *Node) syncOnce(ctx context.Context) error {
+	req, sent := n.request()
+	cctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	reply, err := n.svc.Queue.Sync(cctx, req)
+	if err != nil {
+		return err // the ended attempts stay pending and go with the next sync
+	}
+	n.mu.Lock()
+	n.done = n.done[sent:]
+	var stop []*attempt
+	for _, id := range reply.Drop {
+		if a, ok := n.held[id]; ok {
+			a.dropped = true
+			n.release(a)
+			stop = append(stop, a)
+		}
+	}
+	n.mu.Unlock()
+	for _, a := range stop {
+		n.logger.WarnContext(ctx, "the queue took back an attempt this node held (it was taken for lost)", "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
+		a.cancel()
+	}
+	if refused := n.Take(reply.Given); len(refused) > 0 {
+		n.mu.Lock()
+		for _, id := range refused {
+			n.done = append(n.done, queue.Done{AttemptID: id, Refused: true})
+		}
+		n.mu.Unlock()
+		n.signal()
+	}
+	return nil
+}
+
+// Drain stops taking attempts (the next sync tells the queue) and waits for the held
+// attempts until ctx ends; those left are given back to the queue, to run elsewhere.
+// Keep the sync loop running meanwhile, then call Stop.
+func (n *Node) Drain(ctx context.Context) {
+	n.mu.Lock()
+	n.draining = true
+	n.mu.Unlock()
+	n.signal()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	n.mu.Lock()
+	left := slices.Collect(maps.Values(n.held))
+	for _, a := range left {
+		n.release(a)
+		n.done = append(n.done, queue.Done{AttemptID: a.id(), Requeue: true})
+	}
+	n.mu.Unlock()
+	n.logger.WarnContext(ctx, "drain time is up; giving running attempts back to the queue", "attempts", len(left))
+	n.cancel()
+}
+
+// Stop reports the last ended attempts to the queue (after the sync loop ended) and
+// stops everything still running.
+func (n *Node) Stop(ctx context.Context) {
+	defer n.cancel()
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if err := n.syncOnce(sctx); err != nil {
+		n.logger.WarnContext(sctx, "could not report the drain to the queue; its leases expire instead", "error", err)
+	}
+}

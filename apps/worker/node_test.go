@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/taskstore"
+)
+
+// Fakes of the node's ports: pure logic, in memory.
+
+type fakeRecords struct {
+	mu    sync.Mutex
+	recs  map[uuid.UUID]task.Record
+	down  int // the next calls fail
+	calls int
+}
+
+func (f *fakeRecords) UpdateMany(_ context.Context, ids []uuid.UUID, fn func(*task.Record) error) []taskstore.Result {
+	time.Sleep(time.Millisecond) // a sidecar call takes time (fake time under synctest)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	out := make([]taskstore.Result, len(ids))
+	for i, id := range ids {
+		if f.down > 0 {
+			out[i].Err = errors.New("state store down")
+			continue
+		}
+		rec, ok := f.recs[id]
+		if !ok {
+			out[i].Err = taskstore.ErrNotFound
+			continue
+		}
+		next := rec
+		if err := fn(&next); err != nil {
+			out[i] = taskstore.Result{Record: rec, Err: err}
+			continue
+		}
+		f.recs[id] = next
+		out[i] = taskstore.Result{Record: next, Changed: true}
+	}
+	if f.down > 0 {
+		f.down--
+	}
+	return out
+}
+
+func (f *fakeRecords) get(id uuid.UUID) task.Record {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.recs[id]
+}
+
+type fakeResults struct {
+	mu     sync.Mutex
+	stored map[uuid.UUID]int
+	reject bool
+	fail   int // the next calls fail
+	calls  int
+}
+
+func (f *fakeResults) Store(_ context.Context, reqs []task.StoreRequest) ([]task.StoreOutcome, error) {
+	time.Sleep(time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.fail > 0 {
+		f.fail--
+		return nil, errors.New("storekeeper unreachable")
+	}
+	var outs []task.StoreOutcome
+	for _, r := range reqs {
+		o := task.StoreOutcome{TaskID: r.TaskID}
+		if f.reject {
+			o.Rejected, o.Error = true, "bad directory"
+		} else {
+			o.Stored = true
+			f.stored[r.TaskID]++
+		}
+		outs = append(outs, o)
+	}
+	return outs, nil
+}
+
+type fakeEvents struct {
+	mu   sync.Mutex
+	evs  []task.Event
+	sent int // SendAll calls
+}
+
+func (f *fakeEvents) SendAll(_ context.Context, evs []task.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent++
+	f.evs = append(f.evs, evs...)
+	return nil
+}
+
+func (f *fakeEvents) Progress(context.Context, task.Event) {}
+
+func (f *fakeEvents) kinds(id uuid.UUID) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, e := range f.evs {
+		if e.TaskID == id {
+			out = append(out, e.Kind)
+		}
+	}
+	return out
+}
+
+type fakeQueue struct {
+	mu    sync.Mutex
+	reqs  []queue.SyncRequest
+	reply queue.SyncReply
+	err   error
+}
+
+func (f *fakeQueue) Sync(_ context.Context, req queue.SyncRequest) (queue.SyncReply, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, req)
+	r := f.reply
+	f.reply = queue.SyncReply{}
+	return r, f.err
+}
+
+type nodeEnv struct {
+	node    *Node
+	records *fakeRecords
+	results *fakeResults
+	events  *fakeEvents
+	queue   *fakeQueue
+	seq     uint64
+}
+
+func newNodeEnv(t *testing.T, slots ...string) *nodeEnv {
+	t.Helper()
+	e := &nodeEnv{
+		records: &fakeRecords{recs: map[uuid.UUID]task.Record{}},
+		results: &fakeResults{stored: map[uuid.UUID]int{}},
+		events:  &fakeEvents{},
+		queue:   &fakeQueue{},
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := Services{Queue: e.queue, Records: e.records, Results: e.results, Events: e.events, Progress: e.events}
+	var n *Node
+	metrics := NewMetrics(prometheus.NewRegistry(), len(slots), func() int { return n.Busy() })
+	n = NewNode(logger, "vm", slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
+	e.node = n
+	return e
+}
+
+// close stops the node and lets everything it started end, inside the bubble.
+func (e *nodeEnv) close() {
+	e.node.cancel()
+	e.node.wg.Wait()
+	time.Sleep(time.Minute) // fake time: batch calls in flight return
+}
+
+// submit stores an accepted task of typ with payload and returns its first grant to slot.
+func (e *nodeEnv) submit(typ, payload, slot string) queue.Grant {
+	rec, _ := task.Accept(task.Record{ID: uuid.New(), Type: typ, Payload: json.RawMessage(payload), Directory: "d", MaxAttempts: 2}, time.Now())
+	e.records.recs[rec.ID] = rec
+	return e.grant(rec.ID, 1, slot)
+}
+
+func (e *nodeEnv) grant(id uuid.UUID, attempt int, slot string) queue.Grant {
+	e.seq++
+	return queue.Grant{Slot: slot, Seq: e.seq, Assignment: task.Assignment{TaskID: id, Attempt: attempt, Priority: task.PriorityNormal, Enqueued: time.Now()}}
+}
+
+// lastSync syncs once and returns what the node reported.
+func (e *nodeEnv) lastSync(t *testing.T) queue.SyncRequest {
+	t.Helper()
+	if err := e.node.syncOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.queue.mu.Lock()
+	defer e.queue.mu.Unlock()
+	return e.queue.reqs[len(e.queue.reqs)-1]
+}
+
+func TestAttemptLife(t *testing.T) {
+	tests := []struct {
+		name        string
+		typ         string
+		payload     string
+		attempts    int // the record's attempts before the grant
+		grant       int // the attempt granted
+		setup       func(e *nodeEnv)
+		wantDone    []queue.Done // relative: TaskID filled in
+		wantStatus  task.Status
+		wantKinds   []string
+		wantStored  int
+		wantRecords int // UpdateMany calls
+	}{
+		{name: "success: started, stored, done", typ: "noop", payload: `{}`, grant: 1,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
+		{name: "failure with attempts left: pending high, re-queued", typ: "noop", payload: `{"forceFailure":1}`, grant: 1,
+			wantDone: []queue.Done{{Requeue: true}}, wantStatus: task.StatusPending, wantKinds: []string{task.EventStarted, task.EventAttemptFailed}, wantRecords: 2},
+		{name: "failure of the last attempt: failed for good", typ: "noop", payload: `{"forceFailure":5}`, attempts: 1, grant: 2,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventStarted, task.EventAttemptFailed, task.EventFailed}, wantRecords: 2},
+		{name: "duplicate dispatch: dropped without running", typ: "noop", payload: `{}`, attempts: 1, grant: 1,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
+		{name: "past the last attempt: failed for good without running", typ: "noop", payload: `{}`, attempts: 2, grant: 3,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventFailed}, wantRecords: 1},
+		{name: "result rejected: the attempt fails", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.reject = true },
+			wantDone: []queue.Done{{Requeue: true}}, wantStatus: task.StatusPending, wantKinds: []string{task.EventStarted, task.EventAttemptFailed}, wantRecords: 2},
+		{name: "storekeeper down a while: sent again until stored", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.fail = 3 },
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
+		{name: "state store down a while: the start waits for it", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.records.down = 2 },
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newNodeEnv(t, "vm-0")
+				defer e.close()
+				g := e.submit(tt.typ, tt.payload, "vm-0")
+				id := g.Assignment.TaskID
+				rec := e.records.recs[id]
+				rec.Attempts = tt.attempts
+				e.records.recs[id] = rec
+				g.Assignment.Attempt = tt.grant
+				if tt.setup != nil {
+					tt.setup(e)
+				}
+				if refused := e.node.Take([]queue.Grant{g}); len(refused) != 0 {
+					t.Fatalf("refused %v", refused)
+				}
+				e.node.wg.Wait()
+				req := e.lastSync(t)
+				want := slices.Clone(tt.wantDone)
+				for i := range want {
+					want[i].AttemptID = g.Assignment.ID()
+				}
+				if !slices.Equal(req.Done, want) {
+					t.Errorf("done %+v, want %+v", req.Done, want)
+				}
+				if len(req.Held) != 0 || !slices.Equal(req.Free, []string{"vm-0"}) || req.Seen != g.Seq {
+					t.Errorf("sync held %v, free %v, seen %d; want nothing held, vm-0 free, seen %d", req.Held, req.Free, req.Seen, g.Seq)
+				}
+				if got := e.records.get(id).Status; got != tt.wantStatus {
+					t.Errorf("record status %s, want %s", got, tt.wantStatus)
+				}
+				if got := e.events.kinds(id); !slices.Equal(got, tt.wantKinds) {
+					t.Errorf("events %v, want %v", got, tt.wantKinds)
+				}
+				if got := e.results.stored[id]; got != tt.wantStored {
+					t.Errorf("stored %d times, want %d", got, tt.wantStored)
+				}
+				if e.records.calls != tt.wantRecords {
+					t.Errorf("record calls %d, want %d", e.records.calls, tt.wantRecords)
+				}
+				// A done attempt is reported once.
+				if again := e.lastSync(t); len(again.Done) != 0 {
+					t.Errorf("done reported again: %+v", again.Done)
+				}
+			})
+		})
+	}
+}
+
+// Attempts granted together share their calls: one record write for all starts, one
+// hand-off to the storekeeper, one publish of their events.
+func TestConcurrentAttemptsShareCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slots := []string{"vm-0", "vm-1", "vm-2", "vm-3"}
+		e := newNodeEnv(t, slots...)
+		defer e.close()
+		var grants []queue.Grant
+		for _, s := range slots {
+			grants = append(grants, e.submit("sleep", `{"ms":10}`, s))
+		}
+		e.node.Take(grants)
+		e.node.wg.Wait()
+		if e.records.calls > 2 || e.results.calls > 3 {
+			t.Errorf("%d record calls and %d storekeeper calls for 4 attempts granted at once; want them shared", e.records.calls, e.results.calls)
+		}
+		req := e.lastSync(t)
+		if len(req.Done) != 4 {
+			t.Errorf("done %+v, want 4", req.Done)
+		}
+	})
+}
+
+// What a node refuses and what the queue takes back.
+func TestTakeAndDrop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0", "vm-1")
+		defer e.close()
+		long := e.submit("sleep", `{"ms":60000}`, "vm-0")
+		if refused := e.node.Take([]queue.Grant{long}); len(refused) != 0 {
+			t.Fatalf("refused %v", refused)
+		}
+		synctest.Wait()
+		// The same grant again is taken silently; another for a busy slot or a slot of
+		// another node is refused.
+		busy := e.submit("noop", `{}`, "vm-0")
+		alien := e.submit("noop", `{}`, "other-0")
+		refused := e.node.Take([]queue.Grant{long, busy, alien})
+		if want := []task.AttemptID{busy.Assignment.ID(), alien.Assignment.ID()}; !slices.Equal(refused, want) {
+			t.Fatalf("refused %v, want %v", refused, want)
+		}
+		req := e.lastSync(t)
+		if !slices.Equal(req.Held, []task.AttemptID{long.Assignment.ID()}) || !slices.Equal(req.Free, []string{"vm-1"}) {
+			t.Fatalf("sync held %v free %v", req.Held, req.Free)
+		}
+		// The queue took it back (the node was taken for dead): it stops, and nothing
+		// more is said of it.
+		e.queue.reply = queue.SyncReply{Drop: []task.AttemptID{long.Assignment.ID()}}
+		e.lastSync(t)
+		e.node.wg.Wait()
+		req = e.lastSync(t)
+		if len(req.Held) != 0 || len(req.Done) != 0 || len(req.Free) != 2 {
+			t.Fatalf("after the drop: held %v done %v free %v", req.Held, req.Done, req.Free)
+		}
+		if e.results.stored[long.Assignment.TaskID] != 0 {
+			t.Error("a dropped attempt delivered its result")
+		}
+		// A grant of a sync reply that the node cannot take goes back as refused.
+		e.node.mu.Lock()
+		e.node.draining = true
+		e.node.mu.Unlock()
+		late := e.submit("noop", `{}`, "vm-1")
+		e.queue.reply = queue.SyncReply{Given: []queue.Grant{late}}
+		e.lastSync(t)
+		if req := e.lastSync(t); !slices.Equal(req.Done, []queue.Done{{AttemptID: late.Assignment.ID(), Refused: true}}) || !req.Draining || len(req.Free) != 0 {
+			t.Fatalf("draining sync %+v", req)
+		}
+	})
+}
+
+// A failed sync keeps what it carried for the next one.
+func TestFailedSyncKeepsReports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		g := e.submit("noop", `{}`, "vm-0")
+		e.node.Take([]queue.Grant{g})
+		e.node.wg.Wait()
+		e.queue.err = errors.New("queue unreachable")
+		if err := e.node.syncOnce(t.Context()); err == nil {
+			t.Fatal("syncOnce = nil error")
+		}
+		e.queue.err = nil
+		if req := e.lastSync(t); len(req.Done) != 1 {
+			t.Fatalf("done %+v after a failed sync, want the attempt", req.Done)
+		}
+	})
+}
+
+// Fault injection: the attempt vanishes without a report, its slot is down a moment.
+func TestVanishedAttempt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		e.node.faults = 1
+		g := e.submit("noop", `{}`, "vm-0")
+		e.node.Take([]queue.Grant{g})
+		e.node.wg.Wait()
+		req := e.lastSync(t)
+		if len(req.Done) != 0 || len(req.Held) != 0 || len(req.Free) != 0 || req.Seen != g.Seq {
+			t.Fatalf("sync after the fault %+v: want nothing held, done or free, and the grant seen", req)
+		}
+		time.Sleep(e.node.restartAfter)
+		if req := e.lastSync(t); !slices.Equal(req.Free, []string{"vm-0"}) {
+			t.Fatalf("slot not back after the restart: free %v", req.Free)
+		}
+	})
+}
+
+// Draining waits for held attempts; past its time it gives them back.
+func TestDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0", "vm-1")
+		defer e.close()
+		short := e.submit("sleep", `{"ms":100}`, "vm-0")
+		long := e.submit("sleep", `{"ms":60000}`, "vm-1")
+		e.node.Take([]queue.Grant{short, long})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		e.node.Drain(ctx)
+		e.node.Stop(t.Context())
+		req := e.queue.reqs[len(e.queue.reqs)-1]
+		want := []queue.Done{{AttemptID: short.Assignment.ID()}, {AttemptID: long.Assignment.ID(), Requeue: true}}
+		if !slices.Equal(req.Done, want) || !req.Draining {
+			t.Fatalf("last sync %+v, want short done and long given back", req)
+		}
+	})
+}

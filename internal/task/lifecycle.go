@@ -1,0 +1,222 @@
+package task
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// The task state machine. Every change of a task record goes through one of these pure
+// functions: each takes the stored record and what happened, and returns the new record
+// and the lifecycle events the change emits, or an error saying why the change is
+// refused (a late delivery, a duplicate, a step out of order). Apps store the record and
+// publish the events; none changes a record by hand.
+//
+//	          Accept           Start                Complete
+//	  (none) ───────▶ pending ───────▶ running ─────────────▶ completed
+//	                     ▲                │ Fail (attempts left): silent, high priority
+//	                     └────────────────┘
+//	                    Fail or Start past MaxAttempts ─────────▶ failed
+
+// Refusals of a transition.
+var (
+	// ErrStale: the step belongs to an attempt the task has moved past (a duplicate
+	// dispatch, a late report of an attempt that was re-queued, a step after the end).
+	ErrStale = errors.New("stale step: the task has moved on")
+	// ErrNoChange: the step was taken already (a repeat); nothing to store, but the
+	// events may be published again (their ids are the same).
+	ErrNoChange = errors.New("no change: step already taken")
+	// ErrExhausted: the attempt to start is past the task's MaxAttempts (the last one
+	// was lost); Start returns the task failed for good instead.
+	ErrExhausted = errors.New("attempts exhausted")
+)
+
+// Worker names a worker slot as "<node>/<slot>" (the Worker field of records and events).
+type Worker struct {
+	Node string
+	Slot string
+}
+
+func (w Worker) String() string {
+	if w.Node == "" && w.Slot == "" {
+		return ""
+	}
+	return w.Node + "/" + w.Slot
+}
+
+// ParseWorker reads a Worker from its String form.
+func ParseWorker(s string) (Worker, error) {
+	node, slot, ok := strings.Cut(s, "/")
+	if !ok || node == "" || slot == "" {
+		return Worker{}, fmt.Errorf("worker %q is not <node>/<slot>", s)
+	}
+	return Worker{Node: node, Slot: slot}, nil
+}
+
+// EventID is the one scheme of lifecycle event ids: deterministic, so a step published
+// twice is recognisably the same event. A completion has one id per task whatever the
+// attempt (a task completes once); the others name the attempt.
+func EventID(id uuid.UUID, kind string, attempt int) string {
+	if kind == EventCompleted {
+		return id.String() + ":" + kind
+	}
+	return id.String() + ":" + kind + ":" + strconv.Itoa(attempt)
+}
+
+func event(kind string, rec Record, now time.Time) Event {
+	return Event{
+		ID: EventID(rec.ID, kind, rec.Attempts), Version: EventVersion, Kind: kind, Time: now.UTC(),
+		TaskID: rec.ID, Type: rec.Type, Attempt: rec.Attempts, Priority: rec.Priority,
+		Worker: rec.Worker, StartedAt: rec.StartedAt,
+	}
+}
+
+// Accept makes the record of a new task: pending, normal priority, no attempt yet.
+func Accept(rec Record, now time.Time) (Record, Event) {
+	rec.Status, rec.Priority, rec.Attempts, rec.Progress = StatusPending, PriorityNormal, 0, 0
+	rec.CreatedAt = now.UTC()
+	if rec.MaxAttempts < 1 {
+		rec.MaxAttempts = MaxAttemptsDefault
+	}
+	return rec, event(EventAccepted, rec, rec.CreatedAt)
+}
+
+// Start records attempt a as running on w. A duplicate dispatch of an attempt that has
+// started already, or of a task that ended, is ErrStale. An attempt past MaxAttempts
+// (the previous, last one was lost) fails the task for good: the record and its failed
+// event are returned with ErrExhausted.
+func Start(rec Record, a Assignment, w Worker, now time.Time) (Record, []Event, error) {
+	if rec.Status.Terminal() || rec.Attempts >= a.Attempt {
+		return rec, nil, fmt.Errorf("start %s: %w (record: %s, attempt %d)", a, ErrStale, rec.Status, rec.Attempts)
+	}
+	now = now.UTC()
+	if a.Attempt > rec.MaxAttempts {
+		rec.Attempts = a.Attempt - 1
+		rec = failForGood(rec, fmt.Sprintf("failed after %d attempts; last: worker lost", rec.Attempts), now)
+		return rec, []Event{failedEvent(rec, now)}, ErrExhausted
+	}
+	rec.Status, rec.Attempts, rec.Priority = StatusRunning, a.Attempt, a.Priority
+	rec.Worker, rec.StartedAt, rec.Progress, rec.Error = w.String(), &now, 0, ""
+	if !a.Enqueued.IsZero() {
+		q := a.Enqueued
+		rec.QueuedAt = &q
+	}
+	if !a.Dispatched.IsZero() {
+		d := a.Dispatched
+		rec.DispatchedAt = &d
+	}
+	return rec, []Event{event(EventStarted, rec, now)}, nil
+}
+
+// Progress is the event of a running attempt's progress f (0..1). Its id names the
+// level, so repeats of one level are one event.
+func Progress(rec Record, f float64, now time.Time) Event {
+	e := event(EventProgress, rec, now)
+	e.Progress = f
+	e.ID = fmt.Sprintf("%s:%.3f", e.ID, f)
+	return e
+}
+
+// Fail records that attempt a failed in the task code with reason. With attempts left
+// the task is pending again at high priority (requeue: the caller queues attempt+1, and
+// the user is not told: the only event is attempt_failed); otherwise it fails for good
+// and the user gets its failed event. A report of an attempt the task has moved past is
+// ErrStale; a repeat of this very report is ErrNoChange (with requeue still reported,
+// so a caller that crashed before queuing the next attempt queues it now).
+func Fail(rec Record, a Assignment, reason string, now time.Time) (next Record, evs []Event, requeue bool, err error) {
+	now = now.UTC()
+	switch {
+	case rec.Status.Terminal() || rec.Attempts > a.Attempt:
+		return rec, nil, false, fmt.Errorf("fail %s: %w", a, ErrStale)
+	case rec.Attempts == a.Attempt && rec.Status == StatusPending:
+		return rec, nil, true, fmt.Errorf("fail %s: %w", a, ErrNoChange)
+	}
+	rec.Attempts = a.Attempt
+	failed := event(EventAttemptFailed, rec, now)
+	failed.Error = reason
+	if a.Attempt >= rec.MaxAttempts {
+		rec = failForGood(rec, fmt.Sprintf("failed after %d attempts; last: %s", a.Attempt, reason), now)
+		return rec, []Event{failed, failedEvent(rec, now)}, false, nil
+	}
+	rec.Status, rec.Priority, rec.Progress = StatusPending, PriorityHigh, 0
+	return rec, []Event{failed}, true, nil
+}
+
+// Retry is the assignment of the attempt after a (high priority), for a task that Fail
+// put back to pending or that the queue found lost.
+func Retry(a Assignment) Assignment {
+	return Assignment{TaskID: a.TaskID, Attempt: a.Attempt + 1, Priority: PriorityHigh}
+}
+
+// Complete records the task completed with its result stored at loc by attempt (first
+// result wins). A task completed already returns ErrNoChange with its completion event,
+// to be published again (same id: consumers see one completion); a task that failed for
+// good keeps failing (ErrStale, no event: the result stays on disk only).
+func Complete(rec Record, attempt int, loc Location, w string, now time.Time) (Record, []Event, error) {
+	now = now.UTC()
+	switch rec.Status {
+	case StatusCompleted:
+		return rec, []Event{completedEvent(rec, *rec.FinishedAt, w)}, fmt.Errorf("complete %s: %w", rec.ID, ErrNoChange)
+	case StatusFailed:
+		return rec, nil, fmt.Errorf("complete %s: %w (failed for good)", rec.ID, ErrStale)
+	}
+	rec.Status, rec.Result, rec.FinishedAt, rec.Progress, rec.Error = StatusCompleted, &loc, &now, 1, ""
+	if attempt > rec.Attempts {
+		rec.Attempts = attempt
+	}
+	return rec, []Event{completedEvent(rec, now, w)}, nil
+}
+
+func completedEvent(rec Record, at time.Time, w string) Event {
+	e := event(EventCompleted, rec, at)
+	e.Result = rec.Result
+	if w != "" {
+		e.Worker = w
+	}
+	return e
+}
+
+func failForGood(rec Record, reason string, now time.Time) Record {
+	rec.Status, rec.Error, rec.FinishedAt = StatusFailed, reason, &now
+	return rec
+}
+
+func failedEvent(rec Record, now time.Time) Event {
+	e := event(EventFailed, rec, now)
+	e.Error = rec.Error
+	return e
+}
+
+// SlotName names slot i of node: "<node>-<i>".
+func SlotName(node string, i int) string { return node + "-" + strconv.Itoa(i) }
+
+// SlotNode returns the node of a slot name made by SlotName.
+func SlotNode(slot string) (string, error) {
+	i := strings.LastIndexByte(slot, '-')
+	if i <= 0 {
+		return "", fmt.Errorf("slot %q is not <node>-<number>", slot)
+	}
+	if _, err := strconv.ParseUint(slot[i+1:], 10, 16); err != nil {
+		return "", fmt.Errorf("slot %q is not <node>-<number>", slot)
+	}
+	return slot[:i], nil
+}
+
+// ValidNode reports whether node can name a worker node: 1 to 100 letters, digits, '-',
+// '_' or '.', starting with a letter or digit (it becomes part of an actor type name and
+// of URL paths).
+func ValidNode(node string) bool {
+	if node == "" || len(node) > 100 || node[0] == '-' || node[0] == '.' || node[0] == '_' {
+		return false
+	}
+	for _, c := range node {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
