@@ -118,7 +118,7 @@ const (
 )
 
 func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
-	a := task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC()}
+	a := task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC(), Spec: task.SpecOf(rec)}
 	ctx, cancel := context.WithTimeout(ctx, enqueueBudget)
 	defer cancel()
 	// A try that timed out may still have queued the task; the repeat then queues it

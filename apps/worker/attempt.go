@@ -19,38 +19,78 @@ import (
 
 // run takes attempt a through its life on this node: start (record it running), compute,
 // then hand the result to the storekeeper or report the failure. Every step that
-// touches a sidecar goes through a batch, so concurrent attempts share calls.
+// touches a sidecar goes through a batch, so concurrent attempts share calls, and none
+// holds the slot up: an assignment that carries its task's spec computes at once while
+// its start is recorded, and the slot takes its next attempt as soon as the
+// computation is done.
 func (n *Node) run(a *attempt) {
-	log := n.logger.With("slot", a.grant.Slot, "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
-	if err := n.starts.Do(a.ctx, a); err != nil || a.err != nil {
-		n.notStarted(a, cmpErr(err, a.err))
-		return
+	log := n.logger.With("slot", a.slot, "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
+	started := make(chan struct{})
+	var startErr error
+	start := func() {
+		defer close(started)
+		startErr = cmpErr(n.starts.Do(a.ctx, a), a.err)
+		if startErr == nil {
+			n.metrics.started(a.rec, *a.rec.StartedAt)
+		}
 	}
-	n.send(a.ctx, a.evs)
-	n.metrics.started(a.rec, *a.rec.StartedAt)
+	spec := a.grant.Assignment.Spec
+	if spec == nil {
+		start() // the record has the payload: read it first
+		if startErr != nil {
+			n.notStarted(a, startErr)
+			return
+		}
+		spec = task.SpecOf(a.rec)
+		if spec == nil {
+			spec = &task.Spec{Type: a.rec.Type, Payload: a.rec.Payload, Directory: a.rec.Directory}
+		}
+	} else {
+		go start()
+	}
+	// The start event goes out while the task computes; the attempt's end waits for it,
+	// so a result never overtakes its start in the outbox.
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		<-started
+		if startErr == nil {
+			n.send(a.ctx, a.evs)
+		}
+	}()
 
-	a.out = n.exec.Execute(a.ctx, a.rec.Type, a.rec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a))
-	n.metrics.finished(a.rec.Type, a.out)
+	a.out = n.exec.Execute(a.ctx, spec.Type, spec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a, started))
+	n.metrics.finished(spec.Type, a.out)
 	if a.ctx.Err() != nil {
 		return // dropped by the queue, or the node stopped: the queue has it (or will)
 	}
 	if n.faults > 0 && rand.Float64() < n.faults {
+		<-started
 		n.vanish(a)
 		log.Warn("fault injection: the worker process dies before storing the result")
 		return
 	}
+	if a.out.Failure == "" {
+		// The slot takes its next task while the result is stored; the attempt stays
+		// held (its lease renewed) until the storekeeper has it.
+		n.mu.Lock()
+		n.vacate(a)
+		n.mu.Unlock()
+		n.fill()
+		n.signal()
+	}
+	<-started
+	if startErr != nil {
+		n.notStarted(a, startErr) // computed for nothing (a duplicate, or the task moved on)
+		return
+	}
+	<-published
 	if a.out.Failure != "" {
 		a.reason = a.out.Failure + ": " + a.out.Err.Error()
 		log.Info("attempt failed", "failure", a.out.Failure, "error", a.out.Err)
 		n.fail(a)
 		return
 	}
-	// The slot takes its next task while the result is stored; the attempt stays held
-	// (its lease renewed) until the storekeeper has it.
-	n.mu.Lock()
-	n.freeSlot(a)
-	n.mu.Unlock()
-	n.signal()
 	n.deliver(a)
 }
 
@@ -90,10 +130,10 @@ func (n *Node) vanish(a *attempt) {
 	n.metrics.faults.Inc()
 	n.mu.Lock()
 	n.release(a)
-	n.down[a.grant.Slot] = time.Now().Add(n.restartAfter)
+	n.down[a.slot] = time.Now().Add(n.restartAfter)
 	n.mu.Unlock()
 	a.cancel()
-	time.AfterFunc(n.restartAfter, n.signal)
+	time.AfterFunc(n.restartAfter, func() { n.fill(); n.signal() })
 	n.signal()
 }
 
@@ -303,13 +343,18 @@ func (n *Node) send(ctx context.Context, evs []task.Event) {
 }
 
 // reportProgress returns a progress callback that publishes at most every
-// n.progressEvery. The end of the work (1) is not published: the completion, which
+// n.progressEvery, once the start is recorded. The end of the work (1) is not published: the completion, which
 // follows once the result is stored, says 100 %.
-func (n *Node) reportProgress(a *attempt) func(float64) {
+func (n *Node) reportProgress(a *attempt, started <-chan struct{}) func(float64) {
 	var last atomic.Int64 // unix nanos of the last publish
 	return func(f float64) {
 		now := time.Now()
 		if f >= 1 || now.UnixNano()-last.Load() < int64(n.progressEvery) {
+			return
+		}
+		select {
+		case <-started: // the record (and so the event's fields) is known
+		default:
 			return
 		}
 		last.Store(now.UnixNano())

@@ -19,6 +19,12 @@ type Config struct {
 	// PoolSize is how many worker slots (tasks at once) this node adds to the pool.
 	// Defaults to the number of CPUs.
 	PoolSize int
+	// Prefetch is how many attempts the node holds beyond its slots, taken from the
+	// queue in order: a slot that frees starts the next at once, without a round trip
+	// to the queue. A task re-queued at high priority goes ahead of everything still
+	// in the queue, but not of the attempts already in a node's buffer. Defaults to
+	// PoolSize; 0 turns the buffer off (strict order of dispatch).
+	Prefetch int
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
 	// giving them back to the queue. Defaults to 30s.
 	DrainTimeout time.Duration
@@ -39,6 +45,7 @@ func Load(getenv func(string) string) (Config, error) {
 		DrainTimeout: r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
 		FaultRate:    r.Float("WORKER_FAULT_RATE", 0, 0, 1),
 	}
+	cfg.Prefetch = r.Int("PREFETCH", cfg.PoolSize, 0, 4096)
 	return cfg, r.Err()
 }
 

@@ -80,10 +80,15 @@ type Node struct {
 	fails      *batch.Batcher[*attempt]
 	deliveries *batch.Batcher[*attempt]
 
+	// prefetch is how many attempts the node keeps in its buffer beyond its slots: a
+	// slot that frees starts the next one at once instead of waiting for a sync.
+	prefetch int
+
 	mu       sync.Mutex
 	seen     uint64                      // highest lease number received
 	busy     map[string]*attempt         // slot → attempt computing on it
-	held     map[task.AttemptID]*attempt // attempts held: computing, or being stored or failed
+	buffer   []*attempt                  // attempts held for the next free slot, in grant order
+	held     map[task.AttemptID]*attempt // attempts held: buffered, computing, or being stored or failed
 	done     []queue.Done                // ended attempts not yet reported to the queue
 	down     map[string]time.Time        // slot → when its dead "process" is back
 	draining bool
@@ -92,6 +97,7 @@ type Node struct {
 // attempt is one held attempt.
 type attempt struct {
 	grant  queue.Grant
+	slot   string // the slot it runs on, once it left the buffer
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -108,7 +114,7 @@ type attempt struct {
 
 func (a *attempt) id() task.AttemptID { return a.grant.Assignment.ID() }
 
-func (a *attempt) worker(node string) task.Worker { return task.Worker{Node: node, Slot: a.grant.Slot} }
+func (a *attempt) worker(node string) task.Worker { return task.Worker{Node: node, Slot: a.slot} }
 
 // NewNode returns the node name with slots, running task code with exec.
 func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, svc Services, metrics *Metrics) *Node {
@@ -116,7 +122,8 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 	n := &Node{
 		logger: logger.With("component", "node"), name: name, slots: slots, incarnation: uuid.NewString(),
 		exec: exec, svc: svc, metrics: metrics, progressEvery: ProgressIntervalDefault, restartAfter: time.Second,
-		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		prefetch: len(slots),
+		ctx:      ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}, down: map[string]time.Time{},
 	}
 	n.starts = batch.New(ctx, batchMax, n.startBatch)
@@ -147,33 +154,80 @@ func (n *Node) Busy() int {
 	return len(n.busy)
 }
 
-// Take takes grants pushed by the queue or given in a sync reply, all for this node's
-// slots, and starts them. It returns the attempts it refused (slot busy or unknown,
-// node draining); a grant of an attempt held already is taken again, silently.
+// Take takes grants pushed by the queue or given in a sync reply and starts them: on
+// the slot a grant names when it is free, else on any free slot, else from the buffer
+// once a slot frees. It returns the attempts it refused (node draining; a push for a
+// slot of another node; a push with no slot free and the buffer full); a grant of an
+// attempt held already is taken again, silently.
 func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
-	var taken []*attempt
 	n.mu.Lock()
 	now := time.Now()
+	var start []*attempt
 	for _, g := range grants {
 		n.seen = max(n.seen, g.Seq)
 		id := g.Assignment.ID()
 		if _, dup := n.held[id]; dup {
 			continue
 		}
-		if n.draining || !slices.Contains(n.slots, g.Slot) || n.busy[g.Slot] != nil || now.Before(n.down[g.Slot]) {
+		mine := g.Slot == "" || slices.Contains(n.slots, g.Slot)
+		slot := ""
+		if mine && g.Slot != "" && n.busy[g.Slot] == nil && !now.Before(n.down[g.Slot]) {
+			slot = g.Slot
+		} else if mine && len(n.buffer) == 0 {
+			slot = n.freeSlot(now)
+		}
+		if n.draining || !mine || slot == "" && g.Slot != "" && len(n.buffer) >= n.prefetch {
 			refused = append(refused, id)
 			continue
 		}
 		ctx, cancel := context.WithCancel(n.ctx)
 		a := &attempt{grant: g, ctx: ctx, cancel: cancel}
-		n.busy[g.Slot], n.held[id] = a, a
-		taken = append(taken, a)
+		n.held[id] = a
+		if slot == "" {
+			n.buffer = append(n.buffer, a)
+			continue
+		}
+		a.slot, n.busy[slot] = slot, a
+		start = append(start, a)
 	}
 	n.mu.Unlock()
-	for _, a := range taken {
+	n.launch(start)
+	return refused
+}
+
+// freeSlot returns a slot that can take an attempt now, or "". Call with mu held.
+func (n *Node) freeSlot(now time.Time) string {
+	for _, s := range n.slots {
+		if n.busy[s] == nil && !now.Before(n.down[s]) {
+			return s
+		}
+	}
+	return ""
+}
+
+// fill starts buffered attempts on the free slots.
+func (n *Node) fill() {
+	n.mu.Lock()
+	now := time.Now()
+	var start []*attempt
+	for len(n.buffer) > 0 {
+		slot := n.freeSlot(now)
+		if slot == "" {
+			break
+		}
+		a := n.buffer[0]
+		n.buffer = n.buffer[1:]
+		a.slot, n.busy[slot] = slot, a
+		start = append(start, a)
+	}
+	n.mu.Unlock()
+	n.launch(start)
+}
+
+func (n *Node) launch(as []*attempt) {
+	for _, a := range as {
 		n.wg.Go(func() { n.run(a) })
 	}
-	return refused
 }
 
 // end forgets attempt a and reports d to the queue with the next sync.
@@ -186,19 +240,21 @@ func (n *Node) end(a *attempt, d queue.Done) {
 	}
 	n.mu.Unlock()
 	a.cancel()
+	n.fill()
 	n.signal()
 }
 
-// release frees a's slot and forgets a. Call with mu held.
+// release forgets a and frees its slot. Call with mu held (then fill).
 func (n *Node) release(a *attempt) {
 	delete(n.held, a.id())
-	n.freeSlot(a)
+	n.buffer = slices.DeleteFunc(n.buffer, func(b *attempt) bool { return b == a })
+	n.vacate(a)
 }
 
-// freeSlot frees a's slot if a still computes on it. Call with mu held.
-func (n *Node) freeSlot(a *attempt) {
-	if n.busy[a.grant.Slot] == a {
-		delete(n.busy, a.grant.Slot)
+// vacate frees a's slot if a still computes on it. Call with mu held (then fill).
+func (n *Node) vacate(a *attempt) {
+	if a.slot != "" && n.busy[a.slot] == a {
+		delete(n.busy, a.slot)
 	}
 }
 
@@ -240,10 +296,11 @@ func (n *Node) request() (queue.SyncRequest, int) {
 	now := time.Now()
 	if !n.draining {
 		for _, s := range n.slots {
-			if n.busy[s] == nil && !now.Before(n.down[s]) {
+			if n.busy[s] == nil && !now.Before(n.down[s]) && len(n.buffer) == 0 {
 				req.Free = append(req.Free, s)
 			}
 		}
+		req.Prefetch = max(0, n.prefetch-len(n.buffer))
 	}
 	return req, len(n.done)
 }
@@ -272,6 +329,7 @@ func (n *Node) syncOnce(ctx context.Context) error {
 		n.logger.WarnContext(ctx, "the queue took back an attempt this node held (it was taken for lost)", "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
 		a.cancel()
 	}
+	n.fill()
 	if refused := n.Take(reply.Given); len(refused) > 0 {
 		n.mu.Lock()
 		for _, id := range refused {
@@ -289,6 +347,11 @@ func (n *Node) syncOnce(ctx context.Context) error {
 func (n *Node) Drain(ctx context.Context) {
 	n.mu.Lock()
 	n.draining = true
+	for _, a := range n.buffer {
+		delete(n.held, a.id())
+		n.done = append(n.done, queue.Done{AttemptID: a.id(), Refused: true})
+	}
+	n.buffer = nil
 	n.mu.Unlock()
 	n.signal()
 	done := make(chan struct{})

@@ -178,7 +178,9 @@ func (e *nodeEnv) close() {
 func (e *nodeEnv) submit(typ, payload, slot string) queue.Grant {
 	rec, _ := task.Accept(task.Record{ID: uuid.New(), Type: typ, Payload: json.RawMessage(payload), Directory: "d", MaxAttempts: 2}, time.Now())
 	e.records.recs[rec.ID] = rec
-	return e.grant(rec.ID, 1, slot)
+	g := e.grant(rec.ID, 1, slot)
+	g.Assignment.Spec = task.SpecOf(rec)
+	return g
 }
 
 func (e *nodeEnv) grant(id uuid.UUID, attempt int, slot string) queue.Grant {
@@ -205,6 +207,7 @@ func TestAttemptLife(t *testing.T) {
 		attempts    int // the record's attempts before the grant
 		grant       int // the attempt granted
 		setup       func(e *nodeEnv)
+		noSpec      bool // the grant carries no spec: the record is read first
 		wantDone    []queue.Done // relative: TaskID filled in
 		wantStatus  task.Status
 		wantKinds   []string
@@ -217,8 +220,12 @@ func TestAttemptLife(t *testing.T) {
 			wantDone: []queue.Done{{Requeue: true}}, wantStatus: task.StatusPending, wantKinds: []string{task.EventStarted, task.EventAttemptFailed}, wantRecords: 2},
 		{name: "failure of the last attempt: failed for good", typ: "noop", payload: `{"forceFailure":5}`, attempts: 1, grant: 2,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventStarted, task.EventAttemptFailed, task.EventFailed}, wantRecords: 2},
-		{name: "duplicate dispatch: dropped without running", typ: "noop", payload: `{}`, attempts: 1, grant: 1,
+		{name: "duplicate dispatch without spec: dropped without running", typ: "noop", payload: `{}`, attempts: 1, grant: 1, noSpec: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
+		{name: "duplicate dispatch with spec: computed, result dropped", typ: "noop", payload: `{}`, attempts: 1, grant: 1,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
+		{name: "no spec: the record is read first", typ: "noop", payload: `{}`, grant: 1, noSpec: true,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
 		{name: "past the last attempt: failed for good without running", typ: "noop", payload: `{}`, attempts: 2, grant: 3,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventFailed}, wantRecords: 1},
 		{name: "result rejected: the attempt fails", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.reject = true },
@@ -239,6 +246,9 @@ func TestAttemptLife(t *testing.T) {
 				rec.Attempts = tt.attempts
 				e.records.recs[id] = rec
 				g.Assignment.Attempt = tt.grant
+				if tt.noSpec {
+					g.Assignment.Spec = nil
+				}
 				if tt.setup != nil {
 					tt.setup(e)
 				}
@@ -301,51 +311,70 @@ func TestConcurrentAttemptsShareCalls(t *testing.T) {
 	})
 }
 
-// What a node refuses and what the queue takes back.
-func TestTakeAndDrop(t *testing.T) {
+// Where grants go, what a node refuses, and what the queue takes back.
+func TestTakeBufferAndDrop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newNodeEnv(t, "vm-0", "vm-1")
 		defer e.close()
-		long := e.submit("sleep", `{"ms":60000}`, "vm-0")
-		if refused := e.node.Take([]queue.Grant{long}); len(refused) != 0 {
-			t.Fatalf("refused %v", refused)
-		}
-		synctest.Wait()
-		// The same grant again is taken silently; another for a busy slot or a slot of
-		// another node is refused.
-		busy := e.submit("noop", `{}`, "vm-0")
+		long := func(slot string) queue.Grant { return e.submit("sleep", `{"ms":60000}`, slot) }
+		g0, g1, b1, b2, over := long("vm-0"), long("vm-0"), long("vm-0"), long(""), long("vm-1")
 		alien := e.submit("noop", `{}`, "other-0")
-		refused := e.node.Take([]queue.Grant{long, busy, alien})
-		if want := []task.AttemptID{busy.Assignment.ID(), alien.Assignment.ID()}; !slices.Equal(refused, want) {
+		// g0 on its slot; g1's slot is busy, so it runs on the free one; b1 and b2 wait in
+		// the buffer (room for as many as the node has slots); over finds no room;
+		// a grant for another node's slot is refused; g0 again is taken silently.
+		refused := e.node.Take([]queue.Grant{g0, g1, b1, b2, over, alien, g0})
+		if want := []task.AttemptID{over.Assignment.ID(), alien.Assignment.ID()}; !slices.Equal(refused, want) {
 			t.Fatalf("refused %v, want %v", refused, want)
 		}
+		synctest.Wait()
 		req := e.lastSync(t)
-		if !slices.Equal(req.Held, []task.AttemptID{long.Assignment.ID()}) || !slices.Equal(req.Free, []string{"vm-1"}) {
-			t.Fatalf("sync held %v free %v", req.Held, req.Free)
+		if len(req.Held) != 4 || len(req.Free) != 0 || req.Prefetch != 0 {
+			t.Fatalf("sync held %v free %v prefetch %d; want 4 held, nothing free, no room", req.Held, req.Free, req.Prefetch)
 		}
-		// The queue took it back (the node was taken for dead): it stops, and nothing
-		// more is said of it.
-		e.queue.reply = queue.SyncReply{Drop: []task.AttemptID{long.Assignment.ID()}}
-		e.lastSync(t)
-		e.node.wg.Wait()
-		req = e.lastSync(t)
-		if len(req.Held) != 0 || len(req.Done) != 0 || len(req.Free) != 2 {
-			t.Fatalf("after the drop: held %v done %v free %v", req.Held, req.Done, req.Free)
-		}
-		if e.results.stored[long.Assignment.TaskID] != 0 {
-			t.Error("a dropped attempt delivered its result")
-		}
-		// A grant of a sync reply that the node cannot take goes back as refused.
 		e.node.mu.Lock()
-		e.node.draining = true
+		slots := map[string]task.AttemptID{}
+		for s, a := range e.node.busy {
+			slots[s] = a.id()
+		}
 		e.node.mu.Unlock()
-		late := e.submit("noop", `{}`, "vm-1")
-		e.queue.reply = queue.SyncReply{Given: []queue.Grant{late}}
+		if slots["vm-0"] != g0.Assignment.ID() || slots["vm-1"] != g1.Assignment.ID() {
+			t.Fatalf("slots run %v", slots)
+		}
+		// The queue takes g0 back (taken for lost): it stops, nothing more is said of it,
+		// and its slot starts the first buffered attempt at once.
+		e.queue.reply = queue.SyncReply{Drop: []task.AttemptID{g0.Assignment.ID()}}
 		e.lastSync(t)
-		if req := e.lastSync(t); !slices.Equal(req.Done, []queue.Done{{AttemptID: late.Assignment.ID(), Refused: true}}) || !req.Draining || len(req.Free) != 0 {
-			t.Fatalf("draining sync %+v", req)
+		synctest.Wait()
+		req = e.lastSync(t)
+		if len(req.Held) != 3 || len(req.Done) != 0 || req.Prefetch != 1 {
+			t.Fatalf("after the drop: held %v done %v prefetch %d", req.Held, req.Done, req.Prefetch)
+		}
+		e.node.mu.Lock()
+		onVm0 := e.node.busy["vm-0"]
+		e.node.mu.Unlock()
+		if onVm0 == nil || onVm0.id() != b1.Assignment.ID() {
+			t.Fatalf("vm-0 runs %v, want the first buffered attempt", onVm0)
+		}
+		// Draining gives the buffer back at once (refused: the same attempt at the head
+		// of the queue), and a grant of a sync reply is refused.
+		e.node.Drain(expired(t))
+		late := e.submit("noop", `{}`, "")
+		e.queue.reply = queue.SyncReply{Given: []queue.Grant{late}}
+		req = e.lastSync(t)
+		if !slices.Contains(req.Done, queue.Done{AttemptID: b2.Assignment.ID(), Refused: true}) || !req.Draining || len(req.Free) != 0 || req.Prefetch != 0 {
+			t.Fatalf("first draining sync %+v, want the buffered attempt given back", req)
+		}
+		if req = e.lastSync(t); !slices.Equal(req.Done, []queue.Done{{AttemptID: late.Assignment.ID(), Refused: true}}) {
+			t.Fatalf("second draining sync %+v, want the late grant refused", req)
 		}
 	})
+}
+
+// expired is a context whose time is up.
+func expired(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	return ctx
 }
 
 // A failed sync keeps what it carried for the next one.

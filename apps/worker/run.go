@@ -30,7 +30,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	}
 	slots := cfg.Slots()
 	node = NewNode(logger, cfg.NodeID, slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
-	node.faults = cfg.FaultRate
+	node.faults, node.prefetch = cfg.FaultRate, cfg.Prefetch
 	if cfg.FaultRate > 0 {
 		logger.Warn("fault injection on: worker processes die at random", "rate", cfg.FaultRate)
 	}

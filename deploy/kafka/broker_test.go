@@ -59,18 +59,18 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Addr: "127.0.0.1:9092", SyncWrites: true, Partitions: 4}
+	want := Config{Addr: "127.0.0.1:9092", SyncWrites: false, Partitions: 4}
 	if !equalConfig(cfg, want) {
 		t.Errorf("defaults: got %+v, want %+v", cfg, want)
 	}
 
-	fromEnv := env(map[string]string{"KAFKA_ADDR": "127.0.0.1:1", "KAFKA_DATA_DIR": "/e", "KAFKA_SYNC_WRITES": "false",
+	fromEnv := env(map[string]string{"KAFKA_ADDR": "127.0.0.1:1", "KAFKA_DATA_DIR": "/e", "KAFKA_SYNC_WRITES": "true",
 		"KAFKA_TOPICS": " a, b,,a ", "KAFKA_PARTITIONS": "2"})
 	cfg, err = parseConfig(nil, fromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = Config{Addr: "127.0.0.1:1", DataDir: "/e", SyncWrites: false, Topics: []string{"a", "b"}, Partitions: 2}
+	want = Config{Addr: "127.0.0.1:1", DataDir: "/e", SyncWrites: true, Topics: []string{"a", "b"}, Partitions: 2}
 	if !equalConfig(cfg, want) {
 		t.Errorf("env: got %+v, want %+v", cfg, want)
 	}

@@ -48,9 +48,10 @@ type Store interface {
 	Apply(ctx context.Context, ops []Op) error
 }
 
-// Grant is an assignment handed to a slot under a lease.
+// Grant is an assignment handed to a node under a lease: to one of its slots (a push,
+// or a free slot of a sync), or to its buffer (Slot empty).
 type Grant struct {
-	Slot       string          `json:"slot"`
+	Slot       string          `json:"slot,omitempty"`
 	Seq        uint64          `json:"seq"` // the lease's number on its node, increasing
 	Assignment task.Assignment `json:"assignment"`
 }
@@ -117,6 +118,7 @@ type Queue struct {
 	now   func() time.Time
 
 	m     *meta                 // loaded on first use
+	cache map[string][]byte     // entries this host wrote near the head: read without a store call
 	nodes map[string]*nodeState // lease keys, loaded with m
 	seen  map[string]time.Time  // node → its last sync (memory only: a new host gives grace)
 	since time.Time             // when this host loaded the state: no lease is judged older
@@ -271,6 +273,9 @@ func (q *Queue) take(ctx context.Context, t *txn) (a task.Assignment, ok bool, e
 			key := entryKey(p, t.m.Head[p])
 			data, ok := t.added[key]
 			if !ok {
+				data, ok = q.cache[key]
+			}
+			if !ok {
 				var err error
 				if data, err = q.store.Get(ctx, key); err != nil {
 					return a, false, fmt.Errorf("read queue entry %s: %w", key, err)
@@ -287,12 +292,9 @@ func (q *Queue) take(ctx context.Context, t *txn) (a task.Assignment, ok bool, e
 	return a, false, nil
 }
 
-// lease records a handed to slot under a new lease of the slot's node.
-func (q *Queue) lease(t *txn, slot string, a task.Assignment, now time.Time) (Grant, error) {
-	node, err := slotNode(slot)
-	if err != nil {
-		return Grant{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
-	}
+// lease records a handed to node (to its slot, or to its buffer when slot is "") under
+// a new lease.
+func (q *Queue) lease(t *txn, node, slot string, a task.Assignment, now time.Time) (Grant, error) {
 	a.Dispatched = now.UTC()
 	ns := t.node(q, node)
 	ns.Seq++
@@ -395,10 +397,11 @@ func (q *Queue) commit(ctx context.Context, t *txn) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := q.store.Apply(wctx, ops); err != nil {
-		q.m, q.nodes = nil, nil
+		q.m, q.nodes, q.cache = nil, nil, nil
 		return fmt.Errorf("write queue state: %w", err)
 	}
 	q.m = t.m
+	q.remember(t.ops)
 	for node, ns := range t.nodes {
 		if slices.Contains(t.m.Nodes, node) {
 			q.nodes[node] = ns
@@ -482,7 +485,11 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 		n := min(len(as), len(t.m.Idle))
 		var grants []Grant
 		for i := range n {
-			g, err := q.lease(t, t.m.Idle[i], as[i], now)
+			node, err := slotNode(t.m.Idle[i])
+			if err != nil {
+				return dispatched, fmt.Errorf("%w: %w", ErrBadRequest, err)
+			}
+			g, err := q.lease(t, node, t.m.Idle[i], as[i], now)
 			if err != nil {
 				return dispatched, err
 			}
@@ -498,7 +505,7 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 		refused := q.pushAll(ctx, grants)
 		dispatched += len(grants) - len(refused)
 		t = q.begin()
-		if err := q.unlease(t, refused); err != nil {
+		if err := q.unlease(t, "", refused); err != nil {
 			return dispatched, err
 		}
 	}
@@ -511,11 +518,15 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 }
 
 // unlease puts refused grants back at the head of the queue and drops their leases.
-func (q *Queue) unlease(t *txn, refused []Grant) error {
+// node names the grants' node when they may be slot-less (empty: their slots say).
+func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 	var back []task.Assignment
 	for _, g := range refused {
-		node, _ := slotNode(g.Slot)
-		ns := t.node(q, node)
+		n := node
+		if g.Slot != "" {
+			n, _ = slotNode(g.Slot)
+		}
+		ns := t.node(q, n)
 		ns.Leases = slices.DeleteFunc(ns.Leases, func(l Lease) bool { return l.Seq == g.Seq })
 		a := g.Assignment
 		a.Dispatched = time.Time{}
@@ -590,9 +601,15 @@ type SyncRequest struct {
 	// Free are the node's slots that can take an attempt now (all of them, every time:
 	// the idle list heals from any lost message).
 	Free []string `json:"free,omitempty"`
+	// Prefetch asks for up to this many attempts beyond the free slots, for the node's
+	// buffer (at most prefetchMax).
+	Prefetch int `json:"prefetch,omitempty"`
 	// Draining says the node takes nothing more: its slots leave the idle list.
 	Draining bool `json:"draining,omitempty"`
 }
+
+// prefetchMax bounds what one sync takes for a node's buffer.
+const prefetchMax = 256
 
 // Done is an attempt that ended on its node.
 type Done struct {
@@ -617,7 +634,7 @@ type SyncReply struct {
 // tasks, highest priority first, FIFO within it; free slots left over join the idle
 // list (once, however often they are reported).
 func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
-	if req.Node == "" || req.Incarnation == "" || slices.Contains(req.Free, "") {
+	if req.Node == "" || req.Incarnation == "" || slices.Contains(req.Free, "") || req.Prefetch < 0 {
 		return SyncReply{}, fmt.Errorf("%w: sync needs node, incarnation and non-empty slot names", ErrBadRequest)
 	}
 	for _, s := range req.Free {
@@ -641,7 +658,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	// Slots of leases on their way to the node are busy, whatever the report says.
 	var inFlight []string
 	for _, l := range t.node(q, req.Node).Leases {
-		if l.Seq > req.Seen {
+		if l.Seq > req.Seen && l.Slot != "" {
 			inFlight = append(inFlight, l.Slot)
 		}
 	}
@@ -666,12 +683,32 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 			}
 			continue
 		}
-		g, err := q.lease(t, slot, a, now)
+		g, err := q.lease(t, req.Node, slot, a, now)
 		if err != nil {
 			return SyncReply{}, err
 		}
 		reply.Given = append(reply.Given, g)
 		t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool { return s == slot })
+	}
+	// Attempts ahead of need: the node keeps them in its buffer and starts one the
+	// moment a slot frees, without waiting for a sync. Only from what waits already:
+	// the buffer never keeps a task from an idle slot elsewhere.
+	for range min(req.Prefetch, prefetchMax) {
+		if req.Draining || len(reply.Given) < len(free) {
+			break // the queue ran dry
+		}
+		a, ok, err := q.take(ctx, t)
+		if err != nil {
+			return SyncReply{}, err
+		}
+		if !ok {
+			break
+		}
+		g, err := q.lease(t, req.Node, "", a, now)
+		if err != nil {
+			return SyncReply{}, err
+		}
+		reply.Given = append(reply.Given, g)
 	}
 	if err := q.commit(ctx, t); err != nil {
 		return SyncReply{}, err
@@ -708,7 +745,7 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 		}
 		ns.Leases = slices.Delete(ns.Leases, i, i+1)
 	}
-	if err := q.unlease(t, back); err != nil {
+	if err := q.unlease(t, req.Node, back); err != nil {
 		return reply, err
 	}
 	for _, h := range req.Held {
@@ -741,7 +778,27 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 }
 
 // Forget drops the cached state (the actor was deactivated); the next call reloads it.
-func (q *Queue) Forget() { q.m, q.nodes = nil, nil }
+func (q *Queue) Forget() { q.m, q.nodes, q.cache = nil, nil, nil }
+
+// cacheMax bounds the entries kept in memory: the head of a short queue (where every
+// dispatch happens under load) costs no read; a deep queue reads what is not cached.
+const cacheMax = 16384
+
+// remember keeps the entries ops wrote, while the cache has room, and forgets the ones
+// they removed.
+func (q *Queue) remember(ops []Op) {
+	if q.cache == nil {
+		q.cache = map[string][]byte{}
+	}
+	for _, op := range ops {
+		switch {
+		case op.Value == nil:
+			delete(q.cache, op.Key)
+		case len(op.Key) > 2 && op.Key[1] == ':' && len(q.cache) < cacheMax:
+			q.cache[op.Key] = op.Value
+		}
+	}
+}
 
 // PushRequest is what the queue sends a worker node (actor Worker.<node>, method
 // components.WorkerRun) to hand idle slots their attempts.

@@ -563,3 +563,30 @@ func BenchmarkEnqueueDequeue(b *testing.B) {
 		})
 	}
 }
+
+// A sync may ask for attempts beyond its free slots (the node's buffer): they come
+// from what waits once the free slots have theirs, never ahead of a free slot, and a
+// buffered grant names no slot (so no slot is taken for busy by it).
+func TestPrefetch(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	for i := range 5 {
+		w.enqueue(w.task(fmt.Sprint("t", i), task.PriorityNormal))
+	}
+	reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}, Prefetch: 3})
+	if got, want := w.labels(reply.Given), []string{"a-0=t0#1", "=t1#1", "=t2#1", "=t3#1"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v", got, want)
+	}
+	// Only one left: it goes to the free slot; nothing is buffered from an empty queue,
+	// and the slot of a buffered grant is not in flight.
+	reply = w.sync(SyncRequest{Node: "b", Free: []string{"b-0", "b-1"}, Prefetch: 2})
+	if got, want := w.labels(reply.Given), []string{"b-0=t4#1"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v", got, want)
+	}
+	if d := w.depth(); d != (Depth{Idle: 1, Leased: 5}) {
+		t.Fatalf("depth %+v, want b-1 idle and 5 leased", d)
+	}
+	if _, err := w.q.Sync(t.Context(), SyncRequest{Node: "a", Incarnation: "i", Prefetch: -1}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("negative prefetch: %v", err)
+	}
+}

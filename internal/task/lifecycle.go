@@ -149,7 +149,7 @@ func Fail(rec Record, a Assignment, reason string, now time.Time) (next Record, 
 // Retry is the assignment of the attempt after a (high priority), for a task that Fail
 // put back to pending or that the queue found lost.
 func Retry(a Assignment) Assignment {
-	return Assignment{TaskID: a.TaskID, Attempt: a.Attempt + 1, Priority: PriorityHigh}
+	return Assignment{TaskID: a.TaskID, Attempt: a.Attempt + 1, Priority: PriorityHigh, Spec: a.Spec}
 }
 
 // Complete records the task completed with its result stored at loc by attempt (first

@@ -78,6 +78,29 @@ type Assignment struct {
 	Priority   Priority  `json:"priority"`
 	Enqueued   time.Time `json:"enqueued_at"`            // when the queue took it (stamped by the queue)
 	Dispatched time.Time `json:"dispatched_at,omitzero"` // when the queue pushed it to a slot
+	// Spec, when set, is what the worker needs to run the task, so it computes at once
+	// and records the start meanwhile. Set for small payloads (SpecMaxPayload); without
+	// it the worker reads the task record first.
+	Spec *Spec `json:"spec,omitempty"`
+}
+
+// Spec is what running a task takes: its type, payload and result directory.
+type Spec struct {
+	Type      string          `json:"task"`
+	Payload   json.RawMessage `json:"payload"`
+	Directory string          `json:"directory"`
+}
+
+// SpecMaxPayload bounds the payloads carried in assignments: a queue entry stays small.
+const SpecMaxPayload = 4 << 10
+
+// SpecOf returns the spec of rec to carry in its assignments, or nil when its payload
+// is too large to carry.
+func SpecOf(rec Record) *Spec {
+	if len(rec.Payload) > SpecMaxPayload {
+		return nil
+	}
+	return &Spec{Type: rec.Type, Payload: rec.Payload, Directory: rec.Directory}
 }
 
 func (a Assignment) String() string { return a.ID().String() }

@@ -1,5 +1,5 @@
 // Package ordering checks queue order end to end on a pool of one worker slot, where
-// the order of execution is the order of dispatch.
+// the order of execution is the order of dispatch (no prefetch buffer: PREFETCH=0).
 package ordering
 
 import (
@@ -13,7 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{"worker": {"POOL_SIZE": "1"}}})
+	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{"worker": {"POOL_SIZE": "1", "PREFETCH": "0"}}})
 }
 
 // With one slot: FIFO within a priority, and a task re-queued after a failure (high
