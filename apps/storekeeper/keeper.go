@@ -132,11 +132,7 @@ func (k *Keeper) write(ctx context.Context, items []item) {
 
 func (k *Keeper) writeOne(ctx context.Context, it *item) {
 	req := it.req
-	files := make([]resultstore.File, len(req.Files))
-	for i, f := range req.Files {
-		files[i] = resultstore.File{Suffix: f.Suffix, Data: f.Data}
-	}
-	loc, existed, err := k.results.Write(ctx, req.Directory, req.TaskID, req.Output, files)
+	loc, existed, err := k.results.Write(ctx, req.Directory, req.TaskID, req.Output, req.Files)
 	switch {
 	case errors.Is(err, resultstore.ErrInvalidDirectory), errors.Is(err, resultstore.ErrInvalidFile), errors.Is(err, resultstore.ErrInvalidResult):
 		k.stored.WithLabelValues("rejected").Inc()
@@ -153,7 +149,7 @@ func (k *Keeper) writeOne(ctx context.Context, it *item) {
 		k.bytes.Add(float64(loc.Bytes))
 	}
 	it.written = true
-	it.loc = task.Location{Directory: loc.Directory, Path: loc.Path, Files: loc.Files, Bytes: loc.Bytes, SHA256: loc.SHA256}
+	it.loc = loc
 }
 
 // fail gives it an error: the worker sends the result again.

@@ -323,9 +323,7 @@ func storeRequest(a *attempt, node string) task.StoreRequest {
 	req := task.StoreRequest{
 		TaskID: a.rec.ID, Attempt: a.grant.Assignment.Attempt, Directory: a.rec.Directory,
 		Worker: a.worker(node).String(), Output: json.RawMessage(a.out.Result.Output), StartedAt: *a.rec.StartedAt,
-	}
-	for _, f := range a.out.Result.Files {
-		req.Files = append(req.Files, task.File{Suffix: f.Name, Data: f.Data})
+		Files: a.out.Result.Files,
 	}
 	return req
 }

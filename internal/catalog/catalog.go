@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 // Type is one kind of task.
@@ -35,13 +37,7 @@ type ProgressFunc func(fraction float64)
 // Result of a run.
 type Result struct {
 	Output json.RawMessage // deterministic JSON summary of the result
-	Files  []File          // optional binary outputs
-}
-
-// File is a binary output, stored beside the result JSON.
-type File struct {
-	Name string // short safe suffix such as "gz" or "png": [a-z0-9]{1,8}
-	Data []byte
+	Files  []task.File     // optional binary outputs, stored beside the JSON as <id>.<suffix>
 }
 
 // Spec describes a type: its name, its payload schema and its default time limit.

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 // Codecs of compress, and the file name suffix of each one's output.
@@ -192,7 +194,7 @@ func (j *compressJob) result(compressed []byte, pr *progressReporter) (Result, e
 		return Result{}, fmt.Errorf("encode compress output: %w", err)
 	}
 	pr.finish()
-	return Result{Output: data, Files: []File{{Name: codecSuffix(j.codec), Data: compressed}}}, nil
+	return Result{Output: data, Files: []task.File{{Suffix: codecSuffix(j.codec), Data: compressed}}}, nil
 }
 
 // compressor returns the codec's writer. gzip gets a fixed header (no name, no

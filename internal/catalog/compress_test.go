@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 type compressResult struct {
@@ -73,7 +75,7 @@ func checkCompressed(t *testing.T, res Result, codec string, level *int) []byte 
 	t.Helper()
 	out := decode[compressResult](t, res)
 	suffix := map[string]string{CodecGzip: "gz", CodecZlib: "zlib", CodecFlate: "deflate", CodecLZW: "lzw"}[codec]
-	if len(res.Files) != 1 || res.Files[0].Name != suffix {
+	if len(res.Files) != 1 || res.Files[0].Suffix != suffix {
 		t.Fatalf("files = %d (%v), want one named %q", len(res.Files), fileNames(res.Files), suffix)
 	}
 	data := res.Files[0].Data
@@ -93,10 +95,10 @@ func checkCompressed(t *testing.T, res Result, codec string, level *int) []byte 
 	return input
 }
 
-func fileNames(files []File) []string {
+func fileNames(files []task.File) []string {
 	var names []string
 	for _, f := range files {
-		names = append(names, f.Name)
+		names = append(names, f.Suffix)
 	}
 	return names
 }

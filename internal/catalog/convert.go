@@ -16,6 +16,8 @@ import (
 	"image/png"
 	"slices"
 	"strings"
+
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 // Image formats convert reads and writes (registered with package image by these
@@ -204,7 +206,7 @@ func (j *convertJob) Run(ctx context.Context, progress ProgressFunc) (Result, er
 		return Result{}, fmt.Errorf("encode convert output: %w", err)
 	}
 	pr.finish()
-	return Result{Output: data, Files: []File{{Name: j.to, Data: w.buf}}}, nil
+	return Result{Output: data, Files: []task.File{{Suffix: j.to, Data: w.buf}}}, nil
 }
 
 func (j *convertJob) encode(w *ctxWriter, img image.Image) error {

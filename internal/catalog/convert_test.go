@@ -31,7 +31,7 @@ type convertResult struct {
 // library decoder of the expected format.
 func checkConverted(t *testing.T, res Result, from, to string, width, height int) image.Image {
 	t.Helper()
-	if len(res.Files) != 1 || res.Files[0].Name != to {
+	if len(res.Files) != 1 || res.Files[0].Suffix != to {
 		t.Fatalf("files = %v, want one named %q", fileNames(res.Files), to)
 	}
 	data := res.Files[0].Data

@@ -31,8 +31,8 @@ func run(t *testing.T, name, payload string) Result {
 	}
 	checkProgress(t, reports)
 	for _, f := range res.Files {
-		if !validSuffix(f.Name) {
-			t.Errorf("file name %q is not [a-z0-9]{1,8}", f.Name)
+		if !validSuffix(f.Suffix) {
+			t.Errorf("file suffix %q is not [a-z0-9]{1,8}", f.Suffix)
 		}
 	}
 	if !json.Valid(res.Output) {
@@ -155,9 +155,9 @@ func sameResult(t *testing.T, a, b Result) {
 		t.Fatalf("runs gave %d and %d files", len(a.Files), len(b.Files))
 	}
 	for i := range a.Files {
-		if a.Files[i].Name != b.Files[i].Name || !bytes.Equal(a.Files[i].Data, b.Files[i].Data) {
+		if a.Files[i].Suffix != b.Files[i].Suffix || !bytes.Equal(a.Files[i].Data, b.Files[i].Data) {
 			t.Errorf("file %d differs: %q (%d bytes) and %q (%d bytes)",
-				i, a.Files[i].Name, len(a.Files[i].Data), b.Files[i].Name, len(b.Files[i].Data))
+				i, a.Files[i].Suffix, len(a.Files[i].Data), b.Files[i].Suffix, len(b.Files[i].Data))
 		}
 	}
 }

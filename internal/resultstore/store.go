@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 var (
@@ -44,21 +45,6 @@ const (
 	maxDurableDirs = 4096
 	readDirBatch   = 1024
 )
-
-// File is a binary file stored beside a result, as <task-id>.<Suffix>.
-type File struct {
-	Suffix string // 1 to MaxSuffixLen of [a-z0-9], not "json"; e.g. "gz" is written as <task-id>.gz
-	Data   []byte
-}
-
-// Location describes a stored result. Paths are relative to the results root and slash-separated.
-type Location struct {
-	Directory string   `json:"directory"`
-	Path      string   `json:"path"`            // <directory>/<task-id>.json
-	Files     []string `json:"files,omitempty"` // <directory>/<task-id>.<suffix>, sorted
-	Bytes     int64    `json:"bytes"`           // size of the JSON file
-	SHA256    string   `json:"sha256"`          // hex SHA-256 of the JSON file
-}
 
 // Store writes and reads results below one root directory. Every operation goes through an
 // os.Root, so no name, ".." or symbolic link (even one planted inside the root later) can make it
@@ -93,42 +79,42 @@ func (s *Store) Close() error { return s.root.Close() }
 // fsynced, the JSON is hard-linked into place and the directory is fsynced again. Missing
 // directories are created and their entries fsynced.
 //
-// Write is idempotent: if <id>.json already exists, nothing is written and the stored Location is
+// Write is idempotent: if <id>.json already exists, nothing is written and the stored task.Location is
 // returned with existed=true. The first write wins, also among concurrent writers, so a task has
 // exactly one stored result even when a presumed-dead worker finishes late.
-func (s *Store) Write(ctx context.Context, dir string, id uuid.UUID, result []byte, files []File) (loc Location, existed bool, err error) {
+func (s *Store) Write(ctx context.Context, dir string, id uuid.UUID, result []byte, files []task.File) (loc task.Location, existed bool, err error) {
 	loc, existed, err = s.write(ctx, dir, id, result, files)
 	if err != nil {
-		return Location{}, false, fmt.Errorf("write result %s: %w", id, err)
+		return task.Location{}, false, fmt.Errorf("write result %s: %w", id, err)
 	}
 	return loc, existed, nil
 }
 
-func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []byte, files []File) (Location, bool, error) {
+func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []byte, files []task.File) (task.Location, bool, error) {
 	if err := validateWrite(dir, result, files); err != nil {
-		return Location{}, false, err
+		return task.Location{}, false, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Location{}, false, err
+		return task.Location{}, false, err
 	}
 	loc, err := s.stat(dir, id)
 	if err == nil {
 		return loc, true, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return Location{}, false, err
+		return task.Location{}, false, err
 	}
 	staged, err := s.stage(ctx, dir, id, result, files)
 	if err != nil {
-		return Location{}, false, err
+		return task.Location{}, false, err
 	}
 	defer s.removeTemps(staged)
 	if err := ctx.Err(); err != nil {
-		return Location{}, false, err
+		return task.Location{}, false, err
 	}
 	existed, err := s.commit(dir, id, staged)
 	if err != nil {
-		return Location{}, false, err
+		return task.Location{}, false, err
 	}
 	if existed {
 		loc, err := s.stat(dir, id)
@@ -159,34 +145,34 @@ func (s *Store) read(dir string, id uuid.UUID) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// Stat returns the Location of a stored result. The error matches fs.ErrNotExist when there is none.
-func (s *Store) Stat(dir string, id uuid.UUID) (Location, error) {
-	var loc Location
+// Stat returns the task.Location of a stored result. The error matches fs.ErrNotExist when there is none.
+func (s *Store) Stat(dir string, id uuid.UUID) (task.Location, error) {
+	var loc task.Location
 	err := ValidateDirectory(dir)
 	if err == nil {
 		loc, err = s.stat(dir, id)
 	}
 	if err != nil {
-		return Location{}, fmt.Errorf("stat result %s: %w", id, err)
+		return task.Location{}, fmt.Errorf("stat result %s: %w", id, err)
 	}
 	return loc, nil
 }
 
 // stat hashes the stored JSON and lists the binary files beside it; dir must be valid.
-func (s *Store) stat(dir string, id uuid.UUID) (Location, error) {
+func (s *Store) stat(dir string, id uuid.UUID) (task.Location, error) {
 	f, err := s.openResult(dir, id)
 	if err != nil {
-		return Location{}, err
+		return task.Location{}, err
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return Location{}, err
+		return task.Location{}, err
 	}
 	files, err := s.listFiles(dir, id)
 	if err != nil {
-		return Location{}, err
+		return task.Location{}, err
 	}
 	return newLocation(dir, id, n, h.Sum(nil), files), nil
 }
@@ -245,7 +231,7 @@ type staged struct {
 
 // stage makes dir and writes every file to an fsynced temp file in it, binary files first and
 // the JSON last. On error it leaves no temp file behind.
-func (s *Store) stage(ctx context.Context, dir string, id uuid.UUID, result []byte, files []File) ([]staged, error) {
+func (s *Store) stage(ctx context.Context, dir string, id uuid.UUID, result []byte, files []task.File) ([]staged, error) {
 	if err := s.ensureDir(dir); err != nil {
 		return nil, err
 	}
@@ -261,7 +247,7 @@ func (s *Store) stage(ctx context.Context, dir string, id uuid.UUID, result []by
 	return st, err
 }
 
-func (s *Store) writeTemps(ctx context.Context, dir string, id uuid.UUID, result []byte, files []File) ([]staged, error) {
+func (s *Store) writeTemps(ctx context.Context, dir string, id uuid.UUID, result []byte, files []task.File) ([]staged, error) {
 	st := make([]staged, 0, len(files)+1)
 	add := func(suffix string, data []byte) error {
 		if err := ctx.Err(); err != nil {
@@ -499,7 +485,7 @@ func (s *Store) forgetDir(dir string) {
 	}
 }
 
-func validateWrite(dir string, result []byte, files []File) error {
+func validateWrite(dir string, result []byte, files []task.File) error {
 	if err := ValidateDirectory(dir); err != nil {
 		return err
 	}
@@ -510,7 +496,7 @@ func validateWrite(dir string, result []byte, files []File) error {
 		if err := validateSuffix(f.Suffix); err != nil {
 			return err
 		}
-		if slices.ContainsFunc(files[:i], func(g File) bool { return g.Suffix == f.Suffix }) {
+		if slices.ContainsFunc(files[:i], func(g task.File) bool { return g.Suffix == f.Suffix }) {
 			return fmt.Errorf("%w: suffix %q appears twice", ErrInvalidFile, f.Suffix)
 		}
 	}
@@ -535,7 +521,7 @@ func resultPath(dir string, id uuid.UUID, suffix string) string {
 	return dir + "/" + id.String() + "." + suffix
 }
 
-func suffixes(files []File) []string {
+func suffixes(files []task.File) []string {
 	out := make([]string, 0, len(files))
 	for _, f := range files {
 		out = append(out, f.Suffix)
@@ -544,8 +530,8 @@ func suffixes(files []File) []string {
 	return out
 }
 
-func newLocation(dir string, id uuid.UUID, size int64, sum []byte, suffixes []string) Location {
-	loc := Location{
+func newLocation(dir string, id uuid.UUID, size int64, sum []byte, suffixes []string) task.Location {
+	loc := task.Location{
 		Directory: dir,
 		Path:      resultPath(dir, id, resultSuffix),
 		Bytes:     size,

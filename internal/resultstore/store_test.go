@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/taskgrid/taskgrid/internal/task"
 )
 
 type testBundle struct {
@@ -82,7 +83,7 @@ func TestWriteRead(t *testing.T) {
 	s, bundle := setup(t)
 	id := uuid.New()
 	result := []byte(`{"answer":42}`)
-	files := []File{{Suffix: "gz", Data: []byte{0x1f, 0x8b}}, {Suffix: "bin", Data: []byte("raw")}}
+	files := []task.File{{Suffix: "gz", Data: []byte{0x1f, 0x8b}}, {Suffix: "bin", Data: []byte("raw")}}
 
 	loc, existed, err := s.Write(t.Context(), "reports/2026-11", id, result, files)
 	if err != nil {
@@ -91,7 +92,7 @@ func TestWriteRead(t *testing.T) {
 	if existed {
 		t.Error("existed = true on the first write")
 	}
-	want := Location{
+	want := task.Location{
 		Directory: "reports/2026-11",
 		Path:      "reports/2026-11/" + id.String() + ".json",
 		Files:     []string{"reports/2026-11/" + id.String() + ".bin", "reports/2026-11/" + id.String() + ".gz"},
@@ -128,7 +129,7 @@ func TestWriteIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	loc, existed, err := s.Write(t.Context(), "d", id, []byte(`{"n":2}`), []File{{Suffix: "gz", Data: []byte("late")}})
+	loc, existed, err := s.Write(t.Context(), "d", id, []byte(`{"n":2}`), []task.File{{Suffix: "gz", Data: []byte("late")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +153,7 @@ func TestWriteConcurrentFirstWins(t *testing.T) {
 	id := uuid.New()
 	const writers = 16
 	type outcome struct {
-		loc     Location
+		loc     task.Location
 		existed bool
 		err     error
 	}
@@ -163,9 +164,9 @@ func TestWriteConcurrentFirstWins(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			result := fmt.Appendf(nil, `{"writer":%d}`, i)
-			files := []File{{Suffix: "bin", Data: fmt.Appendf(nil, "writer %d", i)}}
+			files := []task.File{{Suffix: "bin", Data: fmt.Appendf(nil, "writer %d", i)}}
 			if i%2 == 0 { // half of the writers also bring a file the others don't
-				files = append(files, File{Suffix: "gz", Data: []byte{byte(i)}})
+				files = append(files, task.File{Suffix: "gz", Data: []byte{byte(i)}})
 			}
 			loc, existed, err := s.Write(t.Context(), "race", id, result, files)
 			outcomes[i] = outcome{loc, existed, err}
@@ -235,7 +236,7 @@ func TestWriteStaysInsideRoot(t *testing.T) {
 			}
 			id := uuid.New()
 
-			_, _, err := s.Write(t.Context(), tt.dir, id, []byte(`{}`), []File{{Suffix: "gz", Data: []byte("x")}})
+			_, _, err := s.Write(t.Context(), tt.dir, id, []byte(`{}`), []task.File{{Suffix: "gz", Data: []byte("x")}})
 			if err == nil {
 				t.Fatalf("Write(%q) through a symlink out of the root succeeded", tt.dir)
 			}
@@ -276,7 +277,7 @@ func TestWriteIgnoresLeftoversOfACrash(t *testing.T) {
 	bundle.writeFile(t, prefix+".gz", "old gz")           // renamed into place before the crash,
 	bundle.writeFile(t, prefix+".bin", "old bin")         // but the JSON never was
 
-	loc, existed, err := s.Write(t.Context(), "d", id, []byte(`{"ok":true}`), []File{{Suffix: "gz", Data: []byte("new gz")}})
+	loc, existed, err := s.Write(t.Context(), "d", id, []byte(`{"ok":true}`), []task.File{{Suffix: "gz", Data: []byte("new gz")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestWriteIgnoresLeftoversOfACrash(t *testing.T) {
 func TestWriteLeavesNoMarker(t *testing.T) {
 	t.Parallel()
 	s, bundle := setup(t)
-	for _, files := range [][]File{nil, {{Suffix: "gz", Data: []byte("z")}}} {
+	for _, files := range [][]task.File{nil, {{Suffix: "gz", Data: []byte("z")}}} {
 		id := uuid.New()
 		if _, _, err := s.Write(t.Context(), "d", id, []byte(`{}`), files); err != nil {
 			t.Fatal(err)
@@ -327,7 +328,7 @@ func TestWriteRemovesTempFilesOnFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, _, err := s.Write(t.Context(), "d", id, []byte(`{}`), []File{{Suffix: "gz", Data: []byte("x")}})
+	_, _, err := s.Write(t.Context(), "d", id, []byte(`{}`), []task.File{{Suffix: "gz", Data: []byte("x")}})
 	if err == nil {
 		t.Fatal("Write over a directory succeeded")
 	}
@@ -368,20 +369,20 @@ func TestWriteInvalidInput(t *testing.T) {
 		name    string
 		dir     string
 		result  string
-		files   []File
+		files   []task.File
 		wantErr error
 		wantMsg string
 	}{
 		{"bad directory", "../x", `{}`, nil, ErrInvalidDirectory, `".."`},
 		{"result not JSON", "d", `{"torn`, nil, ErrInvalidResult, "not valid JSON"},
 		{"empty result", "d", ``, nil, ErrInvalidResult, "not valid JSON"},
-		{"empty suffix", "d", `{}`, []File{{Suffix: ""}}, ErrInvalidFile, `suffix ""`},
-		{"upper-case suffix", "d", `{}`, []File{{Suffix: "GZ"}}, ErrInvalidFile, "want 1 to 8 of a-z 0-9"},
-		{"suffix too long", "d", `{}`, []File{{Suffix: "abcdefghi"}}, ErrInvalidFile, "want 1 to 8"},
-		{"suffix with dot", "d", `{}`, []File{{Suffix: "tar.gz"}}, ErrInvalidFile, `suffix "tar.gz"`},
-		{"suffix with slash", "d", `{}`, []File{{Suffix: "../x"}}, ErrInvalidFile, `suffix "../x"`},
-		{"json suffix", "d", `{}`, []File{{Suffix: "json"}}, ErrInvalidFile, "reserved"},
-		{"repeated suffix", "d", `{}`, []File{{Suffix: "gz"}, {Suffix: "bin"}, {Suffix: "gz"}}, ErrInvalidFile, "appears twice"},
+		{"empty suffix", "d", `{}`, []task.File{{Suffix: ""}}, ErrInvalidFile, `suffix ""`},
+		{"upper-case suffix", "d", `{}`, []task.File{{Suffix: "GZ"}}, ErrInvalidFile, "want 1 to 8 of a-z 0-9"},
+		{"suffix too long", "d", `{}`, []task.File{{Suffix: "abcdefghi"}}, ErrInvalidFile, "want 1 to 8"},
+		{"suffix with dot", "d", `{}`, []task.File{{Suffix: "tar.gz"}}, ErrInvalidFile, `suffix "tar.gz"`},
+		{"suffix with slash", "d", `{}`, []task.File{{Suffix: "../x"}}, ErrInvalidFile, `suffix "../x"`},
+		{"json suffix", "d", `{}`, []task.File{{Suffix: "json"}}, ErrInvalidFile, "reserved"},
+		{"repeated suffix", "d", `{}`, []task.File{{Suffix: "gz"}, {Suffix: "bin"}, {Suffix: "gz"}}, ErrInvalidFile, "appears twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -454,7 +455,7 @@ func BenchmarkWrite(b *testing.B) {
 				}
 			}
 			for b.Loop() {
-				if _, _, err := s.Write(b.Context(), "d", uuid.New(), []byte(`{"ok":true}`), []File{{Suffix: "gz", Data: []byte("z")}}); err != nil {
+				if _, _, err := s.Write(b.Context(), "d", uuid.New(), []byte(`{"ok":true}`), []task.File{{Suffix: "gz", Data: []byte("z")}}); err != nil {
 					b.Fatal(err)
 				}
 			}
