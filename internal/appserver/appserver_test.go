@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taskgrid/taskgrid/internal/env"
+	"github.com/taskgrid/taskgrid/internal/sidecar"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -24,9 +25,12 @@ func TestLoadConfig(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{"defaults", nil, Config{AppID: "gateway", Instance: hostname(), Host: "127.0.0.1", Port: 8080, LogLevel: "info"}, ""},
+		{"defaults", nil, Config{AppID: "gateway", Instance: hostname(), Host: "127.0.0.1", Port: 8080, LogLevel: "info",
+			Sidecar: sidecar.Config{Host: "127.0.0.1", HTTPPort: 3500, GRPCPort: 50001}}, ""},
 		{"from dapr run", map[string]string{"APP_ID": "gw2", "APP_PORT": "9000", "DAPR_HTTP_PORT": "3600", "DAPR_GRPC_PORT": "31001", "NODE_ID": "gw-7"},
-			Config{AppID: "gw2", Instance: "gw-7", Host: "127.0.0.1", Port: 9000, LogLevel: "info"}, ""},
+			Config{AppID: "gw2", Instance: "gw-7", Host: "127.0.0.1", Port: 9000, LogLevel: "info",
+				Sidecar: sidecar.Config{Host: "127.0.0.1", HTTPPort: 3600, GRPCPort: 31001}}, ""},
+		{"bad sidecar port", map[string]string{"DAPR_GRPC_PORT": "70000"}, Config{}, "DAPR_GRPC_PORT"},
 		{"bad port", map[string]string{"APP_PORT": "http"}, Config{}, "APP_PORT"},
 	}
 	for _, tt := range tests {
@@ -44,7 +48,6 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got.Sidecar = tt.want.Sidecar
 			if got != tt.want {
 				t.Fatalf("got %+v, want %+v", got, tt.want)
 			}
