@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/taskgrid/taskgrid/internal/events"
 )
 
 func TestStatements(t *testing.T) {
@@ -58,7 +60,7 @@ func TestDecodeEntry(t *testing.T) {
 		{"not an event", `{"data":{"hello":"world"}}`, false},
 		{"not JSON", `nope`, false},
 	} {
-		got, err := decodeEntry(json.RawMessage(tt.entry))
+		got, err := events.DecodeEntry(json.RawMessage(tt.entry))
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
 		}
@@ -76,7 +78,9 @@ func TestWindowStatsStatements(t *testing.T) {
 		t.Fatalf("window_stats.sql gives %d statements", len(windowStats))
 	}
 	for _, grain := range []string{"'minute'", "'hour'", "'day'", "'week'", "'month'"} {
-		if !slices.ContainsFunc(windowStats, func(s string) bool { return strings.HasPrefix(s, "INSERT INTO window_stats") && strings.Contains(s, "SELECT "+grain) }) {
+		if !slices.ContainsFunc(windowStats, func(s string) bool {
+			return strings.HasPrefix(s, "INSERT INTO window_stats") && strings.Contains(s, "SELECT "+grain)
+		}) {
 			t.Errorf("no statement fills the %s rows", grain)
 		}
 	}

@@ -20,6 +20,14 @@ import (
 // dispatchTimeout bounds one push of an assignment to a worker slot.
 const dispatchTimeout = 2 * time.Second
 
+// The bulk delivery of lifecycle events to the SSE hub: at most feedBulkMax events a
+// delivery, and no event waits longer than feedBulkWait for the others.
+const (
+	routeFeed    = "/internal/events"
+	feedBulkMax  = 500
+	feedBulkWait = 10 * time.Millisecond
+)
+
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app, err := appserver.NewApp(logger, cfg.Config)
 	if err != nil {
@@ -49,21 +57,25 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	host.Register(components.QueueActor, queueActor)
 	host.Mount(app.Server.Router)
 
-	// Every lifecycle event, for the SSE streams this instance serves and the overview.
-	// A failed attempt is for the overview only: the user is not told (the stream shows
-	// the task running again when the next attempt starts).
-	feed := func(ctx context.Context) error {
-		return events.Subscribe(ctx, logger.With("component", "feed"), app.Dapr, components.Fanout,
-			[]string{events.TopicStarted, events.TopicProgress, events.TopicAttemptFailed, events.TopicCompleted, events.TopicFailed},
-			func(_ context.Context, e events.Event) error {
-				api.Observe(e)
-				if e.Kind != events.KindAttemptFailed {
-					hub.Publish(updateFromEvent(e))
-				}
-				return nil
-			})
+	// Every lifecycle event, for the SSE streams this instance serves and the overview,
+	// delivered in bulk by the sidecar. A failed attempt is for the overview only: the
+	// user is not told (the stream shows the task running again when the next attempt
+	// starts).
+	feed := events.BulkRoute{
+		PubSub: components.Fanout, Route: routeFeed, MaxMessages: feedBulkMax, MaxAwait: feedBulkWait,
+		Topics: []string{events.TopicStarted, events.TopicProgress, events.TopicAttemptFailed, events.TopicCompleted, events.TopicFailed},
 	}
-	return app.Run(ctx, feed, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
+	app.Server.Router.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
+	app.Server.Router.Post(routeFeed, events.ServeBulk(logger.With("component", "feed"), func(_ context.Context, _ string, evs []events.Event) error {
+		for _, e := range evs {
+			api.Observe(e)
+			if e.Kind != events.KindAttemptFailed {
+				hub.Publish(updateFromEvent(e))
+			}
+		}
+		return nil
+	}, nil))
+	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
 		armSweep(ctx, logger, app.Dapr)
 		return nil
 	})

@@ -34,18 +34,21 @@ type Config struct {
 	Port     int
 	LogLevel string
 	Sidecar  sidecar.Config
+	// Profiling serves Go's pprof under /debug/pprof (PROFILING=true); off by default.
+	Profiling bool
 }
 
 // LoadConfig reads the common configuration; defaultID and defaultPort apply when
 // APP_ID and APP_PORT are unset.
 func LoadConfig(r *env.Reader, defaultID string, defaultPort int) Config {
 	return Config{
-		AppID:    r.String("APP_ID", defaultID),
-		Instance: r.String("NODE_ID", hostname()),
-		Host:     r.String("APP_HOST", "127.0.0.1"),
-		Port:     r.Port("APP_PORT", defaultPort),
-		LogLevel: r.String("LOG_LEVEL", "info"),
-		Sidecar:  sidecar.LoadConfig(r),
+		AppID:     r.String("APP_ID", defaultID),
+		Instance:  r.String("NODE_ID", hostname()),
+		Host:      r.String("APP_HOST", "127.0.0.1"),
+		Port:      r.Port("APP_PORT", defaultPort),
+		LogLevel:  r.String("LOG_LEVEL", "info"),
+		Sidecar:   sidecar.LoadConfig(r),
+		Profiling: r.Bool("PROFILING", false),
 	}
 }
 
@@ -107,6 +110,9 @@ func New(logger *slog.Logger, cfg Config, reg *prometheus.Registry) *Server {
 	})
 	s.Router.Get("/readyz", s.serveReady)
 	s.Router.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.Profiling {
+		s.Router.Mount("/debug", middleware.Profiler()) // Go's pprof, for measuring where CPU goes
+	}
 	return s
 }
 

@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
+	"github.com/taskgrid/taskgrid/internal/batch"
 	"github.com/taskgrid/taskgrid/internal/task"
 )
 
@@ -56,6 +57,9 @@ type Store struct {
 	// durable holds directories that exist and whose entry in their parent this Store has fsynced,
 	// so that only the first write into a directory pays for syncing its ancestors.
 	durable map[string]struct{}
+	// dirSyncs group-commits the fsyncs of each directory: writers that linked their results
+	// while one fsync of the directory runs share the next one.
+	dirSyncs map[string]*batch.Batcher[struct{}]
 }
 
 // Open opens the results root, creating it (mode 0o755) if missing.
@@ -67,7 +71,7 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open result store %s: %w", root, err)
 	}
-	return &Store{root: r, durable: make(map[string]struct{})}, nil
+	return &Store{root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}])}, nil
 }
 
 // Close releases the root directory.
@@ -308,12 +312,18 @@ func (s *Store) removeTemps(st []staged) {
 // commit moves the staged files into place under the task's lock, unless the result already
 // exists, and reports whether it did. The lock keeps a loser's binary files from replacing the
 // winner's; the JSON is linked, not renamed, so that it is never overwritten even without the lock.
+//
+// A result without binary files needs no lock when no earlier write of it crashed halfway
+// (no marker): linking its JSON is the whole commit, and a link never replaces a file. (Every
+// attempt of a task makes the same files, so a concurrent writer of it has none either.)
 func (s *Store) commit(dir string, id uuid.UUID, st []staged) (existed bool, err error) {
-	unlock, err := lockTask(s.root, dir+"/."+id.String()+".lock")
-	if err != nil {
-		return false, err
+	if _, err := s.root.Lstat(partialPath(dir, id)); len(st) > 1 || !errors.Is(err, fs.ErrNotExist) {
+		unlock, err := lockTask(s.root, dir+"/."+id.String()+".lock")
+		if err != nil {
+			return false, err
+		}
+		defer unlock()
 	}
-	defer unlock()
 	result := &st[len(st)-1]
 	if _, err := s.root.Lstat(result.final); err == nil {
 		return true, nil
@@ -446,7 +456,23 @@ func (s *Store) mkdir(p string) error {
 	return nil
 }
 
+// syncDir makes the entries of directory name durable. Concurrent callers share fsyncs:
+// each waits for one that started after it called, which covers what it did before.
 func (s *Store) syncDir(name string) error {
+	s.mu.Lock()
+	b, ok := s.dirSyncs[name]
+	if !ok {
+		if len(s.dirSyncs) >= maxDurableDirs {
+			clear(s.dirSyncs) // a batcher that is running keeps running for its callers
+		}
+		b = batch.New(context.Background(), 0, func(context.Context, []struct{}) error { return s.fsyncDir(name) })
+		s.dirSyncs[name] = b
+	}
+	s.mu.Unlock()
+	return b.Do(context.Background(), struct{}{})
+}
+
+func (s *Store) fsyncDir(name string) error {
 	d, err := s.root.Open(name)
 	if err != nil {
 		return err
