@@ -64,7 +64,8 @@ test-short: ## unit tests only (no real stack)
 	go test -short -count=1 ./...
 
 .PHONY: bench
-bench: deps build ## benchmarks of the whole system (see README); BENCH_ARGS=-quick for a short run
+bench: deps build ## benchmarks of the whole system and the River peer (see README); BENCH_ARGS=-quick for a short run
+	@deploy/scripts/install-services.sh --bench
 	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
 	  deploy/scripts/bench.sh
 

@@ -2,7 +2,10 @@
 // of figures (median, min and max of several runs), also written as JSON. `make bench`
 // runs it; `make bench BENCH_ARGS=-quick` is a run that fits in about a minute.
 //
-//	go run ./deploy/bench [-quick] [-runs 3] [-scenarios burst,paced] [-burst.tasks 5000] ...
+//	go run ./deploy/bench [-quick] [-runs 3] [-scenarios burst,peer-river] [-burst.tasks 10000] ...
+//
+// peer-river runs the same burst on River and PostgreSQL (deploy/bench/river, a module
+// of its own, built here) and the report gives taskgrid's figures as ratios of River's.
 package main
 
 import (
@@ -10,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -38,6 +42,8 @@ func run() error {
 	flag.IntVar(&cfg.PacedRate, "paced.rate", cfg.PacedRate, "tasks per second in the paced run")
 	flag.IntVar(&cfg.PacedLightRate, "paced-light.rate", cfg.PacedLightRate, "tasks per second in the light paced run")
 	flag.DurationVar(&cfg.PacedDuration, "paced.duration", cfg.PacedDuration, "length of one paced run")
+	flag.DurationVar(&cfg.PeerFetchCooldown, "peer.fetch-cooldown", cfg.PeerFetchCooldown, "River's FetchCooldown in peer-river (River's default: 100ms)")
+	flag.DurationVar(&cfg.PeerFetchPollInterval, "peer.fetch-poll-interval", cfg.PeerFetchPollInterval, "River's FetchPollInterval in peer-river (River's default: 1s)")
 	flag.DurationVar(&cfg.RecoverySleep, "recovery.sleep", cfg.RecoverySleep, "length of the tasks a killed worker holds")
 	flag.IntVar(&cfg.IngestEvents, "ingest.events", cfg.IngestEvents, "events in one analytics run")
 	flag.IntVar(&cfg.DepthSmall, "depth.small", cfg.DepthSmall, "tasks waiting in the small depth case")
@@ -63,6 +69,10 @@ func run() error {
 		cfg.Scenarios = strings.Split(*scenarios, ",")
 	}
 	cfg.Keep = *keep
+	// The burst's clients submit over keep-alive connections instead of a new one per
+	// request (the default keeps 2 idle per host): thousands of short-lived loopback
+	// connections in TIME_WAIT would be the benchmark's cost, not the system's.
+	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 256
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))

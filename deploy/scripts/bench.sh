@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make bench: the system benchmark (deploy/bench: real stack, table and JSON), then the
-# queue's own micro-benchmark. BENCH_ARGS are passed to deploy/bench, e.g. -quick.
+# make bench: the queue's own micro-benchmark, then the system benchmark (deploy/bench:
+# the real stack, and the River peer on a private PostgreSQL that it starts and stops;
+# table and JSON). BENCH_ARGS are passed to deploy/bench, e.g. -quick.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .run/bench

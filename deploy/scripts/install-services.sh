@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs Redis and MariaDB from Debian's packages when they are missing, and with
-# --browser also Chromium (only the browser test of the web page needs it). Starts nothing.
+# Installs Redis and MariaDB from Debian's packages when they are missing, with
+# --browser also Chromium (only the browser test of the web page needs it), and with
+# --bench also PostgreSQL (only the benchmark's River peer needs it: make bench). Starts
+# nothing: the benchmark starts a private PostgreSQL cluster of its own and stops it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -9,9 +11,13 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || missing+=(mariadb-server)
 command -v mariadb >/dev/null || missing+=(mariadb-client)
-if [ "${1:-}" = "--browser" ]; then
-  command -v chromium >/dev/null || missing+=(chromium)
-fi
+case "${1:-}" in
+  --browser) command -v chromium >/dev/null || missing+=(chromium) ;;
+  # Debian's server binaries live in /usr/lib/postgresql/<major>/bin, not on the PATH.
+  --bench) compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql) ;;
+  "") ;;
+  *) die "usage: install-services.sh [--browser | --bench]" ;;
+esac
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 command -v apt-get >/dev/null || die "missing ${missing[*]} and apt-get is not available: install them with your package manager"
@@ -21,6 +27,12 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo -n"
 fi
 log "installing ${missing[*]} from Debian's packages"
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+  # The package would create (and, with systemd, start) a system cluster on port 5432
+  # that nothing uses: the benchmark runs its own cluster on a free port and stops it.
+  $sudo mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/taskgrid.conf >/dev/null
+fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq || die "apt-get update failed"
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"

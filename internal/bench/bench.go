@@ -35,6 +35,11 @@ type Config struct {
 
 	RecoverySleep time.Duration // length of the tasks a killed worker holds
 
+	// The River peer (peer-river) runs BurstTasks jobs with 2 × WorkersPerNode workers
+	// and BurstClients inserting clients; these are its fetch settings.
+	PeerFetchCooldown     time.Duration
+	PeerFetchPollInterval time.Duration
+
 	IngestEvents int // events per analytics run
 
 	DepthSmall   int // waiting tasks in the small depth case
@@ -45,15 +50,18 @@ type Config struct {
 	Keep     bool   // keep the stack's directory (logs, data) afterwards
 }
 
-// DefaultConfig is the full benchmark (a few minutes on 2 cores).
+// DefaultConfig is the full benchmark.
 func DefaultConfig() Config {
 	return Config{
 		Runs: 3, WorkersPerNode: 4,
-		BurstTasks: 5000, BurstClients: 32,
-		PacedRate: 100, PacedLightRate: 10, PacedDuration: 30 * time.Second,
+		BurstTasks: 10_000, BurstClients: 32,
+		PacedRate: 500, PacedLightRate: 10, PacedDuration: 30 * time.Second,
 		RecoverySleep: 8 * time.Second,
-		IngestEvents:  5000,
-		DepthSmall:    1_000, DepthLarge: 1_000_000, DepthSamples: 500,
+		// River's default cooldown (100 ms) caps 8 workers at about 80 jobs/s here (one
+		// fetch of at most 8 jobs per cooldown); 1 ms lets it fetch again at once.
+		PeerFetchCooldown: time.Millisecond, PeerFetchPollInterval: 50 * time.Millisecond,
+		IngestEvents: 5000,
+		DepthSmall:   1_000, DepthLarge: 1_000_000, DepthSamples: 500,
 		LogLevel: "info",
 	}
 }
@@ -65,7 +73,7 @@ func QuickConfig() Config {
 	c.BurstTasks, c.PacedRate, c.PacedLightRate, c.PacedDuration = 300, 50, 10, 3*time.Second
 	c.IngestEvents = 1000
 	c.DepthLarge, c.DepthSamples = 20_000, 200
-	c.Scenarios = []string{"burst", "paced", "paced-light", "recovery-app", "analytics", "depth"}
+	c.Scenarios = []string{"burst", "peer-river", "paced", "paced-light", "recovery-app", "analytics", "depth"}
 	return c
 }
 
@@ -76,31 +84,67 @@ type Measure struct {
 	Value float64
 }
 
-// Env is what a scenario works with: the running stack and the configuration.
+// The breakdown tables: a figure whose name starts with a breakdown's prefix is printed
+// in that table instead of the main one.
+const (
+	BreakdownCPU   = "cpu"   // CPU per task by process group: "CPU per task: <group>"
+	BreakdownCalls = "calls" // sidecar calls per task by kind: "calls per task: <kind>[: <what>]"
+
+	cpuPrefix   = "CPU per task: "
+	callsPrefix = "calls per task: "
+)
+
+// breakdownOf is the breakdown table of the figure called name, or "" for the main table.
+func breakdownOf(name string) string {
+	switch {
+	case strings.HasPrefix(name, cpuPrefix):
+		return BreakdownCPU
+	case strings.HasPrefix(name, callsPrefix) && name != appCallsName:
+		return BreakdownCalls
+	}
+	return ""
+}
+
+// Env is what a scenario works with: the running stack (nil for a scenario that does
+// not use it) and the configuration.
 type Env struct {
 	Stack  *stacktest.Stack
 	Config Config
 	Logf   func(format string, args ...any)
+
+	peer     *peer                // the River peer, started by its first run
+	settings map[string][]Setting // by scenario, printed beside its figures
+}
+
+func (e *Env) setSettings(scenario string, s []Setting) {
+	if e.settings == nil {
+		e.settings = map[string][]Setting{}
+	}
+	e.settings[scenario] = s
 }
 
 // scenario is one benchmark: a name, a one-line description, and one run. A scenario
-// that repeats itself runs once and returns Config.Runs measures of each name.
+// that repeats itself runs once and returns Config.Runs measures of each name. One
+// without the stack runs before the stack is started.
 type scenario struct {
 	name, describe string
 	run            func(ctx context.Context, e *Env) ([]Measure, error)
 	repeatsItself  bool
+	noStack        bool
 }
 
-// scenarios in the order they run. depth runs last: it leaves the queue full.
+// scenarios in the order they are listed (and run, those without the stack first).
+// depth runs last: it leaves the queue full.
 func scenarios(c Config) []scenario {
 	return []scenario{
-		{"burst", fmt.Sprintf("%d noop tasks submitted over HTTP by %d clients, %d workers; first submit to last SSE completion", c.BurstTasks, c.BurstClients, 2*c.WorkersPerNode), burst, false},
-		{"paced", fmt.Sprintf("%d tasks/s for %s, workers idle at the start", c.PacedRate, c.PacedDuration), func(ctx context.Context, e *Env) ([]Measure, error) { return paced(ctx, e, c.PacedRate) }, false},
-		{"paced-light", fmt.Sprintf("%d tasks/s for %s: workers idle throughout", c.PacedLightRate, c.PacedDuration), func(ctx context.Context, e *Env) ([]Measure, error) { return paced(ctx, e, c.PacedLightRate) }, false},
-		{"recovery-app", fmt.Sprintf("worker app killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "app") }, false},
-		{"recovery-sidecar", fmt.Sprintf("worker sidecar killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "sidecar") }, false},
-		{"analytics", fmt.Sprintf("%d lifecycle events through Kafka, the analytics sidecar and the MySQL binding", c.IngestEvents), ingest, false},
-		{"depth", fmt.Sprintf("queue actor through the sidecar with %d and %d tasks waiting; apps' memory", c.DepthSmall, c.DepthLarge), depth, true},
+		{name: "burst", describe: fmt.Sprintf("%d noop tasks submitted over HTTP by %d clients, %d workers; first submit to last SSE completion", c.BurstTasks, c.BurstClients, 2*c.WorkersPerNode), run: burst},
+		{name: "peer-river", describe: fmt.Sprintf("the burst's %d no-op jobs on River and PostgreSQL, %d workers, %d inserting clients; first insert to last completion (run before the stack starts)", c.BurstTasks, peerWorkers(c), c.BurstClients), run: peerRiver, noStack: true},
+		{name: "paced", describe: fmt.Sprintf("%d tasks/s for %s, workers idle at the start; sustained if completions keep up with the offer and the backlog does not grow", c.PacedRate, c.PacedDuration), run: func(ctx context.Context, e *Env) ([]Measure, error) { return paced(ctx, e, c.PacedRate) }},
+		{name: "paced-light", describe: fmt.Sprintf("%d tasks/s for %s: workers idle throughout", c.PacedLightRate, c.PacedDuration), run: func(ctx context.Context, e *Env) ([]Measure, error) { return paced(ctx, e, c.PacedLightRate) }},
+		{name: "recovery-app", describe: fmt.Sprintf("worker app killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), run: func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "app") }},
+		{name: "recovery-sidecar", describe: fmt.Sprintf("worker sidecar killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), run: func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "sidecar") }},
+		{name: "analytics", describe: fmt.Sprintf("%d lifecycle events through Kafka, the analytics sidecar and the MySQL binding", c.IngestEvents), run: ingest},
+		{name: "depth", describe: fmt.Sprintf("queue actor through the sidecar with %d and %d tasks waiting; apps' memory", c.DepthSmall, c.DepthLarge), run: depth, repeatsItself: true},
 	}
 }
 
@@ -113,9 +157,11 @@ func ScenarioNames() []string {
 	return names
 }
 
-// Run starts the stack, runs the chosen scenarios Config.Runs times each, stops the
-// stack and returns the report. A failed run ends the benchmark with its error: a
-// figure is only reported when every run of it succeeded.
+// Run runs the chosen scenarios Config.Runs times each, those without the stack (the
+// River peer) first, then starts the stack for the others and stops it at the end, and
+// returns the report; with both burst and peer-river it adds their ratios (vs-river).
+// A failed run ends the benchmark with its error: a figure is only reported when every
+// run of it succeeded.
 func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, error) {
 	all := scenarios(cfg)
 	chosen := all
@@ -134,6 +180,62 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	}
 
 	rep := &Report{Started: time.Now().UTC(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Config: cfg}
+	e := &Env{Config: cfg, Logf: logf}
+	defer func() {
+		if e.peer != nil {
+			e.peer.close(cfg.Keep)
+		}
+	}()
+	results := map[string][]Figure{}
+	runAll := func(list []scenario) error {
+		for _, s := range list {
+			figs, err := runScenario(ctx, e, s)
+			if err != nil {
+				if e.Stack != nil {
+					logf("bench: last lines of the logs:\n%s", e.Stack.LogTail(20))
+				}
+				return err
+			}
+			results[s.name] = figs
+		}
+		return nil
+	}
+	assemble := func() {
+		rep.Scenarios, rep.Figures = nil, nil
+		for _, s := range chosen {
+			if figs, ok := results[s.name]; ok {
+				rep.Scenarios = append(rep.Scenarios, ScenarioInfo{Name: s.name, Describe: s.describe, Settings: e.settings[s.name]})
+				rep.Figures = append(rep.Figures, figs...)
+			}
+		}
+		if vs := compareWithRiver(rep.Figures); len(vs) > 0 {
+			rep.Scenarios = append(rep.Scenarios, ScenarioInfo{Name: "vs-river", Describe: "taskgrid's burst figure over River's (ratio of the medians; min and max: ratios of the extremes); above 1, taskgrid's is larger", Settings: e.settings["peer-river"]})
+			rep.Figures = append(rep.Figures, vs...)
+		}
+		rep.Finished = time.Now().UTC()
+	}
+	defer assemble()
+
+	// Scenarios without the stack first (the River peer), on a machine that runs nothing else.
+	var noStack, withStack []scenario
+	for _, s := range chosen {
+		if s.noStack {
+			noStack = append(noStack, s)
+		} else {
+			withStack = append(withStack, s)
+		}
+	}
+	if err := runAll(noStack); err != nil {
+		return rep, err
+	}
+	if e.peer != nil {
+		e.peer.close(cfg.Keep)
+		e.peer = nil
+	}
+	if len(withStack) == 0 {
+		return rep, nil
+	}
+
 	env := map[string]string{"POOL_SIZE": fmt.Sprint(cfg.WorkersPerNode), "LOG_LEVEL": cfg.LogLevel}
 	logEnv := map[string]string{"LOG_LEVEL": cfg.LogLevel}
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -144,6 +246,7 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 		_, err = st.StartApp(startCtx, "worker", nil) // the second worker node
 	}
 	cancel()
+	defer stacktest.RemoveBinaries()
 	if st != nil {
 		defer func() {
 			st.Stop(cfg.Keep)
@@ -156,37 +259,41 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 		if st != nil {
 			logf("bench: last lines of the logs:\n%s", st.LogTail(20))
 		}
-		return nil, fmt.Errorf("start the stack: %w", err)
+		return rep, fmt.Errorf("start the stack: %w", err)
 	}
-	e := &Env{Stack: st, Config: cfg, Logf: logf}
-	for _, s := range chosen {
-		values := map[string][]float64{}
-		var order []Measure
-		runs := cfg.Runs
-		if s.repeatsItself {
-			runs = 1
+	e.Stack = st
+	return rep, runAll(withStack)
+}
+
+// runScenario runs s Config.Runs times (once if it repeats itself) and returns its
+// figures; a failed run fails it.
+func runScenario(ctx context.Context, e *Env, s scenario) ([]Figure, error) {
+	values := map[string][]float64{}
+	var order []Measure
+	runs := e.Config.Runs
+	if s.repeatsItself {
+		runs = 1
+	}
+	for r := range runs {
+		e.Logf("bench: %s, run %d of %d", s.name, r+1, runs)
+		began := time.Now()
+		ms, err := s.run(ctx, e)
+		if err != nil {
+			return nil, fmt.Errorf("%s, run %d: %w", s.name, r+1, err)
 		}
-		for r := range runs {
-			logf("bench: %s, run %d of %d", s.name, r+1, runs)
-			began := time.Now()
-			ms, err := s.run(ctx, e)
-			if err != nil {
-				logf("bench: last lines of the logs:\n%s", st.LogTail(20))
-				return rep, fmt.Errorf("%s, run %d: %w", s.name, r+1, err)
+		e.Logf("bench: %s, run %d took %s", s.name, r+1, time.Since(began).Round(time.Millisecond))
+		for _, m := range ms {
+			if _, seen := values[m.Name]; !seen {
+				order = append(order, m)
 			}
-			logf("bench: %s, run %d took %s", s.name, r+1, time.Since(began).Round(time.Millisecond))
-			for _, m := range ms {
-				if _, seen := values[m.Name]; !seen {
-					order = append(order, m)
-				}
-				values[m.Name] = append(values[m.Name], m.Value)
-			}
-		}
-		rep.Scenarios = append(rep.Scenarios, ScenarioInfo{Name: s.name, Describe: s.describe})
-		for _, m := range order {
-			rep.Figures = append(rep.Figures, Summarize(s.name, m.Name, m.Unit, values[m.Name]))
+			values[m.Name] = append(values[m.Name], m.Value)
 		}
 	}
-	rep.Finished = time.Now().UTC()
-	return rep, nil
+	var figs []Figure
+	for _, m := range order {
+		f := Summarize(s.name, m.Name, m.Unit, values[m.Name])
+		f.Breakdown = breakdownOf(m.Name)
+		figs = append(figs, f)
+	}
+	return figs, nil
 }

@@ -101,7 +101,7 @@ func TestProcMemoryOfThisProcess(t *testing.T) {
 func TestReportTableAndJSON(t *testing.T) {
 	rep := &Report{
 		Started: time.Date(2026, 12, 2, 6, 0, 0, 0, time.UTC), CPUs: 2, GoVersion: "go1.26", Config: QuickConfig(),
-		Scenarios: []ScenarioInfo{{"burst", "a burst"}},
+		Scenarios: []ScenarioInfo{{Name: "burst", Describe: "a burst"}},
 		Figures: []Figure{
 			Summarize("burst", "throughput", "tasks/s", []float64{812.4, 790.2, 830.9}),
 			Summarize("burst", "submit→notified p50", "ms", []float64{12.345, 11.5, 13}),

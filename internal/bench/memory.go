@@ -100,14 +100,3 @@ func parseStatCPU(stat string) (float64, error) {
 	}
 	return total / clockTicks, nil
 }
-
-// stackCPU is the CPU time, in seconds, every process of the stack has used so far.
-func stackCPU(st *stacktest.Stack) float64 {
-	var total float64
-	for _, p := range st.Procs() {
-		if v, err := procCPU(p.PID()); err == nil {
-			total += v
-		}
-	}
-	return total
-}

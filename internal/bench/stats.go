@@ -16,6 +16,8 @@ type Figure struct {
 	Min      float64   `json:"min"`
 	Max      float64   `json:"max"`
 	Runs     []float64 `json:"runs"`
+	// Breakdown names the breakdown table the figure is printed in (cpu, calls), if any.
+	Breakdown string `json:"breakdown,omitempty"`
 }
 
 // Summarize returns the figure of values (one per run). With no values every field
