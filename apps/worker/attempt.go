@@ -35,7 +35,7 @@ func (n *Node) run(a *attempt) {
 		}
 	}
 	spec := a.grant.Assignment.Spec
-	if spec == nil {
+	if spec == nil || a.grant.Assignment.Redispatched {
 		start() // the record has the payload: read it first
 		if startErr != nil {
 			n.notStarted(a, startErr)

@@ -148,6 +148,30 @@ type nodeEnv struct {
 	events  *fakeEvents
 	queue   *fakeQueue
 	seq     uint64
+	reg     *prometheus.Registry
+}
+
+// computed is how many attempts of typ the task code finished (the worker's own count).
+func (e *nodeEnv) computed(t *testing.T, typ string) int {
+	t.Helper()
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range families {
+		if f.GetName() != "taskgrid_worker_attempts_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "task" && l.GetValue() == typ {
+					n += int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return n
 }
 
 func newNodeEnv(t *testing.T, slots ...string) *nodeEnv {
@@ -161,7 +185,8 @@ func newNodeEnv(t *testing.T, slots ...string) *nodeEnv {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	svc := Services{Queue: e.queue, Records: e.records, Results: e.results, Events: e.events, Progress: e.events}
 	var n *Node
-	metrics := NewMetrics(prometheus.NewRegistry(), len(slots), func() int { return n.Busy() })
+	e.reg = prometheus.NewRegistry()
+	metrics := NewMetrics(e.reg, len(slots), func() int { return n.Busy() })
 	n = NewNode(logger, "vm", slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
 	e.node = n
 	return e
@@ -208,6 +233,8 @@ func TestAttemptLife(t *testing.T) {
 		grant       int // the attempt granted
 		setup       func(e *nodeEnv)
 		noSpec      bool // the grant carries no spec: the record is read first
+		redispatch  bool // the grant is marked Redispatched
+		computed    int  // how many times the task code ran (-1: not checked)
 		wantDone    []queue.Done // relative: TaskID filled in
 		wantStatus  task.Status
 		wantKinds   []string
@@ -222,7 +249,9 @@ func TestAttemptLife(t *testing.T) {
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventStarted, task.EventAttemptFailed, task.EventFailed}, wantRecords: 2},
 		{name: "duplicate dispatch without spec: dropped without running", typ: "noop", payload: `{}`, attempts: 1, grant: 1, noSpec: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
-		{name: "duplicate dispatch with spec: computed, result dropped", typ: "noop", payload: `{}`, attempts: 1, grant: 1,
+		{name: "duplicate dispatch with spec: computed, result dropped", typ: "noop", payload: `{}`, attempts: 1, grant: 1, computed: 1,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
+		{name: "re-dispatched after an uncertain push: the record is read first, not run twice", typ: "noop", payload: `{}`, attempts: 1, grant: 1, redispatch: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
 		{name: "no spec: the record is read first", typ: "noop", payload: `{}`, grant: 1, noSpec: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
@@ -249,6 +278,7 @@ func TestAttemptLife(t *testing.T) {
 				if tt.noSpec {
 					g.Assignment.Spec = nil
 				}
+				g.Assignment.Redispatched = tt.redispatch
 				if tt.setup != nil {
 					tt.setup(e)
 				}
@@ -278,6 +308,11 @@ func TestAttemptLife(t *testing.T) {
 				}
 				if e.records.calls != tt.wantRecords {
 					t.Errorf("record calls %d, want %d", e.records.calls, tt.wantRecords)
+				}
+				if tt.wantStatus == task.StatusPending && tt.wantRecords == 1 {
+					if got := e.computed(t, tt.typ); got != tt.computed {
+						t.Errorf("task code ran %v times, want %d", got, tt.computed)
+					}
 				}
 				// A done attempt is reported once.
 				if again := e.lastSync(t); len(again.Done) != 0 {

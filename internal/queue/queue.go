@@ -556,7 +556,13 @@ func (q *Queue) pushAll(ctx context.Context, grants []Grant) (refused []Grant) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, g := range gs {
-				if err != nil || slices.Contains(no, g.Assignment.ID()) {
+				switch {
+				case err != nil:
+					// The node may have taken it all the same (a call that timed out):
+					// whoever gets it next checks the task's record before computing.
+					g.Assignment.Redispatched = true
+					refused = append(refused, g)
+				case slices.Contains(no, g.Assignment.ID()):
 					refused = append(refused, g)
 				}
 			}

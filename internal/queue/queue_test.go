@@ -245,6 +245,15 @@ func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
 	if got, want := w.labels(reply.Given), []string{"b-1=t1#1"}; !slices.Equal(got, want) {
 		t.Fatalf("next sync got %v, want %v (the failed push's task first)", got, want)
 	}
+	// a's push failed without an answer (a may have taken t1): marked, so the next
+	// taker checks the record first. b-1 refused t3 outright: not marked.
+	if !reply.Given[0].Assignment.Redispatched {
+		t.Error("a task whose push failed is not marked Redispatched")
+	}
+	reply = w.sync(SyncRequest{Node: "c", Free: []string{"c-0"}})
+	if got := w.labels(reply.Given); !slices.Equal(got, []string{"c-0=t3#1"}) || reply.Given[0].Assignment.Redispatched {
+		t.Errorf("next grant %v (redispatched %v), want t3 unmarked", got, reply.Given[0].Assignment.Redispatched)
+	}
 }
 
 // A node that stops syncing for LeaseTTL loses its leases: their tasks come back at

@@ -82,6 +82,10 @@ type Assignment struct {
 	// and records the start meanwhile. Set for small payloads (SpecMaxPayload); without
 	// it the worker reads the task record first.
 	Spec *Spec `json:"spec,omitempty"`
+	// Redispatched says that a push of this very attempt failed in a way that leaves
+	// open whether a node took it: the worker then checks the record before computing
+	// (and drops the attempt if it started elsewhere), spec or not.
+	Redispatched bool `json:"redispatched,omitempty"`
 }
 
 // Spec is what running a task takes: its type, payload and result directory.
