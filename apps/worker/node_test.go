@@ -232,9 +232,9 @@ func TestAttemptLife(t *testing.T) {
 		attempts    int // the record's attempts before the grant
 		grant       int // the attempt granted
 		setup       func(e *nodeEnv)
-		noSpec      bool // the grant carries no spec: the record is read first
-		redispatch  bool // the grant is marked Redispatched
-		computed    int  // how many times the task code ran (-1: not checked)
+		noSpec      bool         // the grant carries no spec: the record is read first
+		redispatch  bool         // the grant is marked Redispatched
+		computed    int          // how many times the task code ran (-1: not checked)
 		wantDone    []queue.Done // relative: TaskID filled in
 		wantStatus  task.Status
 		wantKinds   []string
