@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
 )
 
 func TestStatements(t *testing.T) {
@@ -28,21 +28,6 @@ func TestMigrationFiles(t *testing.T) {
 	stmts := statements(string(text))
 	if len(stmts) < 5 || !slices.ContainsFunc(stmts, func(s string) bool { return len(s) > 30 && s[:30] == "CREATE TABLE IF NOT EXISTS eve" }) {
 		t.Fatalf("001_events.sql gives %d statements: %q", len(stmts), stmts)
-	}
-}
-
-func TestInt(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		in   string
-		want Int
-		ok   bool
-	}{{`42`, 42, true}, {`"42"`, 42, true}, {`null`, 0, true}, {`"x"`, 0, false}, {`1.5`, 0, false}} {
-		var n Int
-		err := json.Unmarshal([]byte(tt.in), &n)
-		if (err == nil) != tt.ok || n != tt.want {
-			t.Errorf("Int(%s) = %d, %v; want %d, ok=%v", tt.in, n, err, tt.want, tt.ok)
-		}
 	}
 }
 

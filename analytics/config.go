@@ -3,8 +3,8 @@ package main
 import (
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/env"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
+	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
 // Config is the analytics app's configuration.

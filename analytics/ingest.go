@@ -7,8 +7,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
 )
 
 // routeEvents receives the bulk deliveries of every lifecycle topic.

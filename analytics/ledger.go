@@ -7,15 +7,22 @@ import (
 	"strings"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/mysqlbinding"
 )
 
 // mysqlTime is the DATETIME(6) text of t in UTC.
 func mysqlTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000000") }
 
+// SQL runs parameterised statements (mysqlbinding.DB does, through the sidecar).
+type SQL interface {
+	Exec(ctx context.Context, sql string, params ...any) error
+	Query(ctx context.Context, out any, sql string, params ...any) error
+}
+
 // Ledger is the analytics data in MySQL: the event ledger and what the trigger derives
 // from it.
-type Ledger struct{ DB DB }
+type Ledger struct{ DB SQL }
 
 // Insert adds events to the ledger in one statement. An event already there (same id)
 // is ignored: redelivery and republishing change nothing.
@@ -65,8 +72,8 @@ HAVING m IS NOT NULL`
 // minutes are kept in a table until their statistics are written.
 func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
 	var marks []struct {
-		Last Int `json:"last_seq"`
-		Max  Int `json:"max_seq"`
+		Last mysqlbinding.Int `json:"last_seq"`
+		Max  mysqlbinding.Int `json:"max_seq"`
 	}
 	if err := l.DB.Query(ctx, &marks, `SELECT (SELECT last_seq FROM trigger_state WHERE name = 'task_facts') AS last_seq,
   (SELECT COALESCE(MAX(seq), 0) FROM events) AS max_seq`); err != nil {

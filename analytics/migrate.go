@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/mysqlbinding"
 )
 
 //go:embed migrations/*.sql
@@ -18,14 +20,14 @@ var migrations embed.FS
 // in order, and records each in schema_migrations. Each file is split into statements
 // at ";" line ends (the binding runs one statement per call), and every statement is
 // written to be safe to run again, so a migration cut short is finished at the next start.
-func Migrate(ctx context.Context, db DB) error {
+func Migrate(ctx context.Context, db SQL) error {
 	if err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
   version    INT NOT NULL PRIMARY KEY,
   applied_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))`); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	var applied []struct {
-		Version Int `json:"version"`
+		Version mysqlbinding.Int `json:"version"`
 	}
 	if err := db.Query(ctx, &applied, "SELECT version FROM schema_migrations"); err != nil {
 		return fmt.Errorf("migrate: %w", err)

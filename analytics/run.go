@@ -7,9 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/retry"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/mysqlbinding"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
+	"github.com/taskgrid/taskgrid/internal/platform/retry"
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
@@ -17,7 +18,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	db := DB{Binder: app.Dapr, Binding: components.AnalyticsDB}
+	db := mysqlbinding.DB{Binder: app.Dapr, Binding: components.AnalyticsDB}
 	ingest := &Ingest{
 		Logger: logger.With("component", "ingest"), Ledger: Ledger{DB: db},
 		BulkMax: cfg.BulkMax, BulkWait: cfg.BulkWait, Metrics: NewMetrics(app.Registry),

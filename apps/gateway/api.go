@@ -15,9 +15,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // Backend is what the API needs of the gateway's Dapr-backed services. It returns

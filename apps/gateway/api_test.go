@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 const validBody = `{"task":"sleep","payload":{"ms":10},"directory":"results/run-1"}`

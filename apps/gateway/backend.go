@@ -9,14 +9,16 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/actorhost"
-	"github.com/taskgrid/taskgrid/internal/batch"
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/retry"
-	"github.com/taskgrid/taskgrid/internal/task"
-	"github.com/taskgrid/taskgrid/internal/taskstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/queueactor"
+	"github.com/taskgrid/taskgrid/internal/adapters/storekeeper"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/batch"
+	"github.com/taskgrid/taskgrid/internal/platform/retry"
 )
 
 // DaprClient is what the gateway's backend uses of the Dapr client.
@@ -24,7 +26,7 @@ type DaprClient interface {
 	taskstore.StateClient
 	events.Publisher
 	actorhost.Invoker
-	InvokeMethod(ctx context.Context, appID, methodName, verb string) ([]byte, error)
+	storekeeper.Invoker
 }
 
 // DaprBackend implements Backend with the state store (task records), the queue actor
@@ -34,7 +36,7 @@ type DaprBackend struct {
 	client DaprClient
 	events events.Sender
 	tasks  *taskstore.Store
-	queue  queue.Client
+	queue  queueactor.Client
 	// enqueues gathers the first attempts of concurrent submissions into one call of
 	// the queue actor: it takes one turn at a time, so under load one turn serves many.
 	enqueues *batch.Batcher[task.Assignment]
@@ -46,7 +48,7 @@ type DaprBackend struct {
 func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender) *DaprBackend {
 	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
-		tasks: taskstore.New(client, components.StateStore), queue: queue.Client{Invoker: client},
+		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client},
 	}
 	b.enqueues = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, as []task.Assignment) error {
 		ctx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
@@ -146,9 +148,9 @@ func (b *DaprBackend) Get(ctx context.Context, id uuid.UUID) (task.Record, error
 
 // Result reads a completed task's stored result from the storekeeper.
 func (b *DaprBackend) Result(ctx context.Context, rec task.Record) ([]byte, error) {
-	data, err := b.client.InvokeMethod(ctx, "storekeeper", "results/"+rec.ID.String(), "get")
+	data, err := storekeeper.Client{Invoker: b.client}.Read(ctx, rec.ID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read result of %s: %w", ErrUnavailable, rec.ID, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return data, nil
 }

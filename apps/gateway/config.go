@@ -1,9 +1,9 @@
 package main
 
 import (
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/env"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
+	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
 // Config is the gateway's configuration.

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/resultstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 )
 
 // Reasons a request is refused. Each is matched (errors.Is) by the errors that report

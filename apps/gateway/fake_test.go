@@ -19,9 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

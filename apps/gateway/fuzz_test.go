@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/resultstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 )
 
 // FuzzDecodeSubmit feeds arbitrary bodies, content types and idempotency keys to the

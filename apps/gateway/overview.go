@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // Overview bounds.

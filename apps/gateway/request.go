@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/resultstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 )
 
 // MaxIdempotencyKeyLen is the longest Idempotency-Key header accepted, in bytes.

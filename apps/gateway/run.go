@@ -5,16 +5,14 @@ import (
 	"log/slog"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-
-	"github.com/taskgrid/taskgrid/internal/actorhost"
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/retry"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/queueactor"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 )
 
 // dispatchTimeout bounds one push of an assignment to a worker slot.
@@ -45,7 +43,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	// inside the queue actor's turn, so it is bounded tightly: while Dapr moves actors
 	// (a node joins or leaves) calls wait, and the move itself waits for turns in
 	// flight. A push that fails puts its attempts back at the head of the queue.
-	queueActor := queue.NewActor(logger, app.Dapr, func(ctx context.Context, node string, grants []queue.Grant) ([]task.AttemptID, error) {
+	queueActor := queueactor.NewActor(logger, app.Dapr, func(ctx context.Context, node string, grants []queue.Grant) ([]task.AttemptID, error) {
 		ctx, cancel := context.WithTimeout(ctx, dispatchTimeout)
 		defer cancel()
 		var reply queue.PushReply
@@ -76,24 +74,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		return nil
 	}, nil))
 	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
-		armSweep(ctx, logger, app.Dapr)
+		if err := queueactor.ArmSweep(ctx, app.Dapr); err != nil && ctx.Err() == nil {
+			logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
+		}
 		return nil
 	})
-}
-
-// armSweep registers the queue's backstop reminder (queue.SweepReminder) once, retrying
-// while the scheduler cannot be reached. Nothing waits for it: dispatch and failure
-// detection work without it.
-func armSweep(ctx context.Context, logger *slog.Logger, c interface {
-	RegisterActorReminder(ctx context.Context, in *dapr.RegisterActorReminderRequest) error
-}) {
-	err := retry.Do(ctx, 5*time.Second, func(ctx context.Context) error {
-		return c.RegisterActorReminder(ctx, &dapr.RegisterActorReminderRequest{
-			ActorType: components.QueueActor, ActorID: queue.DefaultID, Name: queue.SweepReminder,
-			DueTime: queue.SweepPeriod, Period: queue.SweepPeriod,
-		})
-	})
-	if err != nil && ctx.Err() == nil {
-		logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
-	}
 }

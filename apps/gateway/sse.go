@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // errHubClosed ends the streams when the server shuts down.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/task"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // Kinds of Update. Each is also the name of the Server-Sent Event it produces.

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/env"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
+	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
 // Config is the storekeeper's configuration.

@@ -14,10 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/resultstore"
-	"github.com/taskgrid/taskgrid/internal/task"
-	"github.com/taskgrid/taskgrid/internal/taskstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // MaxBatchBytesDefault bounds one store request: a batch of results with their JSON

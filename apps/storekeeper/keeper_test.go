@@ -24,10 +24,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/resultstore"
-	"github.com/taskgrid/taskgrid/internal/task"
-	"github.com/taskgrid/taskgrid/internal/taskstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // fakeState is an in-memory state store with ETags, for the task records and the

@@ -4,7 +4,7 @@ package main
 import (
 	"os"
 
-	"github.com/taskgrid/taskgrid/internal/appserver"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 )
 
 func main() { os.Exit(appserver.Main(Load, run)) }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/resultstore"
-	"github.com/taskgrid/taskgrid/internal/taskstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 )
 
 // funcType is a catalog.Type whose job runs fn; it accepts only the common fields.

@@ -15,10 +15,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/task"
-	"github.com/taskgrid/taskgrid/internal/taskstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // Fakes of the node's ports: pure logic, in memory.

@@ -4,13 +4,14 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/taskgrid/taskgrid/internal/actorhost"
-	"github.com/taskgrid/taskgrid/internal/appserver"
-	"github.com/taskgrid/taskgrid/internal/catalog"
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/queue"
-	"github.com/taskgrid/taskgrid/internal/taskstore"
+	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/queueactor"
+	"github.com/taskgrid/taskgrid/internal/adapters/storekeeper"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
+	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
@@ -22,9 +23,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	var node *Node
 	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return node.Busy() })
 	svc := Services{
-		Queue:    queue.Client{Invoker: app.Dapr},
+		Queue:    queueactor.Client{Invoker: app.Dapr},
 		Records:  taskstore.New(app.Dapr, components.StateStore),
-		Results:  storeClient{c: app.Dapr},
+		Results:  storekeeper.Client{Invoker: app.Dapr},
 		Events:   outbox,
 		Progress: events.BestEffort{Logger: logger, Publisher: app.Dapr, PubSub: components.PubSub},
 	}

@@ -7,9 +7,9 @@ import (
 	"log/slog"
 	"slices"
 
-	"github.com/taskgrid/taskgrid/internal/actorhost"
-	"github.com/taskgrid/taskgrid/internal/components"
-	"github.com/taskgrid/taskgrid/internal/queue"
+	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
 )
 
 // SlotActor is this node's Worker actor type ("Worker.<node>"): each actor id is one

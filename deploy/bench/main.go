@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/bench"
+	"github.com/taskgrid/taskgrid/internal/testharness/bench"
 )
 
 func main() {

@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .run/bench
-echo "== queue logic (in-memory store): go test -bench . ./internal/queue"
-go test -count=1 -run '^$' -bench . -benchtime 20000x ./internal/queue | grep -E '^(Benchmark|ok|FAIL)'
+echo "== queue logic (in-memory store): go test -bench . ./internal/domain/queue"
+go test -count=1 -run '^$' -bench . -benchtime 20000x ./internal/domain/queue | grep -E '^(Benchmark|ok|FAIL)'
 echo
 echo "== whole system: go run ./deploy/bench ${BENCH_ARGS:-}"
 # shellcheck disable=SC2086

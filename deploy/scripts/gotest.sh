@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test (unit and integration, against the real stack) and prints the failures
 # and a summary line. Integration tests start their own stack on free loopback ports
-# (internal/stacktest); with CI=true a stack that cannot start fails them, never skips.
+# (internal/testharness/stacktest); with CI=true a stack that cannot start fails them, never skips.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .run

@@ -16,7 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/stacktest"
+	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
 // A task kind with its expected result (fields of the result JSON).

@@ -6,7 +6,7 @@ package e2e
 import (
 	"testing"
 
-	"github.com/taskgrid/taskgrid/internal/stacktest"
+	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
 func TestMain(m *testing.M) {

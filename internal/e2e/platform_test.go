@@ -17,9 +17,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/taskgrid/taskgrid/internal/events"
-	"github.com/taskgrid/taskgrid/internal/sidecar"
-	"github.com/taskgrid/taskgrid/internal/stacktest"
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
 // Every app answers its health, readiness and metrics endpoints.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/stacktest"
+	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
 const poolSize = 3

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/taskgrid/taskgrid/internal/stacktest"
+	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
 func TestMain(m *testing.M) {

@@ -1,0 +1,85 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+
+	dapr "github.com/dapr/go-sdk/client"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+)
+
+// Version of the event encoding.
+const Version = task.EventVersion
+
+// Kinds of lifecycle events, one per topic.
+const (
+	KindAccepted      = task.EventAccepted
+	KindStarted       = task.EventStarted
+	KindProgress      = task.EventProgress
+	KindAttemptFailed = task.EventAttemptFailed
+	KindCompleted     = task.EventCompleted
+	KindFailed        = task.EventFailed
+)
+
+var topicOf = map[string]string{
+	KindAccepted: TopicAccepted, KindStarted: TopicStarted, KindProgress: TopicProgress,
+	KindAttemptFailed: TopicAttemptFailed, KindCompleted: TopicCompleted, KindFailed: TopicFailed,
+}
+
+// Topic returns the topic of an event kind.
+func Topic(kind string) (string, error) {
+	t, ok := topicOf[kind]
+	if !ok {
+		return "", fmt.Errorf("unknown event kind %q", kind)
+	}
+	return t, nil
+}
+
+// Event is a lifecycle event; the state machine in package task makes them.
+type Event = task.Event
+
+// Decode parses an event and checks that it is one this code understands.
+func Decode(data []byte) (Event, error) { return task.DecodeEvent(data) }
+
+// Publisher is the part of the Dapr client that publishes.
+type Publisher interface {
+	PublishEvent(ctx context.Context, pubsubName, topicName string, data interface{}, opts ...dapr.PublishEventOption) error
+}
+
+// Publish sends e to its topic on pubsub. The CloudEvent id is the event's id.
+func Publish(ctx context.Context, p Publisher, pubsub string, e Event) error {
+	topic, err := Topic(e.Kind)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", e.ID, err)
+	}
+	if err := p.PublishEvent(ctx, pubsub, topic, data,
+		dapr.PublishEventWithContentType("application/json"),
+		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": e.ID, "partitionKey": e.TaskID.String()})); err != nil {
+		return fmt.Errorf("publish %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// BestEffort publishes events directly, once, bounded by OutboxTryTimeout, and only logs
+// a failure: for progress, which is advisory and soon stale, never spooled.
+type BestEffort struct {
+	Logger    *slog.Logger
+	Publisher Publisher
+	PubSub    string
+}
+
+// Progress publishes e.
+func (b BestEffort) Progress(ctx context.Context, e Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OutboxTryTimeout)
+	defer cancel()
+	if err := Publish(ctx, b.Publisher, b.PubSub, e); err != nil {
+		b.Logger.DebugContext(ctx, "progress not published", "event_id", e.ID, "error", err)
+	}
+}

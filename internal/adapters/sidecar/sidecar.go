@@ -1,0 +1,141 @@
+// Package sidecar is the one place that knows how an app reaches its Dapr sidecar: the
+// ports dapr run exports, a gRPC client that connects lazily (an app may start before
+// its sidecar), and the sidecar's health and metadata endpoints.
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/taskgrid/taskgrid/internal/platform/env"
+)
+
+// Config is where the sidecar listens. dapr run exports DAPR_HTTP_PORT and DAPR_GRPC_PORT.
+type Config struct {
+	Host     string
+	HTTPPort int
+	GRPCPort int
+}
+
+// LoadConfig reads the sidecar's ports from the environment.
+func LoadConfig(r *env.Reader) Config {
+	return Config{
+		Host:     r.String("DAPR_HOST", "127.0.0.1"),
+		HTTPPort: r.Port("DAPR_HTTP_PORT", 3500),
+		GRPCPort: r.Port("DAPR_GRPC_PORT", 50001),
+	}
+}
+
+// HTTPBase is the sidecar's HTTP API root, e.g. http://127.0.0.1:3500.
+func (c Config) HTTPBase() string { return "http://" + c.Host + ":" + strconv.Itoa(c.HTTPPort) }
+
+// GRPCAddr is the sidecar's gRPC API address.
+func (c Config) GRPCAddr() string { return c.Host + ":" + strconv.Itoa(c.GRPCPort) }
+
+// Client is a Dapr client plus the sidecar's HTTP endpoints that the SDK does not cover.
+type Client struct {
+	dapr.Client
+	cfg  Config
+	http *http.Client
+}
+
+// New returns a client that connects lazily: it does not wait for the sidecar, so an
+// app can serve its health endpoint while the sidecar starts (daprd probes the app).
+// Call WaitReady before the first call that needs components.
+func New(cfg Config) (*Client, error) {
+	conn, err := grpc.NewClient(cfg.GRPCAddr(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("create dapr grpc client for %s: %w", cfg.GRPCAddr(), err)
+	}
+	return &Client{
+		Client: dapr.NewClientWithConnection(conn),
+		cfg:    cfg,
+		http:   &http.Client{Timeout: 5 * time.Second},
+	}, nil
+}
+
+// Ready reports whether the sidecar's components are initialised (outbound health).
+func (c *Client) Ready(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.HTTPBase()+"/v1.0/healthz/outbound", nil)
+	if err != nil {
+		return fmt.Errorf("check sidecar health: %w", err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("check sidecar health at %s: %w", c.cfg.HTTPBase(), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("sidecar at %s not ready: status %d", c.cfg.HTTPBase(), resp.StatusCode)
+	}
+	return nil
+}
+
+// WaitReady polls Ready until it succeeds or ctx ends.
+func (c *Client) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := c.Ready(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for sidecar: %w (last: %w)", ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
+}
+
+// Metadata is the part of the sidecar's metadata API the apps and tests read.
+type Metadata struct {
+	ID         string      `json:"id"`
+	Components []Component `json:"components"`
+	Actors     []struct {
+		Type  string `json:"type"`
+		Count int    `json:"count"`
+	} `json:"actors"`
+	Subscriptions []struct {
+		PubsubName string `json:"pubsubname"`
+		Topic      string `json:"topic"`
+	} `json:"subscriptions"`
+}
+
+// Component is one loaded Dapr component.
+type Component struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Version string `json:"version"`
+}
+
+// GetMetadata reads the sidecar's metadata API over HTTP.
+func GetMetadata(ctx context.Context, httpBase string) (Metadata, error) {
+	var md Metadata
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpBase+"/v1.0/metadata", nil)
+	if err != nil {
+		return md, fmt.Errorf("read sidecar metadata: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return md, fmt.Errorf("read sidecar metadata at %s: %w", httpBase, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return md, fmt.Errorf("read sidecar metadata at %s: status %d", httpBase, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
+		return md, fmt.Errorf("decode sidecar metadata: %w", err)
+	}
+	return md, nil
+}

@@ -1,0 +1,167 @@
+// Package taskstore keeps task records in the Dapr state store, shared by the gateway,
+// worker and storekeeper. Every write uses first-write concurrency: creating a record
+// succeeds only when it does not exist, and an update succeeds only with the ETag of
+// the version it read, so concurrent writers never lose each other's changes.
+package taskstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+)
+
+// Errors.
+var (
+	ErrNotFound = errors.New("task not found")
+	ErrExists   = errors.New("already exists")
+	// ErrNoChange is returned by an update function that leaves the record as it is.
+	ErrNoChange = errors.New("no change")
+)
+
+// StateClient is the part of the Dapr client the store uses.
+type StateClient interface {
+	GetState(ctx context.Context, storeName, key string, meta map[string]string) (*dapr.StateItem, error)
+	SaveStateWithETag(ctx context.Context, storeName, key string, data []byte, etag string, meta map[string]string, so ...dapr.StateOption) error
+	DeleteState(ctx context.Context, storeName, key string, meta map[string]string) error
+	// The batched paths (UpdateMany, CreateMany): one sidecar call for many records.
+	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
+	ExecuteStateTransaction(ctx context.Context, storeName string, meta map[string]string, ops []*dapr.StateOperation) error
+}
+
+// Store reads and writes task records in one state store.
+type Store struct {
+	client    StateClient
+	storeName string
+}
+
+// New returns a Store over the state store called storeName.
+func New(client StateClient, storeName string) *Store {
+	return &Store{client: client, storeName: storeName}
+}
+
+func recordKey(id uuid.UUID) string { return "task-" + id.String() }
+
+var firstWrite = dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite)
+
+// insert writes key only when it does not exist yet.
+func (s *Store) insert(ctx context.Context, key string, data []byte) error {
+	err := s.client.SaveStateWithETag(ctx, s.storeName, key, data, "", nil, firstWrite)
+	if err == nil {
+		return nil
+	}
+	// The store reports "exists" and other failures alike: look.
+	item, gerr := s.client.GetState(ctx, s.storeName, key, nil)
+	if gerr == nil && item != nil && len(item.Value) > 0 {
+		return ErrExists
+	}
+	return fmt.Errorf("save %s: %w", key, err)
+}
+
+// Create stores a new record; ErrExists when its id is taken.
+func (s *Store) Create(ctx context.Context, rec task.Record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", rec.ID, err)
+	}
+	if err := s.insert(ctx, recordKey(rec.ID), data); err != nil {
+		return fmt.Errorf("create task %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// Get returns the record of id and its ETag; ErrNotFound when there is none.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (task.Record, string, error) {
+	item, err := s.client.GetState(ctx, s.storeName, recordKey(id), nil)
+	if err != nil {
+		return task.Record{}, "", fmt.Errorf("get task %s: %w", id, err)
+	}
+	if item == nil || len(item.Value) == 0 {
+		return task.Record{}, "", fmt.Errorf("get task %s: %w", id, ErrNotFound)
+	}
+	var rec task.Record
+	if err := json.Unmarshal(item.Value, &rec); err != nil {
+		return task.Record{}, "", fmt.Errorf("decode task %s: %w", id, err)
+	}
+	return rec, item.Etag, nil
+}
+
+// MaxUpdateTries bounds the read-modify-write retries of Update under contention.
+const MaxUpdateTries = 20
+
+// Update reads record id, applies fn and writes it back if its ETag still matches,
+// retrying on a conflict. fn returning ErrNoChange ends without writing (changed=false);
+// any other error from fn ends with that error.
+func (s *Store) Update(ctx context.Context, id uuid.UUID, fn func(*task.Record) error) (rec task.Record, changed bool, err error) {
+	rec, changed, err = s.update(ctx, id, fn)
+	if errors.Is(err, ErrNoChange) {
+		return rec, false, nil
+	}
+	return rec, changed, err
+}
+
+// update is Update, except that fn's ErrNoChange is returned as it is (UpdateMany
+// reports what fn said for every record).
+func (s *Store) update(ctx context.Context, id uuid.UUID, fn func(*task.Record) error) (task.Record, bool, error) {
+	for range MaxUpdateTries {
+		rec, etag, err := s.Get(ctx, id)
+		if err != nil {
+			return rec, false, err
+		}
+		if err := fn(&rec); err != nil {
+			return rec, false, err
+		}
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return rec, false, fmt.Errorf("encode task %s: %w", id, err)
+		}
+		err = s.client.SaveStateWithETag(ctx, s.storeName, recordKey(id), data, etag, nil, firstWrite)
+		if err == nil {
+			return rec, true, nil
+		}
+		if status.Code(err) != codes.Aborted { // Aborted is an ETag mismatch: another writer won
+			return rec, false, fmt.Errorf("update task %s: %w", id, err)
+		}
+	}
+	return task.Record{}, false, fmt.Errorf("update task %s: still conflicting after %d tries", id, MaxUpdateTries)
+}
+
+// ClaimIdempotencyKey binds key to id unless key is bound already; it returns the id
+// the key is bound to and whether this call bound it.
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, key string, id uuid.UUID) (uuid.UUID, bool, error) {
+	sum := sha256.Sum256([]byte(key))
+	k := "idempotency-" + hex.EncodeToString(sum[:])
+	err := s.insert(ctx, k, []byte(`"`+id.String()+`"`))
+	if err == nil {
+		return id, true, nil
+	}
+	if !errors.Is(err, ErrExists) {
+		return uuid.Nil, false, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	item, err := s.client.GetState(ctx, s.storeName, k, nil)
+	if err != nil || item == nil {
+		return uuid.Nil, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	var bound uuid.UUID
+	if err := json.Unmarshal(item.Value, &bound); err != nil {
+		return uuid.Nil, false, fmt.Errorf("decode idempotency key: %w", err)
+	}
+	return bound, false, nil
+}
+
+// Delete removes the record of id (a task that was refused after its record was written).
+func (s *Store) Delete(ctx context.Context, id uuid.UUID) error {
+	if err := s.client.DeleteState(ctx, s.storeName, recordKey(id), nil); err != nil {
+		return fmt.Errorf("delete task %s: %w", id, err)
+	}
+	return nil
+}

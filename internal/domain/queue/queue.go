@@ -1,0 +1,818 @@
+// Package queue is the task queue: two priorities (high before normal), FIFO within a
+// priority, durable, with leases on what it hands out, and idle worker slots that get
+// work pushed to them the moment it is queued.
+//
+// A Queue lives inside one Dapr actor (TaskQueue), so its calls never overlap and one
+// process owns it at a time. Its state is kept as separate keys in actor state: one key
+// per entry ("h:<seq>", "n:<seq>"), one key per worker node with the leases of that
+// node ("lease:<node>"), and a small "meta" key with the head and tail of each priority,
+// the idle slots and the nodes that hold leases. Every operation reads or writes a
+// number of keys that does not grow with the depth, so enqueue and dequeue cost the same
+// at 1,000 and at 1,000,000 waiting tasks.
+//
+// Leases replace a failure detector per attempt. Handing out an assignment writes its
+// lease in the same transaction that takes it off the queue. Each worker node syncs with
+// the queue (Sync: a heartbeat that also returns finished attempts and asks for work for
+// its free slots) every HeartbeatInterval; a lease is lost, and its task queued again at
+// high priority, when its node stops syncing for LeaseTTL, when a new process of the
+// node (another incarnation) does not hold it, or when the node has seen it and no
+// longer holds it. No timer, reminder or scheduler is involved: every call of the queue
+// sweeps the leases first, so detection runs as long as anything calls the queue.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+)
+
+// Op is one write of a transaction: Value nil deletes Key.
+type Op struct {
+	Key   string
+	Value []byte
+}
+
+// Store is the queue's durable state: the actor state of one TaskQueue actor.
+type Store interface {
+	// Get returns the value of key, or nil when it does not exist.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Apply writes ops atomically.
+	Apply(ctx context.Context, ops []Op) error
+}
+
+// Grant is an assignment handed to a node under a lease: to one of its slots (a push,
+// or a free slot of a sync), or to its buffer (Slot empty).
+type Grant struct {
+	Slot       string          `json:"slot,omitempty"`
+	Seq        uint64          `json:"seq"` // the lease's number on its node, increasing
+	Assignment task.Assignment `json:"assignment"`
+}
+
+// PushFunc hands grants to the worker node, all for its slots, in one call. It returns
+// the attempts the node refused (a slot busy, the node draining); an error means the
+// node took none of them.
+type PushFunc func(ctx context.Context, node string, grants []Grant) (refused []task.AttemptID, err error)
+
+// Bounds of the queue.
+const (
+	// PushBudget bounds the time one Enqueue spends on failed pushes to idle slots.
+	PushBudget = time.Second
+	// HeartbeatInterval is how often a worker node syncs when nothing else makes it.
+	HeartbeatInterval = 500 * time.Millisecond
+	// LeaseTTL is how long a node may stay silent before its leases are lost, and how
+	// long a lease may wait for its node to report it.
+	LeaseTTL = 2 * time.Second
+	// sweepEvery bounds how often a call sweeps the leases of silent nodes.
+	sweepEvery = 100 * time.Millisecond
+	// seqBase is where the entry counters of a new queue start, so that an entry put
+	// back at the head (a failed push) has a key below the first one.
+	seqBase = 1 << 40
+)
+
+// ErrBadRequest marks a call with invalid arguments.
+var ErrBadRequest = errors.New("bad queue request")
+
+type meta struct {
+	Head  map[task.Priority]uint64 `json:"head"`  // next seq to dequeue
+	Tail  map[task.Priority]uint64 `json:"tail"`  // next seq to enqueue
+	Idle  []string                 `json:"idle"`  // slots waiting for work, oldest first
+	Nodes []string                 `json:"nodes"` // nodes with a lease key
+}
+
+// Lease is an attempt handed to a slot and not reported finished yet.
+type Lease struct {
+	Grant
+	Incarnation string    `json:"incarnation,omitempty"` // the node process it went to, when known
+	Granted     time.Time `json:"granted"`
+}
+
+// nodeState is the lease key of one node.
+type nodeState struct {
+	Incarnation string  `json:"incarnation,omitempty"` // the node's process, as of its last sync
+	Seq         uint64  `json:"seq"`                   // the last lease number given
+	Seen        uint64  `json:"seen"`                  // the highest lease number the node reported
+	Leases      []Lease `json:"leases"`
+}
+
+// Depth is the number of waiting tasks by priority, of idle slots and of leases.
+type Depth struct {
+	High   uint64 `json:"high"`
+	Normal uint64 `json:"normal"`
+	Idle   int    `json:"idle"`
+	Leased int    `json:"leased"`
+}
+
+// Queue is one queue's logic over its Store. It is not safe for concurrent use: the
+// actor runtime gives it one call at a time.
+type Queue struct {
+	store Store
+	push  PushFunc
+	now   func() time.Time
+
+	m     *meta                 // loaded on first use
+	cache map[string][]byte     // entries this host wrote near the head: read without a store call
+	nodes map[string]*nodeState // lease keys, loaded with m
+	seen  map[string]time.Time  // node → its last sync (memory only: a new host gives grace)
+	since time.Time             // when this host loaded the state: no lease is judged older
+	swept time.Time
+
+	// Lost counts leases found lost (for metrics); it only grows.
+	Lost int
+}
+
+// New returns a queue over store that pushes work with push.
+func New(store Store, push PushFunc) *Queue {
+	return &Queue{store: store, push: push, now: time.Now}
+}
+
+var priorities = []task.Priority{task.PriorityHigh, task.PriorityNormal}
+
+func entryKey(p task.Priority, seq uint64) string {
+	return string(p[0]) + ":" + strconv.FormatUint(seq, 10)
+}
+
+func leaseKey(node string) string { return "lease:" + node }
+
+func (q *Queue) load(ctx context.Context) error {
+	if q.m != nil {
+		return nil
+	}
+	data, err := q.store.Get(ctx, "meta")
+	if err != nil {
+		return fmt.Errorf("load queue meta: %w", err)
+	}
+	m := &meta{}
+	if data != nil {
+		if err := json.Unmarshal(data, m); err != nil {
+			return fmt.Errorf("decode queue meta: %w", err)
+		}
+	}
+	if m.Head == nil {
+		m.Head, m.Tail = map[task.Priority]uint64{}, map[task.Priority]uint64{}
+		for _, p := range priorities {
+			m.Head[p], m.Tail[p] = seqBase, seqBase
+		}
+	}
+	nodes := map[string]*nodeState{}
+	for _, n := range m.Nodes {
+		data, err := q.store.Get(ctx, leaseKey(n))
+		if err != nil {
+			return fmt.Errorf("load leases of %s: %w", n, err)
+		}
+		ns := &nodeState{}
+		if data != nil {
+			if err := json.Unmarshal(data, ns); err != nil {
+				return fmt.Errorf("decode leases of %s: %w", n, err)
+			}
+		}
+		nodes[n] = ns
+	}
+	// Nodes get a full TTL from now: this host has not heard from any of them yet.
+	now := q.now()
+	q.seen, q.since = map[string]time.Time{}, now
+	for n := range nodes {
+		q.seen[n] = now
+	}
+	for _, s := range m.Idle {
+		if n, err := slotNode(s); err == nil {
+			q.seen[n] = now
+		}
+	}
+	q.m, q.nodes = m, nodes
+	return nil
+}
+
+// slotNode is the node of a slot name ("<node>-<i>").
+func slotNode(slot string) (string, error) { return task.SlotNode(slot) }
+
+// txn is one change of the queue's state, applied by commit all at once.
+type txn struct {
+	m     *meta
+	nodes map[string]*nodeState // changed lease keys (a copy each)
+	ops   []Op
+	added map[string][]byte // entries written by this txn, not yet in the store
+	now   time.Time
+}
+
+func (q *Queue) begin() *txn {
+	c := &meta{Head: maps.Clone(q.m.Head), Tail: maps.Clone(q.m.Tail), Idle: slices.Clone(q.m.Idle), Nodes: slices.Clone(q.m.Nodes)}
+	return &txn{m: c, nodes: map[string]*nodeState{}, added: map[string][]byte{}, now: q.now()}
+}
+
+// put writes entry key within t.
+func (t *txn) put(key string, data []byte) {
+	t.ops = append(t.ops, Op{Key: key, Value: data})
+	t.added[key] = data
+}
+
+// node returns the lease key of node for writing within t.
+func (t *txn) node(q *Queue, node string) *nodeState {
+	if ns, ok := t.nodes[node]; ok {
+		return ns
+	}
+	ns := &nodeState{}
+	if cur, ok := q.nodes[node]; ok {
+		*ns = *cur
+		ns.Leases = slices.Clone(cur.Leases)
+	}
+	if !slices.Contains(t.m.Nodes, node) {
+		t.m.Nodes = append(t.m.Nodes, node)
+	}
+	t.nodes[node] = ns
+	return ns
+}
+
+// add appends a to the tail of its priority, stamped with the queue's time when it
+// has none (a re-queued attempt).
+func (t *txn) add(a task.Assignment) error {
+	if a.Enqueued.IsZero() {
+		a.Enqueued = t.now.UTC()
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode queue entry: %w", err)
+	}
+	t.put(entryKey(a.Priority, t.m.Tail[a.Priority]), data)
+	t.m.Tail[a.Priority]++
+	return nil
+}
+
+// unshift puts as back at the head of their priorities, in order.
+func (t *txn) unshift(as []task.Assignment) error {
+	for i := len(as) - 1; i >= 0; i-- {
+		a := as[i]
+		if t.m.Head[a.Priority] == 0 {
+			if err := t.add(a); err != nil { // a queue of an older layout: no room before the head
+				return err
+			}
+			continue
+		}
+		data, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode queue entry: %w", err)
+		}
+		t.m.Head[a.Priority]--
+		t.put(entryKey(a.Priority, t.m.Head[a.Priority]), data)
+	}
+	return nil
+}
+
+// take removes the next entry of the highest priority that has one; ok=false when the
+// queue is empty.
+func (q *Queue) take(ctx context.Context, t *txn) (a task.Assignment, ok bool, err error) {
+	for _, p := range priorities {
+		for t.m.Tail[p] > t.m.Head[p] {
+			key := entryKey(p, t.m.Head[p])
+			data, ok := t.added[key]
+			if !ok {
+				data, ok = q.cache[key]
+			}
+			if !ok {
+				var err error
+				if data, err = q.store.Get(ctx, key); err != nil {
+					return a, false, fmt.Errorf("read queue entry %s: %w", key, err)
+				}
+			}
+			t.m.Head[p]++
+			t.ops = append(t.ops, Op{Key: key})
+			if data == nil || json.Unmarshal(data, &a) != nil {
+				continue // a missing or corrupt entry cannot be run; skip it rather than block the queue
+			}
+			return a, true, nil
+		}
+	}
+	return a, false, nil
+}
+
+// lease records a handed to node (to its slot, or to its buffer when slot is "") under
+// a new lease.
+func (q *Queue) lease(t *txn, node, slot string, a task.Assignment, now time.Time) (Grant, error) {
+	a.Dispatched = now.UTC()
+	ns := t.node(q, node)
+	ns.Seq++
+	g := Grant{Slot: slot, Seq: ns.Seq, Assignment: a}
+	ns.Leases = append(ns.Leases, Lease{Grant: g, Incarnation: ns.Incarnation, Granted: now})
+	return g, nil
+}
+
+// lose queues the next attempt of every lease of node that lost says is lost, and
+// drops those leases.
+func (q *Queue) lose(t *txn, node string, lost func(Lease) bool) error {
+	cur, ok := q.nodes[node]
+	if pending, inTxn := t.nodes[node]; inTxn {
+		cur, ok = pending, true
+	}
+	if !ok || !slices.ContainsFunc(cur.Leases, lost) {
+		return nil
+	}
+	ns := t.node(q, node)
+	var keep []Lease
+	for _, l := range ns.Leases {
+		if !lost(l) {
+			keep = append(keep, l)
+			continue
+		}
+		if err := t.add(task.Retry(l.Assignment)); err != nil {
+			return err
+		}
+		q.Lost++
+	}
+	ns.Leases = keep
+	return nil
+}
+
+// sweep loses the leases of nodes that have not synced for LeaseTTL, and of leases
+// that waited LeaseTTL for their node to report them, and drops the idle slots of
+// silent nodes.
+func (q *Queue) sweep(t *txn, now time.Time) error {
+	if now.Sub(q.swept) < sweepEvery {
+		return nil
+	}
+	q.swept = now
+	for _, node := range slices.Sorted(maps.Keys(q.nodes)) {
+		if _, ok := q.seen[node]; !ok {
+			q.seen[node] = now
+		}
+		silent := now.Sub(q.seen[node]) > LeaseTTL
+		seen := q.nodes[node].Seen
+		// A lease the node has not reported seeing within the TTL never reached it.
+		if err := q.lose(t, node, func(l Lease) bool {
+			return silent || l.Seq > seen && now.Sub(later(l.Granted, q.since)) > LeaseTTL
+		}); err != nil {
+			return err
+		}
+	}
+	t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool {
+		n, err := slotNode(s)
+		seen, known := q.seen[n]
+		return err != nil || known && now.Sub(seen) > LeaseTTL
+	})
+	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// commitTimeout bounds one write of the queue's state.
+const commitTimeout = 10 * time.Second
+
+// commit writes t in one transaction. The write is not cut short when the caller gives
+// up (an actor call that timed out): a write cancelled halfway leaves its outcome
+// unknown. When it fails all the same, its outcome is unknown (it may have been
+// applied), so the cached state is dropped and the next operation reads the stored one:
+// writing on from a stale cache would put a new entry on the key of one already stored,
+// and lose that task.
+func (q *Queue) commit(ctx context.Context, t *txn) error {
+	ops := t.ops
+	for _, node := range slices.Sorted(maps.Keys(t.nodes)) {
+		ns := t.nodes[node]
+		if len(ns.Leases) == 0 && ns.Incarnation == "" {
+			ops = append(ops, Op{Key: leaseKey(node)})
+			t.m.Nodes = slices.DeleteFunc(t.m.Nodes, func(n string) bool { return n == node })
+			continue
+		}
+		data, err := json.Marshal(ns)
+		if err != nil {
+			return fmt.Errorf("encode leases of %s: %w", node, err)
+		}
+		ops = append(ops, Op{Key: leaseKey(node), Value: data})
+	}
+	data, err := json.Marshal(t.m)
+	if err != nil {
+		return fmt.Errorf("encode queue meta: %w", err)
+	}
+	ops = append(ops, Op{Key: "meta", Value: data})
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if err := q.store.Apply(wctx, ops); err != nil {
+		q.m, q.nodes, q.cache = nil, nil, nil
+		return fmt.Errorf("write queue state: %w", err)
+	}
+	q.m = t.m
+	q.remember(t.ops)
+	for node, ns := range t.nodes {
+		if slices.Contains(t.m.Nodes, node) {
+			q.nodes[node] = ns
+		} else {
+			delete(q.nodes, node)
+		}
+	}
+	return nil
+}
+
+// Depth reports how many tasks wait, how many slots are idle and how many attempts are
+// leased.
+func (q *Queue) Depth(ctx context.Context) (Depth, error) {
+	if err := q.load(ctx); err != nil {
+		return Depth{}, err
+	}
+	d := Depth{
+		High:   q.m.Tail[task.PriorityHigh] - q.m.Head[task.PriorityHigh],
+		Normal: q.m.Tail[task.PriorityNormal] - q.m.Head[task.PriorityNormal],
+		Idle:   len(q.m.Idle),
+	}
+	for _, ns := range q.nodes {
+		d.Leased += len(ns.Leases)
+	}
+	return d, nil
+}
+
+// Snapshot is the queue's depth with the idle slots themselves, oldest first.
+type Snapshot struct {
+	Depth
+	IdleSlots []string `json:"idle_slots"`
+}
+
+// Snapshot reports the depth and the idle slots. It only reads.
+func (q *Queue) Snapshot(ctx context.Context) (Snapshot, error) {
+	d, err := q.Depth(ctx)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return Snapshot{Depth: d, IdleSlots: slices.Clone(q.m.Idle)}, nil
+}
+
+// Sweep runs the lease sweep on its own (the backstop reminder calls it).
+func (q *Queue) Sweep(ctx context.Context) error {
+	if err := q.load(ctx); err != nil {
+		return err
+	}
+	t := q.begin()
+	q.swept = time.Time{}
+	if err := q.sweep(t, q.now()); err != nil {
+		return err
+	}
+	return q.commit(ctx, t)
+}
+
+// Enqueue adds assignments in order. Each goes straight to an idle slot when there is
+// one (and nothing of its priority or higher waits); otherwise it waits its turn. It
+// returns how many were dispatched at once.
+func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched int, err error) {
+	for _, a := range as {
+		if a.Priority != task.PriorityHigh && a.Priority != task.PriorityNormal {
+			return 0, fmt.Errorf("%w: priority %q (want high or normal)", ErrBadRequest, a.Priority)
+		}
+	}
+	if err := q.load(ctx); err != nil {
+		return 0, err
+	}
+	// Stamped here, in the queue's turn, so that enqueue and dispatch times of all
+	// tasks come from one clock and order exactly.
+	now := q.now()
+	as = slices.Clone(as)
+	for i := range as {
+		as[i].Enqueued = now.UTC()
+	}
+	t := q.begin()
+	if err := q.sweep(t, now); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for len(as) > 0 && len(t.m.Idle) > 0 && !q.waiting(t.m, as[0].Priority) && time.Since(start) < PushBudget {
+		n := min(len(as), len(t.m.Idle))
+		var grants []Grant
+		for i := range n {
+			node, err := slotNode(t.m.Idle[i])
+			if err != nil {
+				return dispatched, fmt.Errorf("%w: %w", ErrBadRequest, err)
+			}
+			g, err := q.lease(t, node, t.m.Idle[i], as[i], now)
+			if err != nil {
+				return dispatched, err
+			}
+			grants = append(grants, g)
+		}
+		t.m.Idle = t.m.Idle[n:]
+		as = as[n:]
+		// The leases are durable before any push: a crash after it finds them and
+		// re-queues what no node reports.
+		if err := q.commit(ctx, t); err != nil {
+			return dispatched, err
+		}
+		refused := q.pushAll(ctx, grants)
+		dispatched += len(grants) - len(refused)
+		t = q.begin()
+		if err := q.unlease(t, "", refused); err != nil {
+			return dispatched, err
+		}
+	}
+	for _, a := range as {
+		if err := t.add(a); err != nil {
+			return dispatched, err
+		}
+	}
+	return dispatched, q.commit(ctx, t)
+}
+
+// unlease puts refused grants back at the head of the queue and drops their leases.
+// node names the grants' node when they may be slot-less (empty: their slots say).
+func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
+	var back []task.Assignment
+	for _, g := range refused {
+		n := node
+		if g.Slot != "" {
+			n, _ = slotNode(g.Slot)
+		}
+		ns := t.node(q, n)
+		ns.Leases = slices.DeleteFunc(ns.Leases, func(l Lease) bool { return l.Seq == g.Seq })
+		a := g.Assignment
+		a.Dispatched = time.Time{}
+		back = append(back, a)
+	}
+	return t.unshift(back)
+}
+
+// pushAll pushes grants to their nodes, one call per node, all nodes at once, and
+// returns the grants that were not taken.
+func (q *Queue) pushAll(ctx context.Context, grants []Grant) (refused []Grant) {
+	byNode := map[string][]Grant{}
+	var order []string
+	for _, g := range grants {
+		node, _ := slotNode(g.Slot)
+		if _, ok := byNode[node]; !ok {
+			order = append(order, node)
+		}
+		byNode[node] = append(byNode[node], g)
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, node := range order {
+		wg.Go(func() {
+			gs := byNode[node]
+			no, err := q.push(ctx, node, gs)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, g := range gs {
+				switch {
+				case err != nil:
+					// The node may have taken it all the same (a call that timed out):
+					// whoever gets it next checks the task's record before computing.
+					g.Assignment.Redispatched = true
+					refused = append(refused, g)
+				case slices.Contains(no, g.Assignment.ID()):
+					refused = append(refused, g)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// In grant order, so that unshift keeps FIFO.
+	slices.SortFunc(refused, func(a, b Grant) int {
+		return slices.IndexFunc(grants, func(g Grant) bool { return g.Seq == a.Seq && g.Slot == a.Slot }) -
+			slices.IndexFunc(grants, func(g Grant) bool { return g.Seq == b.Seq && g.Slot == b.Slot })
+	})
+	return refused
+}
+
+// waiting reports whether a task of priority p or higher is queued.
+func (q *Queue) waiting(m *meta, p task.Priority) bool {
+	for _, pr := range priorities {
+		if m.Tail[pr] > m.Head[pr] {
+			return true
+		}
+		if pr == p {
+			return false
+		}
+	}
+	return false
+}
+
+// SyncRequest is a worker node's sync: who it is, what it holds, what finished, and
+// which of its slots are free. A node sends one at a time.
+type SyncRequest struct {
+	Node string `json:"node"`
+	// Incarnation names the node's process (new at every start): leases given to an
+	// earlier process that this one does not hold are lost.
+	Incarnation string `json:"incarnation"`
+	// Seen is the highest lease number the process has received.
+	Seen uint64 `json:"seen"`
+	// Held are the attempts the process holds: running, or their result on its way.
+	Held []task.AttemptID `json:"held,omitempty"`
+	// Done are attempts that ended: their result stored, or failed and (Requeue) to be
+	// run again at high priority, or given up.
+	Done []Done `json:"done,omitempty"`
+	// Free are the node's slots that can take an attempt now (all of them, every time:
+	// the idle list heals from any lost message).
+	Free []string `json:"free,omitempty"`
+	// Prefetch asks for up to this many attempts beyond the free slots, for the node's
+	// buffer (at most prefetchMax).
+	Prefetch int `json:"prefetch,omitempty"`
+	// Draining says the node takes nothing more: its slots leave the idle list.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// prefetchMax bounds what one sync takes for a node's buffer.
+const prefetchMax = 256
+
+// Done is an attempt that ended on its node.
+type Done struct {
+	task.AttemptID
+	// Requeue queues the next attempt at high priority (the attempt failed and the task
+	// has attempts left, or the node gave it up).
+	Requeue bool `json:"requeue,omitempty"`
+	// Refused puts the attempt itself back at the head of the queue (the node could
+	// not take a grant of its sync reply, or could not start it).
+	Refused bool `json:"refused,omitempty"`
+}
+
+// SyncReply hands the free slots their next attempts and names held attempts the
+// node should stop: their leases were lost (the node was taken for dead), and the
+// task is queued again.
+type SyncReply struct {
+	Given []Grant          `json:"given,omitempty"`
+	Drop  []task.AttemptID `json:"drop,omitempty"`
+}
+
+// Sync takes a node's report (see SyncRequest) and hands its free slots their next
+// tasks, highest priority first, FIFO within it; free slots left over join the idle
+// list (once, however often they are reported).
+func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
+	if req.Node == "" || req.Incarnation == "" || slices.Contains(req.Free, "") || req.Prefetch < 0 {
+		return SyncReply{}, fmt.Errorf("%w: sync needs node, incarnation and non-empty slot names", ErrBadRequest)
+	}
+	for _, s := range req.Free {
+		if n, err := slotNode(s); err != nil || n != req.Node {
+			return SyncReply{}, fmt.Errorf("%w: slot %q is not of node %q", ErrBadRequest, s, req.Node)
+		}
+	}
+	if err := q.load(ctx); err != nil {
+		return SyncReply{}, err
+	}
+	now := q.now()
+	q.seen[req.Node] = now
+	t := q.begin()
+	reply, err := q.reconcile(t, req)
+	if err != nil {
+		return SyncReply{}, err
+	}
+	if err := q.sweep(t, now); err != nil {
+		return SyncReply{}, err
+	}
+	// Slots of leases on their way to the node are busy, whatever the report says.
+	var inFlight []string
+	for _, l := range t.node(q, req.Node).Leases {
+		if l.Seq > req.Seen && l.Slot != "" {
+			inFlight = append(inFlight, l.Slot)
+		}
+	}
+	var free []string
+	for _, s := range req.Free {
+		if !slices.Contains(free, s) && !slices.Contains(inFlight, s) {
+			free = append(free, s)
+		}
+	}
+	if req.Draining {
+		t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool { n, _ := slotNode(s); return n == req.Node })
+		free = nil
+	}
+	for _, slot := range free {
+		a, ok, err := q.take(ctx, t)
+		if err != nil {
+			return SyncReply{}, err
+		}
+		if !ok {
+			if !slices.Contains(t.m.Idle, slot) {
+				t.m.Idle = append(t.m.Idle, slot)
+			}
+			continue
+		}
+		g, err := q.lease(t, req.Node, slot, a, now)
+		if err != nil {
+			return SyncReply{}, err
+		}
+		reply.Given = append(reply.Given, g)
+		t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool { return s == slot })
+	}
+	// Attempts ahead of need: the node keeps them in its buffer and starts one the
+	// moment a slot frees, without waiting for a sync. Only from what waits already:
+	// the buffer never keeps a task from an idle slot elsewhere.
+	for range min(req.Prefetch, prefetchMax) {
+		if req.Draining || len(reply.Given) < len(free) {
+			break // the queue ran dry
+		}
+		a, ok, err := q.take(ctx, t)
+		if err != nil {
+			return SyncReply{}, err
+		}
+		if !ok {
+			break
+		}
+		g, err := q.lease(t, req.Node, "", a, now)
+		if err != nil {
+			return SyncReply{}, err
+		}
+		reply.Given = append(reply.Given, g)
+	}
+	if err := q.commit(ctx, t); err != nil {
+		return SyncReply{}, err
+	}
+	return reply, nil
+}
+
+// reconcile holds the node's report against its leases: finished ones are released
+// (and re-queued when asked), held ones renewed, and lost ones re-queued. It returns
+// the held attempts the queue no longer leases to the node.
+func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) {
+	ns := t.node(q, req.Node)
+	if req.Seen > ns.Seq {
+		ns.Seq = req.Seen // the lease key was lost: never give a number the node has seen
+	}
+	ns.Seen = req.Seen
+	leased := func(id task.AttemptID) bool {
+		return slices.ContainsFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == id })
+	}
+	var back []Grant
+	for _, d := range req.Done {
+		i := slices.IndexFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == d.AttemptID })
+		if i < 0 {
+			continue // released already (a repeated report), or taken for lost and re-queued
+		}
+		switch {
+		case d.Refused:
+			back = append(back, ns.Leases[i].Grant)
+			continue // unlease drops it
+		case d.Requeue:
+			if err := t.add(task.Retry(ns.Leases[i].Assignment)); err != nil {
+				return reply, err
+			}
+		}
+		ns.Leases = slices.Delete(ns.Leases, i, i+1)
+	}
+	if err := q.unlease(t, req.Node, back); err != nil {
+		return reply, err
+	}
+	for _, h := range req.Held {
+		if !leased(h) {
+			reply.Drop = append(reply.Drop, h)
+		}
+	}
+	for i := range ns.Leases {
+		if slices.Contains(req.Held, ns.Leases[i].Assignment.ID()) {
+			ns.Leases[i].Incarnation = req.Incarnation // a lease pushed to a new process is adopted
+		}
+	}
+	if err := q.lose(t, req.Node, func(l Lease) bool {
+		if slices.Contains(req.Held, l.Assignment.ID()) {
+			return false
+		}
+		return l.Incarnation != "" && l.Incarnation != req.Incarnation || // given to an earlier process
+			l.Seq <= req.Seen // seen by this process, and no longer held
+	}); err != nil {
+		return reply, err
+	}
+	ns = t.node(q, req.Node)
+	ns.Incarnation = req.Incarnation
+	for i := range ns.Leases {
+		if ns.Leases[i].Incarnation == "" {
+			ns.Leases[i].Incarnation = req.Incarnation
+		}
+	}
+	return reply, nil
+}
+
+// Forget drops the cached state (the actor was deactivated); the next call reloads it.
+func (q *Queue) Forget() { q.m, q.nodes, q.cache = nil, nil, nil }
+
+// cacheMax bounds the entries kept in memory: the head of a short queue (where every
+// dispatch happens under load) costs no read; a deep queue reads what is not cached.
+const cacheMax = 16384
+
+// remember keeps the entries ops wrote, while the cache has room, and forgets the ones
+// they removed.
+func (q *Queue) remember(ops []Op) {
+	if q.cache == nil {
+		q.cache = map[string][]byte{}
+	}
+	for _, op := range ops {
+		switch {
+		case op.Value == nil:
+			delete(q.cache, op.Key)
+		case len(op.Key) > 2 && op.Key[1] == ':' && len(q.cache) < cacheMax:
+			q.cache[op.Key] = op.Value
+		}
+	}
+}
+
+// PushRequest is what the queue sends a worker node (actor Worker.<node>, method
+// components.WorkerRun) to hand idle slots their attempts.
+type PushRequest struct {
+	Grants []Grant `json:"grants"`
+}
+
+// PushReply names the attempts the node refused.
+type PushReply struct {
+	Refused []task.AttemptID `json:"refused,omitempty"`
+}

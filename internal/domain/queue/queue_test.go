@@ -1,0 +1,601 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+)
+
+// memStore is an in-memory Store; failNext makes the next Apply fail without applying,
+// failAfterNext applies the next one and then reports it failed (outcome unknown).
+type memStore struct {
+	mu            sync.Mutex
+	data          map[string][]byte
+	failNext      bool
+	failAfterNext bool
+}
+
+func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
+
+func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.data[key], nil
+}
+
+func (s *memStore) Apply(_ context.Context, ops []Op) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failNext {
+		s.failNext = false
+		return errors.New("store down")
+	}
+	for _, op := range ops {
+		if op.Value == nil {
+			delete(s.data, op.Key)
+		} else {
+			s.data[op.Key] = op.Value
+		}
+	}
+	if s.failAfterNext {
+		s.failAfterNext = false
+		return errors.New("write timed out")
+	}
+	return nil
+}
+
+// world is a queue over a memStore with a fake clock, and worker nodes that record
+// what they were pushed.
+type world struct {
+	t      *testing.T
+	store  *memStore
+	q      *Queue
+	clock  time.Time
+	names  map[uuid.UUID]string
+	pushed []string           // "slot=name#attempt", in push order
+	grants map[string][]Grant // node → grants pushed to it and not collected
+	refuse map[string]bool    // node → refuses every push
+	down   map[string]bool    // node → push fails
+	busy   map[string]string  // slot → refuses its grants in a push
+}
+
+func newWorld(t *testing.T) *world {
+	w := &world{
+		t: t, store: newMemStore(), clock: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		names: map[uuid.UUID]string{}, grants: map[string][]Grant{}, refuse: map[string]bool{}, down: map[string]bool{}, busy: map[string]string{},
+	}
+	w.q = w.newQueue()
+	return w
+}
+
+// newQueue is a new host of the same queue (the actor moved, or restarted).
+func (w *world) newQueue() *Queue {
+	q := New(w.store, w.push)
+	q.now = func() time.Time { return w.clock }
+	return q
+}
+
+func (w *world) push(_ context.Context, node string, grants []Grant) ([]task.AttemptID, error) {
+	if w.down[node] {
+		return nil, errors.New("node gone")
+	}
+	var refused []task.AttemptID
+	for _, g := range grants {
+		if w.refuse[node] || w.busy[g.Slot] != "" {
+			refused = append(refused, g.Assignment.ID())
+			continue
+		}
+		w.pushed = append(w.pushed, w.label(g))
+		w.grants[node] = append(w.grants[node], g)
+	}
+	return refused, nil
+}
+
+func (w *world) label(g Grant) string {
+	return fmt.Sprintf("%s=%s#%d", g.Slot, w.names[g.Assignment.TaskID], g.Assignment.Attempt)
+}
+
+func (w *world) task(name string, p task.Priority) task.Assignment {
+	id := uuid.New()
+	w.names[id] = name
+	return task.Assignment{TaskID: id, Attempt: 1, Priority: p}
+}
+
+func (w *world) enqueue(as ...task.Assignment) int {
+	w.t.Helper()
+	n, err := w.q.Enqueue(w.t.Context(), as)
+	if err != nil {
+		w.t.Fatalf("Enqueue: %v", err)
+	}
+	return n
+}
+
+func (w *world) sync(req SyncRequest) SyncReply {
+	w.t.Helper()
+	if req.Incarnation == "" {
+		req.Incarnation = "inc-1"
+	}
+	reply, err := w.q.Sync(w.t.Context(), req)
+	if err != nil {
+		w.t.Fatalf("Sync(%+v): %v", req, err)
+	}
+	return reply
+}
+
+func (w *world) labels(gs []Grant) []string {
+	var out []string
+	for _, g := range gs {
+		out = append(out, w.label(g))
+	}
+	return out
+}
+
+func (w *world) depth() Depth {
+	w.t.Helper()
+	d, err := w.q.Depth(w.t.Context())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return d
+}
+
+func ids(gs ...Grant) []task.AttemptID {
+	var out []task.AttemptID
+	for _, g := range gs {
+		out = append(out, g.Assignment.ID())
+	}
+	return out
+}
+
+func done(gs ...Grant) []Done {
+	var out []Done
+	for _, g := range gs {
+		out = append(out, Done{AttemptID: g.Assignment.ID()})
+	}
+	return out
+}
+
+func maxSeq(gs []Grant) uint64 {
+	var m uint64
+	for _, g := range gs {
+		m = max(m, g.Seq)
+	}
+	return m
+}
+
+// High before normal, FIFO within a priority, one task per free slot per sync.
+func TestPriorityThenFIFO(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("n1", task.PriorityNormal), w.task("n2", task.PriorityNormal), w.task("h1", task.PriorityHigh),
+		w.task("n3", task.PriorityNormal), w.task("h2", task.PriorityHigh))
+	if d := w.depth(); d != (Depth{High: 2, Normal: 3}) {
+		t.Fatalf("depth = %+v", d)
+	}
+	var got []string
+	var last []Grant
+	var seen uint64
+	for range 6 {
+		reply := w.sync(SyncRequest{Node: "vm", Free: []string{"vm-0"}, Done: done(last...), Seen: seen})
+		got = append(got, w.labels(reply.Given)...)
+		last, seen = reply.Given, max(seen, maxSeq(reply.Given))
+	}
+	want := []string{"vm-0=h1#1", "vm-0=h2#1", "vm-0=n1#1", "vm-0=n2#1", "vm-0=n3#1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("order = %v, want %v", got, want)
+	}
+	if d := w.depth(); d != (Depth{Idle: 1}) {
+		t.Fatalf("depth after all done = %+v, want only the idle slot", d)
+	}
+}
+
+// Free slots of several syncs join the idle list once; an enqueue pushes to them, one
+// call per node, under leases; with more tasks than slots the rest wait.
+func TestIdleSlotsGetWorkPushed(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	for range 2 {
+		w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}})
+	}
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	if d := w.depth(); d.Idle != 3 {
+		t.Fatalf("idle = %d, want 3 (each slot once)", d.Idle)
+	}
+	n := w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	if n != 3 {
+		t.Fatalf("dispatched %d, want 3", n)
+	}
+	slices.Sort(w.pushed)
+	if want := []string{"a-0=t1#1", "a-1=t2#1", "b-0=t3#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 3}) {
+		t.Fatalf("depth = %+v, want 1 waiting and 3 leased", d)
+	}
+}
+
+// A push that fails or is refused puts its tasks back at the head, ahead of what came
+// after them, drops the slots from the idle list, and keeps the others' pushes.
+func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0", "b-1"}})
+	w.down["a"] = true
+	w.busy["b-1"] = "something else"
+	n := w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	if n != 1 {
+		t.Fatalf("dispatched %d, want 1 (b-0)", n)
+	}
+	if want := []string{"b-0=t2#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 3, Leased: 1}) {
+		t.Fatalf("depth = %+v, want 3 waiting, 1 leased, no idle slot", d)
+	}
+	reply := w.sync(SyncRequest{Node: "b", Free: []string{"b-1"}}) // b-0's push not seen yet: in flight
+	if got, want := w.labels(reply.Given), []string{"b-1=t1#1"}; !slices.Equal(got, want) {
+		t.Fatalf("next sync got %v, want %v (the failed push's task first)", got, want)
+	}
+	// a's push failed without an answer (a may have taken t1): marked, so the next
+	// taker checks the record first. b-1 refused t3 outright: not marked.
+	if !reply.Given[0].Assignment.Redispatched {
+		t.Error("a task whose push failed is not marked Redispatched")
+	}
+	reply = w.sync(SyncRequest{Node: "c", Free: []string{"c-0"}})
+	if got := w.labels(reply.Given); !slices.Equal(got, []string{"c-0=t3#1"}) || reply.Given[0].Assignment.Redispatched {
+		t.Errorf("next grant %v (redispatched %v), want t3 unmarked", got, reply.Given[0].Assignment.Redispatched)
+	}
+}
+
+// A node that stops syncing for LeaseTTL loses its leases: their tasks come back at
+// high priority as the next attempt, ahead of normal ones, and its idle slots leave the
+// idle list. A node that keeps syncing keeps its leases however long they run.
+func TestSilentNodeLosesItsLeases(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("long", task.PriorityNormal), w.task("lost", task.PriorityNormal), w.task("normal", task.PriorityNormal))
+	ga := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	gb := w.sync(SyncRequest{Node: "b", Free: []string{"b-0", "b-1"}}).Given // b-1 gets "normal"
+	if len(ga) != 1 || len(gb) != 2 {
+		t.Fatalf("grants %v %v", w.labels(ga), w.labels(gb))
+	}
+	w.sync(SyncRequest{Node: "b", Held: ids(gb[1]), Done: done(gb[0]), Seen: maxSeq(gb)}) // b-0 frees later
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}, Held: ids(gb[1]), Seen: maxSeq(gb)})
+	for range 5 { // a stays alive for 5 TTLs with its long task
+		w.clock = w.clock.Add(LeaseTTL)
+		w.sync(SyncRequest{Node: "a", Held: ids(ga...), Seen: maxSeq(ga)})
+		w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}, Held: ids(gb[1]), Seen: maxSeq(gb)})
+	}
+	if d := w.depth(); d.Leased != 2 || d.High != 0 {
+		t.Fatalf("depth = %+v, want both leases kept while their nodes sync", d)
+	}
+	// b goes silent; a syncs on past the TTL.
+	w.clock = w.clock.Add(LeaseTTL + time.Millisecond)
+	w.sync(SyncRequest{Node: "a", Held: ids(ga...), Seen: maxSeq(ga)})
+	if d := w.depth(); d != (Depth{High: 1, Leased: 1}) {
+		t.Fatalf("depth = %+v, want b's lease lost (1 high waiting) and b-0 gone from the idle list", d)
+	}
+	reply := w.sync(SyncRequest{Node: "a", Done: done(ga...), Free: []string{"a-0"}, Seen: maxSeq(ga)})
+	if got, want := w.labels(reply.Given), []string{"a-0=normal#2"}; !slices.Equal(got, want) {
+		t.Fatalf("after the loss a-0 got %v, want %v", got, want)
+	}
+	if reply.Given[0].Assignment.Priority != task.PriorityHigh {
+		t.Errorf("re-queued attempt has priority %s, want high", reply.Given[0].Assignment.Priority)
+	}
+}
+
+// Held, done, refused, lost: the node's report against its leases, case by case.
+func TestSyncReconcilesLeases(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// report builds the second sync from the two grants of the first.
+		report func(g []Grant) SyncRequest
+		// want: the next grants to a-0 and a-1 (in this order), and what is dropped.
+		wantGiven []string
+		wantDrop  int
+		wantDepth Depth
+	}{
+		{"held: kept", func(g []Grant) SyncRequest {
+			return SyncRequest{Held: ids(g...), Seen: maxSeq(g)}
+		}, nil, 0, Depth{Normal: 1, Leased: 2}},
+		{"done: released", func(g []Grant) SyncRequest {
+			return SyncRequest{Done: done(g...), Seen: maxSeq(g), Free: []string{"a-0", "a-1"}}
+		}, []string{"a-0=t3#1"}, 0, Depth{Idle: 1, Leased: 1}},
+		{"done with requeue: next attempt at high priority first", func(g []Grant) SyncRequest {
+			return SyncRequest{Done: []Done{{AttemptID: g[0].Assignment.ID(), Requeue: true}}, Held: ids(g[1]), Seen: maxSeq(g), Free: []string{"a-0"}}
+		}, []string{"a-0=t1#2"}, 0, Depth{Normal: 1, Leased: 2}},
+		{"refused: the same attempt back at the head", func(g []Grant) SyncRequest {
+			return SyncRequest{Done: []Done{{AttemptID: g[0].Assignment.ID(), Refused: true}}, Held: ids(g[1]), Seen: maxSeq(g)}
+		}, nil, 0, Depth{Normal: 2, Leased: 1}},
+		{"seen and not held: lost", func(g []Grant) SyncRequest {
+			return SyncRequest{Held: ids(g[1]), Seen: maxSeq(g)}
+		}, nil, 0, Depth{High: 1, Normal: 1, Leased: 1}},
+		{"not seen yet: in flight, kept, slot busy", func(g []Grant) SyncRequest {
+			return SyncRequest{Held: ids(g[0]), Seen: g[0].Seq, Free: []string{"a-1"}}
+		}, nil, 0, Depth{Normal: 1, Leased: 2}},
+		{"new process: what it does not hold is lost", func(g []Grant) SyncRequest {
+			return SyncRequest{Incarnation: "inc-2", Held: ids(g[1]), Free: []string{"a-0"}}
+		}, []string{"a-0=t1#2"}, 0, Depth{Normal: 1, Leased: 2}},
+		{"held but not leased: dropped", func(g []Grant) SyncRequest {
+			stranger := task.AttemptID{TaskID: uuid.New(), Attempt: 3}
+			return SyncRequest{Held: append(ids(g...), stranger), Seen: maxSeq(g)}
+		}, nil, 1, Depth{Normal: 1, Leased: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal))
+			first := w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}}).Given
+			if got := w.labels(first); !slices.Equal(got, []string{"a-0=t1#1", "a-1=t2#1"}) {
+				t.Fatalf("first grants %v", got)
+			}
+			req := tt.report(first)
+			req.Node = "a"
+			reply := w.sync(req)
+			if got := w.labels(reply.Given); !slices.Equal(got, tt.wantGiven) {
+				t.Errorf("given %v, want %v", got, tt.wantGiven)
+			}
+			if len(reply.Drop) != tt.wantDrop {
+				t.Errorf("dropped %v, want %d", reply.Drop, tt.wantDrop)
+			}
+			if d := w.depth(); d != tt.wantDepth {
+				t.Errorf("depth %+v, want %+v", d, tt.wantDepth)
+			}
+		})
+	}
+}
+
+// A lease the node never reports seeing (the reply carrying it was lost) is lost after
+// LeaseTTL, though the node keeps syncing.
+func TestUnseenLeaseExpires(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("t1", task.PriorityNormal))
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}) // reply lost
+	w.clock = w.clock.Add(LeaseTTL / 2)
+	w.sync(SyncRequest{Node: "a"})
+	if d := w.depth(); d.Leased != 1 {
+		t.Fatalf("depth %+v: lease lost before its TTL", d)
+	}
+	w.clock = w.clock.Add(LeaseTTL)
+	reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	if got, want := w.labels(reply.Given), []string{"a-0=t1#2"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v", got, want)
+	}
+}
+
+// Leases, the idle list and waiting tasks survive a new host of the queue (the actor
+// moved); the nodes get a full TTL from the move before their leases are judged.
+func TestStateSurvivesANewHost(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal))
+	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	w.clock = w.clock.Add(10 * LeaseTTL) // the queue was away a long time
+	w.q = w.newQueue()
+	if d := w.depth(); d != (Depth{Normal: 0, Idle: 0, Leased: 2}) {
+		t.Fatalf("depth on the new host %+v", d)
+	}
+	w.clock = w.clock.Add(LeaseTTL / 2)
+	w.sync(SyncRequest{Node: "a", Held: ids(g...), Seen: maxSeq(g)})
+	if d := w.depth(); d.Leased != 2 {
+		t.Fatalf("depth %+v: leases lost within the grace after the move", d)
+	}
+	w.clock = w.clock.Add(LeaseTTL)
+	w.sync(SyncRequest{Node: "a", Held: ids(g...), Seen: maxSeq(g)})
+	if d := w.depth(); d != (Depth{High: 1, Leased: 1}) {
+		t.Fatalf("depth %+v: want b's lease lost (b never synced again), a's kept", d)
+	}
+}
+
+// A write that fails leaves the queue as it was; one whose outcome is unknown makes the
+// queue read its state again, so no key of a stored entry is reused and nothing is lost.
+func TestFailedWritesLoseNothing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.store.failNext = true
+	if _, err := w.q.Enqueue(t.Context(), []task.Assignment{w.task("x", task.PriorityNormal)}); err == nil {
+		t.Fatal("Enqueue with the store down = nil error")
+	}
+	w.store.failAfterNext = true
+	if _, err := w.q.Enqueue(t.Context(), []task.Assignment{w.task("a", task.PriorityNormal)}); err == nil {
+		t.Fatal("Enqueue with an unknown outcome = nil error")
+	}
+	w.enqueue(w.task("b", task.PriorityNormal))
+	var got []string
+	var last []Grant
+	for range 3 {
+		reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}, Done: done(last...), Seen: maxSeq(last)})
+		got, last = append(got, w.labels(reply.Given)...), reply.Given
+	}
+	if want := []string{"a-0=a#1", "a-0=b#1"}; !slices.Equal(got, want) {
+		t.Fatalf("dispatched %v, want %v", got, want)
+	}
+}
+
+// A draining node's slots leave the idle list and get nothing; what it holds stays
+// leased until it reports it done.
+func TestDrainingNode(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}})
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	w.enqueue(w.task("t1", task.PriorityNormal))
+	w.sync(SyncRequest{Node: "a", Draining: true, Free: []string{"a-1"}})
+	if d := w.depth(); d != (Depth{Idle: 1, Leased: 1}) {
+		t.Fatalf("depth %+v, want b-0 idle only", d)
+	}
+	w.enqueue(w.task("t2", task.PriorityNormal))
+	if want := []string{"a-0=t1#1", "b-0=t2#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	if _, err := w.q.Enqueue(t.Context(), []task.Assignment{{TaskID: uuid.New(), Attempt: 1, Priority: "urgent"}}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("bad priority: %v", err)
+	}
+	for _, req := range []SyncRequest{
+		{Incarnation: "i", Free: []string{"a-0"}},
+		{Node: "a", Free: []string{"a-0"}},
+		{Node: "a", Incarnation: "i", Free: []string{""}},
+		{Node: "a", Incarnation: "i", Free: []string{"b-0"}},
+		{Node: "a", Incarnation: "i", Free: []string{"a"}},
+	} {
+		if _, err := w.q.Sync(t.Context(), req); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("Sync(%+v) = %v, want ErrBadRequest", req, err)
+		}
+	}
+}
+
+// The queue stamps enqueue and dispatch times on its own clock, whatever the caller
+// sent: times of different tasks then order exactly.
+func TestQueueStampsTimes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	start := w.clock
+	late := w.task("late", task.PriorityNormal)
+	late.Enqueued = time.Unix(0, 0)
+	w.enqueue(late)
+	w.clock = w.clock.Add(time.Second)
+	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	if len(g) != 1 || !g[0].Assignment.Enqueued.Equal(start) || !g[0].Assignment.Dispatched.Equal(start.Add(time.Second)) {
+		t.Fatalf("grant %+v, want enqueued at +0s and dispatched at +1s", g)
+	}
+	if !late.Enqueued.Equal(time.Unix(0, 0)) {
+		t.Error("Enqueue changed the caller's assignment")
+	}
+}
+
+// Producers and nodes at once (the actor's turn is a mutex here): every task is handed
+// out exactly once, and none is left.
+func TestConcurrentProducersAndNodes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var turn sync.Mutex
+	const producers, perProducer, nodes = 4, 100, 3
+	var wg sync.WaitGroup
+	for p := range producers {
+		wg.Go(func() {
+			for i := range perProducer {
+				turn.Lock()
+				w.enqueue(w.task(fmt.Sprintf("p%d-%d", p, i), task.PriorityNormal))
+				turn.Unlock()
+			}
+		})
+	}
+	handed := map[task.AttemptID]int{}
+	var hmu sync.Mutex
+	for n := range nodes {
+		wg.Go(func() {
+			node := fmt.Sprintf("n%d", n)
+			var last []Grant
+			var seen uint64
+			for range 100 * producers * perProducer { // bounded; ends once all were handed out
+				hmu.Lock()
+				all := len(handed) == producers*perProducer
+				hmu.Unlock()
+				if all {
+					break
+				}
+				turn.Lock()
+				reply := w.sync(SyncRequest{Node: node, Free: []string{node + "-0", node + "-1"}, Done: done(last...), Seen: seen})
+				pushed := w.grants[node]
+				delete(w.grants, node)
+				turn.Unlock()
+				got := append(reply.Given, pushed...)
+				hmu.Lock()
+				for _, g := range got {
+					handed[g.Assignment.ID()]++
+				}
+				hmu.Unlock()
+				// Every attempt ends at once: reported done with the next sync.
+				last, seen = got, max(seen, maxSeq(got))
+			}
+		})
+	}
+	wg.Wait()
+	if len(handed) != producers*perProducer {
+		t.Errorf("handed out %d distinct tasks (%d of them pushed), want %d", len(handed), len(w.pushed), producers*perProducer)
+	}
+	for id, n := range handed {
+		if n != 1 {
+			t.Errorf("%s handed out %d times", id, n)
+		}
+	}
+	if d := w.depth(); d.High+d.Normal != 0 {
+		t.Errorf("left waiting: %+v", d)
+	}
+}
+
+func BenchmarkEnqueueDequeue(b *testing.B) {
+	for _, depth := range []int{1_000, 1_000_000} {
+		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
+			ctx := context.Background()
+			q := New(newMemStore(), func(context.Context, string, []Grant) ([]task.AttemptID, error) { return nil, nil })
+			batch := make([]task.Assignment, 1000)
+			for i := range batch {
+				batch[i] = task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
+			}
+			for range depth / len(batch) {
+				if _, err := q.Enqueue(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			one := batch[:1]
+			var last []Grant
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := q.Enqueue(ctx, one); err != nil {
+					b.Fatal(err)
+				}
+				reply, err := q.Sync(ctx, SyncRequest{Node: "w", Incarnation: "i", Free: []string{"w-0"}, Done: done(last...), Seen: maxSeq(last)})
+				if err != nil || len(reply.Given) != 1 {
+					b.Fatalf("sync: %v, %d given", err, len(reply.Given))
+				}
+				last = reply.Given
+			}
+		})
+	}
+}
+
+// A sync may ask for attempts beyond its free slots (the node's buffer): they come
+// from what waits once the free slots have theirs, never ahead of a free slot, and a
+// buffered grant names no slot (so no slot is taken for busy by it).
+func TestPrefetch(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	for i := range 5 {
+		w.enqueue(w.task(fmt.Sprint("t", i), task.PriorityNormal))
+	}
+	reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}, Prefetch: 3})
+	if got, want := w.labels(reply.Given), []string{"a-0=t0#1", "=t1#1", "=t2#1", "=t3#1"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v", got, want)
+	}
+	// Only one left: it goes to the free slot; nothing is buffered from an empty queue,
+	// and the slot of a buffered grant is not in flight.
+	reply = w.sync(SyncRequest{Node: "b", Free: []string{"b-0", "b-1"}, Prefetch: 2})
+	if got, want := w.labels(reply.Given), []string{"b-0=t4#1"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v", got, want)
+	}
+	if d := w.depth(); d != (Depth{Idle: 1, Leased: 5}) {
+		t.Fatalf("depth %+v, want b-1 idle and 5 leased", d)
+	}
+	if _, err := w.q.Sync(t.Context(), SyncRequest{Node: "a", Incarnation: "i", Prefetch: -1}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("negative prefetch: %v", err)
+	}
+}

@@ -1,0 +1,346 @@
+// Package stacktest starts the real taskgrid stack for integration and end-to-end tests:
+// Redis, MariaDB, the local Kafka-protocol broker, Dapr placement and scheduler, and
+// each app with its own daprd sidecar, all on free loopback ports in a temporary
+// directory, using the repository's own components/ and scripts. Nothing is mocked.
+package stacktest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
+)
+
+// Options say what to start.
+type Options struct {
+	// Apps to start, one instance each, in order. Defaults to every app.
+	Apps []string
+	// AppEnv adds environment variables to an app (by app id), e.g. POOL_SIZE.
+	AppEnv map[string]map[string]string
+	// Logf receives progress lines (t.Logf). Defaults to discarding them.
+	Logf func(format string, args ...any)
+}
+
+// AllApps are the app ids of the system, in start order.
+var AllApps = []string{"storekeeper", "worker", "gateway", "analytics"}
+
+// Stack is a running stack. Stop it with Stop.
+type Stack struct {
+	Dir           string // temporary directory: data, logs, results
+	RepoRoot      string
+	RedisAddr     string
+	KafkaAddr     string
+	MySQLDSN      string
+	MySQLAddr     string
+	PlacementAddr string
+	SchedulerAddr string
+	ResultsRoot   string
+
+	opts     Options
+	env      []string // base environment for sidecars (TASKGRID_* included)
+	bins     binaries
+	mu       sync.Mutex
+	services []*Proc // infrastructure, in start order
+	apps     map[string][]*Instance
+}
+
+// Start brings the whole stack up, or returns an error saying which part failed and
+// where its log is. The caller must Stop the stack even when Start fails.
+func Start(ctx context.Context, opts Options) (*Stack, error) {
+	if opts.Apps == nil {
+		opts.Apps = AllApps
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "taskgrid-stack-")
+	if err != nil {
+		return nil, fmt.Errorf("create stack directory: %w", err)
+	}
+	// The MariaDB server runs as user mysql when we are root: it must reach its files.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create stack directory: %w", err)
+	}
+	s := &Stack{Dir: dir, RepoRoot: root, opts: opts, apps: map[string][]*Instance{}}
+	s.ResultsRoot = filepath.Join(dir, "results")
+	for _, d := range []string{".run", "logs", "results"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return s, fmt.Errorf("create stack directory: %w", err)
+		}
+	}
+	start := time.Now()
+	if s.bins, err = buildBinaries(ctx, root); err != nil {
+		return s, err
+	}
+	opts.Logf("stacktest: binaries ready in %s", time.Since(start).Round(time.Millisecond))
+	if err := s.startServices(ctx); err != nil {
+		return s, err
+	}
+	opts.Logf("stacktest: services up in %s (dir %s)", time.Since(start).Round(time.Millisecond), dir)
+	for _, id := range opts.Apps {
+		if _, err := s.StartApp(ctx, id, nil); err != nil {
+			return s, err
+		}
+	}
+	opts.Logf("stacktest: stack up in %s", time.Since(start).Round(time.Millisecond))
+	return s, nil
+}
+
+func (s *Stack) startServices(ctx context.Context) error {
+	p, err := freePorts(11)
+	if err != nil {
+		return err
+	}
+	redisPort, mysqlPort, kafkaPort := p[0], p[1], p[2]
+	placePort, placeRaft, placeHealth, placeMetrics := p[3], p[4], p[5], p[6]
+	schedPort, etcdClient, etcdPeer, schedHealth := p[7], p[8], p[9], p[10]
+	schedMetrics, err := FreePort()
+	if err != nil {
+		return err
+	}
+	s.RedisAddr, s.KafkaAddr = addr(redisPort), addr(kafkaPort)
+	s.PlacementAddr, s.SchedulerAddr = addr(placePort), addr(schedPort)
+	s.MySQLAddr = addr(mysqlPort)
+	s.MySQLDSN = fmt.Sprintf("taskgrid:taskgrid-test@tcp(127.0.0.1:%d)/taskgrid?allowNativePasswords=true&parseTime=true", mysqlPort)
+
+	vars := map[string]string{
+		"RUN_DIR":                           filepath.Join(s.Dir, ".run"),
+		"TASKGRID_REDIS_HOST":               s.RedisAddr,
+		"TASKGRID_KAFKA_BROKERS":            s.KafkaAddr,
+		"TASKGRID_KAFKA_TOPICS":             strings.Join(events.Topics(), ","),
+		"TASKGRID_MYSQL_PORT":               strconv.Itoa(mysqlPort),
+		"TASKGRID_MYSQL_DATABASE":           "taskgrid",
+		"TASKGRID_MYSQL_USER":               "taskgrid",
+		"TASKGRID_MYSQL_PASSWORD":           "taskgrid-test",
+		"TASKGRID_MYSQL_DSN":                s.MySQLDSN,
+		"DAPR_HOST_IP":                      "127.0.0.1",
+		"DAPR_SCHEDULER_HOST_ADDRESS_DNS_A": s.SchedulerAddr,
+	}
+	s.env = mergeEnv(os.Environ(), vars)
+
+	redisDir := filepath.Join(s.Dir, "data", "redis")
+	if err := os.MkdirAll(redisDir, 0o755); err != nil {
+		return fmt.Errorf("start redis: %w", err)
+	}
+	if err := s.service(ctx, "redis", s.RedisAddr, "redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(redisPort),
+		"--dir", redisDir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"); err != nil {
+		return err
+	}
+
+	script := filepath.Join(s.RepoRoot, "deploy", "scripts", "mariadb.sh")
+	if err := s.runScript(ctx, script, "init"); err != nil {
+		return err
+	}
+	if err := s.service(ctx, "mariadb", addr(mysqlPort), script, "serve"); err != nil {
+		return err
+	}
+	if err := s.runScript(ctx, script, "bootstrap"); err != nil {
+		return err
+	}
+
+	if err := s.service(ctx, "kafka", s.KafkaAddr, s.bins.kafka, "-addr", s.KafkaAddr,
+		"-data-dir", filepath.Join(s.Dir, "data", "kafka"), "-topics", strings.Join(events.Topics(), ",")); err != nil {
+		return err
+	}
+	if err := s.service(ctx, "placement", s.PlacementAddr, s.bins.placement, "--listen-address", "127.0.0.1",
+		"--port", strconv.Itoa(placePort), "--initial-cluster", "dapr-placement-0=127.0.0.1:"+strconv.Itoa(placeRaft),
+		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(placeHealth),
+		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(placeMetrics), "--log-as-json"); err != nil {
+		return err
+	}
+	return s.service(ctx, "scheduler", s.SchedulerAddr, s.bins.scheduler, "--listen-address", "127.0.0.1",
+		"--port", strconv.Itoa(schedPort), "--override-broadcast-host-port", s.SchedulerAddr,
+		"--etcd-data-dir", filepath.Join(s.Dir, "data", "scheduler"), "--etcd-client-listen-address", "127.0.0.1",
+		"--etcd-client-port", strconv.Itoa(etcdClient),
+		"--etcd-initial-cluster", "dapr-scheduler-server-0=http://127.0.0.1:"+strconv.Itoa(etcdPeer),
+		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(schedHealth),
+		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(schedMetrics), "--log-as-json")
+}
+
+// service starts one infrastructure process and waits for its port.
+func (s *Stack) service(ctx context.Context, name, address, bin string, args ...string) error {
+	p, err := startProc(s.Dir, name, s.env, s.Dir, bin, args...)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.services = append(s.services, p)
+	s.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return waitTCP(wctx, p, address)
+}
+
+func (s *Stack) runScript(ctx context.Context, script string, args ...string) error {
+	cmd := exec.CommandContext(ctx, script, args...)
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(script), strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Service returns the infrastructure process called name (redis, mariadb, kafka,
+// placement, scheduler), for fault tests.
+func (s *Stack) Service(name string) *Proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.services {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Procs returns every process of the stack that is running now: the infrastructure,
+// then each app instance and its sidecar.
+func (s *Stack) Procs() []*Proc {
+	s.mu.Lock()
+	all := slices.Clone(s.services)
+	for _, id := range AllApps {
+		for _, in := range s.apps[id] {
+			all = append(all, in.App, in.Daprd)
+		}
+	}
+	s.mu.Unlock()
+	return slices.DeleteFunc(all, func(p *Proc) bool {
+		exited, _ := p.Exited()
+		return p == nil || exited
+	})
+}
+
+// RestartService starts a stopped infrastructure process again with the same
+// arguments and data (e.g. the Kafka broker after a kill) and waits for its port.
+func (s *Stack) RestartService(ctx context.Context, name, address string) error {
+	old := s.Service(name)
+	if old == nil {
+		return fmt.Errorf("restart %s: no such service", name)
+	}
+	old.Stop(10 * time.Second)
+	p, err := startProc(s.Dir, name, s.env, s.Dir, old.cmd.Path, old.cmd.Args[1:]...)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for i, q := range s.services {
+		if q == old {
+			s.services[i] = p
+		}
+	}
+	s.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return waitTCP(wctx, p, address)
+}
+
+// Apps returns the running instances of app id.
+func (s *Stack) Apps(id string) []*Instance {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.apps[id])
+}
+
+// Running returns the instances of app id whose app process is running.
+func (s *Stack) Running(id string) []*Instance {
+	return slices.DeleteFunc(s.Apps(id), func(in *Instance) bool {
+		exited, _ := in.App.Exited()
+		return exited
+	})
+}
+
+// App returns the first instance of app id, or nil.
+func (s *Stack) App(id string) *Instance {
+	if a := s.Apps(id); len(a) > 0 {
+		return a[0]
+	}
+	return nil
+}
+
+// Stop stops every process in reverse order of start (apps and sidecars first) and
+// removes the directory unless keep is true (to read logs after a failure).
+func (s *Stack) Stop(keep bool) {
+	s.mu.Lock()
+	var insts []*Instance
+	for _, id := range slices.Backward(AllApps) {
+		insts = append(insts, s.apps[id]...)
+	}
+	services := slices.Clone(s.services)
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range insts {
+		wg.Go(func() { in.Stop() })
+	}
+	wg.Wait()
+	for _, p := range slices.Backward(services) {
+		p.Stop(10 * time.Second)
+	}
+	if !keep {
+		os.RemoveAll(s.Dir)
+	}
+}
+
+// LogTail returns the last n lines of every log of the stack, for a failure report.
+func (s *Stack) LogTail(n int) string {
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(s.Dir, "logs", "*.log"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+		if len(lines) > n {
+			lines = lines[len(lines)-n:]
+		}
+		fmt.Fprintf(&b, "==> %s <==\n%s\n", filepath.Base(f), bytes.Join(lines, []byte("\n")))
+	}
+	return b.String()
+}
+
+func mergeEnv(base []string, vars map[string]string) []string {
+	out := make([]string, 0, len(base)+len(vars))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := vars[k]; ok || strings.HasPrefix(k, "TASKGRID_") || strings.HasPrefix(k, "DAPR_") || strings.HasPrefix(k, "APP_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	for k, v := range vars {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "dapr.yaml")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("find repository root: no dapr.yaml above the working directory")
+		}
+		dir = parent
+	}
+}
