@@ -21,6 +21,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -358,6 +359,12 @@ func (q *Queue) sweep(t *txn, now time.Time) error {
 	return nil
 }
 
+// sameJSON reports whether v encodes as data (maps encode in key order).
+func sameJSON(v any, data []byte) bool {
+	cur, err := json.Marshal(v)
+	return err == nil && bytes.Equal(cur, data)
+}
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -387,18 +394,25 @@ func (q *Queue) commit(ctx context.Context, t *txn) error {
 		if err != nil {
 			return fmt.Errorf("encode leases of %s: %w", node, err)
 		}
+		if cur, ok := q.nodes[node]; ok && sameJSON(cur, data) {
+			continue // a heartbeat that changed nothing writes nothing
+		}
 		ops = append(ops, Op{Key: leaseKey(node), Value: data})
 	}
 	data, err := json.Marshal(t.m)
 	if err != nil {
 		return fmt.Errorf("encode queue meta: %w", err)
 	}
-	ops = append(ops, Op{Key: "meta", Value: data})
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
-	if err := q.store.Apply(wctx, ops); err != nil {
-		q.m, q.nodes, q.cache = nil, nil, nil
-		return fmt.Errorf("write queue state: %w", err)
+	if !sameJSON(q.m, data) {
+		ops = append(ops, Op{Key: "meta", Value: data})
+	}
+	if len(ops) > 0 {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		defer cancel()
+		if err := q.store.Apply(wctx, ops); err != nil {
+			q.m, q.nodes, q.cache = nil, nil, nil
+			return fmt.Errorf("write queue state: %w", err)
+		}
 	}
 	q.m = t.m
 	q.remember(t.ops)
