@@ -188,7 +188,14 @@ func (k *Keeper) complete(ctx context.Context, items []item) {
 			return errors.New("record of another task")
 		}
 		it := &items[i]
-		next, evs, err := task.Complete(*rec, it.req.Attempt, it.loc, it.req.Worker, now)
+		var next task.Record
+		var evs []task.Event
+		var err error
+		if w, werr := task.ParseWorker(it.req.Worker); it.req.Start != nil && werr == nil {
+			next, evs, err = task.StartAndComplete(*rec, *it.req.Start, w, it.req.StartedAt, it.loc, now)
+		} else {
+			next, evs, err = task.Complete(*rec, it.req.Attempt, it.loc, it.req.Worker, now)
+		}
 		it.events = evs
 		if err == nil {
 			*rec = next

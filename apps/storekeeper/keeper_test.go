@@ -403,3 +403,34 @@ func TestServeStore(t *testing.T) {
 		}
 	}
 }
+
+// A short task's result carries its start (the worker did not record it): the record is
+// started and completed in one write, and both events go out.
+func TestStoreBatchWithStart(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	pending, _ := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Payload: json.RawMessage(`{}`), Directory: "out", MaxAttempts: 5}, time.Now())
+	fx.state.seed(t, pending)
+	startedAt := time.Now().UTC().Truncate(time.Microsecond)
+	req := result(pending, "out", `{"short":true}`)
+	req.Attempt, req.StartedAt = 1, startedAt
+	req.Start = &task.Assignment{TaskID: pending.ID, Attempt: 1, Priority: task.PriorityNormal}
+	reply := fx.keeper.Store(t.Context(), task.StoreBatch{Results: []task.StoreRequest{req}})
+	if len(reply.Outcomes) != 1 || !reply.Outcomes[0].Stored {
+		t.Fatalf("outcomes %+v", reply.Outcomes)
+	}
+	rec, ok := fx.state.record(t, pending.ID)
+	if !ok || rec.Status != task.StatusCompleted || rec.Attempts != 1 || rec.Worker != "n1/s1" || rec.StartedAt == nil || !rec.StartedAt.Equal(startedAt) {
+		t.Fatalf("record %+v, want completed with the start of attempt 1 on n1/s1", rec)
+	}
+	var kinds []string
+	for _, e := range fx.broker.events {
+		kinds = append(kinds, e.Kind)
+	}
+	if !slices.Equal(kinds, []string{task.EventStarted, task.EventCompleted}) && !slices.Equal(kinds, []string{task.EventCompleted, task.EventStarted}) {
+		t.Errorf("published %v, want the start and the completion", kinds)
+	}
+	if c := fx.state.callCounts(); c["transaction"] != 1 {
+		t.Errorf("calls %v, want one transaction", c)
+	}
+}

@@ -20,9 +20,13 @@ import (
 // run takes attempt a through its life on this node: start (record it running), compute,
 // then hand the result to the storekeeper or report the failure. Every step that
 // touches a sidecar goes through a batch, so concurrent attempts share calls, and none
-// holds the slot up: an assignment that carries its task's spec computes at once while
-// its start is recorded, and the slot takes its next attempt as soon as the
-// computation is done.
+// holds the slot up: an assignment that carries its task's spec computes at once, and
+// the slot takes its next attempt as soon as the computation is done.
+//
+// With a spec, the start is recorded once the computation has run for n.startGrace; a
+// computation that succeeds sooner (a short task) has its start recorded by the
+// storekeeper together with its result, which saves a record write and an event
+// publish per task.
 func (n *Node) run(a *attempt) {
 	log := n.logger.With("slot", a.slot, "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
 	started := make(chan struct{})
@@ -31,22 +35,34 @@ func (n *Node) run(a *attempt) {
 		defer close(started)
 		startErr = cmpErr(n.starts.Do(a.ctx, a), a.err)
 		if startErr == nil {
-			n.metrics.started(a.rec, *a.rec.StartedAt)
+			n.metrics.started(a.rec.CreatedAt, *a.rec.StartedAt, a.rec.Type)
 		}
 	}
+	// Who records the start: claimStart (the worker, now) or claimMerge (the storekeeper,
+	// with the result), whichever claims it first.
+	var claim atomic.Int32
 	spec := a.grant.Assignment.Spec
-	if spec == nil || a.grant.Assignment.Redispatched {
-		start() // the record has the payload: read it first
+	var grace *time.Timer
+	if spec == nil || a.grant.Assignment.Redispatched || a.grant.Assignment.Attempt > spec.MaxAttempts {
+		claim.Store(claimStart)
+		// The record has the payload, or the attempt may have run elsewhere, or it is
+		// past the task's last attempt (which fails the task): read it first.
+		start()
 		if startErr != nil {
 			n.notStarted(a, startErr)
 			return
 		}
 		spec = task.SpecOf(a.rec)
 		if spec == nil {
-			spec = &task.Spec{Type: a.rec.Type, Payload: a.rec.Payload, Directory: a.rec.Directory}
+			spec = &task.Spec{Type: a.rec.Type, Payload: a.rec.Payload, Directory: a.rec.Directory, CreatedAt: a.rec.CreatedAt}
 		}
 	} else {
-		go start()
+		grace = time.AfterFunc(n.startGrace, func() {
+			if claim.CompareAndSwap(claimNone, claimStart) {
+				start()
+			}
+		})
+		defer grace.Stop()
 	}
 	// The start event goes out while the task computes; the attempt's end waits for it,
 	// so a result never overtakes its start in the outbox.
@@ -59,12 +75,28 @@ func (n *Node) run(a *attempt) {
 		}
 	}()
 
+	computing := time.Now().UTC()
 	a.out = n.exec.Execute(a.ctx, spec.Type, spec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a, started))
 	n.metrics.finished(spec.Type, a.out)
 	if a.ctx.Err() != nil {
+		if claim.CompareAndSwap(claimNone, claimMerge) { // no start will be recorded
+			startErr = a.ctx.Err()
+			close(started)
+		}
 		return // dropped by the queue, or the node stopped: the queue has it (or will)
 	}
-	if n.faults > 0 && rand.Float64() < n.faults {
+	a.faulty = n.faults > 0 && rand.Float64() < n.faults
+	if a.out.Failure == "" && !a.faulty && claim.CompareAndSwap(claimNone, claimMerge) {
+		grace.Stop()
+		a.merged = true
+		a.rec = task.Record{ID: a.grant.Assignment.TaskID, Type: spec.Type, Directory: spec.Directory, CreatedAt: spec.CreatedAt, StartedAt: &computing}
+		n.metrics.started(spec.CreatedAt, computing, spec.Type)
+		close(started) // nothing to publish: the storekeeper publishes the start
+	} else if claim.CompareAndSwap(claimNone, claimStart) {
+		grace.Stop()
+		go start() // a failure (or a fault) needs its start recorded first
+	}
+	if a.faulty {
 		<-started
 		n.vanish(a)
 		log.Warn("fault injection: the worker process dies before storing the result")
@@ -93,6 +125,13 @@ func (n *Node) run(a *attempt) {
 	}
 	n.deliver(a)
 }
+
+// Claims of an attempt's start (see run).
+const (
+	claimNone int32 = iota
+	claimStart
+	claimMerge
+)
 
 func cmpErr(errs ...error) error {
 	for _, err := range errs {
@@ -269,6 +308,19 @@ func (n *Node) failBatch(ctx context.Context, as []*attempt) error {
 	return nil
 }
 
+// startNow records the start of a merged attempt that will not be completed (its result
+// was rejected), so that its failure follows a recorded start. It reports whether the
+// attempt goes on.
+func (n *Node) startNow(a *attempt) bool {
+	a.merged = false
+	if err := cmpErr(n.starts.Do(n.ctx, a), a.err); err != nil {
+		n.notStarted(a, err)
+		return false
+	}
+	n.send(n.ctx, a.evs)
+	return true
+}
+
 // errNotStored is a result the storekeeper did not store this time.
 var errNotStored = errors.New("result not stored")
 
@@ -293,6 +345,9 @@ func (n *Node) deliver(a *attempt) {
 		return // stopping, or dropped: the lease expires or was lost
 	case a.stored.Rejected:
 		a.reason = "result rejected by the storekeeper: " + a.stored.Error
+		if a.merged && !n.startNow(a) {
+			return
+		}
 		n.fail(a)
 	default:
 		n.end(a, queue.Done{AttemptID: a.id()})
@@ -324,6 +379,11 @@ func storeRequest(a *attempt, node string) task.StoreRequest {
 		TaskID: a.rec.ID, Attempt: a.grant.Assignment.Attempt, Directory: a.rec.Directory,
 		Worker: a.worker(node).String(), Output: json.RawMessage(a.out.Result.Output), StartedAt: *a.rec.StartedAt,
 		Files: a.out.Result.Files,
+	}
+	if a.merged {
+		start := a.grant.Assignment
+		start.Spec = nil // the storekeeper needs the attempt, not the payload
+		req.Start = &start
 	}
 	return req
 }

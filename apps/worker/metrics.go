@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // Metrics of the worker node.
@@ -54,8 +52,10 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 	return m
 }
 
-func (m *Metrics) started(rec task.Record, at time.Time) {
-	m.waitSeconds.WithLabelValues(rec.Type).Observe(at.Sub(rec.CreatedAt).Seconds())
+func (m *Metrics) started(created, at time.Time, typ string) {
+	if !created.IsZero() {
+		m.waitSeconds.WithLabelValues(typ).Observe(at.Sub(created).Seconds())
+	}
 }
 
 func (m *Metrics) finished(typ string, out Outcome) {

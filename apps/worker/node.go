@@ -70,6 +70,7 @@ type Node struct {
 	faults        float64       // share of attempts whose "process" dies (Config.FaultRate)
 	progressEvery time.Duration // the most often an attempt publishes progress
 	restartAfter  time.Duration // how long a slot whose process died stays down
+	startGrace    time.Duration // a computation shorter than this has its start recorded with its result
 
 	ctx    context.Context // attempts run under it; cancelled when the drain time is up
 	cancel context.CancelFunc
@@ -110,6 +111,8 @@ type attempt struct {
 	reason  string             // why it failed
 	stored  *task.StoreOutcome // the storekeeper's answer
 	dropped bool               // the queue took it back: say nothing more of it
+	merged  bool               // its start goes to the storekeeper with its result
+	faulty  bool               // fault injection: its "process" dies before storing the result
 }
 
 func (a *attempt) id() task.AttemptID { return a.grant.Assignment.ID() }
@@ -122,8 +125,9 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 	n := &Node{
 		logger: logger.With("component", "node"), name: name, slots: slots, incarnation: uuid.NewString(),
 		exec: exec, svc: svc, metrics: metrics, progressEvery: ProgressIntervalDefault, restartAfter: time.Second,
-		prefetch: len(slots),
-		ctx:      ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		startGrace: StartGraceDefault,
+		prefetch:   len(slots),
+		ctx:        ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}, down: map[string]time.Time{},
 	}
 	n.starts = batch.New(ctx, batchMax, n.startBatch)
@@ -134,6 +138,9 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 
 // Bounds of the node's calls.
 const (
+	// StartGraceDefault is how long a task with a spec computes before the worker
+	// records its start; a shorter one has its start recorded with its result.
+	StartGraceDefault = 5 * time.Millisecond
 	// ProgressIntervalDefault is the most often a running attempt publishes progress.
 	ProgressIntervalDefault = 250 * time.Millisecond
 	// syncTimeout bounds one sync: a sync that takes longer than the lease TTL would

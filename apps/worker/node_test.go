@@ -19,6 +19,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/testharness/contract"
 )
 
 // Fakes of the node's ports: pure logic, in memory.
@@ -67,11 +68,12 @@ func (f *fakeRecords) get(id uuid.UUID) task.Record {
 }
 
 type fakeResults struct {
-	mu     sync.Mutex
-	stored map[uuid.UUID]int
-	reject bool
-	fail   int // the next calls fail
-	calls  int
+	mu        sync.Mutex
+	stored    map[uuid.UUID]int
+	withStart map[uuid.UUID]int // results that carried their start (a short task)
+	reject    bool
+	fail      int // the next calls fail
+	calls     int
 }
 
 func (f *fakeResults) Store(_ context.Context, reqs []task.StoreRequest) ([]task.StoreOutcome, error) {
@@ -91,6 +93,9 @@ func (f *fakeResults) Store(_ context.Context, reqs []task.StoreRequest) ([]task
 		} else {
 			o.Stored = true
 			f.stored[r.TaskID]++
+			if r.Start != nil {
+				f.withStart[r.TaskID]++
+			}
 		}
 		outs = append(outs, o)
 	}
@@ -178,7 +183,7 @@ func newNodeEnv(t *testing.T, slots ...string) *nodeEnv {
 	t.Helper()
 	e := &nodeEnv{
 		records: &fakeRecords{recs: map[uuid.UUID]task.Record{}},
-		results: &fakeResults{stored: map[uuid.UUID]int{}},
+		results: &fakeResults{stored: map[uuid.UUID]int{}, withStart: map[uuid.UUID]int{}},
 		events:  &fakeEvents{},
 		queue:   &fakeQueue{},
 	}
@@ -226,22 +231,25 @@ func (e *nodeEnv) lastSync(t *testing.T) queue.SyncRequest {
 
 func TestAttemptLife(t *testing.T) {
 	tests := []struct {
-		name        string
-		typ         string
-		payload     string
-		attempts    int // the record's attempts before the grant
-		grant       int // the attempt granted
-		setup       func(e *nodeEnv)
-		noSpec      bool         // the grant carries no spec: the record is read first
-		redispatch  bool         // the grant is marked Redispatched
-		computed    int          // how many times the task code ran (-1: not checked)
-		wantDone    []queue.Done // relative: TaskID filled in
-		wantStatus  task.Status
-		wantKinds   []string
-		wantStored  int
-		wantRecords int // UpdateMany calls
+		name          string
+		typ           string
+		payload       string
+		attempts      int // the record's attempts before the grant
+		grant         int // the attempt granted
+		setup         func(e *nodeEnv)
+		noSpec        bool         // the grant carries no spec: the record is read first
+		redispatch    bool         // the grant is marked Redispatched
+		computed      int          // how many times the task code ran (-1: not checked)
+		wantDone      []queue.Done // relative: TaskID filled in
+		wantStatus    task.Status
+		wantKinds     []string
+		wantStored    int
+		wantWithStart int // results that carried their start
+		wantRecords   int // UpdateMany calls
 	}{
-		{name: "success: started, stored, done", typ: "noop", payload: `{}`, grant: 1,
+		{name: "short success: start and result go to the storekeeper together", typ: "noop", payload: `{}`, grant: 1,
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantStored: 1, wantWithStart: 1, wantRecords: 0, computed: -1},
+		{name: "long success: started by the worker, stored, done", typ: "sleep", payload: `{"ms":10}`, grant: 1,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
 		{name: "failure with attempts left: pending high, re-queued", typ: "noop", payload: `{"forceFailure":1}`, grant: 1,
 			wantDone: []queue.Done{{Requeue: true}}, wantStatus: task.StatusPending, wantKinds: []string{task.EventStarted, task.EventAttemptFailed}, wantRecords: 2},
@@ -249,7 +257,7 @@ func TestAttemptLife(t *testing.T) {
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventStarted, task.EventAttemptFailed, task.EventFailed}, wantRecords: 2},
 		{name: "duplicate dispatch without spec: dropped without running", typ: "noop", payload: `{}`, attempts: 1, grant: 1, noSpec: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
-		{name: "duplicate dispatch with spec: computed, result dropped", typ: "noop", payload: `{}`, attempts: 1, grant: 1, computed: 1,
+		{name: "duplicate dispatch with spec, long: computed, result dropped", typ: "sleep", payload: `{"ms":10}`, attempts: 1, grant: 1, computed: 1,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
 		{name: "re-dispatched after an uncertain push: the record is read first, not run twice", typ: "noop", payload: `{}`, attempts: 1, grant: 1, redispatch: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
@@ -257,11 +265,11 @@ func TestAttemptLife(t *testing.T) {
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
 		{name: "past the last attempt: failed for good without running", typ: "noop", payload: `{}`, attempts: 2, grant: 3,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventFailed}, wantRecords: 1},
-		{name: "result rejected: the attempt fails", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.reject = true },
+		{name: "short result rejected: its start is recorded, then the attempt fails", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.reject = true },
 			wantDone: []queue.Done{{Requeue: true}}, wantStatus: task.StatusPending, wantKinds: []string{task.EventStarted, task.EventAttemptFailed}, wantRecords: 2},
 		{name: "storekeeper down a while: sent again until stored", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.fail = 3 },
-			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 1},
-		{name: "state store down a while: the start waits for it", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.records.down = 2 },
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantStored: 1, wantWithStart: 1, wantRecords: 0, computed: -1},
+		{name: "state store down a while: the start waits for it", typ: "sleep", payload: `{"ms":10}`, grant: 1, setup: func(e *nodeEnv) { e.records.down = 2 },
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventStarted}, wantStored: 1, wantRecords: 3},
 	}
 	for _, tt := range tests {
@@ -306,10 +314,13 @@ func TestAttemptLife(t *testing.T) {
 				if got := e.results.stored[id]; got != tt.wantStored {
 					t.Errorf("stored %d times, want %d", got, tt.wantStored)
 				}
+				if got := e.results.withStart[id]; got != tt.wantWithStart {
+					t.Errorf("%d results carried their start, want %d", got, tt.wantWithStart)
+				}
 				if e.records.calls != tt.wantRecords {
 					t.Errorf("record calls %d, want %d", e.records.calls, tt.wantRecords)
 				}
-				if tt.wantStatus == task.StatusPending && tt.wantRecords == 1 {
+				if tt.computed >= 0 && tt.wantStatus == task.StatusPending && tt.wantRecords == 1 {
 					if got := e.computed(t, tt.typ); got != tt.computed {
 						t.Errorf("task code ran %v times, want %d", got, tt.computed)
 					}
@@ -469,4 +480,20 @@ func TestDrain(t *testing.T) {
 			t.Fatalf("last sync %+v, want short done and long given back", req)
 		}
 	})
+}
+
+func (f *fakeRecords) Create(_ context.Context, rec task.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.recs[rec.ID]; ok {
+		return taskstore.ErrExists
+	}
+	f.recs[rec.ID] = rec
+	return nil
+}
+
+// The fake of the records port keeps the contract the real store keeps through the
+// sidecar (internal/e2e runs the same suite on it).
+func TestFakeRecordsContract(t *testing.T) {
+	contract.TestRecords(t, &fakeRecords{recs: map[uuid.UUID]task.Record{}})
 }

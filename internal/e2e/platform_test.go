@@ -17,8 +17,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/testharness/contract"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
@@ -193,4 +196,16 @@ func postJSON(t *testing.T, url string, v any) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// The task records through a real sidecar keep the contract the unit tests' fakes keep.
+func TestRecordsContractThroughSidecar(t *testing.T) {
+	st := stacktest.Get(t)
+	in := st.App("worker")
+	client, err := sidecar.New(sidecar.Config{Host: "127.0.0.1", HTTPPort: in.Ports.HTTP, GRPCPort: in.Ports.GRPC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	contract.TestRecords(t, taskstore.New(client, components.StateStore))
 }

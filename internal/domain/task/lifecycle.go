@@ -220,3 +220,20 @@ func ValidNode(node string) bool {
 	}
 	return true
 }
+
+// StartAndComplete records attempt a's start and its result at once, for an attempt that
+// was done computing before its start was recorded (a short task: the worker saves a
+// write). If the start is refused (the task moved on, or a was past MaxAttempts), the
+// result is recorded as a late result would be. It returns the started event (when the
+// start was recorded) and the completion event, as Start and Complete do.
+func StartAndComplete(rec Record, a Assignment, w Worker, startedAt time.Time, loc Location, now time.Time) (Record, []Event, error) {
+	started, evs, err := Start(rec, a, w, startedAt)
+	if err != nil {
+		started, evs = rec, nil
+	}
+	done, cevs, err := Complete(started, a.Attempt, loc, w.String(), now)
+	if err != nil && !errors.Is(err, ErrNoChange) {
+		return done, nil, err
+	}
+	return done, append(evs, cevs...), err
+}

@@ -250,3 +250,43 @@ func TestSlotNames(t *testing.T) {
 		}
 	}
 }
+
+func TestStartAndComplete(t *testing.T) {
+	t.Parallel()
+	base := accepted(t)
+	a1 := Assignment{TaskID: base.ID, Attempt: 1, Priority: PriorityNormal, Enqueued: t0}
+	loc := Location{Directory: "d", Path: "d/x.json"}
+	tests := []struct {
+		name      string
+		rec       Record
+		a         Assignment
+		wantErr   error
+		wantState Status
+		wantKinds []string
+		wantWho   string
+	}{
+		{"pending: started and completed", base, a1, nil, StatusCompleted, []string{EventStarted, EventCompleted}, "vm/vm-0"},
+		{"a later attempt started meanwhile: completed as a late result", with(base, func(r *Record) { r.Attempts, r.Status, r.Worker = 2, StatusRunning, "vm/vm-1" }),
+			a1, nil, StatusCompleted, []string{EventCompleted}, "vm/vm-1"},
+		{"completed already: the same completion again", with(base, func(r *Record) {
+			r.Attempts, r.Status, r.Result, r.FinishedAt = 1, StatusCompleted, &loc, &t0
+		}), a1, ErrNoChange, StatusCompleted, []string{EventCompleted}, ""},
+		{"failed for good: kept on disk only", with(base, func(r *Record) { r.Attempts, r.Status = 3, StatusFailed }),
+			Assignment{TaskID: base.ID, Attempt: 4}, ErrStale, StatusFailed, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, evs, err := StartAndComplete(tt.rec, tt.a, w1, t0.Add(time.Millisecond), loc, t0.Add(time.Second))
+			if !errors.Is(err, tt.wantErr) || got.Status != tt.wantState || !slices.Equal(kinds(evs), tt.wantKinds) {
+				t.Fatalf("= %s, %v, %v; want %s, %v, %v", got.Status, kinds(evs), err, tt.wantState, tt.wantKinds, tt.wantErr)
+			}
+			if tt.wantWho != "" && got.Worker != tt.wantWho {
+				t.Errorf("worker %q, want %q", got.Worker, tt.wantWho)
+			}
+			if tt.wantErr == nil && tt.wantKinds[0] == EventStarted && (got.StartedAt == nil || !got.StartedAt.Equal(t0.Add(time.Millisecond)) || got.Attempts != 1) {
+				t.Errorf("start not recorded: %+v", got)
+			}
+		})
+	}
+}

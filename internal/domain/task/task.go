@@ -90,9 +90,11 @@ type Assignment struct {
 
 // Spec is what running a task takes: its type, payload and result directory.
 type Spec struct {
-	Type      string          `json:"task"`
-	Payload   json.RawMessage `json:"payload"`
-	Directory string          `json:"directory"`
+	Type        string          `json:"task"`
+	Payload     json.RawMessage `json:"payload"`
+	Directory   string          `json:"directory"`
+	CreatedAt   time.Time       `json:"created_at"`
+	MaxAttempts int             `json:"max_attempts"`
 }
 
 // SpecMaxPayload bounds the payloads carried in assignments: a queue entry stays small.
@@ -104,7 +106,7 @@ func SpecOf(rec Record) *Spec {
 	if len(rec.Payload) > SpecMaxPayload {
 		return nil
 	}
-	return &Spec{Type: rec.Type, Payload: rec.Payload, Directory: rec.Directory}
+	return &Spec{Type: rec.Type, Payload: rec.Payload, Directory: rec.Directory, CreatedAt: rec.CreatedAt, MaxAttempts: rec.MaxAttempts}
 }
 
 func (a Assignment) String() string { return a.ID().String() }
@@ -129,6 +131,10 @@ type StoreRequest struct {
 	Output    json.RawMessage `json:"output"`
 	Files     []File          `json:"files,omitempty"`
 	StartedAt time.Time       `json:"started_at"`
+	// Start, when set, is the attempt whose start was not recorded: the task was done
+	// computing before it was, and the storekeeper records both at once
+	// (StartAndComplete).
+	Start *Assignment `json:"start,omitempty"`
 }
 
 // File is a binary output of a task, stored beside its JSON as <id>.<suffix>.
