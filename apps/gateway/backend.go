@@ -125,7 +125,12 @@ func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
 	defer cancel()
 	// A try that timed out may still have queued the task; the repeat then queues it
 	// twice, which is harmless: a worker drops an attempt that has already started.
+	tries := 0
 	err := retry.Do(ctx, enqueueTryTimeout, func(ctx context.Context) error {
+		tries++
+		// A repeat may queue a second entry (the try before may have got through): the
+		// worker that takes it checks the record before computing.
+		a.Redispatched = tries > 1
 		return b.enqueues.Do(ctx, a)
 	})
 	if err != nil {

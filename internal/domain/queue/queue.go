@@ -86,6 +86,9 @@ type meta struct {
 	Tail  map[task.Priority]uint64 `json:"tail"`  // next seq to enqueue
 	Idle  []string                 `json:"idle"`  // slots waiting for work, oldest first
 	Nodes []string                 `json:"nodes"` // nodes with a lease key
+	// Rev counts the writes. A host reads it at every call and drops what it keeps in
+	// memory when another host wrote since (the actor moved away and back).
+	Rev uint64 `json:"rev"`
 }
 
 // Lease is an attempt handed to a slot and not reported finished yet.
@@ -118,11 +121,12 @@ type Queue struct {
 	push  PushFunc
 	now   func() time.Time
 
-	m     *meta                 // loaded on first use
-	cache map[string][]byte     // entries this host wrote near the head: read without a store call
-	nodes map[string]*nodeState // lease keys, loaded with m
-	seen  map[string]time.Time  // node → its last sync (memory only: a new host gives grace)
-	since time.Time             // when this host loaded the state: no lease is judged older
+	m     *meta                       // loaded on first use
+	cache map[string][]byte           // entries this host wrote near the head: read without a store call
+	ended map[task.AttemptID]struct{} // attempts that ended lately (memory only): their duplicates are skipped
+	nodes map[string]*nodeState       // lease keys, loaded with m
+	seen  map[string]time.Time        // node → its last sync (memory only: a new host gives grace)
+	since time.Time                   // when this host loaded the state: no lease is judged older
 	swept time.Time
 
 	// Lost counts leases found lost (for metrics); it only grows.
@@ -143,9 +147,6 @@ func entryKey(p task.Priority, seq uint64) string {
 func leaseKey(node string) string { return "lease:" + node }
 
 func (q *Queue) load(ctx context.Context) error {
-	if q.m != nil {
-		return nil
-	}
 	data, err := q.store.Get(ctx, "meta")
 	if err != nil {
 		return fmt.Errorf("load queue meta: %w", err)
@@ -156,6 +157,10 @@ func (q *Queue) load(ctx context.Context) error {
 			return fmt.Errorf("decode queue meta: %w", err)
 		}
 	}
+	if q.m != nil && m.Rev == q.m.Rev {
+		return nil // nobody else wrote: what this host keeps is current
+	}
+	q.cache = nil
 	if m.Head == nil {
 		m.Head, m.Tail = map[task.Priority]uint64{}, map[task.Priority]uint64{}
 		for _, p := range priorities {
@@ -204,7 +209,7 @@ type txn struct {
 }
 
 func (q *Queue) begin() *txn {
-	c := &meta{Head: maps.Clone(q.m.Head), Tail: maps.Clone(q.m.Tail), Idle: slices.Clone(q.m.Idle), Nodes: slices.Clone(q.m.Nodes)}
+	c := &meta{Head: maps.Clone(q.m.Head), Tail: maps.Clone(q.m.Tail), Idle: slices.Clone(q.m.Idle), Nodes: slices.Clone(q.m.Nodes), Rev: q.m.Rev}
 	return &txn{m: c, nodes: map[string]*nodeState{}, added: map[string][]byte{}, now: q.now()}
 }
 
@@ -287,10 +292,48 @@ func (q *Queue) take(ctx context.Context, t *txn) (a task.Assignment, ok bool, e
 			if data == nil || json.Unmarshal(data, &a) != nil {
 				continue // a missing or corrupt entry cannot be run; skip it rather than block the queue
 			}
+			if q.handedOut(t, a.ID()) {
+				continue // a second entry of one attempt (a retried enqueue): it runs once
+			}
 			return a, true, nil
 		}
 	}
 	return a, false, nil
+}
+
+// handedOut reports whether attempt id is leased now, or ended lately on this host.
+func (q *Queue) handedOut(t *txn, id task.AttemptID) bool {
+	if _, ok := q.ended[id]; ok {
+		return true
+	}
+	leased := func(ns *nodeState) bool {
+		return slices.ContainsFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == id })
+	}
+	for node, ns := range q.nodes {
+		if cur, ok := t.nodes[node]; ok {
+			ns = cur
+		}
+		if leased(ns) {
+			return true
+		}
+	}
+	for node, ns := range t.nodes {
+		if _, known := q.nodes[node]; !known && leased(ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// endedMax bounds the attempts remembered as ended (for handedOut).
+const endedMax = 1 << 16
+
+// remember that attempt id ended (done, or lost and re-queued as the next attempt).
+func (q *Queue) endedNow(id task.AttemptID) {
+	if q.ended == nil || len(q.ended) >= endedMax {
+		q.ended = map[task.AttemptID]struct{}{}
+	}
+	q.ended[id] = struct{}{}
 }
 
 // lease records a handed to node (to its slot, or to its buffer when slot is "") under
@@ -324,6 +367,7 @@ func (q *Queue) lose(t *txn, node string, lost func(Lease) bool) error {
 		if err := t.add(task.Retry(l.Assignment)); err != nil {
 			return err
 		}
+		q.endedNow(l.Assignment.ID())
 		q.Lost++
 	}
 	ns.Leases = keep
@@ -403,7 +447,11 @@ func (q *Queue) commit(ctx context.Context, t *txn) error {
 	if err != nil {
 		return fmt.Errorf("encode queue meta: %w", err)
 	}
-	if !sameJSON(q.m, data) {
+	if len(ops) > 0 || !sameJSON(q.m, data) {
+		t.m.Rev = q.m.Rev + 1
+		if data, err = json.Marshal(t.m); err != nil {
+			return fmt.Errorf("encode queue meta: %w", err)
+		}
 		ops = append(ops, Op{Key: "meta", Value: data})
 	}
 	if len(ops) > 0 {
@@ -494,6 +542,9 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	if err := q.sweep(t, now); err != nil {
 		return 0, err
 	}
+	// An attempt handed out already (a retried enqueue whose first try got through) is
+	// not queued again.
+	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) })
 	start := time.Now()
 	for len(as) > 0 && len(t.m.Idle) > 0 && !q.waiting(t.m, as[0].Priority) && time.Since(start) < PushBudget {
 		n := min(len(as), len(t.m.Idle))
@@ -763,7 +814,8 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 				return reply, err
 			}
 		}
-		ns.Leases = slices.Delete(ns.Leases, i, i+1)
+		q.endedNow(d.AttemptID)
+		ns.Leases = slices.DeleteFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == d.AttemptID })
 	}
 	if err := q.unlease(t, req.Node, back); err != nil {
 		return reply, err

@@ -599,3 +599,47 @@ func TestPrefetch(t *testing.T) {
 		t.Errorf("negative prefetch: %v", err)
 	}
 }
+
+// The actor moves away and back: the host it comes back to must not act on what it kept
+// in memory from before (here: a lease the other host released would be taken for lost,
+// and its task run again).
+func TestHostThatCameBackRereadsTheState(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	hostA := w.q
+	w.enqueue(w.task("t1", task.PriorityNormal))
+	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	w.q = w.newQueue() // host B
+	w.sync(SyncRequest{Node: "a", Done: done(g...), Seen: maxSeq(g)})
+	w.q = hostA // back on host A
+	w.sync(SyncRequest{Node: "a", Seen: maxSeq(g)})
+	if d := w.depth(); d != (Depth{}) {
+		t.Fatalf("depth %+v after coming back: a released lease was taken for lost", d)
+	}
+}
+
+// A second entry of one attempt (a retried enqueue whose first try got through) runs
+// once: not while the first is leased, not after it ended, and not pushed either.
+func TestDuplicateEntriesRunOnce(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	a := w.task("t1", task.PriorityNormal)
+	b := w.task("t2", task.PriorityNormal)
+	w.enqueue(a, a, b, a)
+	reply := w.sync(SyncRequest{Node: "n", Free: []string{"n-0", "n-1"}})
+	if got := w.labels(reply.Given); !slices.Equal(got, []string{"n-0=t1#1", "n-1=t2#1"}) {
+		t.Fatalf("given %v, want t1 and t2 once each", got)
+	}
+	w.enqueue(a) // again, while leased
+	reply = w.sync(SyncRequest{Node: "n", Done: done(reply.Given...), Seen: maxSeq(reply.Given), Free: []string{"n-0", "n-1"}})
+	if len(reply.Given) != 0 {
+		t.Fatalf("after both ended: given %v, want nothing", w.labels(reply.Given))
+	}
+	w.enqueue(a) // and after it ended: an idle slot waits, nothing is pushed
+	if len(w.pushed) != 0 {
+		t.Fatalf("pushed %v", w.pushed)
+	}
+	if d := w.depth(); d != (Depth{Idle: 2}) {
+		t.Fatalf("depth %+v, want only the idle slots", d)
+	}
+}
