@@ -123,6 +123,9 @@ func (n *Node) run(a *attempt) {
 		n.fail(a)
 		return
 	}
+	n.mu.Lock()
+	a.delivering = true
+	n.mu.Unlock()
 	n.deliver(a)
 }
 

@@ -103,16 +103,17 @@ type attempt struct {
 	cancel context.CancelFunc
 
 	// Set by the batch that handled it.
-	rec     task.Record
-	evs     []task.Event
-	err     error
-	requeue bool               // fail: the task gets another attempt
-	out     Outcome            // the computation's outcome
-	reason  string             // why it failed
-	stored  *task.StoreOutcome // the storekeeper's answer
-	dropped bool               // the queue took it back: say nothing more of it
-	merged  bool               // its start goes to the storekeeper with its result
-	faulty  bool               // fault injection: its "process" dies before storing the result
+	rec        task.Record
+	evs        []task.Event
+	err        error
+	requeue    bool               // fail: the task gets another attempt
+	out        Outcome            // the computation's outcome
+	reason     string             // why it failed
+	stored     *task.StoreOutcome // the storekeeper's answer
+	dropped    bool               // the queue took it back: say nothing more of it
+	delivering bool               // its result is computed and on its way (set under Node.mu)
+	merged     bool               // its start goes to the storekeeper with its result
+	faulty     bool               // fault injection: its "process" dies before storing the result
 }
 
 func (a *attempt) id() task.AttemptID { return a.grant.Assignment.ID() }
@@ -328,7 +329,11 @@ func (n *Node) syncOnce(ctx context.Context) error {
 		if a, ok := n.held[id]; ok {
 			a.dropped = true
 			n.release(a)
-			stop = append(stop, a)
+			if !a.delivering {
+				stop = append(stop, a)
+			}
+			// A result computed already still goes to the storekeeper: the first result
+			// stored wins, and this one may well be the first.
 		}
 	}
 	n.mu.Unlock()

@@ -497,3 +497,28 @@ func (f *fakeRecords) Create(_ context.Context, rec task.Record) error {
 func TestFakeRecordsContract(t *testing.T) {
 	contract.TestRecords(t, &fakeRecords{recs: map[uuid.UUID]task.Record{}})
 }
+
+// An attempt taken back by the queue after its computation finished still delivers its
+// result (it may be the first), and nothing more of it is reported.
+func TestDroppedWhileDeliveringStillDelivers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		e.results.fail = 1 << 30 // the storekeeper is unreachable for now
+		g := e.submit("noop", `{}`, "vm-0")
+		e.node.Take([]queue.Grant{g})
+		time.Sleep(time.Second) // computed; deliveries failing
+		e.queue.reply = queue.SyncReply{Drop: []task.AttemptID{g.Assignment.ID()}}
+		e.lastSync(t)
+		e.results.mu.Lock()
+		e.results.fail = 0
+		e.results.mu.Unlock()
+		e.node.wg.Wait()
+		if got := e.results.stored[g.Assignment.TaskID]; got != 1 {
+			t.Fatalf("stored %d times, want the late result delivered once", got)
+		}
+		if req := e.lastSync(t); len(req.Done) != 0 || len(req.Held) != 0 {
+			t.Fatalf("after the drop: done %v held %v, want nothing", req.Done, req.Held)
+		}
+	})
+}
