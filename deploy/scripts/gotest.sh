@@ -8,6 +8,8 @@ mkdir -p .run
 go build -o bin/testreport ./deploy/testreport
 set +e
 go test -json -count=1 -p 2 -timeout 40m "${@:-./...}" 2>&1 | tee .run/test.json | bin/testreport
-status=${PIPESTATUS[2]}
+statuses=("${PIPESTATUS[@]}")
 set -e
-exit "$status"
+# Either failing fails the run: go test's own status catches what the report cannot see.
+[ "${statuses[0]}" -eq 0 ] || exit "${statuses[0]}"
+exit "${statuses[2]}"

@@ -37,6 +37,7 @@ func main() {
 func report(r io.Reader, w io.Writer) (counts, error) {
 	var c counts
 	outputs := map[string][]string{} // package/test → its output lines, until it ends
+	testFailed := map[string]bool{}  // package → one of its tests failed
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -58,6 +59,12 @@ func report(r io.Reader, w io.Writer) (counts, error) {
 				switch action {
 				case "fail":
 					fmt.Fprint(w, strings.Join(out, ""))
+					if !testFailed[e.Package] {
+						// The package failed with no test failing (a build error, or a
+						// TestMain that could not start its stack): that is a failure too.
+						c.failed++
+						fmt.Fprintf(w, "--- FAIL %s (the package failed outside its tests)\n", e.Package)
+					}
 				case "skip":
 					action = "none" // go test reports a package without tests as skipped
 				}
@@ -71,6 +78,7 @@ func report(r io.Reader, w io.Writer) (counts, error) {
 				c.skipped++
 			case "fail":
 				c.failed++
+				testFailed[e.Package] = true
 				fmt.Fprintf(w, "--- FAIL %s %s\n%s", e.Package, e.Test, strings.Join(out, ""))
 			}
 		}

@@ -36,3 +36,26 @@ func TestReport(t *testing.T) {
 		t.Errorf("output of a passing test was printed:\n%s", got)
 	}
 }
+
+// A package that fails outside its tests (its TestMain could not start the stack, or it
+// does not build) counts as a failure: a run must not pass on tests that never ran.
+func TestPackageFailureWithoutFailedTest(t *testing.T) {
+	t.Parallel()
+	in := strings.Join([]string{
+		`{"Action":"pass","Package":"ok","Test":"TestA"}`,
+		`{"Action":"pass","Package":"ok","Elapsed":0.1}`,
+		`{"Action":"output","Package":"e2e","Output":"stacktest: the stack did not start\n"}`,
+		`{"Action":"fail","Package":"e2e","Elapsed":10.9}`,
+	}, "\n")
+	var out bytes.Buffer
+	c, err := report(strings.NewReader(in), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (counts{passed: 1, failed: 1}) {
+		t.Fatalf("counts = %+v, want the package counted as failed", c)
+	}
+	if got := out.String(); !strings.Contains(got, "the stack did not start") || !strings.Contains(got, "--- FAIL e2e (the package failed outside its tests)") {
+		t.Errorf("output:\n%s", got)
+	}
+}
