@@ -12,6 +12,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/platform/retry"
 	"github.com/taskgrid/taskgrid/internal/platform/runner"
 	"github.com/taskgrid/taskgrid/internal/platform/telemetry"
 )
@@ -104,22 +105,24 @@ func (a *App) AwaitSidecar(ctx context.Context) error {
 	if err := a.Dapr.WaitReady(ctx); err != nil {
 		return err
 	}
-	delay := 50 * time.Millisecond
-	for {
+	var names []string
+	err := retry.Do(ctx, metadataTryTimeout, func(ctx context.Context) error {
 		md, err := a.Dapr.GetMetadata(ctx)
-		if err == nil {
-			names := make([]string, 0, len(md.RegisteredComponents))
-			for _, c := range md.RegisteredComponents {
-				names = append(names, c.Name+"("+c.Type+")")
-			}
-			a.Logger.InfoContext(ctx, "sidecar ready", "components", names)
-			return nil
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("read sidecar metadata: %w (last: %w)", ctx.Err(), err)
-		case <-time.After(delay):
+		names = names[:0]
+		for _, c := range md.RegisteredComponents {
+			names = append(names, c.Name+"("+c.Type+")")
 		}
-		delay = min(2*delay, time.Second)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read sidecar metadata: %w", err)
 	}
+	a.Logger.InfoContext(ctx, "sidecar ready", "components", names)
+	return nil
 }
+
+// metadataTryTimeout bounds one read of the sidecar's metadata.
+const metadataTryTimeout = 5 * time.Second
