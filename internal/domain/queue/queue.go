@@ -188,16 +188,13 @@ func (q *Queue) load(ctx context.Context) error {
 		q.seen[n] = now
 	}
 	for _, s := range m.Idle {
-		if n, err := slotNode(s); err == nil {
+		if n, err := task.SlotNode(s); err == nil {
 			q.seen[n] = now
 		}
 	}
 	q.m, q.nodes = m, nodes
 	return nil
 }
-
-// slotNode is the node of a slot name ("<node>-<i>").
-func slotNode(slot string) (string, error) { return task.SlotNode(slot) }
 
 // txn is one change of the queue's state, applied by commit all at once.
 type txn struct {
@@ -338,13 +335,13 @@ func (q *Queue) endedNow(id task.AttemptID) {
 
 // lease records a handed to node (to its slot, or to its buffer when slot is "") under
 // a new lease.
-func (q *Queue) lease(t *txn, node, slot string, a task.Assignment, now time.Time) (Grant, error) {
+func (q *Queue) lease(t *txn, node, slot string, a task.Assignment, now time.Time) Grant {
 	a.Dispatched = now.UTC()
 	ns := t.node(q, node)
 	ns.Seq++
 	g := Grant{Slot: slot, Seq: ns.Seq, Assignment: a}
 	ns.Leases = append(ns.Leases, Lease{Grant: g, Incarnation: ns.Incarnation, Granted: now})
-	return g, nil
+	return g
 }
 
 // lose queues the next attempt of every lease of node that lost says is lost, and
@@ -396,7 +393,7 @@ func (q *Queue) sweep(t *txn, now time.Time) error {
 		}
 	}
 	t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool {
-		n, err := slotNode(s)
+		n, err := task.SlotNode(s)
 		seen, known := q.seen[n]
 		return err != nil || known && now.Sub(seen) > LeaseTTL
 	})
@@ -550,15 +547,11 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 		n := min(len(as), len(t.m.Idle))
 		var grants []Grant
 		for i := range n {
-			node, err := slotNode(t.m.Idle[i])
+			node, err := task.SlotNode(t.m.Idle[i])
 			if err != nil {
 				return dispatched, fmt.Errorf("%w: %w", ErrBadRequest, err)
 			}
-			g, err := q.lease(t, node, t.m.Idle[i], as[i], now)
-			if err != nil {
-				return dispatched, err
-			}
-			grants = append(grants, g)
+			grants = append(grants, q.lease(t, node, t.m.Idle[i], as[i], now))
 		}
 		t.m.Idle = t.m.Idle[n:]
 		as = as[n:]
@@ -589,7 +582,7 @@ func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 	for _, g := range refused {
 		n := node
 		if g.Slot != "" {
-			n, _ = slotNode(g.Slot)
+			n, _ = task.SlotNode(g.Slot)
 		}
 		ns := t.node(q, n)
 		ns.Leases = slices.DeleteFunc(ns.Leases, func(l Lease) bool { return l.Seq == g.Seq })
@@ -601,44 +594,41 @@ func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 }
 
 // pushAll pushes grants to their nodes, one call per node, all nodes at once, and
-// returns the grants that were not taken.
+// returns the grants that were not taken, in grant order (so that unshift keeps FIFO).
 func (q *Queue) pushAll(ctx context.Context, grants []Grant) (refused []Grant) {
-	byNode := map[string][]Grant{}
-	var order []string
-	for _, g := range grants {
-		node, _ := slotNode(g.Slot)
-		if _, ok := byNode[node]; !ok {
-			order = append(order, node)
-		}
-		byNode[node] = append(byNode[node], g)
+	byNode := map[string][]int{} // node → indexes of its grants
+	for i, g := range grants {
+		node, _ := task.SlotNode(g.Slot)
+		byNode[node] = append(byNode[node], i)
 	}
-	var mu sync.Mutex
+	back := make([]bool, len(grants))
 	var wg sync.WaitGroup
-	for _, node := range order {
+	for node, idx := range byNode {
 		wg.Go(func() {
-			gs := byNode[node]
+			gs := make([]Grant, len(idx))
+			for j, i := range idx {
+				gs[j] = grants[i]
+			}
 			no, err := q.push(ctx, node, gs)
-			mu.Lock()
-			defer mu.Unlock()
-			for _, g := range gs {
+			for _, i := range idx {
 				switch {
 				case err != nil:
 					// The node may have taken it all the same (a call that timed out):
 					// whoever gets it next checks the task's record before computing.
-					g.Assignment.Redispatched = true
-					refused = append(refused, g)
-				case slices.Contains(no, g.Assignment.ID()):
-					refused = append(refused, g)
+					grants[i].Assignment.Redispatched = true
+					back[i] = true
+				case slices.Contains(no, grants[i].Assignment.ID()):
+					back[i] = true
 				}
 			}
 		})
 	}
 	wg.Wait()
-	// In grant order, so that unshift keeps FIFO.
-	slices.SortFunc(refused, func(a, b Grant) int {
-		return slices.IndexFunc(grants, func(g Grant) bool { return g.Seq == a.Seq && g.Slot == a.Slot }) -
-			slices.IndexFunc(grants, func(g Grant) bool { return g.Seq == b.Seq && g.Slot == b.Slot })
-	})
+	for i, g := range grants {
+		if back[i] {
+			refused = append(refused, g)
+		}
+	}
 	return refused
 }
 
@@ -709,7 +699,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 		return SyncReply{}, fmt.Errorf("%w: sync needs node, incarnation and non-empty slot names", ErrBadRequest)
 	}
 	for _, s := range req.Free {
-		if n, err := slotNode(s); err != nil || n != req.Node {
+		if n, err := task.SlotNode(s); err != nil || n != req.Node {
 			return SyncReply{}, fmt.Errorf("%w: slot %q is not of node %q", ErrBadRequest, s, req.Node)
 		}
 	}
@@ -740,7 +730,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 		}
 	}
 	if req.Draining {
-		t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool { n, _ := slotNode(s); return n == req.Node })
+		t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool { n, _ := task.SlotNode(s); return n == req.Node })
 		free = nil
 	}
 	for _, slot := range free {
@@ -754,11 +744,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 			}
 			continue
 		}
-		g, err := q.lease(t, req.Node, slot, a, now)
-		if err != nil {
-			return SyncReply{}, err
-		}
-		reply.Given = append(reply.Given, g)
+		reply.Given = append(reply.Given, q.lease(t, req.Node, slot, a, now))
 		t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool { return s == slot })
 	}
 	// Attempts ahead of need: the node keeps them in its buffer and starts one the
@@ -775,11 +761,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 		if !ok {
 			break
 		}
-		g, err := q.lease(t, req.Node, "", a, now)
-		if err != nil {
-			return SyncReply{}, err
-		}
-		reply.Given = append(reply.Given, g)
+		reply.Given = append(reply.Given, q.lease(t, req.Node, "", a, now))
 	}
 	if err := q.commit(ctx, t); err != nil {
 		return SyncReply{}, err
@@ -848,9 +830,6 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 	}
 	return reply, nil
 }
-
-// Forget drops the cached state (the actor was deactivated); the next call reloads it.
-func (q *Queue) Forget() { q.m, q.nodes, q.cache = nil, nil, nil }
 
 // cacheMax bounds the entries kept in memory: the head of a short queue (where every
 // dispatch happens under load) costs no read; a deep queue reads what is not cached.
