@@ -68,8 +68,8 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 // only once both are durable; if queuing fails the record is removed again, so a
 // refused request leaves nothing behind. With an idempotency key, a repeated request
 // returns the first task; if the first request died between storing and queuing, the
-// repeat queues it (a duplicate queue entry is harmless: workers drop an attempt that
-// has already started).
+// repeat queues it (a second entry of the attempt is harmless: the queue hands an
+// attempt out once, see queue.Queue).
 func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task.Event, key string) (task.Record, bool, error) {
 	create := func(ctx context.Context, rec task.Record) error { return b.creates.Do(ctx, rec) }
 	if key != "" {
@@ -124,7 +124,7 @@ func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
 	ctx, cancel := context.WithTimeout(ctx, enqueueBudget)
 	defer cancel()
 	// A try that timed out may still have queued the task; the repeat then queues it
-	// twice, which is harmless: a worker drops an attempt that has already started.
+	// twice, which is harmless: the queue hands an attempt out once.
 	tries := 0
 	err := retry.Do(ctx, enqueueTryTimeout, func(ctx context.Context) error {
 		tries++

@@ -182,13 +182,31 @@ func (n *Node) vanish(a *attempt) {
 // startBatch records attempts as running, all in one read and one write of their
 // records. Each attempt gets its record and events, or why it cannot start.
 func (n *Node) startBatch(ctx context.Context, as []*attempt) error {
+	now := time.Now()
+	n.changeRecords(ctx, as, func(a *attempt, rec *task.Record) error {
+		next, evs, err := task.Start(*rec, a.grant.Assignment, a.worker(n.name), now)
+		a.evs = evs
+		if err != nil && !errors.Is(err, task.ErrExhausted) {
+			return err
+		}
+		*rec = next
+		a.err = err // ErrExhausted: the record is written failed, and the attempt does not run
+		return nil
+	})
+	return nil
+}
+
+// changeRecords applies change to the record of each attempt's task, all in one read
+// and one write, and leaves each attempt its record as written (or as read) and in
+// a.err why it was not changed. Of two attempts of one task in a batch (a duplicate
+// entry), the later one is applied and the other refused as stale.
+func (n *Node) changeRecords(ctx context.Context, as []*attempt, change func(a *attempt, rec *task.Record) error) {
 	byID := map[uuid.UUID]*attempt{}
 	var ids []uuid.UUID
 	for _, a := range as {
 		a.err = nil
 		id := a.grant.Assignment.TaskID
 		if prev, dup := byID[id]; dup {
-			// Two attempts of one task at once (a duplicate entry): the later one runs.
 			if prev.grant.Assignment.Attempt > a.grant.Assignment.Attempt {
 				prev, a = a, prev
 			}
@@ -199,18 +217,7 @@ func (n *Node) startBatch(ctx context.Context, as []*attempt) error {
 		byID[id] = a
 		ids = append(ids, id)
 	}
-	now := time.Now()
-	results := n.updateMany(ctx, ids, func(rec *task.Record) error {
-		a := byID[rec.ID]
-		next, evs, err := task.Start(*rec, a.grant.Assignment, a.worker(n.name), now)
-		a.evs = evs
-		if err != nil && !errors.Is(err, task.ErrExhausted) {
-			return err
-		}
-		*rec = next
-		a.err = err // ErrExhausted: the record is written failed, and the attempt does not run
-		return nil
-	})
+	results := n.updateMany(ctx, ids, func(rec *task.Record) error { return change(byID[rec.ID], rec) })
 	for i, r := range results {
 		a := byID[ids[i]]
 		a.rec = r.Record
@@ -218,7 +225,6 @@ func (n *Node) startBatch(ctx context.Context, as []*attempt) error {
 			a.err = r.Err
 		}
 	}
-	return nil
 }
 
 // updateMany runs a batch of record changes, retrying those whose store call failed
@@ -287,15 +293,8 @@ func (n *Node) fail(a *attempt) {
 
 // failBatch records failed attempts, in one read and one write.
 func (n *Node) failBatch(ctx context.Context, as []*attempt) error {
-	byID := map[uuid.UUID]*attempt{}
-	ids := make([]uuid.UUID, 0, len(as))
-	for _, a := range as {
-		byID[a.grant.Assignment.TaskID] = a
-		ids = append(ids, a.grant.Assignment.TaskID)
-	}
 	now := time.Now()
-	results := n.updateMany(ctx, ids, func(rec *task.Record) error {
-		a := byID[rec.ID]
+	n.changeRecords(ctx, as, func(a *attempt, rec *task.Record) error {
 		next, evs, requeue, err := task.Fail(*rec, a.grant.Assignment, a.reason, now)
 		a.evs, a.requeue = evs, requeue
 		if err != nil {
@@ -304,10 +303,6 @@ func (n *Node) failBatch(ctx context.Context, as []*attempt) error {
 		*rec = next
 		return nil
 	})
-	for i, r := range results {
-		a := byID[ids[i]]
-		a.rec, a.err = r.Record, r.Err
-	}
 	return nil
 }
 
@@ -420,15 +415,5 @@ func (n *Node) reportProgress(a *attempt, started <-chan struct{}) func(float64)
 		}
 		last.Store(now.UnixNano())
 		go n.svc.Progress.Progress(a.ctx, task.Progress(a.rec, f, now))
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

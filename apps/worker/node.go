@@ -17,7 +17,8 @@ import (
 )
 
 // Ports: what a worker node needs of the rest of the system, in its own terms. The
-// Dapr adapters (dapr.go) implement them; the unit tests use fakes.
+// Dapr adapters in internal/adapters implement them (run.go wires them); the unit
+// tests use fakes.
 type (
 	// Queue is the task queue's side of a node's sync.
 	Queue interface {
@@ -179,7 +180,7 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 		}
 		mine := g.Slot == "" || slices.Contains(n.slots, g.Slot)
 		slot := ""
-		if mine && g.Slot != "" && n.busy[g.Slot] == nil && !now.Before(n.down[g.Slot]) {
+		if mine && g.Slot != "" && n.slotFree(g.Slot, now) {
 			slot = g.Slot
 		} else if mine && len(n.buffer) == 0 {
 			slot = n.freeSlot(now)
@@ -203,10 +204,16 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 	return refused
 }
 
+// slotFree reports whether slot can take an attempt now: it computes nothing and its
+// "process" is not down. Call with mu held.
+func (n *Node) slotFree(slot string, now time.Time) bool {
+	return n.busy[slot] == nil && !now.Before(n.down[slot])
+}
+
 // freeSlot returns a slot that can take an attempt now, or "". Call with mu held.
 func (n *Node) freeSlot(now time.Time) string {
 	for _, s := range n.slots {
-		if n.busy[s] == nil && !now.Before(n.down[s]) {
+		if n.slotFree(s, now) {
 			return s
 		}
 	}
@@ -303,8 +310,9 @@ func (n *Node) request() (queue.SyncRequest, int) {
 	}
 	now := time.Now()
 	if !n.draining {
+		// Slots are free only while the buffer is empty: fill gives it to them first.
 		for _, s := range n.slots {
-			if n.busy[s] == nil && !now.Before(n.down[s]) && len(n.buffer) == 0 {
+			if len(n.buffer) == 0 && n.slotFree(s, now) {
 				req.Free = append(req.Free, s)
 			}
 		}
