@@ -317,7 +317,9 @@ func (s *Store) removeTemps(st []staged) {
 // (no marker): linking its JSON is the whole commit, and a link never replaces a file. (Every
 // attempt of a task makes the same files, so a concurrent writer of it has none either.)
 func (s *Store) commit(dir string, id uuid.UUID, st []staged) (existed bool, err error) {
-	if _, err := s.root.Lstat(partialPath(dir, id)); len(st) > 1 || !errors.Is(err, fs.ErrNotExist) {
+	_, err = s.root.Lstat(partialPath(dir, id))
+	locked := len(st) > 1 || !errors.Is(err, fs.ErrNotExist)
+	if locked {
 		unlock, err := lockTask(s.root, dir+"/."+id.String()+".lock")
 		if err != nil {
 			return false, err
@@ -330,10 +332,13 @@ func (s *Store) commit(dir string, id uuid.UUID, st []staged) (existed bool, err
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
-	// No JSON, and we hold the lock: binary files of this task are leftovers of a failed write.
-	removed, err := s.removeLeftovers(dir, id, st)
-	if err != nil {
-		return false, err
+	removed := false
+	if locked {
+		// No JSON, and we hold the lock: binary files of this task are leftovers of a
+		// failed write (removeLeftovers looks at the marker again, under the lock).
+		if removed, err = s.removeLeftovers(dir, id, st); err != nil {
+			return false, err
+		}
 	}
 	marker := partialPath(dir, id)
 	if len(st) > 1 {
