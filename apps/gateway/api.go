@@ -140,7 +140,11 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	rec, accepted := task.Accept(task.Record{
 		ID: uuid.New(), Type: req.Task, Payload: req.Payload, Directory: req.Directory, MaxAttempts: a.cfg.MaxAttempts,
 	}, time.Now())
+	a.hub.Remember(newTaskView(rec)) // before the task is queued: see SSEHub.Remember
 	stored, created, err := a.backend.Submit(r.Context(), rec, accepted, req.IdempotencyKey)
+	if err != nil || stored.ID != rec.ID {
+		a.hub.Forget(rec.ID) // not accepted, or accepted before under another id
+	}
 	if err != nil {
 		a.metrics.taskRejected(a.writeError(w, r, fmt.Errorf("submit task %s: %w", rec.ID, err)))
 		return

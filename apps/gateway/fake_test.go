@@ -34,6 +34,7 @@ type fakeBackend struct {
 	keys    map[string]uuid.UUID
 	results map[uuid.UUID][]byte
 	submits []submitCall // every Submit call, in order
+	gets    int          // Get calls
 
 	snapshot queue.Snapshot // what QueueSnapshot returns
 
@@ -70,6 +71,7 @@ func (b *fakeBackend) Submit(_ context.Context, rec task.Record, _ task.Event, k
 func (b *fakeBackend) Get(_ context.Context, id uuid.UUID) (task.Record, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.gets++
 	if b.getErr != nil {
 		return task.Record{}, b.getErr
 	}
@@ -103,6 +105,12 @@ func (b *fakeBackend) put(rec task.Record) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.tasks[rec.ID] = rec
+}
+
+func (b *fakeBackend) getCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gets
 }
 
 func (b *fakeBackend) submitCalls() []submitCall {

@@ -39,13 +39,17 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	// Subscribe before reading the record, so that no update falls between the two.
-	updates, cancel := a.hub.Subscribe(id)
+	// Subscribe before reading the record, so that no update falls between the two. A
+	// task this gateway accepted lately needs no read: the hub keeps its view current.
+	updates, cancel, view, remembered := a.hub.SubscribeView(id)
 	defer cancel()
-	rec, err := a.backend.Get(ctx, id)
-	if err != nil {
-		a.writeError(w, r, fmt.Errorf("get task %s: %w", id, err))
-		return
+	if !remembered {
+		rec, err := a.backend.Get(ctx, id)
+		if err != nil {
+			a.writeError(w, r, fmt.Errorf("get task %s: %w", id, err))
+			return
+		}
+		view = newTaskView(rec)
 	}
 
 	a.metrics.sseClientOpened()
@@ -60,7 +64,15 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	logger := a.logger.With("task_id", id)
 	logger.DebugContext(ctx, "event stream started", "last_event_id", r.Header.Get("Last-Event-ID"))
-	s := &eventStream{w: w, rc: rc, logger: logger, metrics: a.metrics, view: newTaskView(rec)}
+	s := &eventStream{w: w, rc: rc, logger: logger, metrics: a.metrics, view: view}
+	if remembered {
+		// The view came from the feed alone: check it against the record once, at the
+		// first heartbeat, in case the feed lost an update of this task.
+		s.recheck = func(ctx context.Context) (taskView, error) {
+			rec, err := a.backend.Get(ctx, id)
+			return newTaskView(rec), err
+		}
+	}
 	err = s.run(ctx, updates, a.cfg.HeartbeatInterval)
 	logger.DebugContext(ctx, "event stream ended", "events", s.sent, "reason", endReason(err))
 }
@@ -84,6 +96,10 @@ type eventStream struct {
 	lastView []byte   // the last view sent, to skip repeated status updates
 	lastID   int64
 	sent     int
+
+	// recheck, when set, reads the task's record; run calls it once, at the first
+	// heartbeat, and ends the stream if the record is terminal.
+	recheck func(ctx context.Context) (taskView, error)
 }
 
 // run sends the snapshot, then the updates, until a terminal event is sent (nil), the
@@ -105,6 +121,9 @@ func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat 
 			if err := s.ping(); err != nil {
 				return err
 			}
+			if done, err := s.checkRecord(ctx); err != nil || done {
+				return err
+			}
 		case u, ok := <-updates:
 			if !ok {
 				return errHubClosed
@@ -117,17 +136,33 @@ func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat 
 	}
 }
 
+// checkRecord runs recheck once, if set: a terminal record is sent as the terminal event.
+// A failed read is logged and the stream goes on.
+func (s *eventStream) checkRecord(ctx context.Context) (done bool, err error) {
+	if s.recheck == nil {
+		return false, nil
+	}
+	v, rerr := s.recheck(ctx)
+	s.recheck = nil
+	if rerr != nil {
+		s.logger.WarnContext(ctx, "could not check the stream's view against the record", "error", rerr)
+		return false, nil
+	}
+	if !v.Status.Terminal() {
+		return false, nil
+	}
+	return true, s.sendView(string(v.Status), v)
+}
+
 // apply sends the event for u, if any, and reports whether it was the terminal one.
 func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error) {
 	if u.Kind == UpdateProgress {
-		var p struct {
-			Progress *float64 `json:"progress"`
-		}
-		if err := json.Unmarshal(u.Data, &p); err != nil || p.Progress == nil || math.IsNaN(*p.Progress) {
-			s.logger.WarnContext(ctx, "malformed progress update ignored", "data", string(u.Data), "error", err)
+		p, ok := progressOf(u)
+		if !ok {
+			s.logger.WarnContext(ctx, "malformed progress update ignored", "data", string(u.Data))
 			return false, nil
 		}
-		s.view.Progress = min(max(*p.Progress, 0), 1)
+		s.view.Progress = p
 		data, err := json.Marshal(map[string]float64{"progress": s.view.Progress})
 		if err != nil {
 			return false, fmt.Errorf("encode progress: %w", err)
@@ -143,6 +178,17 @@ func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error
 		return true, s.sendView(string(next.Status), next)
 	}
 	return false, s.sendView(UpdateStatus, next)
+}
+
+// progressOf is the progress a progress update carries, clamped to [0,1].
+func progressOf(u Update) (float64, bool) {
+	var p struct {
+		Progress *float64 `json:"progress"`
+	}
+	if err := json.Unmarshal(u.Data, &p); err != nil || p.Progress == nil || math.IsNaN(*p.Progress) {
+		return 0, false
+	}
+	return min(max(*p.Progress, 0), 1), true
 }
 
 // mergeView returns v with the fields of u.Data, a (partial) task view, set over it. The

@@ -62,6 +62,11 @@ const SubscriberBufferSize = 64
 // instead, or, for a terminal update, the oldest status update. Once a subscriber has a
 // terminal update queued, later updates for it are dropped, so duplicates of the terminal
 // update (the bus delivers at least once) never reach it.
+//
+// The hub also keeps the views of the tasks this gateway accepted most recently
+// (RecentViews of them), kept current by every update it publishes: a stream opened on
+// one of them starts from that view instead of reading the record from the state store
+// (a sidecar call per stream, most streams being opened right after the submit).
 type SSEHub struct {
 	logger *slog.Logger
 
@@ -69,11 +74,34 @@ type SSEHub struct {
 	subs   map[uuid.UUID]map[*subscriber]struct{}
 	count  int
 	closed bool
+	recent recentViews
 }
+
+// RecentViews is how many views of recently accepted tasks the hub keeps.
+const RecentViews = 32_768
 
 // NewSSEHub returns an empty hub.
 func NewSSEHub(logger *slog.Logger) *SSEHub {
-	return &SSEHub{logger: logger.With("component", "sse_hub"), subs: map[uuid.UUID]map[*subscriber]struct{}{}}
+	return &SSEHub{
+		logger: logger.With("component", "sse_hub"), subs: map[uuid.UUID]map[*subscriber]struct{}{},
+		recent: newRecentViews(RecentViews),
+	}
+}
+
+// Remember keeps v, the view of a task being accepted, for the streams that will watch
+// it. Call it before the task can have any update (before it is queued): an update the
+// hub publishes before it remembers the view is not applied to it.
+func (h *SSEHub) Remember(v taskView) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recent.put(v)
+}
+
+// Forget drops the view of task id (its submission failed).
+func (h *SSEHub) Forget(id uuid.UUID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recent.drop(id)
 }
 
 // Publish queues u for every subscriber of u.TaskID, without blocking. Updates of an
@@ -85,6 +113,7 @@ func (h *SSEHub) Publish(u Update) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.recent.apply(u)
 	for s := range h.subs[u.TaskID] {
 		if dropped, ok := s.push(u); ok {
 			h.logger.DebugContext(context.Background(), "slow stream: update dropped", "task_id", u.TaskID, "kind", dropped.Kind)
@@ -97,13 +126,22 @@ func (h *SSEHub) Publish(u Update) {
 // closed; a subscription to a closed hub gets a closed channel. cancel may be called more
 // than once; it returns once the subscription's goroutine has ended.
 func (h *SSEHub) Subscribe(taskID uuid.UUID) (ch <-chan Update, cancel func()) {
+	ch, cancel, _, _ = h.SubscribeView(taskID)
+	return ch, cancel
+}
+
+// SubscribeView is Subscribe, and also returns the task's view if the hub remembers it
+// (ok): the view holds every update published before the subscription, and the channel
+// every one after it.
+func (h *SSEHub) SubscribeView(taskID uuid.UUID) (ch <-chan Update, cancel func(), view taskView, ok bool) {
 	s := newSubscriber()
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		close(s.out)
-		return s.out, func() {}
+		return s.out, func() {}, taskView{}, false
 	}
+	view, ok = h.recent.get(taskID)
 	if h.subs[taskID] == nil {
 		h.subs[taskID] = map[*subscriber]struct{}{}
 	}
@@ -115,6 +153,68 @@ func (h *SSEHub) Subscribe(taskID uuid.UUID) (ch <-chan Update, cancel func()) {
 	return s.out, func() {
 		h.remove(taskID, s)
 		<-s.exited
+	}, view, ok
+}
+
+// recentViews is a bounded map of task views; the oldest is dropped when it is full.
+// Not safe for concurrent use (the hub's lock guards it).
+type recentViews struct {
+	views map[uuid.UUID]taskView
+	order []uuid.UUID // a ring: order[next] is the oldest once the ring is full
+	next  int
+}
+
+func newRecentViews(n int) recentViews {
+	return recentViews{views: make(map[uuid.UUID]taskView, n), order: make([]uuid.UUID, 0, n)}
+}
+
+func (r *recentViews) put(v taskView) {
+	if _, ok := r.views[v.ID]; ok {
+		r.views[v.ID] = v
+		return
+	}
+	if len(r.order) < cap(r.order) {
+		r.order = append(r.order, v.ID)
+	} else {
+		delete(r.views, r.order[r.next])
+		r.order[r.next] = v.ID
+		r.next = (r.next + 1) % len(r.order)
+	}
+	r.views[v.ID] = v
+}
+
+// drop forgets id's view; its slot in the ring stays until it comes round.
+func (r *recentViews) drop(id uuid.UUID) { delete(r.views, id) }
+
+func (r *recentViews) get(id uuid.UUID) (taskView, bool) {
+	v, ok := r.views[id]
+	return v, ok
+}
+
+// apply merges u into the view of its task, if remembered. A terminal view stays as it
+// is (a duplicate or a late update of a finished task), and so does a view whose
+// attempt is later than u's (the topics are not ordered together: an accepted or
+// started event may come after the next attempt's).
+func (r *recentViews) apply(u Update) {
+	v, ok := r.views[u.TaskID]
+	if !ok || v.Status.Terminal() {
+		return
+	}
+	if u.Kind == UpdateProgress {
+		if p, ok := progressOf(u); ok {
+			v.Progress = p
+			r.views[u.TaskID] = v
+		}
+		return
+	}
+	var at struct {
+		Attempts *int `json:"attempts"`
+	}
+	if json.Unmarshal(u.Data, &at) == nil && at.Attempts != nil && *at.Attempts < v.Attempts {
+		return
+	}
+	if next, err := mergeView(v, u); err == nil {
+		r.views[u.TaskID] = next
 	}
 }
 

@@ -50,6 +50,7 @@ func run() error {
 	flag.IntVar(&cfg.DepthLarge, "depth.large", cfg.DepthLarge, "tasks waiting in the large depth case")
 	flag.IntVar(&cfg.DepthSamples, "depth.samples", cfg.DepthSamples, "enqueues timed and dequeues counted at each depth")
 	flag.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "LOG_LEVEL of the apps")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of every app and daprd, taken during each burst, into this directory")
 	verbose := flag.Bool("v", false, "print the stack's progress")
 	keep := flag.Bool("keep", false, "keep the stack's directory (logs, data) afterwards")
 	flag.Parse()

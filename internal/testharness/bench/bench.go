@@ -48,6 +48,9 @@ type Config struct {
 
 	LogLevel string // LOG_LEVEL of the apps
 	Keep     bool   // keep the stack's directory (logs, data) afterwards
+	// ProfileDir, when set, runs the stack with pprof on and writes a CPU profile of
+	// every app and daprd, taken during each burst, into it.
+	ProfileDir string
 }
 
 // DefaultConfig is the full benchmark.
@@ -239,7 +242,7 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	env := map[string]string{"POOL_SIZE": fmt.Sprint(cfg.WorkersPerNode), "LOG_LEVEL": cfg.LogLevel}
 	logEnv := map[string]string{"LOG_LEVEL": cfg.LogLevel}
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	st, err := stacktest.Start(startCtx, stacktest.Options{Logf: logf, AppEnv: map[string]map[string]string{
+	st, err := stacktest.Start(startCtx, stacktest.Options{Logf: logf, Profiling: cfg.ProfileDir != "", AppEnv: map[string]map[string]string{
 		"worker": env, "gateway": logEnv, "storekeeper": logEnv, "analytics": logEnv,
 	}})
 	if err == nil {

@@ -197,6 +197,8 @@ func burst(ctx context.Context, e *Env) ([]Measure, error) {
 		return nil, err
 	}
 	start := time.Now()
+	profiled := profileStack(ctx, e, "burst", 2*time.Second, 10*time.Second)
+	defer profiled()
 	for range c.BurstClients {
 		clients.Go(func() {
 			for range next {

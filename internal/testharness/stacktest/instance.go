@@ -23,7 +23,16 @@ type Instance struct {
 
 // Ports of one instance, all on 127.0.0.1.
 type Ports struct {
-	App, HTTP, GRPC, Internal, Metrics int
+	App, HTTP, GRPC, Internal, Metrics, Profile int
+}
+
+// ProfileURL is the root of the instance's pprof endpoints (/debug/pprof/...) for the
+// app (sidecar false) or its daprd, when the stack runs with Options.Profiling.
+func (in *Instance) ProfileURL(sidecar bool) string {
+	if sidecar {
+		return "http://" + addr(in.Ports.Profile)
+	}
+	return in.BaseURL()
 }
 
 // BaseURL is the app's own HTTP root, e.g. http://127.0.0.1:41234.
@@ -36,7 +45,7 @@ func (in *Instance) SidecarURL() string { return "http://" + addr(in.Ports.HTTP)
 // environment variables, and waits until the app is ready (/readyz: sidecar and
 // components up).
 func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) (*Instance, error) {
-	p, err := freePorts(5)
+	p, err := freePorts(6)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +54,7 @@ func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) 
 	s.mu.Unlock()
 	in := &Instance{
 		ID: id, Name: id + "-" + strconv.Itoa(n), stack: s,
-		Ports: Ports{App: p[0], HTTP: p[1], GRPC: p[2], Internal: p[3], Metrics: p[4]},
+		Ports: Ports{App: p[0], HTTP: p[1], GRPC: p[2], Internal: p[3], Metrics: p[4], Profile: p[5]},
 		Env:   map[string]string{},
 	}
 	for k, v := range s.opts.AppEnv[id] {
@@ -93,6 +102,9 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 		"--app-health-probe-interval", "1", "--app-health-threshold", "2",
 		"--dapr-graceful-shutdown-seconds", "3", "--log-as-json",
 	}
+	if s.opts.Profiling {
+		args = append(args, "--enable-profiling", "--profile-port", strconv.Itoa(in.Ports.Profile))
+	}
 	d, err := startProc(s.Dir, in.Name+"-daprd", s.env, s.Dir, s.bins.daprd, args...)
 	if err != nil {
 		return err
@@ -108,6 +120,9 @@ func (in *Instance) StartApp(ctx context.Context) error {
 		"APP_ID": in.ID, "APP_PORT": strconv.Itoa(in.Ports.App),
 		"DAPR_HTTP_PORT": strconv.Itoa(in.Ports.HTTP), "DAPR_GRPC_PORT": strconv.Itoa(in.Ports.GRPC),
 		"LOG_LEVEL": "debug", "NODE_ID": in.Name,
+	}
+	if s.opts.Profiling {
+		vars["PROFILING"] = "true"
 	}
 	for k, v := range in.Env {
 		vars[k] = v

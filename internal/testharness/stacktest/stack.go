@@ -29,6 +29,9 @@ type Options struct {
 	AppEnv map[string]map[string]string
 	// Logf receives progress lines (t.Logf). Defaults to discarding them.
 	Logf func(format string, args ...any)
+	// Profiling serves Go's pprof from every app (PROFILING=true) and every daprd
+	// (--enable-profiling on Ports.Profile), for the bench's -profile.
+	Profiling bool
 }
 
 // AllApps are the app ids of the system, in start order.
