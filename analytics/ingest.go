@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -11,11 +12,8 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 )
 
-// routeEvents receives the bulk deliveries of every lifecycle topic.
+// routeEvents receives the bulk deliveries of the lifecycle topic.
 const routeEvents = "/events"
-
-// Topics the analytics app reads: every step of a task's life except progress.
-var analyticsTopics = []string{events.TopicAccepted, events.TopicStarted, events.TopicAttemptFailed, events.TopicCompleted, events.TopicFailed}
 
 // Ingest takes events from the sidecar in bulk (Dapr bulk subscribe: up to BulkMax
 // events or BulkWait, whichever comes first) and writes each bulk to the ledger in one
@@ -32,14 +30,19 @@ type Ingest struct {
 // Mount adds the subscription routes.
 func (in *Ingest) Mount(r chi.Router) {
 	r.Get("/dapr/subscribe", events.ServeSubscriptions(events.BulkRoute{
-		PubSub: components.PubSub, Topics: analyticsTopics, Route: routeEvents,
+		PubSub: components.PubSub, Topics: events.Topics(), Route: routeEvents,
 		MaxMessages: in.BulkMax, MaxAwait: in.BulkWait,
 	}))
 	r.Post(routeEvents, events.ServeBulk(in.Logger, in.insert, func(string, error) { in.Metrics.dropped.Inc() }))
 }
 
-// insert writes one delivery to the ledger in one statement.
+// insert writes one delivery to the ledger in one statement: every step of a task's
+// life but its progress, which the statistics do not count.
 func (in *Ingest) insert(ctx context.Context, _ string, evs []events.Event) error {
+	evs = slices.DeleteFunc(evs, func(e events.Event) bool { return e.Kind == events.KindProgress })
+	if len(evs) == 0 {
+		return nil
+	}
 	if err := in.Ledger.Insert(ctx, evs); err != nil {
 		return err
 	}

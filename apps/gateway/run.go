@@ -58,14 +58,18 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	// Every lifecycle event, for the SSE streams this instance serves and the overview,
 	// delivered in bulk by the sidecar. A failed attempt is for the overview only: the
 	// user is not told (the stream shows the task running again when the next attempt
-	// starts).
+	// starts). An accepted event is for nobody here: the gateway that accepted the task
+	// knows, and in its partition it may come after the task's start (two publishers).
 	feed := events.BulkRoute{
 		PubSub: components.Fanout, Route: routeFeed, MaxMessages: feedBulkMax, MaxAwait: feedBulkWait,
-		Topics: []string{events.TopicStarted, events.TopicProgress, events.TopicAttemptFailed, events.TopicCompleted, events.TopicFailed},
+		Topics: events.Topics(),
 	}
 	app.Server.Router.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
 	app.Server.Router.Post(routeFeed, events.ServeBulk(logger.With("component", "feed"), func(_ context.Context, _ string, evs []events.Event) error {
 		for _, e := range evs {
+			if e.Kind == events.KindAccepted {
+				continue
+			}
 			api.Observe(e)
 			if e.Kind != events.KindAttemptFailed {
 				hub.Publish(updateFromEvent(e))

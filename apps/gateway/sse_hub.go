@@ -193,8 +193,8 @@ func (r *recentViews) get(id uuid.UUID) (taskView, bool) {
 
 // apply merges u into the view of its task, if remembered. A terminal view stays as it
 // is (a duplicate or a late update of a finished task), and so does a view whose
-// attempt is later than u's (the topics are not ordered together: an accepted or
-// started event may come after the next attempt's).
+// attempt is later than u's (a task's events come from several publishers, so an
+// earlier step may arrive after a later one: a start after the next attempt's).
 func (r *recentViews) apply(u Update) {
 	v, ok := r.views[u.TaskID]
 	if !ok || v.Status.Terminal() {
@@ -347,7 +347,7 @@ func (s *subscriber) run() {
 // is pending again. Events of other kinds give an Update with no Kind, which Publish
 // ignores.
 // withStart adds when the last attempt started, and where, to a terminal update: its
-// event may arrive before the start event (the topics are not ordered together).
+// event may arrive before the start event (they come from different publishers).
 func withStart(data map[string]any, e events.Event) {
 	if e.StartedAt != nil {
 		data["started_at"] = e.StartedAt

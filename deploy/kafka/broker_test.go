@@ -59,7 +59,7 @@ func TestParseConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{Addr: "127.0.0.1:9092", SyncWrites: false, Partitions: 4}
+	want := Config{Addr: "127.0.0.1:9092", SyncWrites: false, Partitions: 1}
 	if !equalConfig(cfg, want) {
 		t.Errorf("defaults: got %+v, want %+v", cfg, want)
 	}

@@ -48,7 +48,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: KAFKA_SYNC_WRITES=%q: want true or false", errConfig, getenv("KAFKA_SYNC_WRITES"))
 	}
-	parts, err := strconv.Atoi(env("KAFKA_PARTITIONS", "4"))
+	// One partition by default: a local stack runs one consumer per group, and a Dapr
+	// bulk subscription fills a delivery per partition (its window ticks per partition),
+	// so more partitions only cut the deliveries into smaller ones. A task's events
+	// share a partition (keyed by task id) either way.
+	parts, err := strconv.Atoi(env("KAFKA_PARTITIONS", "1"))
 	if err != nil {
 		return Config{}, fmt.Errorf("%w: KAFKA_PARTITIONS=%q: want a number", errConfig, getenv("KAFKA_PARTITIONS"))
 	}

@@ -27,7 +27,7 @@ import (
 const (
 	testTopic  = "orders"
 	otherTopic = "audit"
-	testParts  = 3 // not the default 4, so the test sees -partitions applied
+	testParts  = 3 // not the default 1, so the test sees -partitions applied
 	testGroup  = "orders-workers"
 	numRecords = 100
 )

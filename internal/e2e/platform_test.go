@@ -81,7 +81,7 @@ func TestPublishReachesKafka(t *testing.T) {
 	st := stacktest.Get(t)
 	marker := uuid.NewString()
 	body := fmt.Sprintf(`{"marker":%q}`, marker)
-	url := st.App("gateway").SidecarURL() + "/v1.0/publish/pubsub/" + events.TopicAccepted
+	url := st.App("gateway").SidecarURL() + "/v1.0/publish/pubsub/" + events.TopicEvents
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestPublishReachesKafka(t *testing.T) {
 		t.Fatalf("publish = %d %s", resp.StatusCode, msg)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaAddr), kgo.ConsumeTopics(events.TopicAccepted),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaAddr), kgo.ConsumeTopics(events.TopicEvents),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestPublishReachesKafka(t *testing.T) {
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("message %s not seen on %s within 30s", marker, events.TopicAccepted)
+			t.Fatalf("message %s not seen on %s within 30s", marker, events.TopicEvents)
 		}
 		for _, r := range fetches.Records() {
 			var ce struct {
@@ -112,8 +112,8 @@ func TestPublishReachesKafka(t *testing.T) {
 				Topic  string            `json:"topic"`
 			}
 			if json.Unmarshal(r.Value, &ce) == nil && ce.Data["marker"] == marker {
-				if ce.Source != "gateway" || ce.Topic != events.TopicAccepted {
-					t.Fatalf("cloud event source %q topic %q, want gateway and %s", ce.Source, ce.Topic, events.TopicAccepted)
+				if ce.Source != "gateway" || ce.Topic != events.TopicEvents {
+					t.Fatalf("cloud event source %q topic %q, want gateway and %s", ce.Source, ce.Topic, events.TopicEvents)
 				}
 				return
 			}

@@ -46,7 +46,7 @@ func TestServeBulk(t *testing.T) {
 	ev := Event{ID: "x:started:1", Version: Version, Kind: KindStarted, TaskID: uuid.New()}
 	data, _ := json.Marshal(ev)
 	asString, _ := json.Marshal(string(data))
-	body := `{"topic":"task-started","entries":[
+	body := `{"topic":"task-events","entries":[
 		{"entryId":"1","event":{"data":` + string(data) + `}},
 		{"entryId":"2","event":{"data":"not an event"}},
 		{"entryId":"3","event":{"data":` + string(asString) + `}}]}`
@@ -66,7 +66,7 @@ func TestServeBulk(t *testing.T) {
 			var got []Event
 			drops := 0
 			h := ServeBulk(logger, func(_ context.Context, topic string, evs []Event) error {
-				if topic != "task-started" {
+				if topic != "task-events" {
 					t.Errorf("topic %q", topic)
 				}
 				got = append(got, evs...)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	dapr "github.com/dapr/go-sdk/client"
 
@@ -14,7 +15,7 @@ import (
 // Version of the event encoding.
 const Version = task.EventVersion
 
-// Kinds of lifecycle events, one per topic.
+// Kinds of lifecycle events.
 const (
 	KindAccepted      = task.EventAccepted
 	KindStarted       = task.EventStarted
@@ -24,18 +25,12 @@ const (
 	KindFailed        = task.EventFailed
 )
 
-var topicOf = map[string]string{
-	KindAccepted: TopicAccepted, KindStarted: TopicStarted, KindProgress: TopicProgress,
-	KindAttemptFailed: TopicAttemptFailed, KindCompleted: TopicCompleted, KindFailed: TopicFailed,
-}
-
-// Topic returns the topic of an event kind.
+// Topic returns the topic of an event kind: TopicEvents, for every kind this code knows.
 func Topic(kind string) (string, error) {
-	t, ok := topicOf[kind]
-	if !ok {
+	if !slices.Contains(task.EventKinds, kind) {
 		return "", fmt.Errorf("unknown event kind %q", kind)
 	}
-	return t, nil
+	return TopicEvents, nil
 }
 
 // Event is a lifecycle event; the state machine in package task makes them.

@@ -329,25 +329,21 @@ func TestOutboxBatchesConcurrentSends(t *testing.T) {
 	wg.Wait()
 
 	calls := broker.bulkCalls()
-	if len(calls) != 3 {
-		t.Fatalf("%d bulk publishes, want 3 (the first, then one per topic): %v", len(calls), calls)
+	if len(calls) != 2 {
+		t.Fatalf("%d bulk publishes, want 2 (the first, then one for every kind: one topic): %v", len(calls), calls)
 	}
-	byTopic := map[string][]string{}
-	for _, c := range calls[1:] {
-		byTopic[c.topic] = c.ids()
+	if calls[1].topic != TopicEvents {
+		t.Errorf("published to %s, want %s", calls[1].topic, TopicEvents)
 	}
-	for _, kind := range []string{KindStarted, KindCompleted} {
-		topic, _ := Topic(kind)
-		got, want := byTopic[topic], only(evs, kind)
-		slices.Sort(got) // concurrent Sends join in any order
-		if !slices.Equal(got, want) {
-			t.Errorf("topic %s got %v, want %v", topic, got, want)
-		}
+	got, want := calls[1].ids(), ids(evs)
+	slices.Sort(got) // concurrent Sends join in any order
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the batch carried %v, want %v", got, want)
 	}
 	// SendAll's events keep their order within the batch.
-	completed, _ := Topic(KindCompleted)
-	if got := byTopic[completed]; !isSubsequence(only(evs[10:], KindCompleted), inCallOrder(calls, completed)) {
-		t.Errorf("SendAll's completions out of order: %v", got)
+	if !isSubsequence(ids(evs[10:]), inCallOrder(calls, TopicEvents)) {
+		t.Errorf("SendAll's events out of order: %v", calls[1].ids())
 	}
 	byID := map[string]Event{first.ID: first}
 	for _, e := range evs {
@@ -409,19 +405,20 @@ func TestOutboxSpoolsWhatTheBrokerRefuses(t *testing.T) {
 	}{
 		{name: "broker down: all", down: true, wantSpooled: ids(evs)},
 		{name: "partial: the listed ones", refuse: []int{1, 2, 4}, wantSpooled: ids([]Event{evs[1], evs[2], evs[4]})},
-		{name: "partial within one topic", refuse: []int{3}, wantSpooled: ids(evs[3:4])},
+		{name: "partial: one", refuse: []int{3}, wantSpooled: ids(evs[3:4])},
 		{
-			name: "an error that lists no entry: all of that call", refuse: []int{0},
+			// Every kind goes in one call (one topic): all of it.
+			name: "an error that lists no entry: all of the call", refuse: []int{0},
 			answer:      func([]any) dapr.PublishEventsResponse { return dapr.PublishEventsResponse{Error: errBrokerDown} },
-			wantSpooled: ids([]Event{evs[0], evs[1], evs[3], evs[4]}), dupes: true,
+			wantSpooled: ids(evs), dupes: true,
 		},
 		{
 			// go-sdk lists an entry id it cannot match as a string (and a nil).
-			name: "an answer that names an unknown entry: that topic's", refuse: []int{2},
+			name: "an answer that names an unknown entry: all of the call", refuse: []int{2},
 			answer: func([]any) dapr.PublishEventsResponse {
 				return dapr.PublishEventsResponse{Error: errBrokerDown, FailedEvents: []any{"7", nil}}
 			},
-			wantSpooled: ids([]Event{evs[2], evs[5]}), dupes: true,
+			wantSpooled: ids(evs), dupes: true,
 		},
 	}
 	for _, tc := range tests {
@@ -451,8 +448,7 @@ func TestOutboxSpoolsWhatTheBrokerRefuses(t *testing.T) {
 				t.Errorf("published %v and spooled %v: %d events, want %d", published, tc.wantSpooled, len(published)+len(tc.wantSpooled), len(evs))
 			}
 
-			// Once the broker takes everything, the drain publishes the spool, each
-			// topic in order (topics go at once).
+			// Once the broker takes everything, the drain publishes the spool in order.
 			broker.set(false)
 			drainIn(t, o)
 			waitFor(t, "the spool drained", func() bool { return o.Depth() == 0 })
@@ -509,10 +505,8 @@ func TestOutboxDrain(t *testing.T) {
 	waitFor(t, "the spool drained", func() bool { return o.Depth() == 0 })
 
 	got := broker.ids()
-	for _, kind := range []string{KindStarted, KindCompleted} {
-		if want := only(evs, kind); !isSubsequence(want, got) {
-			t.Errorf("%s events published as %v, want %v in order", kind, got, want)
-		}
+	if want := ids(evs); !isSubsequence(want, got) {
+		t.Errorf("events published as %v, want %v in order", got, want)
 	}
 	firsts := map[string]bool{}
 	for _, id := range got {
@@ -521,9 +515,9 @@ func TestOutboxDrain(t *testing.T) {
 	if len(firsts) != len(evs) {
 		t.Errorf("published %d distinct events, want %d", len(firsts), len(evs))
 	}
-	// Round 1: one call per topic; entries 0-3 removed, 4.. stay. Round 2: the rest.
-	if calls := len(broker.bulkCalls()) - before; calls != 4 {
-		t.Errorf("drain made %d bulk publishes, want 4 (two rounds, one per topic)", calls)
+	// Round 1: one call; entries 0-3 removed, 4.. stay. Round 2: the rest.
+	if calls := len(broker.bulkCalls()) - before; calls != 2 {
+		t.Errorf("drain made %d bulk publishes, want 2 (two rounds of one call)", calls)
 	}
 	state.mu.Lock()
 	left := len(state.data)

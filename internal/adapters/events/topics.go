@@ -1,19 +1,14 @@
-// Package events defines the task lifecycle events: their kinds, the Kafka topic each
-// goes to, and their encoding. Every app that publishes or consumes them uses this
+// Package events defines the task lifecycle events: their kinds, the Kafka topic they
+// go to, and their encoding. Every app that publishes or consumes them uses this
 // package, so names are spelled in one place.
 package events
 
-// Topics, one per lifecycle event kind.
-const (
-	TopicAccepted      = "task-accepted"       // gateway: task accepted and queued
-	TopicStarted       = "task-started"        // worker: an attempt started
-	TopicProgress      = "task-progress"       // worker: progress of a running attempt
-	TopicAttemptFailed = "task-attempt-failed" // worker: an attempt failed (internal; never shown to the user)
-	TopicCompleted     = "task-completed"      // storekeeper: result on disk
-	TopicFailed        = "task-failed"         // worker: failed for good after the last attempt
-)
+// TopicEvents is the one lifecycle topic: every event of every task, its kind in the
+// event itself. Each event is keyed by its task id, so a task's events stay in one
+// partition, in the order they were published; and a consumer's bulk deliveries carry
+// every kind at once (a topic per kind split them into as many smaller deliveries, and
+// a publish of a batch into one call per kind).
+const TopicEvents = "task-events"
 
 // Topics lists every lifecycle topic (the local broker creates them at start).
-func Topics() []string {
-	return []string{TopicAccepted, TopicStarted, TopicProgress, TopicAttemptFailed, TopicCompleted, TopicFailed}
-}
+func Topics() []string { return []string{TopicEvents} }

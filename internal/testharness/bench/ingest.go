@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
@@ -96,7 +97,7 @@ func publishEvents(ctx context.Context, sidecar stacktest.Gateway, typ string, n
 					"id": fmt.Sprintf("%s-%d:accepted:0", typ, i), "version": 1, "kind": "accepted",
 					"time": time.Now().UTC(), "task_id": uuid.New(), "task": typ, "attempt": 0,
 				})
-				resp, err := sidecar.Do(ctx, http.MethodPost, "/v1.0/publish/pubsub/task-accepted", ev, nil)
+				resp, err := sidecar.Do(ctx, http.MethodPost, "/v1.0/publish/pubsub/"+events.TopicEvents, ev, nil)
 				if err == nil && resp.Code/100 != 2 {
 					err = fmt.Errorf("publish: %d %s", resp.Code, resp.Body)
 				}
