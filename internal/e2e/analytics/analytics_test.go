@@ -19,6 +19,7 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
@@ -153,7 +154,10 @@ func TestTablesAreExact(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev, _ := json.Marshal(map[string]any{"id": id, "version": 1, "kind": kind, "time": at, "task_id": task, "task": typ, "attempt": attempt, "priority": priority, "worker": worker})
-		topic := "task-" + strings.ReplaceAll(kind, "_", "-")
+		topic, err := events.Topic(kind)
+		if err != nil {
+			t.Fatalf("event %s: %v", id, err)
+		}
 		resp, err := stacktest.Gateway{Base: sidecar}.Do(ctx, http.MethodPost, "/v1.0/publish/pubsub/"+topic+"?metadata.cloudevent.id="+id, ev, nil)
 		if err != nil || resp.Code/100 != 2 {
 			t.Fatalf("republish %s: %d %s %v", id, resp.Code, resp.Body, err)
