@@ -20,6 +20,7 @@ import (
 type timing struct {
 	submitted time.Time // the submit request was sent
 	started   time.Time // the attempt started (started_at of the completion, the worker's clock)
+	finished  time.Time // the result was on disk (finished_at of the completion, the storekeeper's clock)
 	notified  time.Time // the completion event arrived on the task's SSE stream
 }
 
@@ -68,10 +69,10 @@ func watch(ctx context.Context, gw stacktest.Gateway, id string, t timing) (timi
 			if event == "completed" {
 				at := time.Now()
 				var done stacktest.TaskView
-				if err := json.Unmarshal(data, &done); err != nil || done.StartedAt == nil || done.Result == nil {
-					return t, fmt.Errorf("task %s: completion event without start time or result: %s (%v)", id, data, err)
+				if err := json.Unmarshal(data, &done); err != nil || done.StartedAt == nil || done.FinishedAt == nil || done.Result == nil {
+					return t, fmt.Errorf("task %s: completion event without start or finish time or result: %s (%v)", id, data, err)
 				}
-				t.notified, t.started = at, *done.StartedAt
+				t.notified, t.started, t.finished = at, *done.StartedAt, *done.FinishedAt
 			}
 			event, data = "", nil
 		case line[0] == ':':
@@ -136,15 +137,22 @@ func (ts *timings) wait() ([]timing, error) {
 
 // spans returns, for each timing, the time from its submit to what at picks.
 func spans(ts []timing, at func(timing) time.Time) []time.Duration {
-	out := make([]time.Duration, len(ts))
-	for i, t := range ts {
-		out[i] = at(t).Sub(t.submitted)
-	}
-	return out
+	return between(ts, func(t timing) time.Time { return t.submitted }, at)
 }
 
 func notifiedAt(t timing) time.Time { return t.notified }
 func startedAt(t timing) time.Time  { return t.started }
+
+// between returns, for each timing, the time from what from picks to what to picks.
+func between(ts []timing, from, to func(timing) time.Time) []time.Duration {
+	out := make([]time.Duration, len(ts))
+	for i, t := range ts {
+		out[i] = to(t).Sub(from(t))
+	}
+	return out
+}
+
+func finishedAt(t timing) time.Time { return t.finished }
 
 // latencies reports the p50, p99 and (with withMax) the maximum of ds in milliseconds.
 func latencies(prefix string, ds []time.Duration, withMax bool) []Measure {
@@ -325,6 +333,10 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	}
 	ms := latencies("submit→started", spans(all, startedAt), true)
 	ms = append(ms, latencies("submit→notified", spans(all, notifiedAt), true)...)
+	// Where the time after the start goes: storing the result and recording it, then the
+	// completion event's way through the broker and the gateway's feed to the stream.
+	ms = append(ms, latencies("started→result stored", between(all, startedAt, finishedAt), false)...)
+	ms = append(ms, latencies("result stored→notified", between(all, finishedAt, notifiedAt), false)...)
 	ms = append(ms,
 		Measure{Name: "offered", Unit: "tasks/s", Value: float64(n) / offered.Seconds()},
 		Measure{Name: "completed / offered (second half of the window)", Unit: "ratio", Value: ratio},
