@@ -441,7 +441,7 @@ func TestWatchFollowsTheStream(t *testing.T) {
 	streams := map[string]string{
 		"ok": ": hello\n\nevent: started\ndata: {\"id\":\"ok\"}\n\n" +
 			"event: progress\ndata: {\"note\":\"" + long + "\"}\n\n" +
-			"id: 3\nevent: completed\ndata: {\"id\":\"ok\",\"status\":\"completed\",\ndata: \"started_at\":\"2026-12-04T01:00:00Z\",\"result\":{\"path\":\"p\"}}\n\n",
+			"id: 3\nevent: completed\ndata: {\"id\":\"ok\",\"status\":\"completed\",\ndata: \"started_at\":\"2026-12-04T01:00:00Z\",\"finished_at\":\"2026-12-04T01:00:02Z\",\"result\":{\"path\":\"p\"}}\n\n",
 		"cut":       "event: started\ndata: {}\n\n",
 		"no-result": "event: completed\ndata: {\"started_at\":\"2026-12-04T01:00:00Z\"}\n\n",
 	}
@@ -465,10 +465,11 @@ func TestWatchFollowsTheStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.started.Equal(time.Date(2026, 12, 4, 1, 0, 0, 0, time.UTC)) || got.notified.Before(submitted) || got.submitted != submitted {
+	if !got.started.Equal(time.Date(2026, 12, 4, 1, 0, 0, 0, time.UTC)) || !got.finished.Equal(time.Date(2026, 12, 4, 1, 0, 2, 0, time.UTC)) ||
+		got.notified.Before(submitted) || got.submitted != submitted {
 		t.Errorf("timing %+v", got)
 	}
-	for id, want := range map[string]string{"cut": "without a completion (events [started]", "no-result": "without start time or result", "missing": "404"} {
+	for id, want := range map[string]string{"cut": "without a completion (events [started]", "no-result": "without start or finish time or result", "missing": "404"} {
 		if _, err := watch(t.Context(), gw, id, timing{}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want %q", id, err, want)
 		}
