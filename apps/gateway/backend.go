@@ -57,7 +57,7 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 		return err
 	})
 	b.creates = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, recs []task.Record) error {
-		ctx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
+		ctx, cancel := context.WithTimeout(ctx, createTimeout)
 		defer cancel()
 		return b.tasks.CreateMany(ctx, recs)
 	})
@@ -65,12 +65,16 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 }
 
 // Submit stores the task record, then queues its first attempt. The task is accepted
-// only once both are durable; if queuing fails the record is removed again, so a
-// refused request leaves nothing behind. With an idempotency key, a repeated request
+// only once both are durable. If queuing fails within the submission's budget, the answer
+// is ErrUnavailable at once and queuing goes on in the background (settle): the task is
+// then queued with its record, or its record is removed, never left half. With an
+// idempotency key, a repeated request
 // returns the first task; if the first request died between storing and queuing, the
 // repeat queues it (a second entry of the attempt is harmless: the queue hands an
 // attempt out once, see queue.Queue).
 func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task.Event, key string) (task.Record, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, submitBudget)
+	defer cancel()
 	create := func(ctx context.Context, rec task.Record) error { return b.creates.Do(ctx, rec) }
 	if key != "" {
 		create = b.tasks.Create // only if absent: the key may name a record stored already
@@ -83,7 +87,7 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 			switch {
 			case err == nil:
 				if existing.Status == task.StatusPending && existing.Attempts == 0 {
-					if err := b.enqueue(ctx, existing); err != nil {
+					if err := b.enqueue(ctx, existing, enqueueBudget); err != nil {
 						return rec, false, err
 					}
 				}
@@ -99,10 +103,14 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 	if err := create(ctx, rec); err != nil {
 		return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if err := b.enqueue(ctx, rec); err != nil {
-		if derr := b.tasks.Delete(context.WithoutCancel(ctx), rec.ID); derr != nil {
-			b.logger.ErrorContext(ctx, "could not remove record of a task that was not queued", "task_id", rec.ID, "error", derr)
-		}
+	if err := b.enqueue(ctx, rec, enqueueBudget); err != nil {
+		// A try that failed may have queued the task all the same (it timed out while the
+		// queue took it): removing the record now would leave a queued task without one,
+		// which its worker drops, while a retry with the same key re-creates the record
+		// but cannot queue the attempt again (the queue hands an attempt out once). So
+		// the record stays and queuing goes on in the background until the task is
+		// queued or, that failing for good, removed.
+		go b.settle(context.WithoutCancel(ctx), rec, accepted)
 		return rec, false, err
 	}
 	if err := b.events.Send(ctx, accepted); err != nil {
@@ -111,17 +119,45 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 	return rec, true, nil
 }
 
-// Bounds of queuing a task: each try, all tries of one request, and how many tasks one
-// call of the queue takes at most.
+// Bounds of accepting a task: the whole submission, storing its record (or removing it
+// again), each try of queuing it, all tries of queuing, and how many tasks one call of
+// the store or the queue takes at most. A
+// submission while the queue cannot be reached (placement down, the gateway's sidecar
+// gone) fails fast, with a 503 and its Retry-After, instead of holding the client: a
+// queue call takes milliseconds when the queue is there.
 const (
-	enqueueTryTimeout = 5 * time.Second
-	enqueueBudget     = 20 * time.Second
+	submitBudget      = 2 * time.Second // the whole submission, but removing a record not queued
+	createTimeout     = time.Second
+	enqueueTryTimeout = time.Second
+	enqueueBudget     = 1500 * time.Millisecond
+	settleBudget      = 2 * time.Minute // queuing in the background after a failed submission
 	enqueueBatchMax   = 256
 )
 
-func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record) error {
+// settle queues a task whose submission failed while queuing it, for up to settleBudget,
+// then publishes its acceptance; if it cannot, it removes the task's record. The user was
+// answered 503: retrying with the same Idempotency-Key returns this task.
+func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task.Event) {
+	err := b.enqueue(ctx, rec, settleBudget)
+	if err == nil {
+		b.logger.InfoContext(ctx, "task queued after its submission was answered 503", "task_id", rec.ID)
+		if err := b.events.Send(ctx, accepted); err != nil {
+			b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", accepted.ID, "error", err)
+		}
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, createTimeout)
+	defer cancel()
+	if derr := b.tasks.Delete(dctx, rec.ID); derr != nil {
+		b.logger.ErrorContext(ctx, "could not remove record of a task that was not queued", "task_id", rec.ID, "error", derr)
+		return
+	}
+	b.logger.WarnContext(ctx, "task removed: it could not be queued", "task_id", rec.ID, "error", err)
+}
+
+func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record, budget time.Duration) error {
 	a := task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC(), Spec: task.SpecOf(rec)}
-	ctx, cancel := context.WithTimeout(ctx, enqueueBudget)
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	// A try that timed out may still have queued the task; the repeat then queues it
 	// twice, which is harmless: the queue hands an attempt out once.

@@ -77,10 +77,21 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		}
 		return nil
 	}, nil))
+	// The queue is reached through this sidecar's actor lookups; a sidecar left with the
+	// queue's type blocked (see actorhost.SelfCheck) re-registers it.
+	check := &actorhost.SelfCheck{
+		Logger: logger.With("component", "selfcheck"),
+		Probe: func(ctx context.Context) error {
+			_, err := queueactor.Client{Invoker: app.Dapr}.Snapshot(ctx)
+			return err
+		},
+		Connected: app.Dapr.PlacementConnected,
+		SetLive:   app.Server.SetLive,
+	}
 	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
 		if err := queueactor.ArmSweep(ctx, app.Dapr); err != nil && ctx.Err() == nil {
 			logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
 		}
 		return nil
-	})
+	}, func(ctx context.Context) error { check.Run(ctx); return nil })
 }

@@ -139,3 +139,29 @@ func GetMetadata(ctx context.Context, httpBase string) (Metadata, error) {
 	}
 	return md, nil
 }
+
+// PlacementConnected reports whether the sidecar's actor runtime is connected to
+// placement (its metadata's actorRuntime.placement).
+func (c *Client) PlacementConnected(ctx context.Context) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.HTTPBase()+"/v1.0/metadata", nil)
+	if err != nil {
+		return false, fmt.Errorf("read sidecar metadata: %w", err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("read sidecar metadata at %s: %w", c.cfg.HTTPBase(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return false, fmt.Errorf("read sidecar metadata at %s: status %d", c.cfg.HTTPBase(), resp.StatusCode)
+	}
+	var md struct {
+		ActorRuntime struct {
+			Placement string `json:"placement"`
+		} `json:"actorRuntime"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
+		return false, fmt.Errorf("decode sidecar metadata: %w", err)
+	}
+	return md.ActorRuntime.Placement == "placement: connected", nil
+}

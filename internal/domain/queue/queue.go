@@ -66,6 +66,8 @@ type PushFunc func(ctx context.Context, node string, grants []Grant) (refused []
 const (
 	// PushBudget bounds the time one Enqueue spends on failed pushes to idle slots.
 	PushBudget = time.Second
+	// PushSuspend is how long a node whose push failed gets work only from its syncs.
+	PushSuspend = 30 * time.Second
 	// HeartbeatInterval is how often a worker node syncs when nothing else makes it.
 	HeartbeatInterval = 500 * time.Millisecond
 	// LeaseTTL is how long a node may stay silent before its leases are lost, and how
@@ -126,6 +128,8 @@ type Queue struct {
 	ended map[task.AttemptID]struct{} // attempts that ended lately (memory only): their duplicates are skipped
 	nodes map[string]*nodeState       // lease keys, loaded with m
 	seen  map[string]time.Time        // node → its last sync (memory only: a new host gives grace)
+	// pushFailed: node → when a push to it last failed (memory only): see pushable.
+	pushFailed map[string]time.Time
 	since time.Time                   // when this host loaded the state: no lease is judged older
 	swept time.Time
 
@@ -544,16 +548,28 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) })
 	start := time.Now()
 	for len(as) > 0 && len(t.m.Idle) > 0 && !q.waiting(t.m, as[0].Priority) && time.Since(start) < PushBudget {
-		n := min(len(as), len(t.m.Idle))
+		slots := q.pushable(t.m.Idle, now)
+		if len(slots) == 0 {
+			break // the idle slots' nodes take work at their next sync
+		}
+		n := min(len(as), len(slots))
 		var grants []Grant
-		for i := range n {
-			node, err := task.SlotNode(t.m.Idle[i])
+		taken := map[int]bool{}
+		for i, k := range slots[:n] {
+			node, err := task.SlotNode(t.m.Idle[k])
 			if err != nil {
 				return dispatched, fmt.Errorf("%w: %w", ErrBadRequest, err)
 			}
-			grants = append(grants, q.lease(t, node, t.m.Idle[i], as[i], now))
+			grants = append(grants, q.lease(t, node, t.m.Idle[k], as[i], now))
+			taken[k] = true
 		}
-		t.m.Idle = t.m.Idle[n:]
+		idle := t.m.Idle[:0:0]
+		for k, slot := range t.m.Idle {
+			if !taken[k] {
+				idle = append(idle, slot)
+			}
+		}
+		t.m.Idle = idle
 		as = as[n:]
 		// The leases are durable before any push: a crash after it finds them and
 		// re-queues what no node reports.
@@ -624,12 +640,36 @@ func (q *Queue) pushAll(ctx context.Context, grants []Grant) (refused []Grant) {
 		})
 	}
 	wg.Wait()
+	now := q.now()
 	for i, g := range grants {
 		if back[i] {
 			refused = append(refused, g)
 		}
+		if g.Assignment.Redispatched && back[i] {
+			node, _ := task.SlotNode(g.Slot)
+			if q.pushFailed == nil {
+				q.pushFailed = map[string]time.Time{}
+			}
+			q.pushFailed[node] = now
+		}
 	}
 	return refused
+}
+
+// pushable returns the indexes of the idle slots the queue may push to: those of nodes
+// no push failed to within PushSuspend. A node whose push failed (its outcome unknown:
+// a sidecar whose route to the node hangs, say) gets work only from its own syncs for a
+// while, so that the queue's turns are not each held for a push's whole timeout.
+func (q *Queue) pushable(idle []string, now time.Time) []int {
+	var out []int
+	for k, slot := range idle {
+		node, err := task.SlotNode(slot)
+		if failed, ok := q.pushFailed[node]; err == nil && ok && now.Sub(failed) < PushSuspend {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
 }
 
 // waiting reports whether a task of priority p or higher is queued.

@@ -256,6 +256,41 @@ func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
 	}
 }
 
+// After a push to a node fails (its outcome unknown), the queue pushes nothing to that
+// node for PushSuspend: its idle slots get work from its own syncs, and an enqueue does
+// not wait on a route that hangs. Once PushSuspend has passed, pushes go again.
+func TestFailedPushSuspendsPushesToTheNode(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	w.down["a"] = true
+	if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 0 {
+		t.Fatalf("dispatched %d, want 0 (a is down)", n)
+	}
+	w.down["a"] = false
+	w.clock = w.clock.Add(PushSuspend / 2)
+	gb := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}).Given // b takes t1
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-1"}})              // a-1 idle
+	w.pushed = nil
+	if n := w.enqueue(w.task("t2", task.PriorityNormal)); n != 0 || len(w.pushed) != 0 {
+		t.Fatalf("dispatched %d, pushed %v: want nothing pushed to a within PushSuspend", n, w.pushed)
+	}
+	reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-1"}})
+	if got := w.labels(reply.Given); len(got) != 1 || got[0] != "a-1=t2#1" {
+		t.Fatalf("a's sync got %v, want t2 for a-1", got)
+	}
+	for range int(PushSuspend / time.Second) { // both nodes keep their leases meanwhile
+		w.clock = w.clock.Add(time.Second)
+		w.sync(SyncRequest{Node: "a", Held: ids(reply.Given...), Seen: maxSeq(reply.Given)})
+		w.sync(SyncRequest{Node: "b", Held: ids(gb...), Seen: maxSeq(gb)})
+	}
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-2"}, Held: ids(reply.Given...), Seen: maxSeq(reply.Given)})
+	w.pushed = nil
+	if n := w.enqueue(w.task("t3", task.PriorityNormal)); n != 1 || !slices.Equal(w.pushed, []string{"a-2=t3#1"}) {
+		t.Fatalf("dispatched %d, pushed %v: want t3 pushed to a-2 once PushSuspend has passed", n, w.pushed)
+	}
+}
+
 // A node that stops syncing for LeaseTTL loses its leases: their tasks come back at
 // high priority as the next attempt, ahead of normal ones, and its idle slots leave the
 // idle list. A node that keeps syncing keeps its leases however long they run.

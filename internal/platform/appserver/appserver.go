@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -67,7 +68,13 @@ type Server struct {
 	mu         sync.Mutex
 	checks     map[string]CheckFunc
 	onShutdown []func()
+	unhealthy  atomic.Bool // /healthz answers 503 while set (SetLive)
 }
+
+// SetLive sets what /healthz, which daprd probes, answers: 200 when live (the default),
+// 503 when not. daprd takes an app that stays unhealthy for its probe threshold out of
+// service (no deliveries, its actor types unregistered) and puts it back once healthy.
+func (s *Server) SetLive(live bool) { s.unhealthy.Store(!live) }
 
 // OnShutdown registers f to run when the server starts shutting down: long-lived
 // responses (SSE streams) must end then, or the shutdown waits for them.
@@ -106,6 +113,10 @@ func New(logger *slog.Logger, cfg Config, reg *prometheus.Registry) *Server {
 		})
 	})
 	s.Router.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if s.unhealthy.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 	})
 	s.Router.Get("/readyz", s.serveReady)

@@ -102,3 +102,25 @@ func TestReadyzReportsEveryCheck(t *testing.T) {
 		t.Fatalf("request metrics missing from /metrics:\n%s", data)
 	}
 }
+
+// /healthz, which daprd probes, answers what SetLive last said.
+func TestHealthzFollowsSetLive(t *testing.T) {
+	t.Parallel()
+	s := New(slog.New(slog.DiscardHandler), Config{}, prometheus.NewRegistry())
+	probe := func() int {
+		rec := httptest.NewRecorder()
+		s.Router.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code
+	}
+	for i, step := range []struct {
+		live bool
+		want int
+	}{{true, http.StatusOK}, {false, http.StatusServiceUnavailable}, {true, http.StatusOK}} {
+		if i > 0 || !step.live {
+			s.SetLive(step.live)
+		}
+		if got := probe(); got != step.want {
+			t.Errorf("step %d (live %v): /healthz %d, want %d", i, step.live, got, step.want)
+		}
+	}
+}

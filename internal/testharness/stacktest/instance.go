@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -104,6 +105,9 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 	}
 	if s.opts.Profiling {
 		args = append(args, "--enable-profiling", "--profile-port", strconv.Itoa(in.Ports.Profile))
+	}
+	if level := os.Getenv("TASKGRID_DAPRD_LOG_LEVEL"); level != "" { // e.g. debug, to read a failure
+		args = append(args, "--log-level", level)
 	}
 	d, err := startProc(s.Dir, in.Name+"-daprd", s.env, s.Dir, s.bins.daprd, args...)
 	if err != nil {
