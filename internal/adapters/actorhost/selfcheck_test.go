@@ -101,7 +101,7 @@ func TestSelfCheckFailuresMustBeInARow(t *testing.T) {
 		go f.check().Run(ctx)
 		hang := errors.New("hang")
 		time.Sleep(time.Second) // change between the probes (at 2, 4, 6 s, ...)
-		for range 5 { // fail, fail, succeed, ...
+		for range 5 {           // fail, fail, succeed, ...
 			f.set(hang, true)
 			time.Sleep(4 * time.Second)
 			f.set(nil, true)

@@ -130,8 +130,8 @@ type Queue struct {
 	seen  map[string]time.Time        // node → its last sync (memory only: a new host gives grace)
 	// pushFailed: node → when a push to it last failed (memory only): see pushable.
 	pushFailed map[string]time.Time
-	since time.Time                   // when this host loaded the state: no lease is judged older
-	swept time.Time
+	since      time.Time // when this host loaded the state: no lease is judged older
+	swept      time.Time
 
 	// Lost counts leases found lost (for metrics); it only grows.
 	Lost int

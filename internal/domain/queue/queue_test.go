@@ -270,7 +270,7 @@ func TestFailedPushSuspendsPushesToTheNode(t *testing.T) {
 	w.down["a"] = false
 	w.clock = w.clock.Add(PushSuspend / 2)
 	gb := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}).Given // b takes t1
-	w.sync(SyncRequest{Node: "a", Free: []string{"a-1"}})              // a-1 idle
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-1"}})             // a-1 idle
 	w.pushed = nil
 	if n := w.enqueue(w.task("t2", task.PriorityNormal)); n != 0 || len(w.pushed) != 0 {
 		t.Fatalf("dispatched %d, pushed %v: want nothing pushed to a within PushSuspend", n, w.pushed)
