@@ -66,8 +66,9 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 	logger.DebugContext(ctx, "event stream started", "last_event_id", r.Header.Get("Last-Event-ID"))
 	s := &eventStream{w: w, rc: rc, logger: logger, metrics: a.metrics, view: view}
 	if remembered {
-		// The view came from the feed alone: check it against the record once, at the
-		// first heartbeat, in case the feed lost an update of this task.
+		// The view came from the feed alone: check it against the record once, after
+		// recheckAfter heartbeats, in case the feed lost an update of this task (its
+		// sidecar restarted: the new one reads from the newest event on).
 		s.recheck = func(ctx context.Context) (taskView, error) {
 			rec, err := a.backend.Get(ctx, id)
 			return newTaskView(rec), err
@@ -97,10 +98,17 @@ type eventStream struct {
 	lastID   int64
 	sent     int
 
-	// recheck, when set, reads the task's record; run calls it once, at the first
-	// heartbeat, and ends the stream if the record is terminal.
+	// recheck, when set, reads the task's record; run calls it once, at the
+	// recheckAfter-th heartbeat, and ends the stream if the record is terminal.
 	recheck func(ctx context.Context) (taskView, error)
+	beats   int // heartbeats sent
 }
+
+// recheckAfter is how many heartbeats a stream started from the hub's view waits before
+// it checks the record: long enough that a task waiting in a busy queue does not cost a
+// read per stream, short enough that a lost update is found within a minute (with the
+// default 15 s heartbeat).
+const recheckAfter = 4
 
 // run sends the snapshot, then the updates, until a terminal event is sent (nil), the
 // client goes away, a write fails or the hub closes.
@@ -136,10 +144,11 @@ func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat 
 	}
 }
 
-// checkRecord runs recheck once, if set: a terminal record is sent as the terminal event.
-// A failed read is logged and the stream goes on.
+// checkRecord runs recheck once, if set, at the recheckAfter-th heartbeat: a terminal
+// record is sent as the terminal event. A failed read is logged and the stream goes on.
 func (s *eventStream) checkRecord(ctx context.Context) (done bool, err error) {
-	if s.recheck == nil {
+	s.beats++
+	if s.recheck == nil || s.beats < recheckAfter {
 		return false, nil
 	}
 	v, rerr := s.recheck(ctx)

@@ -139,7 +139,7 @@ func TestEventsStartFromRememberedView(t *testing.T) {
 }
 
 // If the feed lost a task's completion, a stream started from the hub's view finds it
-// in the record at its first heartbeat.
+// in the record at its recheckAfter-th heartbeat.
 func TestEventsRememberedViewRechecked(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, &APIConfig{HeartbeatInterval: 10 * time.Millisecond})
@@ -158,6 +158,7 @@ func TestEventsRememberedViewRechecked(t *testing.T) {
 	rec.Result = &task.Location{Directory: rec.Directory, Path: rec.Directory + "/" + id.String() + ".json"}
 	env.backend.put(rec) // completed, and no update published
 	deadline := time.Now().Add(5 * time.Second)
+	pings := 0
 	for {
 		f, ok := c.next(t)
 		if !ok {
@@ -167,7 +168,11 @@ func TestEventsRememberedViewRechecked(t *testing.T) {
 			t.Fatal("no completion within 5 s of heartbeats")
 		}
 		if f.Comment != "" {
+			pings++
 			continue
+		}
+		if pings != recheckAfter {
+			t.Errorf("the record was checked after %d heartbeats, want %d", pings, recheckAfter)
 		}
 		if f.Event != "completed" || eventView(t, f).Result == nil {
 			t.Fatalf("event %s, want completed from the record", f)

@@ -42,6 +42,13 @@ type Config struct {
 
 	IngestEvents int // events per analytics run
 
+	// The chaos run: ChaosRate mixed tasks a second for ChaosDuration, a random process
+	// killed every ChaosEvery and started again ChaosDown later.
+	ChaosDuration time.Duration
+	ChaosRate     int
+	ChaosEvery    time.Duration
+	ChaosDown     time.Duration
+
 	DepthSmall   int // waiting tasks in the small depth case
 	DepthLarge   int // waiting tasks in the large depth case
 	DepthSamples int // enqueue calls timed, and dequeues counted, at each depth
@@ -64,6 +71,7 @@ func DefaultConfig() Config {
 		// fetch of at most 8 jobs per cooldown); 1 ms lets it fetch again at once.
 		PeerFetchCooldown: time.Millisecond, PeerFetchPollInterval: 50 * time.Millisecond,
 		IngestEvents: 5000,
+		ChaosDuration: 5 * time.Minute, ChaosRate: 10, ChaosEvery: 5 * time.Second, ChaosDown: 2 * time.Second,
 		DepthSmall:   1_000, DepthLarge: 1_000_000, DepthSamples: 500,
 		LogLevel: "info",
 	}
@@ -75,8 +83,9 @@ func QuickConfig() Config {
 	c.Runs = 3
 	c.BurstTasks, c.PacedRate, c.PacedLightRate, c.PacedDuration = 300, 50, 10, 3*time.Second
 	c.IngestEvents = 1000
+	c.ChaosDuration = time.Minute
 	c.DepthLarge, c.DepthSamples = 20_000, 200
-	c.Scenarios = []string{"burst", "peer-river", "paced", "paced-light", "recovery-app", "analytics", "depth"}
+	c.Scenarios = []string{"burst", "peer-river", "paced", "paced-light", "recovery-app", "analytics", "chaos", "depth"}
 	return c
 }
 
@@ -147,6 +156,7 @@ func scenarios(c Config) []scenario {
 		{name: "recovery-app", describe: fmt.Sprintf("worker app killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), run: func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "app") }},
 		{name: "recovery-sidecar", describe: fmt.Sprintf("worker sidecar killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), run: func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "sidecar") }},
 		{name: "analytics", describe: fmt.Sprintf("%d lifecycle events through Kafka, the analytics sidecar and the MySQL binding", c.IngestEvents), run: ingest},
+		{name: "chaos", describe: fmt.Sprintf("%d mixed tasks/s for %s while a random process of the stack is killed (SIGKILL) every %s and started again %s later; nothing may be lost or completed twice", c.ChaosRate, c.ChaosDuration, c.ChaosEvery, c.ChaosDown), run: chaos, repeatsItself: true},
 		{name: "depth", describe: fmt.Sprintf("queue actor through the sidecar with %d and %d tasks waiting; apps' memory", c.DepthSmall, c.DepthLarge), run: depth, repeatsItself: true},
 	}
 }
