@@ -1,0 +1,221 @@
+{{/*
+Names. Object names start with the release name (at most 40 characters, so that a
+StatefulSet pod name stays a valid NODE_ID and DNS label).
+*/}}
+{{- define "taskgrid.fullname" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "taskgrid.name" -}}
+{{- printf "%s-%s" (include "taskgrid.fullname" .root) .app -}}
+{{- end -}}
+
+{{/*
+The Dapr app ids and app ports: fixed by the code and dapr.yaml (the test holds them
+against dapr.yaml). The storekeeper's id is also a constant of its client.
+*/}}
+{{- define "taskgrid.appPort" -}}
+{{- $ports := dict "gateway" 8080 "worker" 8081 "storekeeper" 8082 "analytics" 8083 -}}
+{{- required (printf "unknown app %q" .) (get $ports .) -}}
+{{- end -}}
+
+{{/* The Dapr Configuration and Resiliency, named as in components/. */}}
+{{- define "taskgrid.daprConfigName" -}}taskgrid{{- end -}}
+
+{{- define "taskgrid.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: taskgrid
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+{{ include "taskgrid.selectorLabels" . }}
+{{- end -}}
+
+{{- define "taskgrid.selectorLabels" -}}
+app.kubernetes.io/name: taskgrid
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .app }}
+{{- end -}}
+
+{{- define "taskgrid.image" -}}
+{{- $img := .root.Values.image -}}
+{{- printf "%s/%s-%s:%s" (required "image.registry is required" $img.registry) $img.prefix .app (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+
+{{/*
+Pod annotations of every app: Dapr's sidecar settings, and the prometheus.io/* scrape
+annotations of the app's own /metrics (left out when PodMonitors are used). Arguments:
+root, app, blockShutdown (seconds the sidecar waits for the app to exit when the pod
+stops).
+*/}}
+{{- define "taskgrid.podAnnotations" -}}
+{{- $d := .root.Values.dapr -}}
+dapr.io/enabled: "true"
+dapr.io/app-id: {{ .app | quote }}
+dapr.io/app-port: {{ include "taskgrid.appPort" .app | quote }}
+dapr.io/app-protocol: "http"
+dapr.io/config: {{ include "taskgrid.daprConfigName" .root | quote }}
+dapr.io/enable-app-health-check: "true"
+dapr.io/app-health-check-path: "/healthz"
+dapr.io/app-health-probe-interval: {{ $d.appHealthProbeIntervalSeconds | quote }}
+dapr.io/app-health-threshold: {{ $d.appHealthThreshold | quote }}
+dapr.io/enable-metrics: "true"
+dapr.io/metrics-port: {{ $d.metricsPort | quote }}
+dapr.io/api-token-secret: {{ required "dapr.apiTokenSecret is required" $d.apiTokenSecret | quote }}
+dapr.io/app-token-secret: {{ required "dapr.appTokenSecret is required" $d.appTokenSecret | quote }}
+dapr.io/log-level: {{ $d.logLevel | quote }}
+dapr.io/log-as-json: {{ $d.logAsJSON | quote }}
+dapr.io/sidecar-cpu-request: {{ $d.sidecar.resources.requests.cpu | quote }}
+dapr.io/sidecar-cpu-limit: {{ $d.sidecar.resources.limits.cpu | quote }}
+dapr.io/sidecar-memory-request: {{ $d.sidecar.resources.requests.memory | quote }}
+dapr.io/sidecar-memory-limit: {{ $d.sidecar.resources.limits.memory | quote }}
+dapr.io/block-shutdown-duration: {{ printf "%ds" (int .blockShutdown) | quote }}
+dapr.io/graceful-shutdown-seconds: {{ $d.gracefulShutdownSeconds | quote }}
+dapr.io/disable-builtin-k8s-secret-store: "true"
+{{- if not .root.Values.metrics.podMonitor.enabled }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ include "taskgrid.appPort" .app | quote }}
+prometheus.io/path: "/metrics"
+{{- end }}
+{{- end -}}
+
+{{- define "taskgrid.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.pod.runAsUser }}
+runAsGroup: {{ .Values.pod.runAsGroup }}
+fsGroup: {{ .Values.pod.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "taskgrid.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* Pod-level settings shared by every app. Arguments: root, app. */}}
+{{- define "taskgrid.podCommon" -}}
+serviceAccountName: {{ include "taskgrid.fullname" .root }}
+automountServiceAccountToken: {{ .root.Values.pod.automountServiceAccountToken }}
+securityContext:
+  {{- include "taskgrid.podSecurityContext" .root | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.pod.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .root.Values.pod.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .root.Values.pod.spreadOverNodes }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "taskgrid.selectorLabels" . | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Probes: liveness on /healthz tolerates 30 s of failures, because the gateway answers
+/healthz 503 for 5 s on purpose to make its sidecar register its actor types again
+(actorhost.SelfCheck); readiness is /readyz (the sidecar and the app's dependencies).
+
+The app container's common part: image, the port, probes, security, and the
+environment every app reads (internal/platform/appserver): APP_ID and APP_PORT as in
+the sidecar's annotations, APP_HOST on every interface so that the kubelet's probes and
+Prometheus reach the app (daprd calls it on 127.0.0.1), and DAPR_API_TOKEN, which the
+Dapr Go SDK sends to the sidecar. Arguments: root, app.
+*/}}
+{{- define "taskgrid.appContainer" -}}
+name: {{ .app }}
+image: {{ include "taskgrid.image" . }}
+imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+ports:
+  - name: http
+    containerPort: {{ include "taskgrid.appPort" .app }}
+    protocol: TCP
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: http
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 2
+startupProbe:
+  httpGet:
+    path: /healthz
+    port: http
+  periodSeconds: 2
+  failureThreshold: 30
+securityContext:
+  {{- include "taskgrid.containerSecurityContext" .root | nindent 2 }}
+{{- end -}}
+
+{{- define "taskgrid.commonEnv" -}}
+- name: APP_ID
+  value: {{ .app | quote }}
+- name: APP_PORT
+  value: {{ include "taskgrid.appPort" .app | quote }}
+- name: APP_HOST
+  value: "0.0.0.0"
+- name: LOG_LEVEL
+  value: {{ .root.Values.pod.logLevel | quote }}
+- name: DAPR_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.dapr.apiTokenSecret }}
+      key: token
+{{- end -}}
+
+{{/* Kafka: the Strimzi cluster's name and the brokers the pub/sub components use. */}}
+{{- define "taskgrid.kafkaName" -}}
+{{- default (printf "%s-kafka" (include "taskgrid.fullname" .)) .Values.kafka.clusterName -}}
+{{- end -}}
+
+{{- define "taskgrid.kafkaBrokers" -}}
+{{- if .Values.kafka.create -}}
+{{- printf "%s-kafka-bootstrap.%s.svc:9092" (include "taskgrid.kafkaName" .) .Release.Namespace -}}
+{{- else -}}
+{{- required "kafka.bootstrapServers is required when kafka.create is false" .Values.kafka.bootstrapServers -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The worker's drain, and what follows from it. */}}
+{{- define "taskgrid.workerBlockShutdown" -}}
+{{- add .Values.worker.drainTimeoutSeconds 15 -}}
+{{- end -}}
+
+{{- define "taskgrid.workerGracePeriod" -}}
+{{- add .Values.worker.drainTimeoutSeconds .Values.worker.terminationMarginSeconds -}}
+{{- end -}}
+
+{{/* The PodDisruptionBudget of one app. Arguments: root, app. */}}
+{{- define "taskgrid.pdb" -}}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "taskgrid.name" . }}
+  labels:
+    {{- include "taskgrid.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "taskgrid.selectorLabels" . | nindent 6 }}
+{{- end -}}
