@@ -25,6 +25,11 @@ type Config struct {
 	// in the queue, but not of the attempts already in a node's buffer. Defaults to
 	// PoolSize; 0 turns the buffer off (strict order of dispatch).
 	Prefetch int
+	// PrefetchHorizon lets the buffer hold more than Prefetch attempts while tasks are
+	// short: as many as the node starts in this time at its recent pace (at most 256).
+	// A task re-queued at high priority then waits behind about this much work per
+	// node at most. Defaults to 250ms; 0 keeps the buffer at Prefetch.
+	PrefetchHorizon time.Duration
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
 	// giving them back to the queue. Defaults to 30s.
 	DrainTimeout time.Duration
@@ -46,6 +51,7 @@ func Load(getenv func(string) string) (Config, error) {
 		FaultRate:    r.Float("WORKER_FAULT_RATE", 0, 0, 1),
 	}
 	cfg.Prefetch = r.Int("PREFETCH", cfg.PoolSize, 0, 4096)
+	cfg.PrefetchHorizon = r.Duration("PREFETCH_HORIZON", PrefetchHorizonDefault, 0, 10*time.Second)
 	return cfg, r.Err()
 }
 

@@ -82,9 +82,13 @@ type Node struct {
 	fails      *batch.Batcher[*attempt]
 	deliveries *batch.Batcher[*attempt]
 
-	// prefetch is how many attempts the node keeps in its buffer beyond its slots: a
-	// slot that frees starts the next one at once instead of waiting for a sync.
+	// prefetch is how many attempts the node keeps in its buffer beyond its slots at
+	// least: a slot that frees starts the next one at once instead of waiting for a
+	// sync. 0 turns the buffer off. While tasks are short, the buffer grows to hold
+	// about horizon's worth of them at the node's pace (see bufferWant).
 	prefetch int
+	horizon  time.Duration
+	pace     pace
 
 	mu       sync.Mutex
 	seen     uint64                      // highest lease number received
@@ -128,8 +132,8 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 		logger: logger.With("component", "node"), name: name, slots: slots, incarnation: uuid.NewString(),
 		exec: exec, svc: svc, metrics: metrics, progressEvery: ProgressIntervalDefault, restartAfter: time.Second,
 		startGrace: StartGraceDefault,
-		prefetch:   len(slots),
-		ctx:        ctx, cancel: cancel, wake: make(chan struct{}, 1),
+		prefetch:   len(slots), horizon: PrefetchHorizonDefault,
+		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}, down: map[string]time.Time{},
 	}
 	n.starts = batch.New(ctx, batchMax, n.startBatch)
@@ -140,6 +144,9 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 
 // Bounds of the node's calls.
 const (
+	// PrefetchHorizonDefault is how much work, at the node's pace, its buffer holds at
+	// most when that is more than Config.Prefetch attempts.
+	PrefetchHorizonDefault = 250 * time.Millisecond
 	// StartGraceDefault is how long a task with a spec computes before the worker
 	// records its start; a shorter one has its start recorded with its result.
 	StartGraceDefault = 5 * time.Millisecond
@@ -185,7 +192,7 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 		} else if mine && len(n.buffer) == 0 {
 			slot = n.freeSlot(now)
 		}
-		if n.draining || !mine || slot == "" && g.Slot != "" && len(n.buffer) >= n.prefetch {
+		if n.draining || !mine || slot == "" && g.Slot != "" && len(n.buffer) >= n.bufferWant(now) {
 			refused = append(refused, id)
 			continue
 		}
@@ -202,6 +209,48 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 	n.mu.Unlock()
 	n.launch(start)
 	return refused
+}
+
+// bufferWant is how many attempts the node wants in its buffer now: prefetch, or, while
+// attempts start faster, as many as start in horizon at the node's recent pace (at most
+// queue's limit for one sync). Short tasks thus come in larger batches (fewer syncs,
+// fewer and larger record, result and event calls), while a task re-queued at high
+// priority still waits behind at most about horizon of work on each node. Call with mu
+// held.
+func (n *Node) bufferWant(now time.Time) int {
+	if n.prefetch == 0 || n.horizon <= 0 {
+		return n.prefetch
+	}
+	want := int(n.pace.rate(now) * n.horizon.Seconds())
+	return max(n.prefetch, min(want, queue.PrefetchMax))
+}
+
+// pace is how many attempts a second a node started over its last full window of
+// paceWindow (a window runs until the first start after its end, so a quiet spell
+// counts as one long, slow window).
+type pace struct {
+	start time.Time // of the current window
+	count int       // attempts started in it
+	last  float64   // attempts a second in the last full window
+}
+
+const paceWindow = 250 * time.Millisecond
+
+func (p *pace) add(now time.Time, n int) {
+	p.roll(now)
+	p.count += n
+}
+
+func (p *pace) roll(now time.Time) {
+	if elapsed := now.Sub(p.start); elapsed >= paceWindow {
+		p.last = float64(p.count) / elapsed.Seconds()
+		p.start, p.count = now, 0
+	}
+}
+
+func (p *pace) rate(now time.Time) float64 {
+	p.roll(now)
+	return p.last
 }
 
 // slotFree reports whether slot can take an attempt now: it computes nothing and its
@@ -240,6 +289,9 @@ func (n *Node) fill() {
 }
 
 func (n *Node) launch(as []*attempt) {
+	n.mu.Lock()
+	n.pace.add(time.Now(), len(as))
+	n.mu.Unlock()
 	for _, a := range as {
 		n.wg.Go(func() { n.run(a) })
 	}
@@ -316,7 +368,7 @@ func (n *Node) request() (queue.SyncRequest, int) {
 				req.Free = append(req.Free, s)
 			}
 		}
-		req.Prefetch = max(0, n.prefetch-len(n.buffer))
+		req.Prefetch = max(0, n.bufferWant(now)-len(n.buffer))
 	}
 	return req, len(n.done)
 }

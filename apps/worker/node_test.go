@@ -522,3 +522,57 @@ func TestDroppedWhileDeliveringStillDelivers(t *testing.T) {
 		}
 	})
 }
+
+// The buffer holds Prefetch attempts, or horizon's worth at the node's pace while that
+// is more (at most queue.PrefetchMax); PREFETCH=0 keeps it off whatever the pace.
+func TestBufferFollowsThePace(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name     string
+		prefetch int
+		horizon  time.Duration
+		perSec   int // attempts started a second, steadily
+		want     int
+	}{
+		{"idle node", 4, 250 * time.Millisecond, 0, 4},
+		{"long tasks", 4, 250 * time.Millisecond, 8, 4},
+		{"short tasks", 4, 250 * time.Millisecond, 400, 100},
+		{"very short tasks", 4, 250 * time.Millisecond, 100_000, queue.PrefetchMax},
+		{"horizon off", 4, 0, 400, 4},
+		{"buffer off", 0, 250 * time.Millisecond, 400, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Node{prefetch: tc.prefetch, horizon: tc.horizon}
+			now := at
+			// One second of starts in steps of 10 ms.
+			for range 100 {
+				n.pace.add(now, tc.perSec/100)
+				now = now.Add(10 * time.Millisecond)
+			}
+			if got := n.bufferWant(now); got != tc.want {
+				t.Fatalf("bufferWant = %d, want %d (rate %.0f/s)", got, tc.want, n.pace.last)
+			}
+		})
+	}
+}
+
+// A pause ends the fast pace: the window that spans it is slow.
+func TestPaceSlowsAfterAPause(t *testing.T) {
+	t.Parallel()
+	var p pace
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for range 50 {
+		p.add(now, 10)
+		now = now.Add(10 * time.Millisecond)
+	}
+	if r := p.rate(now); r < 900 || r > 1100 {
+		t.Fatalf("rate while busy = %.0f/s, want about 1000", r)
+	}
+	now = now.Add(5 * time.Second)
+	p.add(now, 1)
+	if r := p.rate(now.Add(paceWindow)); r > 4 { // one start in the window after it
+		t.Fatalf("rate after a 5 s pause = %.1f/s, want at most 4", r)
+	}
+}

@@ -125,12 +125,13 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 	return json.Marshal(reply)
 }
 
-// observe keeps the queue's depth and lost leases for metrics.
+// observe keeps the queue's depth and lost leases for metrics, from what the queue
+// keeps in memory after the call (no store read).
 func (a *Actor) observe(id string, q *queue.Queue) {
-	d, err := q.Depth(context.Background())
+	d, ok := q.Kept()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err == nil {
+	if ok {
 		a.depths[id] = d
 	}
 	a.lost[id] = q.Lost

@@ -75,6 +75,9 @@ const (
 	LeaseTTL = 2 * time.Second
 	// sweepEvery bounds how often a call sweeps the leases of silent nodes.
 	sweepEvery = 100 * time.Millisecond
+	// TrustWindow is how long after its last call a host trusts the state it keeps
+	// without reading the store's revision (see Queue.load).
+	TrustWindow = 100 * time.Millisecond
 	// seqBase is where the entry counters of a new queue start, so that an entry put
 	// back at the head (a failed push) has a key below the first one.
 	seqBase = 1 << 40
@@ -132,6 +135,9 @@ type Queue struct {
 	pushFailed map[string]time.Time
 	since      time.Time // when this host loaded the state: no lease is judged older
 	swept      time.Time
+	// active is when this host last read or wrote the state; while calls keep coming
+	// within TrustWindow of each other, the state it keeps is current (see load).
+	active time.Time
 
 	// Lost counts leases found lost (for metrics); it only grows.
 	Lost int
@@ -150,7 +156,19 @@ func entryKey(p task.Priority, seq uint64) string {
 
 func leaseKey(node string) string { return "lease:" + node }
 
+// load makes the state this host keeps current. A host that has the state and was
+// called within TrustWindow uses it as it is: the actor cannot have been hosted
+// elsewhere meanwhile, since moving away and back takes two placement dissemination
+// rounds (each locks the actor type in every sidecar, and a sidecar deactivates an
+// actor it loses, which drops this Queue), and no call reached this host in between.
+// Otherwise it reads the revision of the stored meta key (one store read), and reloads
+// everything when another host wrote since.
 func (q *Queue) load(ctx context.Context) error {
+	now := q.now()
+	if q.m != nil && now.Sub(q.active) < TrustWindow {
+		q.active = now
+		return nil
+	}
 	data, err := q.store.Get(ctx, "meta")
 	if err != nil {
 		return fmt.Errorf("load queue meta: %w", err)
@@ -162,6 +180,7 @@ func (q *Queue) load(ctx context.Context) error {
 		}
 	}
 	if q.m != nil && m.Rev == q.m.Rev {
+		q.active = now
 		return nil // nobody else wrote: what this host keeps is current
 	}
 	q.cache = nil
@@ -186,8 +205,7 @@ func (q *Queue) load(ctx context.Context) error {
 		nodes[n] = ns
 	}
 	// Nodes get a full TTL from now: this host has not heard from any of them yet.
-	now := q.now()
-	q.seen, q.since = map[string]time.Time{}, now
+	q.seen, q.since, q.active = map[string]time.Time{}, now, now
 	for n := range nodes {
 		q.seen[n] = now
 	}
@@ -481,6 +499,19 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 	if err := q.load(ctx); err != nil {
 		return Depth{}, err
 	}
+	return q.depth(), nil
+}
+
+// Kept is the depth as this host last saw it, without reading the store; false when it
+// keeps no state (nothing loaded yet, or dropped after a failed write). For metrics.
+func (q *Queue) Kept() (Depth, bool) {
+	if q.m == nil {
+		return Depth{}, false
+	}
+	return q.depth(), true
+}
+
+func (q *Queue) depth() Depth {
 	d := Depth{
 		High:   q.m.Tail[task.PriorityHigh] - q.m.Head[task.PriorityHigh],
 		Normal: q.m.Tail[task.PriorityNormal] - q.m.Head[task.PriorityNormal],
@@ -489,7 +520,7 @@ func (q *Queue) Depth(ctx context.Context) (Depth, error) {
 	for _, ns := range q.nodes {
 		d.Leased += len(ns.Leases)
 	}
-	return d, nil
+	return d
 }
 
 // Snapshot is the queue's depth with the idle slots themselves, oldest first.
@@ -703,14 +734,14 @@ type SyncRequest struct {
 	// the idle list heals from any lost message).
 	Free []string `json:"free,omitempty"`
 	// Prefetch asks for up to this many attempts beyond the free slots, for the node's
-	// buffer (at most prefetchMax).
+	// buffer (at most PrefetchMax).
 	Prefetch int `json:"prefetch,omitempty"`
 	// Draining says the node takes nothing more: its slots leave the idle list.
 	Draining bool `json:"draining,omitempty"`
 }
 
-// prefetchMax bounds what one sync takes for a node's buffer.
-const prefetchMax = 256
+// PrefetchMax bounds what one sync takes for a node's buffer.
+const PrefetchMax = 256
 
 // Done is an attempt that ended on its node.
 type Done struct {
@@ -790,7 +821,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	// Attempts ahead of need: the node keeps them in its buffer and starts one the
 	// moment a slot frees, without waiting for a sync. Only from what waits already:
 	// the buffer never keeps a task from an idle slot elsewhere.
-	for range min(req.Prefetch, prefetchMax) {
+	for range min(req.Prefetch, PrefetchMax) {
 		if req.Draining || len(reply.Given) < len(free) {
 			break // the queue ran dry
 		}

@@ -21,6 +21,7 @@ type memStore struct {
 	data          map[string][]byte
 	failNext      bool
 	failAfterNext bool
+	gets          int // Get calls so far
 }
 
 func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
@@ -28,6 +29,7 @@ func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
 func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gets++
 	return s.data[key], nil
 }
 
@@ -644,8 +646,12 @@ func TestHostThatCameBackRereadsTheState(t *testing.T) {
 	hostA := w.q
 	w.enqueue(w.task("t1", task.PriorityNormal))
 	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	// A move takes placement dissemination rounds, and no call reaches a host the
+	// actor left: more than TrustWindow passes on host A between its calls.
+	w.clock = w.clock.Add(TrustWindow)
 	w.q = w.newQueue() // host B
 	w.sync(SyncRequest{Node: "a", Done: done(g...), Seen: maxSeq(g)})
+	w.clock = w.clock.Add(TrustWindow)
 	w.q = hostA // back on host A
 	w.sync(SyncRequest{Node: "a", Seen: maxSeq(g)})
 	if d := w.depth(); d != (Depth{}) {
@@ -676,5 +682,32 @@ func TestDuplicateEntriesRunOnce(t *testing.T) {
 	}
 	if d := w.depth(); d != (Depth{Idle: 2}) {
 		t.Fatalf("depth %+v, want only the idle slots", d)
+	}
+}
+
+// A host called again within TrustWindow of its last call acts on what it keeps, without
+// reading the store; after a longer pause it reads the revision once (and nothing
+// more while nobody else wrote).
+func TestHostTrustsItsStateWhileCallsKeepComing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("t1", task.PriorityNormal)) // loads the (empty) state: one read
+	tests := []struct {
+		name      string
+		pause     time.Duration
+		wantReads int
+	}{
+		{"right after", 0, 0},
+		{"just inside the window", TrustWindow - time.Millisecond, 0},
+		{"after a pause", TrustWindow, 1},
+		{"after a long pause", time.Minute, 1},
+	}
+	for _, tc := range tests {
+		w.clock = w.clock.Add(tc.pause)
+		before := w.store.gets
+		w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+		if got := w.store.gets - before; got != tc.wantReads {
+			t.Errorf("%s: %d store reads, want %d", tc.name, got, tc.wantReads)
+		}
 	}
 }

@@ -70,9 +70,9 @@ func DefaultConfig() Config {
 		// River's default cooldown (100 ms) caps 8 workers at about 80 jobs/s here (one
 		// fetch of at most 8 jobs per cooldown); 1 ms lets it fetch again at once.
 		PeerFetchCooldown: time.Millisecond, PeerFetchPollInterval: 50 * time.Millisecond,
-		IngestEvents: 5000,
+		IngestEvents:  5000,
 		ChaosDuration: 5 * time.Minute, ChaosRate: 10, ChaosEvery: 5 * time.Second, ChaosDown: 2 * time.Second,
-		DepthSmall:   1_000, DepthLarge: 1_000_000, DepthSamples: 500,
+		DepthSmall: 1_000, DepthLarge: 1_000_000, DepthSamples: 500,
 		LogLevel: "info",
 	}
 }
