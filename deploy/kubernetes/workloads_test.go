@@ -337,15 +337,15 @@ func TestWorkerAutoscaling(t *testing.T) {
 	if md["threshold"] != pool {
 		t.Errorf("threshold %q, want the pool size %q (demand per pod)", md["threshold"], pool)
 	}
-	// The query reads metrics the gateway really exports.
-	declared := metricNames(t, "internal/adapters/queueactor")
+	// The query reads metrics the gateway's queue actor and the workers really export.
+	declared := metricNames(t, "internal/adapters/queueactor", "apps/worker")
 	used := regexp.MustCompile(`taskgrid_[a-z_]+`).FindAllString(md["query"], -1)
 	if !slices.Contains(used, "taskgrid_queue_depth") {
 		t.Errorf("query %q does not read taskgrid_queue_depth", md["query"])
 	}
 	for _, m := range used {
 		if !declared[m] {
-			t.Errorf("query reads %s, which internal/adapters/queueactor does not export (it has %v)", m, slices.Sorted(mapsKeys(declared)))
+			t.Errorf("query reads %s, which neither the queue actor nor the worker exports (they have %v)", m, slices.Sorted(mapsKeys(declared)))
 		}
 	}
 	// Scale-in one pod at a time, after a quiet period: each stopping pod drains.
