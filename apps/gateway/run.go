@@ -39,10 +39,11 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	MountWeb(app.Server.Router)
 
 	// The task queue actor lives in the gateway; it pushes work to worker nodes, one
-	// call per node for all of the node's slots it hands work at once. The push happens
-	// inside the queue actor's turn, so it is bounded tightly: while Dapr moves actors
-	// (a node joins or leaves) calls wait, and the move itself waits for turns in
-	// flight. A push that fails puts its attempts back at the head of the queue.
+	// call per node for all of the node's slots it hands work at once. The push runs
+	// after the queue's turn (its leases are written first), and is bounded: while Dapr
+	// moves actors (a node joins or leaves) calls wait, and an actor call in flight
+	// holds up the move. A push that fails puts its attempts back at the head of the
+	// queue at the queue's next turn.
 	queueActor := queueactor.NewActor(logger, app.Dapr, func(ctx context.Context, node string, grants []queue.Grant) ([]task.AttemptID, error) {
 		ctx, cancel := context.WithTimeout(ctx, dispatchTimeout)
 		defer cancel()

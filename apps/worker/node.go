@@ -335,6 +335,12 @@ func (n *Node) signal() {
 
 // Run syncs with the queue until ctx ends: at once when something changed, every
 // queue.HeartbeatInterval otherwise.
+//
+// A sync that only reports (attempts ended while the buffer still holds work) waits
+// until syncGap after the previous one, so that under load each sync, one turn of the
+// queue actor, carries many reports and leaves turns for submissions; a node that needs
+// work (a slot free with the buffer empty, or the buffer below half of what it wants)
+// syncs at once.
 func (n *Node) Run(ctx context.Context) {
 	tick := time.NewTicker(queue.HeartbeatInterval)
 	defer tick.Stop()
@@ -342,13 +348,40 @@ func (n *Node) Run(ctx context.Context) {
 		if err := n.syncOnce(ctx); err != nil && ctx.Err() == nil {
 			n.logger.DebugContext(ctx, "sync with the queue failed; next heartbeat tries again", "error", err)
 		}
+		last := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.wake:
 		case <-tick.C:
+			continue
+		}
+		if wait := time.Until(last.Add(syncGap)); wait > 0 && !n.needsWork() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 	}
+}
+
+// syncGap is the least time between two syncs that only report.
+const syncGap = 20 * time.Millisecond
+
+// needsWork reports whether the node should ask the queue for work now: a slot is free
+// and nothing is buffered for it, or the buffer is below half of what the node wants.
+func (n *Node) needsWork() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.draining {
+		return true // the queue must learn it at once
+	}
+	now := time.Now()
+	if len(n.buffer) < n.bufferWant(now)/2 {
+		return true
+	}
+	return len(n.buffer) == 0 && n.freeSlot(now) != ""
 }
 
 // request is the node's sync as of now.
@@ -402,15 +435,26 @@ func (n *Node) syncOnce(ctx context.Context) error {
 		a.cancel()
 	}
 	n.fill()
-	if refused := n.Take(reply.Given); len(refused) > 0 {
-		n.mu.Lock()
-		for _, id := range refused {
-			n.done = append(n.done, queue.Done{AttemptID: id, Refused: true})
-		}
-		n.mu.Unlock()
-		n.signal()
-	}
+	n.Hand(reply.Given)
 	return nil
+}
+
+// Hand takes grants the queue handed this node (a sync's reply, or a push) and reports
+// the ones it refused with the next sync, which puts them back at the head of the queue
+// (the queue may also learn it from a push's reply: whichever comes first counts). It
+// returns the refused attempts.
+func (n *Node) Hand(grants []queue.Grant) []task.AttemptID {
+	refused := n.Take(grants)
+	if len(refused) == 0 {
+		return nil
+	}
+	n.mu.Lock()
+	for _, id := range refused {
+		n.done = append(n.done, queue.Done{AttemptID: id, Refused: true})
+	}
+	n.mu.Unlock()
+	n.signal()
+	return refused
 }
 
 // Drain stops taking attempts (the next sync tells the queue) and waits for the held

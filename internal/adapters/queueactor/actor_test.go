@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
@@ -67,9 +68,9 @@ func invoke(t *testing.T, a *Actor, method string, in, out any) error {
 func TestActorMethods(t *testing.T) {
 	t.Parallel()
 	state := &memActorState{data: map[string][]byte{}}
-	var pushed []queue.Grant
+	pushes := make(chan []queue.Grant, 1)
 	a := NewActor(slog.New(slog.NewTextHandler(io.Discard, nil)), state, func(_ context.Context, node string, gs []queue.Grant) ([]task.AttemptID, error) {
-		pushed = append(pushed, gs...)
+		pushes <- gs
 		return nil, nil
 	})
 	first := task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
@@ -83,8 +84,16 @@ func TestActorMethods(t *testing.T) {
 		t.Fatalf("sync = %+v, %v", sr, err)
 	}
 	second := task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
-	if err := invoke(t, a, MethodEnqueue, EnqueueRequest{Assignments: []task.Assignment{second}}, &er); err != nil || er.Dispatched != 1 || len(pushed) != 1 || pushed[0].Slot != "vm-1" {
-		t.Fatalf("enqueue to the idle slot = %+v, pushed %+v, %v", er, pushed, err)
+	if err := invoke(t, a, MethodEnqueue, EnqueueRequest{Assignments: []task.Assignment{second}}, &er); err != nil || er.Dispatched != 1 {
+		t.Fatalf("enqueue to the idle slot = %+v, %v", er, err)
+	}
+	select { // pushed after the call, outside the actor's turn
+	case pushed := <-pushes:
+		if len(pushed) != 1 || pushed[0].Slot != "vm-1" || pushed[0].Assignment.TaskID != second.TaskID {
+			t.Fatalf("pushed %+v, want the second task to vm-1", pushed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing pushed to the idle slot")
 	}
 	var snap queue.Snapshot
 	if err := invoke(t, a, MethodSnapshot, nil, &snap); err != nil || snap.Leased != 2 || snap.Idle != 0 {

@@ -64,8 +64,6 @@ type PushFunc func(ctx context.Context, node string, grants []Grant) (refused []
 
 // Bounds of the queue.
 const (
-	// PushBudget bounds the time one Enqueue spends on failed pushes to idle slots.
-	PushBudget = time.Second
 	// PushSuspend is how long a node whose push failed gets work only from its syncs.
 	PushSuspend = 30 * time.Second
 	// HeartbeatInterval is how often a worker node syncs when nothing else makes it.
@@ -139,13 +137,26 @@ type Queue struct {
 	// within TrustWindow of each other, the state it keeps is current (see load).
 	active time.Time
 
+	// goPush runs a push outside the queue's turn (go f(); tests run it in place).
+	goPush func(func())
+	// returned holds grants whose push failed or was refused, for the next turn to put
+	// back (see takeBack). Pushes run outside the turns: guarded by returnedMu.
+	returnedMu sync.Mutex
+	returned   []returned
+
 	// Lost counts leases found lost (for metrics); it only grows.
 	Lost int
 }
 
+// returned is a grant whose push did not get it to its node.
+type returned struct {
+	grant  Grant
+	failed bool // the push failed (outcome unknown) rather than being refused
+}
+
 // New returns a queue over store that pushes work with push.
 func New(store Store, push PushFunc) *Queue {
-	return &Queue{store: store, push: push, now: time.Now}
+	return &Queue{store: store, push: push, now: time.Now, goPush: func(f func()) { go f() }}
 }
 
 var priorities = []task.Priority{task.PriorityHigh, task.PriorityNormal}
@@ -362,7 +373,13 @@ func (q *Queue) lease(t *txn, node, slot string, a task.Assignment, now time.Tim
 	ns := t.node(q, node)
 	ns.Seq++
 	g := Grant{Slot: slot, Seq: ns.Seq, Assignment: a}
-	ns.Leases = append(ns.Leases, Lease{Grant: g, Incarnation: ns.Incarnation, Granted: now})
+	// The lease keeps the assignment without its spec: a node's lease key is written at
+	// every sync that changes it, with all of the node's leases (up to its slots and
+	// PrefetchMax), and a spec may be 4 KiB. An attempt queued again from a lease
+	// (lost, refused) has its worker read the task's record instead.
+	l := Lease{Grant: g, Incarnation: ns.Incarnation, Granted: now}
+	l.Assignment.Spec = nil
+	ns.Leases = append(ns.Leases, l)
 	return g
 }
 
@@ -544,6 +561,9 @@ func (q *Queue) Sweep(ctx context.Context) error {
 		return err
 	}
 	t := q.begin()
+	if err := q.takeBack(t); err != nil {
+		return err
+	}
 	q.swept = time.Time{}
 	if err := q.sweep(t, q.now()); err != nil {
 		return err
@@ -571,25 +591,28 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 		as[i].Enqueued = now.UTC()
 	}
 	t := q.begin()
+	if err := q.takeBack(t); err != nil {
+		return 0, err
+	}
 	if err := q.sweep(t, now); err != nil {
 		return 0, err
 	}
 	// An attempt handed out already (a retried enqueue whose first try got through) is
 	// not queued again.
 	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) })
-	start := time.Now()
-	for len(as) > 0 && len(t.m.Idle) > 0 && !q.waiting(t.m, as[0].Priority) && time.Since(start) < PushBudget {
+	// Idle slots get the first attempts at once: leased in this turn's transaction, and
+	// pushed after it, outside the turn (a push is a call to another sidecar: the
+	// queue's turns do not wait for it). What a push does not deliver comes back with
+	// the next turn (takeBack), or, if this host is gone by then, through the lease.
+	var grants []Grant
+	if len(as) > 0 && len(t.m.Idle) > 0 && !q.waiting(t.m, as[0].Priority) {
 		slots := q.pushable(t.m.Idle, now)
-		if len(slots) == 0 {
-			break // the idle slots' nodes take work at their next sync
-		}
 		n := min(len(as), len(slots))
-		var grants []Grant
 		taken := map[int]bool{}
 		for i, k := range slots[:n] {
 			node, err := task.SlotNode(t.m.Idle[k])
 			if err != nil {
-				return dispatched, fmt.Errorf("%w: %w", ErrBadRequest, err)
+				return 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 			}
 			grants = append(grants, q.lease(t, node, t.m.Idle[k], as[i], now))
 			taken[k] = true
@@ -602,28 +625,26 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 		}
 		t.m.Idle = idle
 		as = as[n:]
-		// The leases are durable before any push: a crash after it finds them and
-		// re-queues what no node reports.
-		if err := q.commit(ctx, t); err != nil {
-			return dispatched, err
-		}
-		refused := q.pushAll(ctx, grants)
-		dispatched += len(grants) - len(refused)
-		t = q.begin()
-		if err := q.unlease(t, "", refused); err != nil {
-			return dispatched, err
-		}
 	}
 	for _, a := range as {
 		if err := t.add(a); err != nil {
-			return dispatched, err
+			return 0, err
 		}
 	}
-	return dispatched, q.commit(ctx, t)
+	// The leases are durable before any push: a crash after it finds them and
+	// re-queues what no node reports.
+	if err := q.commit(ctx, t); err != nil {
+		return 0, err
+	}
+	if len(grants) > 0 {
+		q.goPush(func() { q.pushAll(grants) })
+	}
+	return len(grants), nil
 }
 
 // unlease puts refused grants back at the head of the queue and drops their leases.
-// node names the grants' node when they may be slot-less (empty: their slots say).
+// node names the grants' node when they may be slot-less (empty: their slots say). A
+// grant whose lease is gone already (released, or lost and re-queued) is skipped.
 func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 	var back []task.Assignment
 	for _, g := range refused {
@@ -632,7 +653,11 @@ func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 			n, _ = task.SlotNode(g.Slot)
 		}
 		ns := t.node(q, n)
-		ns.Leases = slices.DeleteFunc(ns.Leases, func(l Lease) bool { return l.Seq == g.Seq })
+		i := slices.IndexFunc(ns.Leases, func(l Lease) bool { return l.Seq == g.Seq && l.Assignment.ID() == g.Assignment.ID() })
+		if i < 0 {
+			continue
+		}
+		ns.Leases = slices.Delete(ns.Leases, i, i+1)
 		a := g.Assignment
 		a.Dispatched = time.Time{}
 		back = append(back, a)
@@ -640,15 +665,16 @@ func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 	return t.unshift(back)
 }
 
-// pushAll pushes grants to their nodes, one call per node, all nodes at once, and
-// returns the grants that were not taken, in grant order (so that unshift keeps FIFO).
-func (q *Queue) pushAll(ctx context.Context, grants []Grant) (refused []Grant) {
+// pushAll pushes grants to their nodes, one call per node, all nodes at once, outside
+// the queue's turn, and keeps the grants that did not reach their node for the next
+// turn (takeBack).
+func (q *Queue) pushAll(grants []Grant) {
 	byNode := map[string][]int{} // node → indexes of its grants
 	for i, g := range grants {
 		node, _ := task.SlotNode(g.Slot)
 		byNode[node] = append(byNode[node], i)
 	}
-	back := make([]bool, len(grants))
+	outcome := make([]*returned, len(grants)) // nil: delivered
 	var wg sync.WaitGroup
 	for node, idx := range byNode {
 		wg.Go(func() {
@@ -656,35 +682,51 @@ func (q *Queue) pushAll(ctx context.Context, grants []Grant) (refused []Grant) {
 			for j, i := range idx {
 				gs[j] = grants[i]
 			}
-			no, err := q.push(ctx, node, gs)
+			no, err := q.push(context.Background(), node, gs)
 			for _, i := range idx {
-				switch {
-				case err != nil:
-					// The node may have taken it all the same (a call that timed out):
-					// whoever gets it next checks the task's record before computing.
-					grants[i].Assignment.Redispatched = true
-					back[i] = true
-				case slices.Contains(no, grants[i].Assignment.ID()):
-					back[i] = true
+				if err != nil || slices.Contains(no, grants[i].Assignment.ID()) {
+					outcome[i] = &returned{grant: grants[i], failed: err != nil}
 				}
 			}
 		})
 	}
 	wg.Wait()
-	now := q.now()
-	for i, g := range grants {
-		if back[i] {
-			refused = append(refused, g)
+	q.returnedMu.Lock()
+	defer q.returnedMu.Unlock()
+	for _, r := range outcome { // in grant order, so that takeBack keeps FIFO
+		if r != nil {
+			q.returned = append(q.returned, *r)
 		}
-		if g.Assignment.Redispatched && back[i] {
-			node, _ := task.SlotNode(g.Slot)
+	}
+}
+
+// takeBack puts the grants whose push did not deliver them back at the head of the
+// queue, in t. A push that failed may have delivered all the same (a call that timed
+// out): its attempt is marked, so whoever gets it next checks the task's record before
+// computing, and its node gets work only from its own syncs for PushSuspend. A grant
+// its node has reported meanwhile (refused, or taken after all) is left as the report
+// made it.
+func (q *Queue) takeBack(t *txn) error {
+	q.returnedMu.Lock()
+	back := q.returned
+	q.returned = nil
+	q.returnedMu.Unlock()
+	if len(back) == 0 {
+		return nil
+	}
+	grants := make([]Grant, len(back))
+	for i, r := range back {
+		grants[i] = r.grant
+		if r.failed {
+			grants[i].Assignment.Redispatched = true
+			node, _ := task.SlotNode(r.grant.Slot)
 			if q.pushFailed == nil {
 				q.pushFailed = map[string]time.Time{}
 			}
-			q.pushFailed[node] = now
+			q.pushFailed[node] = t.now
 		}
 	}
-	return refused
+	return q.unlease(t, "", grants)
 }
 
 // pushable returns the indexes of the idle slots the queue may push to: those of nodes
@@ -780,6 +822,9 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	now := q.now()
 	q.seen[req.Node] = now
 	t := q.begin()
+	if err := q.takeBack(t); err != nil {
+		return SyncReply{}, err
+	}
 	reply, err := q.reconcile(t, req)
 	if err != nil {
 		return SyncReply{}, err

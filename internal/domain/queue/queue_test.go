@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +68,7 @@ type world struct {
 	refuse map[string]bool    // node → refuses every push
 	down   map[string]bool    // node → push fails
 	busy   map[string]string  // slot → refuses its grants in a push
+	pushMu sync.Mutex
 }
 
 func newWorld(t *testing.T) *world {
@@ -82,10 +84,13 @@ func newWorld(t *testing.T) *world {
 func (w *world) newQueue() *Queue {
 	q := New(w.store, w.push)
 	q.now = func() time.Time { return w.clock }
+	q.goPush = func(f func()) { f() } // pushes done when the call returns
 	return q
 }
 
 func (w *world) push(_ context.Context, node string, grants []Grant) ([]task.AttemptID, error) {
+	w.pushMu.Lock() // one push per node runs at once
+	defer w.pushMu.Unlock()
 	if w.down[node] {
 		return nil, errors.New("node gone")
 	}
@@ -224,8 +229,9 @@ func TestIdleSlotsGetWorkPushed(t *testing.T) {
 	}
 }
 
-// A push that fails or is refused puts its tasks back at the head, ahead of what came
-// after them, drops the slots from the idle list, and keeps the others' pushes.
+// A push that fails or is refused puts its tasks back at the head with the next turn,
+// ahead of what came after them, drops the slots from the idle list, and keeps the
+// others' pushes.
 func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
@@ -234,14 +240,14 @@ func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
 	w.down["a"] = true
 	w.busy["b-1"] = "something else"
 	n := w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
-	if n != 1 {
-		t.Fatalf("dispatched %d, want 1 (b-0)", n)
+	if n != 3 {
+		t.Fatalf("handed out %d, want 3 (one per idle slot)", n)
 	}
 	if want := []string{"b-0=t2#1"}; !slices.Equal(w.pushed, want) {
 		t.Fatalf("pushed %v, want %v", w.pushed, want)
 	}
-	if d := w.depth(); d != (Depth{Normal: 3, Leased: 1}) {
-		t.Fatalf("depth = %+v, want 3 waiting, 1 leased, no idle slot", d)
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 3}) {
+		t.Fatalf("depth = %+v, want 1 waiting, 3 leased (the pushes' outcomes count at the next turn), no idle slot", d)
 	}
 	reply := w.sync(SyncRequest{Node: "b", Free: []string{"b-1"}}) // b-0's push not seen yet: in flight
 	if got, want := w.labels(reply.Given), []string{"b-1=t1#1"}; !slices.Equal(got, want) {
@@ -256,6 +262,31 @@ func TestFailedPushPutsTasksBackAtTheHead(t *testing.T) {
 	if got := w.labels(reply.Given); !slices.Equal(got, []string{"c-0=t3#1"}) || reply.Given[0].Assignment.Redispatched {
 		t.Errorf("next grant %v (redispatched %v), want t3 unmarked", got, reply.Given[0].Assignment.Redispatched)
 	}
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 3}) {
+		t.Fatalf("depth = %+v, want t4 waiting and t1, t2, t3 leased", d)
+	}
+}
+
+// A refused push that its node reports in a sync before the queue's next turn took it
+// back is put back once, not twice.
+func TestRefusedPushReportedByItsNodeComesBackOnce(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	w.busy["b-0"] = "something else"
+	t1 := w.task("t1", task.PriorityNormal)
+	w.enqueue(t1)
+	if len(w.pushed) != 0 {
+		t.Fatalf("pushed %v, want nothing (refused)", w.pushed)
+	}
+	// The node's report of the refusal and the push's reply both reach the queue.
+	reply := w.sync(SyncRequest{Node: "b", Done: []Done{{AttemptID: t1.ID(), Refused: true}}, Seen: 1})
+	if len(reply.Given) != 0 {
+		t.Fatalf("sync without free slots got %v", w.labels(reply.Given))
+	}
+	if d := w.depth(); d != (Depth{Normal: 1}) {
+		t.Fatalf("depth = %+v, want t1 waiting once, nothing leased", d)
+	}
 }
 
 // After a push to a node fails (its outcome unknown), the queue pushes nothing to that
@@ -266,8 +297,8 @@ func TestFailedPushSuspendsPushesToTheNode(t *testing.T) {
 	w := newWorld(t)
 	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
 	w.down["a"] = true
-	if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 0 {
-		t.Fatalf("dispatched %d, want 0 (a is down)", n)
+	if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 1 || len(w.pushed) != 0 {
+		t.Fatalf("handed out %d, pushed %v: want 1 handed out, nothing delivered (a is down)", n, w.pushed)
 	}
 	w.down["a"] = false
 	w.clock = w.clock.Add(PushSuspend / 2)
@@ -709,5 +740,28 @@ func TestHostTrustsItsStateWhileCallsKeepComing(t *testing.T) {
 		if got := w.store.gets - before; got != tc.wantReads {
 			t.Errorf("%s: %d store reads, want %d", tc.name, got, tc.wantReads)
 		}
+	}
+}
+
+// A grant carries its task's spec; the lease kept for it does not (a node's lease key is
+// rewritten at its syncs), so an attempt queued again from a lease comes without it and
+// its worker reads the record.
+func TestLeasesKeepNoSpec(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	a := w.task("t1", task.PriorityNormal)
+	a.Spec = &task.Spec{Type: "noop", Directory: "d"}
+	w.enqueue(a)
+	g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+	if len(g) != 1 || g[0].Assignment.Spec == nil {
+		t.Fatalf("grant %+v, want t1 with its spec", g)
+	}
+	if data := w.store.data[leaseKey("a")]; bytes.Contains(data, []byte(`"spec"`)) {
+		t.Fatalf("lease key holds the spec: %s", data)
+	}
+	w.clock = w.clock.Add(LeaseTTL + time.Second) // node a goes silent: its lease is lost
+	g = w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}).Given
+	if len(g) != 1 || g[0].Assignment.TaskID != a.TaskID || g[0].Assignment.Attempt != 2 || g[0].Assignment.Spec != nil {
+		t.Fatalf("after the lease was lost: %+v, want t1's attempt 2 without a spec", g)
 	}
 }

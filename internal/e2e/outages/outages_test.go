@@ -11,7 +11,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
-	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
@@ -80,7 +78,8 @@ func outageMidRun(t *testing.T, st *stacktest.Stack, service, address string, do
 	go func() {
 		defer close(submitted)
 		for i := range tasks {
-			id, n, err := submitRetrying(ctx, gw, dir)
+			v, n, err := gw.SubmitRetrying(ctx, "sleep", map[string]any{"ms": taskMS}, dir)
+			id := v.ID
 			mu.Lock()
 			refused += n
 			if err != nil {
@@ -186,44 +185,6 @@ func outageMidRun(t *testing.T, st *stacktest.Stack, service, address string, do
 	}
 	if completions != len(ids) {
 		t.Errorf("%d completion events stored, want %d (one per task)", completions, len(ids))
-	}
-}
-
-// submitRetrying submits one sleep task as a client would: a 503 is retried after its
-// Retry-After with the same Idempotency-Key, for up to two minutes. It returns the
-// task's id and how many 503s it got.
-func submitRetrying(ctx context.Context, gw stacktest.Gateway, dir string) (id string, refused int, err error) {
-	body, _ := json.Marshal(map[string]any{"task": "sleep", "payload": map[string]any{"ms": taskMS}, "directory": dir})
-	key := uuid.NewString()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		began := time.Now()
-		resp, err := gw.Do(ctx, http.MethodPost, "/api/v1/tasks", body, map[string]string{"Idempotency-Key": key})
-		switch {
-		case err != nil:
-			return "", refused, err
-		case resp.Code == http.StatusAccepted || resp.Code == http.StatusOK:
-			var v stacktest.TaskView
-			return v.ID, refused, json.Unmarshal(resp.Body, &v)
-		case resp.Code != http.StatusServiceUnavailable:
-			return "", refused, fmt.Errorf("submit: %d %s", resp.Code, resp.Body)
-		}
-		refused++
-		if took := time.Since(began); took > 3*time.Second {
-			return "", refused, fmt.Errorf("a 503 took %s: want it within about a second", took.Round(time.Millisecond))
-		}
-		wait, perr := strconv.Atoi(resp.Header.Get("Retry-After"))
-		if perr != nil || wait < 1 {
-			return "", refused, fmt.Errorf("503 without a Retry-After in seconds: %q", resp.Header.Get("Retry-After"))
-		}
-		if time.Now().After(deadline) {
-			return "", refused, errors.New("still 503 after two minutes")
-		}
-		select {
-		case <-ctx.Done():
-			return "", refused, ctx.Err()
-		case <-time.After(time.Duration(wait) * time.Second):
-		}
 	}
 }
 

@@ -31,7 +31,9 @@ func TestTwoGatewaysTwoWorkerNodes(t *testing.T) {
 	var ids []string
 	submit := func(from, to int) {
 		for i := from; i < to; i++ {
-			v, err := gateways[i%len(gateways)].Submit(ctx, "sleep", map[string]any{"ms": 150}, "scaleout")
+			// As a client should: a gateway joining moves the queue actor, and a
+			// submission meanwhile may be answered 503 (retried with its key).
+			v, _, err := gateways[i%len(gateways)].SubmitRetrying(ctx, "sleep", map[string]any{"ms": 150}, "scaleout")
 			if err != nil {
 				t.Fatal(err)
 			}

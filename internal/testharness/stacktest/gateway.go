@@ -5,11 +5,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // TaskView is the gateway's JSON view of a task (the fields tests read).
@@ -83,6 +87,45 @@ func (g Gateway) Submit(ctx context.Context, typ string, payload any, dir string
 	}
 	var v TaskView
 	return v, json.Unmarshal(resp.Body, &v)
+}
+
+// SubmitRetrying submits a task as a client should: a 503 is retried after its
+// Retry-After with the same Idempotency-Key, for up to two minutes, so a task refused
+// while the queue could not be reached (a gateway joining, an outage) is submitted once.
+// It fails when a 503 took more than 3 s to come or had no Retry-After, and returns the
+// task and how many 503s it got.
+func (g Gateway) SubmitRetrying(ctx context.Context, typ string, payload any, dir string) (v TaskView, refused int, err error) {
+	body, _ := json.Marshal(map[string]any{"task": typ, "payload": payload, "directory": dir})
+	key := uuid.NewString()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		began := time.Now()
+		resp, err := g.Do(ctx, http.MethodPost, "/api/v1/tasks", body, map[string]string{"Idempotency-Key": key})
+		switch {
+		case err != nil:
+			return v, refused, err
+		case resp.Code == http.StatusAccepted || resp.Code == http.StatusOK:
+			return v, refused, json.Unmarshal(resp.Body, &v)
+		case resp.Code != http.StatusServiceUnavailable:
+			return v, refused, fmt.Errorf("submit %s: %d %s", typ, resp.Code, resp.Body)
+		}
+		refused++
+		if took := time.Since(began); took > 3*time.Second {
+			return v, refused, fmt.Errorf("a 503 took %s: want it within about a second", took.Round(time.Millisecond))
+		}
+		wait, perr := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if perr != nil || wait < 1 {
+			return v, refused, fmt.Errorf("503 without a Retry-After in seconds: %q", resp.Header.Get("Retry-After"))
+		}
+		if time.Now().After(deadline) {
+			return v, refused, errors.New("still 503 after two minutes")
+		}
+		select {
+		case <-ctx.Done():
+			return v, refused, ctx.Err()
+		case <-time.After(time.Duration(wait) * time.Second):
+		}
+	}
 }
 
 // Get reads a task.
