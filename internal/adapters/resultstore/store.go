@@ -60,7 +60,14 @@ type Store struct {
 	// dirSyncs group-commits the fsyncs of each directory: writers that linked their results
 	// while one fsync of the directory runs share the next one.
 	dirSyncs map[string]*batch.Batcher[struct{}]
+	// dirs keeps open the directories results were written to (opened through root, so
+	// confined to it), for writes relative to them without walking the path each time.
+	// Cleared when full; a handle dropped is closed by its finalizer once unused.
+	dirs map[string]*os.File
 }
+
+// errNoTmpfile: the file system cannot make unnamed files (see linkNew).
+var errNoTmpfile = errors.New("O_TMPFILE not supported")
 
 // Open opens the results root, creating it (mode 0o755) if missing.
 func Open(root string) (*Store, error) {
@@ -71,7 +78,7 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open result store %s: %w", root, err)
 	}
-	return &Store{root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}])}, nil
+	return &Store{root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}]), dirs: make(map[string]*os.File)}, nil
 }
 
 // Close releases the root directory.
@@ -101,6 +108,11 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 	if err := ctx.Err(); err != nil {
 		return task.Location{}, false, err
 	}
+	if len(files) == 0 {
+		if loc, existed, done, err := s.writeUnnamed(dir, id, result); done {
+			return loc, existed, err
+		}
+	}
 	loc, err := s.stat(dir, id)
 	if err == nil {
 		return loc, true, nil
@@ -126,6 +138,64 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 	}
 	sum := sha256.Sum256(result)
 	return newLocation(dir, id, int64(len(result)), sum[:], suffixes(files)), false, nil
+}
+
+// writeUnnamed writes a result without binary files through an unnamed file linked into
+// place (linkNew): the whole commit is that link, as in commit's lock-free case. done is
+// false when this way is not open (no O_TMPFILE, a marker of a crashed write of this task,
+// the directory gone): the caller writes the result through a named temp file instead.
+func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.Location, existed, done bool, err error) {
+	if err := s.ensureDir(dir); err != nil {
+		return loc, false, false, nil
+	}
+	d, err := s.dirHandle(dir)
+	if err != nil {
+		return loc, false, false, nil
+	}
+	if marked, err := exists(d, "."+id.String()+".partial"); err != nil || marked {
+		return loc, false, false, nil
+	}
+	existed, err = linkNew(d, id.String()+"."+resultSuffix, result)
+	switch {
+	case err != nil:
+		s.dropDirHandle(dir) // the directory may have been removed: the named way makes it again
+		return loc, false, false, nil
+	case existed:
+		loc, err = s.stat(dir, id)
+		return loc, true, err == nil, err
+	}
+	if err := s.syncDir(dir); err != nil {
+		return loc, false, true, err
+	}
+	sum := sha256.Sum256(result)
+	return newLocation(dir, id, int64(len(result)), sum[:], nil), false, true, nil
+}
+
+// dirHandle returns the open directory dir.
+func (s *Store) dirHandle(dir string) (*os.File, error) {
+	s.mu.Lock()
+	d, ok := s.dirs[dir]
+	s.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := s.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.dirs) >= maxDurableDirs {
+		clear(s.dirs)
+	}
+	s.dirs[dir] = d
+	return d, nil
+}
+
+func (s *Store) dropDirHandle(dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.dirs, dir)
 }
 
 // Read returns the stored JSON of a task. The error matches fs.ErrNotExist when there is none.
@@ -478,6 +548,12 @@ func (s *Store) syncDir(name string) error {
 }
 
 func (s *Store) fsyncDir(name string) error {
+	s.mu.Lock()
+	d, ok := s.dirs[name]
+	s.mu.Unlock()
+	if ok {
+		return d.Sync()
+	}
 	d, err := s.root.Open(name)
 	if err != nil {
 		return err

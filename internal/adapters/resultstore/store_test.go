@@ -462,3 +462,29 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+// A result without binary files is written without any other name in its directory (an
+// unnamed file linked into place, where the file system has O_TMPFILE), readable as any
+// other, and a second write of it changes nothing.
+func TestWriteWithoutBinaryFilesLeavesOnlyTheResult(t *testing.T) {
+	t.Parallel()
+	s, bundle := setup(t)
+	id := uuid.New()
+	if _, existed, err := s.Write(t.Context(), "d", id, []byte(`{"n":1}`), nil); err != nil || existed {
+		t.Fatalf("Write = existed %v, %v", existed, err)
+	}
+	if got := bundle.names(t, "d"); !slices.Equal(got, []string{id.String() + ".json"}) {
+		t.Fatalf("directory holds %q, want only the result", got)
+	}
+	fi, err := os.Stat(filepath.Join(bundle.root, "d", id.String()+".json"))
+	if err != nil || fi.Mode().Perm() != filePerm&^0o022 && fi.Mode().Perm() != filePerm {
+		t.Fatalf("result file %v, %v: want mode %v", fi, err, os.FileMode(filePerm))
+	}
+	loc, existed, err := s.Write(t.Context(), "d", id, []byte(`{"n":2}`), nil)
+	if err != nil || !existed || loc.SHA256 != sha256Hex([]byte(`{"n":1}`)) {
+		t.Fatalf("second Write = %+v, existed %v, %v; want the first result kept", loc, existed, err)
+	}
+	if data, err := s.Read("d", id); err != nil || string(data) != `{"n":1}` {
+		t.Fatalf("Read = %s, %v", data, err)
+	}
+}
