@@ -26,7 +26,7 @@ type Config struct {
 	// PoolSize; 0 turns the buffer off (strict order of dispatch).
 	Prefetch int
 	// PrefetchHorizon lets the buffer hold more than Prefetch attempts while tasks are
-	// short: as many as the node starts in this time at its recent pace (at most 256).
+	// short: as many as the node starts in this time at its recent pace (at most 64).
 	// A task re-queued at high priority then waits behind about this much work per
 	// node at most. Defaults to 250ms; 0 keeps the buffer at Prefetch.
 	PrefetchHorizon time.Duration

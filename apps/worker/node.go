@@ -213,7 +213,7 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 
 // bufferWant is how many attempts the node wants in its buffer now: prefetch, or, while
 // attempts start faster, as many as start in horizon at the node's recent pace (at most
-// queue's limit for one sync). Short tasks thus come in larger batches (fewer syncs,
+// BufferMax). Short tasks thus come in larger batches (fewer syncs,
 // fewer and larger record, result and event calls), while a task re-queued at high
 // priority still waits behind at most about horizon of work on each node. Call with mu
 // held.
@@ -222,8 +222,14 @@ func (n *Node) bufferWant(now time.Time) int {
 		return n.prefetch
 	}
 	want := int(n.pace.rate(now) * n.horizon.Seconds())
-	return max(n.prefetch, min(want, queue.PrefetchMax))
+	return max(n.prefetch, min(want, BufferMax))
 }
+
+// BufferMax bounds the buffer that follows the pace: a node's leases are one key of the
+// queue's state, written at every sync that changes them, so a larger buffer makes every
+// turn of the queue longer (under overload, long enough to hold submissions past their
+// budget) for little more batching.
+const BufferMax = 64
 
 // pace is how many attempts a second a node started over its last full window of
 // paceWindow (a window runs until the first start after its end, so a quiet spell

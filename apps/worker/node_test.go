@@ -524,7 +524,7 @@ func TestDroppedWhileDeliveringStillDelivers(t *testing.T) {
 }
 
 // The buffer holds Prefetch attempts, or horizon's worth at the node's pace while that
-// is more (at most queue.PrefetchMax); PREFETCH=0 keeps it off whatever the pace.
+// is more (at most BufferMax); PREFETCH=0 keeps it off whatever the pace.
 func TestBufferFollowsThePace(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -537,8 +537,8 @@ func TestBufferFollowsThePace(t *testing.T) {
 	}{
 		{"idle node", 4, 250 * time.Millisecond, 0, 4},
 		{"long tasks", 4, 250 * time.Millisecond, 8, 4},
-		{"short tasks", 4, 250 * time.Millisecond, 400, 100},
-		{"very short tasks", 4, 250 * time.Millisecond, 100_000, queue.PrefetchMax},
+		{"short tasks", 4, 250 * time.Millisecond, 200, 50},
+		{"very short tasks", 4, 250 * time.Millisecond, 100_000, BufferMax},
 		{"horizon off", 4, 0, 400, 4},
 		{"buffer off", 0, 250 * time.Millisecond, 400, 0},
 	}
