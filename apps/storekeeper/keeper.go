@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,9 @@ import (
 // MaxBatchBytesDefault bounds one store request: a batch of results with their JSON
 // and their files.
 const MaxBatchBytesDefault = 96 << 20
+
+// storeTimeout bounds storing one batch, once begun, whatever its caller does.
+const storeTimeout = time.Minute
 
 // writeConcurrency bounds the result files written at once. Concurrent writes share
 // the file system's journal commits, so a batch pays for a few fsyncs, not one each.
@@ -70,12 +74,22 @@ func (k *Keeper) Mount(r chi.Router) {
 // when the body is not a batch.
 func (k *Keeper) serveStore(w http.ResponseWriter, r *http.Request) {
 	var b task.StoreBatch
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, k.maxBody)).Decode(&b); err != nil {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, k.maxBody))
+	if err == nil {
+		err = json.Unmarshal(data, &b)
+	}
+	if err != nil {
 		k.stored.WithLabelValues("rejected").Inc()
 		http.Error(w, "decode store batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	reply := k.Store(r.Context(), b)
+	// A batch once begun is finished whether or not its caller waits (a worker killed
+	// mid-call cancels the request): a record update cut short may land all the same,
+	// and its completion event would then never be published, since a later delivery
+	// finds the task completed and the node that held it is gone.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), storeTimeout)
+	defer cancel()
+	reply := k.Store(ctx, b)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(reply)
 }

@@ -37,6 +37,9 @@ type fakeState struct {
 	items   map[string]fakeItem
 	version int
 	calls   map[string]int
+	// gate, when set, holds every transaction until it is closed (entered is told
+	// first); a transaction whose context ends meanwhile fails as a sidecar call would.
+	gate, entered chan struct{}
 }
 
 type fakeItem struct {
@@ -80,7 +83,10 @@ func (f *fakeState) DeleteState(_ context.Context, _, key string, _ map[string]s
 	return nil
 }
 
-func (f *fakeState) GetBulkState(_ context.Context, _ string, keys []string, _ map[string]string, _ int32) ([]*dapr.BulkStateItem, error) {
+func (f *fakeState) GetBulkState(ctx context.Context, _ string, keys []string, _ map[string]string, _ int32) ([]*dapr.BulkStateItem, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["bulk-get"]++
@@ -92,7 +98,18 @@ func (f *fakeState) GetBulkState(_ context.Context, _ string, keys []string, _ m
 	return out, nil
 }
 
-func (f *fakeState) ExecuteStateTransaction(_ context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
+func (f *fakeState) ExecuteStateTransaction(ctx context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
+	if err := ctx.Err(); err != nil { // a sidecar call fails once its context has ended
+		return err
+	}
+	if f.gate != nil {
+		f.entered <- struct{}{}
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls["transaction"]++
@@ -432,5 +449,56 @@ func TestStoreBatchWithStart(t *testing.T) {
 	}
 	if c := fx.state.callCounts(); c["transaction"] != 1 {
 		t.Errorf("calls %v, want one transaction", c)
+	}
+}
+
+// A worker that gives up on a store call (killed mid-call: its request is cancelled) does
+// not cut the batch short: the record is completed and the completion published, so a
+// later delivery, which finds the task completed, is not needed for the event.
+func TestServeStoreFinishesWhenTheCallerGoes(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	rec := running(1)
+	fx.state.seed(t, rec)
+	fx.state.gate, fx.state.entered = make(chan struct{}), make(chan struct{}, 1)
+	r := chi.NewRouter()
+	fx.keeper.Mount(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+
+	body, _ := json.Marshal(task.StoreBatch{Results: []task.StoreRequest{result(rec, "out", `{}`)}})
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/results", bytes.NewReader(body))
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	<-fx.state.entered // the record's update is under way
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("the cancelled call got an answer")
+	}
+	time.Sleep(50 * time.Millisecond) // the server sees the connection go
+	close(fx.state.gate)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fx.broker.mu.Lock()
+		published := slices.ContainsFunc(fx.broker.events, func(e task.Event) bool { return e.Kind == task.EventCompleted && e.TaskID == rec.ID })
+		fx.broker.mu.Unlock()
+		if published {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no completion published after the caller went")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	got, _, err := fx.keeper.tasks.Get(t.Context(), rec.ID)
+	if err != nil || got.Status != task.StatusCompleted {
+		t.Fatalf("record after the caller went: %+v, %v; want completed", got, err)
 	}
 }

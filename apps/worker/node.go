@@ -173,8 +173,13 @@ func (n *Node) Busy() int {
 // Take takes grants pushed by the queue or given in a sync reply and starts them: on
 // the slot a grant names when it is free, else on any free slot, else from the buffer
 // once a slot frees. It returns the attempts it refused (node draining; a push for a
-// slot of another node; a push with no slot free and the buffer full); a grant of an
-// attempt held already is taken again, silently.
+// slot of another node; a push with no slot free and the buffer full) and reports them
+// with the next sync, which puts them back at the head of the queue (for a push, the
+// queue may also learn it from the push's reply: whichever comes first counts). The
+// refusals are recorded under the same lock that records the grants' lease numbers as
+// seen: a sync that says the node has seen a lease it does not hold and did not refuse
+// makes the queue take the lease for lost, and its task runs again as a new attempt. A
+// grant of an attempt held already is taken again, silently.
 func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 	n.mu.Lock()
 	now := time.Now()
@@ -206,8 +211,14 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 		a.slot, n.busy[slot] = slot, a
 		start = append(start, a)
 	}
+	for _, id := range refused {
+		n.done = append(n.done, queue.Done{AttemptID: id, Refused: true})
+	}
 	n.mu.Unlock()
 	n.launch(start)
+	if len(refused) > 0 {
+		n.signal()
+	}
 	return refused
 }
 
@@ -441,26 +452,8 @@ func (n *Node) syncOnce(ctx context.Context) error {
 		a.cancel()
 	}
 	n.fill()
-	n.Hand(reply.Given)
+	n.Take(reply.Given)
 	return nil
-}
-
-// Hand takes grants the queue handed this node (a sync's reply, or a push) and reports
-// the ones it refused with the next sync, which puts them back at the head of the queue
-// (the queue may also learn it from a push's reply: whichever comes first counts). It
-// returns the refused attempts.
-func (n *Node) Hand(grants []queue.Grant) []task.AttemptID {
-	refused := n.Take(grants)
-	if len(refused) == 0 {
-		return nil
-	}
-	n.mu.Lock()
-	for _, id := range refused {
-		n.done = append(n.done, queue.Done{AttemptID: id, Refused: true})
-	}
-	n.mu.Unlock()
-	n.signal()
-	return refused
 }
 
 // Drain stops taking attempts (the next sync tells the queue) and waits for the held

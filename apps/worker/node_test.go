@@ -576,3 +576,21 @@ func TestPaceSlowsAfterAPause(t *testing.T) {
 		t.Fatalf("rate after a 5 s pause = %.1f/s, want at most 4", r)
 	}
 }
+
+// A refused grant (a push that found no room) is reported as refused in the same sync
+// that first says the node has seen its lease number: were the number seen without the
+// refusal, the queue would take the lease for lost and run the task as a new attempt.
+func TestRefusalGoesWithTheSeenLeaseNumber(t *testing.T) {
+	t.Parallel()
+	n := NewNode(slog.New(slog.NewTextHandler(io.Discard, nil)), "vm", []string{"vm-0"}, &Executor{Catalog: catalog.Default()}, Services{}, nil)
+	n.prefetch, n.horizon = 0, 0
+	n.draining = true // refuses everything
+	g := queue.Grant{Slot: "vm-0", Seq: 7, Assignment: task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}}
+	if refused := n.Take([]queue.Grant{g}); len(refused) != 1 {
+		t.Fatalf("refused %v, want the grant", refused)
+	}
+	req, _ := n.request()
+	if req.Seen != 7 || !slices.ContainsFunc(req.Done, func(d queue.Done) bool { return d.AttemptID == g.Assignment.ID() && d.Refused }) {
+		t.Fatalf("sync after the refusal: seen %d, done %+v; want seen 7 with the grant refused", req.Seen, req.Done)
+	}
+}

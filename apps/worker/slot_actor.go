@@ -42,7 +42,7 @@ func (s *SlotActor) Invoke(_ context.Context, slot, method string, body []byte) 
 	}
 	// Taken means held: the queue's lease covers it from here, so the answer does not
 	// wait for the start to be recorded.
-	return json.Marshal(queue.PushReply{Refused: s.node.Hand(req.Grants)})
+	return json.Marshal(queue.PushReply{Refused: s.node.Take(req.Grants)})
 }
 
 // Remind is not used: the slots register no reminders.
