@@ -95,12 +95,22 @@ func (g Gateway) Submit(ctx context.Context, typ string, payload any, dir string
 // It fails when a 503 took more than 3 s to come or had no Retry-After, and returns the
 // task and how many 503s it got.
 func (g Gateway) SubmitRetrying(ctx context.Context, typ string, payload any, dir string) (v TaskView, refused int, err error) {
+	return g.SubmitUntilAccepted(ctx, typ, payload, dir, uuid.NewString())
+}
+
+// SubmitUntilAccepted is SubmitRetrying with the given Idempotency-Key; with none (""), a
+// task refused with a 503 may still run (the gateway queues it in the background) besides
+// the one a retry submits.
+func (g Gateway) SubmitUntilAccepted(ctx context.Context, typ string, payload any, dir, key string) (v TaskView, refused int, err error) {
 	body, _ := json.Marshal(map[string]any{"task": typ, "payload": payload, "directory": dir})
-	key := uuid.NewString()
+	var header map[string]string
+	if key != "" {
+		header = map[string]string{"Idempotency-Key": key}
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		began := time.Now()
-		resp, err := g.Do(ctx, http.MethodPost, "/api/v1/tasks", body, map[string]string{"Idempotency-Key": key})
+		resp, err := g.Do(ctx, http.MethodPost, "/api/v1/tasks", body, header)
 		switch {
 		case err != nil:
 			return v, refused, err
