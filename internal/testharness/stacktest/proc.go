@@ -109,26 +109,45 @@ func waitTCP(ctx context.Context, p *Proc, addr string) error {
 var ports struct {
 	sync.Mutex
 	used map[int]bool
+	next int
 }
 
-// FreePort returns a loopback port that nothing listens on now.
+// The ports a stack gets: below Linux's ephemeral range (32768–60999), where the kernel
+// picks the local port of every outgoing connection, so that no connection of the
+// machine (a sidecar to Redis, a test's HTTP client) can take a port between the moment
+// it is found free and the moment its server binds it; and above the fixed ports of
+// `make run` (all below 10000 or from 30001).
+const (
+	portLow  = 10000
+	portHigh = 30000
+)
+
+// FreePort returns a loopback port that nothing listens on now. Each process walks the
+// range from its own starting point, so that stacks of test packages running at once
+// rarely try the same ports.
 func FreePort() (int, error) {
 	ports.Lock()
 	defer ports.Unlock()
 	if ports.used == nil {
 		ports.used = map[int]bool{}
+		ports.next = portLow + int((uint64(os.Getpid())*7919+uint64(time.Now().UnixNano()))%(portHigh-portLow))
 	}
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for range portHigh - portLow {
+		port := ports.next
+		ports.next++
+		if ports.next == portHigh {
+			ports.next = portLow
+		}
+		if ports.used[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", addr(port))
 		if err != nil {
-			return 0, fmt.Errorf("find a free port: %w", err)
+			continue // taken
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		if !ports.used[port] {
-			ports.used[port] = true
-			return port, nil
-		}
+		ports.used[port] = true
+		return port, nil
 	}
 	return 0, errors.New("find a free port: none left")
 }
