@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
@@ -64,6 +65,9 @@ type Store struct {
 	// confined to it), for writes relative to them without walking the path each time.
 	// Cleared when full; a handle dropped is closed by its finalizer once unused.
 	dirs map[string]*os.File
+	// noTmpfile is set once the file system refused an unnamed file: every write then
+	// goes the named way at once.
+	noTmpfile atomic.Bool
 }
 
 // errNoTmpfile: the file system cannot make unnamed files (see linkNew).
@@ -145,6 +149,9 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 // false when this way is not open (no O_TMPFILE, a marker of a crashed write of this task,
 // the directory gone): the caller writes the result through a named temp file instead.
 func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.Location, existed, done bool, err error) {
+	if s.noTmpfile.Load() {
+		return loc, false, false, nil
+	}
 	if err := s.ensureDir(dir); err != nil {
 		return loc, false, false, nil
 	}
@@ -152,11 +159,16 @@ func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.
 	if err != nil {
 		return loc, false, false, nil
 	}
-	if marked, err := exists(d, "."+id.String()+".partial"); err != nil || marked {
-		return loc, false, false, nil
+	marked, err := exists(d, "."+id.String()+".partial")
+	if err == nil && !marked {
+		existed, err = linkNew(d, id.String()+"."+resultSuffix, result)
 	}
-	existed, err = linkNew(d, id.String()+"."+resultSuffix, result)
 	switch {
+	case errors.Is(err, errNoTmpfile):
+		s.noTmpfile.Store(true)
+		return loc, false, false, nil
+	case marked:
+		return loc, false, false, nil
 	case err != nil:
 		s.dropDirHandle(dir) // the directory may have been removed: the named way makes it again
 		return loc, false, false, nil
@@ -171,12 +183,17 @@ func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.
 	return newLocation(dir, id, int64(len(result)), sum[:], nil), false, true, nil
 }
 
+// cachedDir returns the kept handle of directory dir, if there is one.
+func (s *Store) cachedDir(dir string) (*os.File, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.dirs[dir]
+	return d, ok
+}
+
 // dirHandle returns the open directory dir.
 func (s *Store) dirHandle(dir string) (*os.File, error) {
-	s.mu.Lock()
-	d, ok := s.dirs[dir]
-	s.mu.Unlock()
-	if ok {
+	if d, ok := s.cachedDir(dir); ok {
 		return d, nil
 	}
 	d, err := s.root.Open(dir)
@@ -548,10 +565,7 @@ func (s *Store) syncDir(name string) error {
 }
 
 func (s *Store) fsyncDir(name string) error {
-	s.mu.Lock()
-	d, ok := s.dirs[name]
-	s.mu.Unlock()
-	if ok {
+	if d, ok := s.cachedDir(name); ok {
 		return d.Sync()
 	}
 	d, err := s.root.Open(name)
@@ -581,13 +595,16 @@ func (s *Store) markDurable(dir string) {
 	s.durable[dir] = struct{}{}
 }
 
-// forgetDir drops dir and its parents from the durable set.
+// forgetDir drops dir and its parents from the durable set, and their kept handles: a
+// directory that was removed is made again, and an fsync through the old handle would
+// sync the removed one.
 func (s *Store) forgetDir(dir string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := 0; i <= len(dir); i++ {
 		if i == len(dir) || dir[i] == '/' {
 			delete(s.durable, dir[:i])
+			delete(s.dirs, dir[:i])
 		}
 	}
 }

@@ -488,3 +488,24 @@ func TestWriteWithoutBinaryFilesLeavesOnlyTheResult(t *testing.T) {
 		t.Fatalf("Read = %s, %v", data, err)
 	}
 }
+
+// Forgetting a removed directory also drops its kept handle (and its parents'): the
+// directory's next fsync must reach the one made again, not the removed one.
+func TestForgetDirDropsKeptHandles(t *testing.T) {
+	t.Parallel()
+	s, _ := setup(t)
+	if _, _, err := s.Write(t.Context(), "a/b", uuid.New(), []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"a/b", "a"} {
+		if _, err := s.dirHandle(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.forgetDir("a/b")
+	for _, dir := range []string{"a/b", "a"} {
+		if _, ok := s.cachedDir(dir); ok {
+			t.Errorf("handle of %s kept after forgetDir", dir)
+		}
+	}
+}
