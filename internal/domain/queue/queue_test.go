@@ -615,20 +615,24 @@ func BenchmarkEnqueueDequeue(b *testing.B) {
 		b.Run(fmt.Sprintf("depth=%d", depth), func(b *testing.B) {
 			ctx := context.Background()
 			q := New(newMemStore(), func(context.Context, string, []Grant) ([]task.AttemptID, error) { return nil, nil })
-			batch := make([]task.Assignment, 1000)
-			for i := range batch {
-				batch[i] = task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
+			// Every entry a task of its own: the queue hands an attempt out once, so
+			// entries of one attempt repeated would be skipped, and it would run dry.
+			assignment := func() task.Assignment {
+				return task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
 			}
+			batch := make([]task.Assignment, 1000)
 			for range depth / len(batch) {
+				for i := range batch {
+					batch[i] = assignment()
+				}
 				if _, err := q.Enqueue(ctx, batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			one := batch[:1]
 			var last []Grant
 			b.ResetTimer()
 			for b.Loop() {
-				if _, err := q.Enqueue(ctx, one); err != nil {
+				if _, err := q.Enqueue(ctx, []task.Assignment{assignment()}); err != nil {
 					b.Fatal(err)
 				}
 				reply, err := q.Sync(ctx, SyncRequest{Node: "w", Incarnation: "i", Free: []string{"w-0"}, Done: done(last...), Seen: maxSeq(last)})
