@@ -89,6 +89,9 @@ type Node struct {
 	prefetch int
 	horizon  time.Duration
 	pace     pace
+	// backlog: the queue's last reply gave all the work the node asked for (free slots
+	// and buffer), so more may wait. The buffer follows the pace only then.
+	backlog bool
 
 	mu       sync.Mutex
 	seen     uint64                      // highest lease number received
@@ -223,13 +226,15 @@ func (n *Node) Take(grants []queue.Grant) (refused []task.AttemptID) {
 }
 
 // bufferWant is how many attempts the node wants in its buffer now: prefetch, or, while
-// attempts start faster, as many as start in horizon at the node's recent pace (at most
-// BufferMax). Short tasks thus come in larger batches (fewer syncs,
+// work waits in the queue (its last sync got all it asked for) and attempts start
+// faster, as many as start in horizon at the node's recent pace (at most BufferMax).
+// Without a backlog a larger buffer brings nothing to batch, and measured worse: at
+// 50 tasks/s, submit → started went from 6 to 31 ms at p50. Short tasks thus come in larger batches (fewer syncs,
 // fewer and larger record, result and event calls), while a task re-queued at high
 // priority still waits behind at most about horizon of work on each node. Call with mu
 // held.
 func (n *Node) bufferWant(now time.Time) int {
-	if n.prefetch == 0 || n.horizon <= 0 {
+	if n.prefetch == 0 || n.horizon <= 0 || !n.backlog {
 		return n.prefetch
 	}
 	want := int(n.pace.rate(now) * n.horizon.Seconds())
@@ -433,6 +438,7 @@ func (n *Node) syncOnce(ctx context.Context) error {
 		return err // the ended attempts stay pending and go with the next sync
 	}
 	n.mu.Lock()
+	n.backlog = req.Prefetch > 0 && len(reply.Given) >= len(req.Free)+req.Prefetch
 	n.done = n.done[sent:]
 	var stop []*attempt
 	for _, id := range reply.Drop {

@@ -523,8 +523,9 @@ func TestDroppedWhileDeliveringStillDelivers(t *testing.T) {
 	})
 }
 
-// The buffer holds Prefetch attempts, or horizon's worth at the node's pace while that
-// is more (at most BufferMax); PREFETCH=0 keeps it off whatever the pace.
+// While work waits in the queue, the buffer holds Prefetch attempts, or horizon's worth at
+// the node's pace while that is more (at most BufferMax); PREFETCH=0 keeps it off
+// whatever the pace. Without a backlog it holds Prefetch, however fast the pace.
 func TestBufferFollowsThePace(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -541,10 +542,11 @@ func TestBufferFollowsThePace(t *testing.T) {
 		{"very short tasks", 4, 250 * time.Millisecond, 100_000, BufferMax},
 		{"horizon off", 4, 0, 400, 4},
 		{"buffer off", 0, 250 * time.Millisecond, 400, 0},
+		{"no backlog", 4, 250 * time.Millisecond, 400, 4},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n := &Node{prefetch: tc.prefetch, horizon: tc.horizon}
+			n := &Node{prefetch: tc.prefetch, horizon: tc.horizon, backlog: tc.name != "no backlog"}
 			now := at
 			// One second of starts in steps of 10 ms.
 			for range 100 {
