@@ -99,6 +99,12 @@ type Lease struct {
 	Grant
 	Incarnation string    `json:"incarnation,omitempty"` // the node process it went to, when known
 	Granted     time.Time `json:"granted"`
+	// Pushed marks a lease pushed to its node (outside the queue's turns) that no sync
+	// has reported yet. Its number says nothing about when it arrives: a sync reply given
+	// later, with a higher number, may overtake the push, so the node's Seen does not
+	// cover it. It is judged by its push's outcome (takeBack), its node's reports, and
+	// LeaseTTL; once a sync reports it held, it is judged like any other.
+	Pushed bool `json:"pushed,omitempty"`
 }
 
 // nodeState is the lease key of one node.
@@ -426,7 +432,7 @@ func (q *Queue) sweep(t *txn, now time.Time) error {
 		seen := q.nodes[node].Seen
 		// A lease the node has not reported seeing within the TTL never reached it.
 		if err := q.lose(t, node, func(l Lease) bool {
-			return silent || l.Seq > seen && now.Sub(later(l.Granted, q.since)) > LeaseTTL
+			return silent || (l.Pushed || l.Seq > seen) && now.Sub(later(l.Granted, q.since)) > LeaseTTL
 		}); err != nil {
 			return err
 		}
@@ -614,7 +620,10 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 			if err != nil {
 				return 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 			}
-			grants = append(grants, q.lease(t, node, t.m.Idle[k], as[i], now))
+			g := q.lease(t, node, t.m.Idle[k], as[i], now)
+			ls := t.node(q, node).Leases
+			ls[len(ls)-1].Pushed = true
+			grants = append(grants, g)
 			taken[k] = true
 		}
 		idle := t.m.Idle[:0:0]
@@ -835,7 +844,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	// Slots of leases on their way to the node are busy, whatever the report says.
 	var inFlight []string
 	for _, l := range t.node(q, req.Node).Leases {
-		if l.Seq > req.Seen && l.Slot != "" {
+		if (l.Pushed || l.Seq > req.Seen) && l.Slot != "" {
 			inFlight = append(inFlight, l.Slot)
 		}
 	}
@@ -926,11 +935,15 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 	for i := range ns.Leases {
 		if slices.Contains(req.Held, ns.Leases[i].Assignment.ID()) {
 			ns.Leases[i].Incarnation = req.Incarnation // a lease pushed to a new process is adopted
+			ns.Leases[i].Pushed = false                // reported: the node's Seen covers it from now on
 		}
 	}
 	if err := q.lose(t, req.Node, func(l Lease) bool {
 		if slices.Contains(req.Held, l.Assignment.ID()) {
 			return false
+		}
+		if l.Pushed {
+			return false // its push may still be on its way (to this process, maybe)
 		}
 		return l.Incarnation != "" && l.Incarnation != req.Incarnation || // given to an earlier process
 			l.Seq <= req.Seen // seen by this process, and no longer held

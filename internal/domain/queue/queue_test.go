@@ -324,6 +324,61 @@ func TestFailedPushSuspendsPushesToTheNode(t *testing.T) {
 	}
 }
 
+// A sync reply given after a push, with a higher lease number, may reach the node
+// before the push does. The node's Seen then covers the pushed lease's number though the
+// node has not got it: the lease is not taken for lost, and its slot stays busy, until
+// the node reports it. A pushed lease that its node never reports is lost after LeaseTTL.
+func TestPushOvertakenBySyncReply(t *testing.T) {
+	t.Parallel()
+	for _, reported := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reported=%v", reported), func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			var later []func()
+			w.q.goPush = func(f func()) { later = append(later, f) } // pushes on their way
+			w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+			if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 1 {
+				t.Fatalf("dispatched %d, want t1 pushed to a-0", n)
+			}
+			w.enqueue(w.task("t2", task.PriorityNormal))
+			g2 := w.sync(SyncRequest{Node: "a", Free: []string{"a-1"}}).Given
+			if got := w.labels(g2); !slices.Equal(got, []string{"a-1=t2#1"}) {
+				t.Fatalf("given %v, want t2 for a-1", got)
+			}
+			w.enqueue(w.task("t3", task.PriorityNormal))
+			// The node got t2 (lease 2) but not yet t1's push (lease 1).
+			reply := w.sync(SyncRequest{Node: "a", Held: ids(g2...), Seen: maxSeq(g2), Free: []string{"a-0"}})
+			if len(reply.Given) != 0 {
+				t.Fatalf("given %v: a-0's pushed lease is on its way, the slot is busy", w.labels(reply.Given))
+			}
+			if d := w.depth(); d != (Depth{Normal: 1, Leased: 2}) {
+				t.Fatalf("depth %+v, want t1 and t2 leased, t3 waiting (nothing lost)", d)
+			}
+			for _, f := range later {
+				f()
+			}
+			if !slices.Contains(w.pushed, "a-0=t1#1") {
+				t.Fatalf("pushed %v, want t1 to a-0", w.pushed)
+			}
+			held := ids(g2...)
+			if reported {
+				held = append(held, w.grants["a"][0].Assignment.ID())
+			}
+			for range 3 {
+				w.clock = w.clock.Add(LeaseTTL / 2)
+				w.sync(SyncRequest{Node: "a", Held: held, Seen: maxSeq(g2)})
+			}
+			want := Depth{Normal: 1, Leased: 2}
+			if !reported {
+				want = Depth{High: 1, Normal: 1, Leased: 1} // t1's next attempt, ahead of t3
+			}
+			if d := w.depth(); d != want {
+				t.Fatalf("after %v: depth %+v, want %+v", 3*LeaseTTL/2, d, want)
+			}
+		})
+	}
+}
+
 // A node that stops syncing for LeaseTTL loses its leases: their tasks come back at
 // high priority as the next attempt, ahead of normal ones, and its idle slots leave the
 // idle list. A node that keeps syncing keeps its leases however long they run.
