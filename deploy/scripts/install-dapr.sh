@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds daprd, placement, scheduler (runtime v$DAPR_RUNTIME_VERSION, -tags allcomponents) and the
+# Builds daprd, placement, scheduler, sentry (runtime v$DAPR_RUNTIME_VERSION, -tags allcomponents) and the
 # dapr CLI (v$DAPR_CLI_VERSION) from the Go module proxy into a per-version cache, once.
 # Prints the runtime root (the directory holding .dapr/bin) on stdout.
 # A runtime installed by `dapr init` in $HOME/.dapr/bin is reused when its version matches.
@@ -27,7 +27,7 @@ if [ -z "${TASKGRID_FORCE_BUILD:-}" ] && have_version "$HOME/.dapr/bin/daprd" "$
   ln -sf "$(command -v dapr)" "$bin/dapr"
 fi
 
-if have_version "$bin/daprd" "$DAPR_RUNTIME_VERSION" && [ -x "$bin/placement" ] && [ -x "$bin/scheduler" ] && [ -x "$bin/dapr" ]; then
+if have_version "$bin/daprd" "$DAPR_RUNTIME_VERSION" && [ -x "$bin/placement" ] && [ -x "$bin/scheduler" ] && [ -x "$bin/sentry" ] && [ -x "$bin/dapr" ]; then
   echo "$root"
   exit 0
 fi
@@ -47,6 +47,15 @@ if ! have_version "$bin/daprd" "$DAPR_RUNTIME_VERSION" || [ ! -x "$bin/placement
     -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v$DAPR_RUNTIME_VERSION -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_RUNTIME_VERSION" \
     -o "$tmp/" ./cmd/daprd ./cmd/placement ./cmd/scheduler)
   mv "$tmp/daprd" "$tmp/placement" "$tmp/scheduler" "$bin/"
+fi
+if [ ! -x "$bin/sentry" ]; then
+  # The certificate authority for mTLS between sidecars (no components: a short build).
+  log "building Dapr sentry v$DAPR_RUNTIME_VERSION"
+  dir=$(go mod download -json "github.com/dapr/dapr@v$DAPR_RUNTIME_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  (cd "$dir" && go build -trimpath \
+    -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v$DAPR_RUNTIME_VERSION -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_RUNTIME_VERSION" \
+    -o "$tmp/" ./cmd/sentry)
+  mv "$tmp/sentry" "$bin/"
 fi
 if [ ! -x "$bin/dapr" ]; then
   log "building Dapr CLI v$DAPR_CLI_VERSION"
