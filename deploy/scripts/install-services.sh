@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs Redis and MariaDB from Debian's packages when they are missing, with
-# --browser also Chromium (only the browser test of the web page needs it), and with
+# Installs Redis, MariaDB and Prometheus (with promtool) from Debian's packages when they
+# are missing, with --browser also Chromium (only the browser test of the web page needs it), and with
 # --bench also PostgreSQL (only the benchmark's River peer needs it: make bench). Starts
 # nothing: the benchmark starts a private PostgreSQL cluster of its own and stops it.
 set -euo pipefail
@@ -11,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || missing+=(mariadb-server)
 command -v mariadb >/dev/null || missing+=(mariadb-client)
+# make run starts Prometheus on loopback; make test checks its config and rules with promtool.
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 case "${1:-}" in
   --browser) command -v chromium >/dev/null || missing+=(chromium) ;;
   # Debian's server binaries live in /usr/lib/postgresql/<major>/bin, not on the PATH.
@@ -33,6 +35,19 @@ if [[ " ${missing[*]} " == *" postgresql "* ]]; then
   $sudo mkdir -p /etc/postgresql-common/createcluster.d
   echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/taskgrid.conf >/dev/null
 fi
+# The prometheus package would start (and enable) a system-wide server on *:9090 that
+# scrapes nothing of ours: make run starts its own on 127.0.0.1. Keep the package's
+# maintainer scripts from starting it (policy-rc.d, honoured by invoke-rc.d and
+# deb-systemd-invoke) unless the machine already has such a policy, and disable the unit.
+policy_added=""
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\n# taskgrid install-services.sh: no service starts during this install\nexit 101\n' |
+    $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod 755 /usr/sbin/policy-rc.d && policy_added=1
+  trap '[ -n "$policy_added" ] && $sudo rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq || die "apt-get update failed"
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+  $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
