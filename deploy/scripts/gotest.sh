@@ -10,15 +10,17 @@ set +e
 (
   go test -json -count=1 -p 2 -timeout 40m "${@:-./...}" 2>&1
   root=$?
-  k8s=0
+  others=0
   if [ $# -eq 0 ]; then
-    # The Kubernetes chart's offline checks: a module of their own (Helm and the
-    # Kubernetes API types stay out of the product's go.mod), in the same report.
-    (cd deploy/kubernetes && go test -json -count=1 -timeout 20m ./... 2>&1)
-    k8s=$?
+    # Modules of their own, in the same report: the Kubernetes chart's offline checks (Helm
+    # and the Kubernetes API types stay out of the product's go.mod) and the Prometheus
+    # config, rules and dashboard checks (promtool, the PromQL parser).
+    for mod in deploy/kubernetes deploy/prometheus; do
+      (cd "$mod" && go test -json -count=1 -timeout 20m ./... 2>&1) || others=$?
+    done
   fi
   [ "$root" -eq 0 ] || exit "$root"
-  exit "$k8s"
+  exit "$others"
 ) | tee .run/test.json | bin/testreport
 statuses=("${PIPESTATUS[@]}")
 set -e

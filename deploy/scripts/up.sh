@@ -2,7 +2,8 @@
 # Starts the local infrastructure for `make run`, each process in the background with its PID in
 # $RUN_DIR/pids/, its data in $RUN_DIR/data/ and its log in $RUN_DIR/logs/:
 #   Redis (state store, actor state), MariaDB (analytics), the local Kafka-protocol broker,
-#   Dapr placement and scheduler.
+#   Dapr placement and scheduler, and Prometheus (deploy/prometheus/prometheus.yml: it scrapes the
+#   apps, the sidecars, placement and scheduler, and evaluates deploy/prometheus/rules.yml).
 # A process that is already running from an earlier `make run` (its PID file names a live process)
 # is reused. Everything listens on 127.0.0.1 only. Expects deploy/local.env in the environment
 # and BIN_DIR (our built binaries) and DAPR_BIN (the Dapr binaries).
@@ -52,3 +53,11 @@ start scheduler "$TASKGRID_SCHEDULER_PORT" "$DAPR_BIN/scheduler" --listen-addres
   --etcd-initial-cluster "dapr-scheduler-server-0=http://127.0.0.1:$TASKGRID_SCHEDULER_ETCD_PEER_PORT" \
   --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_SCHEDULER_HEALTHZ_PORT" \
   --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_SCHEDULER_METRICS_PORT" --log-as-json
+
+# Prometheus scrapes the control plane at once and the apps and sidecars once `dapr run` has
+# started them (until then their targets read down). Its configuration is read in place.
+mkdir -p "$RUN_DIR/data/prometheus"
+start prometheus "$TASKGRID_PROMETHEUS_PORT" prometheus --config.file "$here/../prometheus/prometheus.yml" \
+  --web.listen-address "127.0.0.1:$TASKGRID_PROMETHEUS_PORT" --storage.tsdb.path "$RUN_DIR/data/prometheus" \
+  --storage.tsdb.retention.time 7d --web.enable-lifecycle
+log "Prometheus UI: http://127.0.0.1:$TASKGRID_PROMETHEUS_PORT (targets: /targets, alerts: /alerts)"
