@@ -1,68 +1,209 @@
 #!/usr/bin/env bash
-# Builds daprd, placement, scheduler, sentry (runtime v$DAPR_RUNTIME_VERSION, -tags allcomponents) and the
-# dapr CLI (v$DAPR_CLI_VERSION) from the Go module proxy into a per-version cache, once.
-# Prints the runtime root (the directory holding .dapr/bin) on stdout.
-# A runtime installed by `dapr init` in $HOME/.dapr/bin is reused when its version matches.
+# Builds daprd, placement, scheduler, sentry (runtime v$DAPR_RUNTIME_VERSION) and the dapr CLI
+# (v$DAPR_CLI_VERSION) from the Go module proxy into a cache, once, and prints the runtime root
+# (the directory holding .dapr/bin) on stdout.
+#
+# daprd gets only the components listed in deploy/dapr-components.txt (the ones components/*.yaml
+# and components/config.yaml use), not `-tags allcomponents` with every cloud SDK Dapr supports:
+# daprd's components register themselves in cmd/daprd/components/<kind>_<name>.go, one file each
+# behind build tags, so the build runs in a writable copy of the runtime's module (the module cache is
+# read-only; go build -overlay refuses files there) whose components directory holds the listed files
+# alone, their build tags dropped. The cache directory's name
+# carries a hash of the list, so a changed list builds a new daprd.
+#
+# Progress is one line a step with its elapsed time; the go command's own output goes to a log
+# file, whose path is printed on failure. A runtime installed by `dapr init` in $HOME/.dapr/bin
+# (all components) is reused when its version matches and nothing was built here yet.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../versions.env
 source "$here/../versions.env"
 
-cache=${TASKGRID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskgrid}
-root="$cache/dapr-$DAPR_RUNTIME_VERSION-cli-$DAPR_CLI_VERSION"
-bin="$root/.dapr/bin"
-
 log() { echo "install-dapr: $*" >&2; }
+
+cache=${TASKGRID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskgrid}
+list_file="$here/../dapr-components.txt"
+components=$({ sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list_file" | grep -v '^$' || true; } | LC_ALL=C sort -u)
+[ -n "$components" ] || { log "no components listed in $list_file"; exit 1; }
+hash=$(printf '%s\n' "$components" | sha256sum | cut -c1-8)
+slim_root="$cache/dapr-$DAPR_RUNTIME_VERSION-slim-$hash-cli-$DAPR_CLI_VERSION"
+init_root="$cache/dapr-$DAPR_RUNTIME_VERSION-init-cli-$DAPR_CLI_VERSION"
 
 have_version() { # binary wanted-version
   [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q "$2"
 }
+ready() { # root: every binary is there
+  local b
+  for b in placement scheduler sentry dapr; do [ -x "$1/.dapr/bin/$b" ] || return 1; done
+  have_version "$1/.dapr/bin/daprd" "$DAPR_RUNTIME_VERSION"
+}
 
-# Reuse a runtime that `dapr init` installed, when it is the pinned version.
+# Fast path: already built (TASKGRID_FORCE_BUILD=1: never use a runtime from `dapr init`).
+if ready "$slim_root"; then echo "$slim_root"; exit 0; fi
+if [ -z "${TASKGRID_FORCE_BUILD:-}" ] && ready "$init_root"; then echo "$init_root"; exit 0; fi
+
+root=$slim_root
+# Reuse a runtime that `dapr init` installed, when it is the pinned version (sentry is built).
 if [ -z "${TASKGRID_FORCE_BUILD:-}" ] && have_version "$HOME/.dapr/bin/daprd" "$DAPR_RUNTIME_VERSION" \
   && [ -x "$HOME/.dapr/bin/placement" ] && [ -x "$HOME/.dapr/bin/scheduler" ] \
   && command -v dapr >/dev/null && dapr --version 2>/dev/null | grep -q "CLI version: $DAPR_CLI_VERSION"; then
-  mkdir -p "$bin"
-  for b in daprd placement scheduler; do ln -sf "$HOME/.dapr/bin/$b" "$bin/$b"; done
-  ln -sf "$(command -v dapr)" "$bin/dapr"
+  root=$init_root
+  mkdir -p "$root/.dapr/bin"
+  for b in daprd placement scheduler; do ln -sf "$HOME/.dapr/bin/$b" "$root/.dapr/bin/$b"; done
+  ln -sf "$(command -v dapr)" "$root/.dapr/bin/dapr"
 fi
-
-if have_version "$bin/daprd" "$DAPR_RUNTIME_VERSION" && [ -x "$bin/placement" ] && [ -x "$bin/scheduler" ] && [ -x "$bin/sentry" ] && [ -x "$bin/dapr" ]; then
-  echo "$root"
-  exit 0
-fi
+bin="$root/.dapr/bin"
 
 command -v go >/dev/null || { log "Go is not installed (need go >= $GO_MIN_VERSION)"; exit 1; }
 mkdir -p "$bin"
-tmp="$bin.tmp.$$"
-mkdir -p "$tmp"
-trap 'rm -rf "$tmp"' EXIT
-
+logf="$root/install.log"
+: >"$logf"
+work=$(mktemp -d "$root/.build.XXXXXX")
+ticker_pid=""
+cleanup() {
+  if [ -n "$ticker_pid" ]; then kill "$ticker_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
 export GOFLAGS=-mod=mod
-if ! have_version "$bin/daprd" "$DAPR_RUNTIME_VERSION" || [ ! -x "$bin/placement" ] || [ ! -x "$bin/scheduler" ]; then
-  log "building Dapr runtime v$DAPR_RUNTIME_VERSION (first time only: ~3 min download + ~6 min compile on 2 cores)"
-  dir=$(go mod download -json "github.com/dapr/dapr@v$DAPR_RUNTIME_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -n "$dir" ] || { log "could not download github.com/dapr/dapr@v$DAPR_RUNTIME_VERSION from the Go module proxy"; exit 1; }
-  (cd "$dir" && go build -trimpath -tags allcomponents \
+
+runtime_bins=()
+for b in daprd placement scheduler sentry; do
+  if [ "$b" = daprd ]; then have_version "$bin/daprd" "$DAPR_RUNTIME_VERSION" || runtime_bins+=(daprd)
+  elif [ ! -x "$bin/$b" ]; then runtime_bins+=("$b"); fi
+done
+need_cli=""
+[ -x "$bin/dapr" ] || need_cli=1
+
+t_all=$SECONDS
+nstep=0
+total=2
+[ ${#runtime_bins[@]} -eq 0 ] || total=$((total + 1))
+[ -z "$need_cli" ] || total=$((total + 1))
+fmt() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+# ticker TITLE: a line every 30 s while a long step runs (killed with its sleep when the step ends).
+ticker() {
+  local s="" e=0
+  trap '[ -n "$s" ] && kill "$s" 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep 30 & s=$!
+    wait "$s"
+    e=$((e + 30))
+    log "      ... still $1 ($(fmt "$e"))"
+  done
+}
+# step TITLE CMD...: run CMD with its output in the log file, print the step and its time.
+step() {
+  local title=$1 t0=$SECONDS rc
+  shift
+  nstep=$((nstep + 1))
+  log "[$nstep/$total] $title"
+  echo "=== $title" >>"$logf"
+  ticker "$title" >/dev/null &
+  ticker_pid=$!
+  set +e
+  ("$@") >>"$logf" 2>&1
+  rc=$?
+  set -e
+  kill "$ticker_pid" 2>/dev/null || true
+  wait "$ticker_pid" 2>/dev/null || true
+  ticker_pid=""
+  if [ "$rc" -ne 0 ]; then
+    log "failed: $title (after $(fmt $((SECONDS - t0)))); the last lines of the log:"
+    tail -n 15 "$logf" | sed 's/^/    /' >&2
+    log "full log: $logf"
+    exit "$rc"
+  fi
+  log "      done in $(fmt $((SECONDS - t0)))"
+}
+
+moddir() { # module@version: its directory in the module cache (downloaded when missing)
+  go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p'
+}
+
+fetch_sources() {
+  if [ ${#runtime_bins[@]} -gt 0 ]; then
+    moddir "github.com/dapr/dapr@v$DAPR_RUNTIME_VERSION" >"$work/dapr.dir"
+    [ -s "$work/dapr.dir" ] || { echo "could not download github.com/dapr/dapr@v$DAPR_RUNTIME_VERSION"; return 1; }
+  fi
+  if [ -n "$need_cli" ]; then
+    moddir "github.com/dapr/cli@v$DAPR_CLI_VERSION" >"$work/cli.dir"
+    [ -s "$work/cli.dir" ] || { echo "could not download github.com/dapr/cli@v$DAPR_CLI_VERSION"; return 1; }
+  fi
+}
+
+# The runtime's source tree, writable (the module cache is read-only): every registration file in
+# cmd/daprd/components is deleted except the listed ones, whose build constraint is dropped;
+# zz_notag.go (which panics when no tag is given) goes too. A listed component without a
+# registration file fails the build.
+make_tree() {
+  local src=$1 dst="$work/dapr" regs c f missing=()
+  cp -R "$src" "$dst"
+  chmod -R u+w "$dst"
+  regs="$dst/cmd/daprd/components"
+  mkdir "$work/regs"
+  for c in $components; do
+    f="$regs/${c//./_}.go"
+    if [ -f "$f" ]; then
+      sed '/^\/\/go:build /d' "$f" >"$work/regs/$(basename "$f")"
+    else
+      missing+=("$c")
+    fi
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "no registration in $src/cmd/daprd/components for: ${missing[*]} (see deploy/dapr-components.txt; files are named <kind>_<name>.go)"
+    return 1
+  fi
+  rm -f "$regs"/*.go
+  mv "$work/regs"/*.go "$regs/"
+  echo "daprd components: $(cd "$regs" && echo *.go)"
+  echo "$dst" >"$work/dapr.dir"
+}
+
+download_modules() {
+  local pids=() p rc=0
+  if [ ${#runtime_bins[@]} -gt 0 ]; then
+    (cd "$(cat "$work/dapr.dir")" && go list -deps "${runtime_pkgs[@]}" >/dev/null) &
+    pids+=($!)
+  fi
+  if [ -n "$need_cli" ]; then
+    (cd "$(cat "$work/cli.dir")" && go list -deps . >/dev/null) &
+    pids+=($!)
+  fi
+  for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+  return "$rc"
+}
+
+build_runtime() {
+  cd "$(cat "$work/dapr.dir")"
+  go build -trimpath \
     -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v$DAPR_RUNTIME_VERSION -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_RUNTIME_VERSION" \
-    -o "$tmp/" ./cmd/daprd ./cmd/placement ./cmd/scheduler)
-  mv "$tmp/daprd" "$tmp/placement" "$tmp/scheduler" "$bin/"
+    -o "$work/out/" "${runtime_pkgs[@]}"
+}
+
+build_cli() {
+  cd "$(cat "$work/cli.dir")"
+  go build -trimpath -ldflags "-s -w -X main.version=$DAPR_CLI_VERSION -X main.apiVersion=1.0" -o "$work/out/dapr" .
+}
+
+runtime_pkgs=()
+for b in "${runtime_bins[@]}"; do runtime_pkgs+=("./cmd/$b"); done
+mkdir -p "$work/out"
+log "building the Dapr binaries into $bin (first time only; log: $logf)"
+[ ${#runtime_bins[@]} -eq 0 ] || log "daprd components: $(echo $components)"
+step "fetch the sources of Dapr v$DAPR_RUNTIME_VERSION and CLI v$DAPR_CLI_VERSION" fetch_sources
+if [ ${#runtime_bins[@]} -gt 0 ]; then
+  make_tree "$(cat "$work/dapr.dir")" >>"$logf" 2>&1 || { tail -n 3 "$logf" >&2; log "full log: $logf"; exit 1; }
 fi
-if [ ! -x "$bin/sentry" ]; then
-  # The certificate authority for mTLS between sidecars (no components: a short build).
-  log "building Dapr sentry v$DAPR_RUNTIME_VERSION"
-  dir=$(go mod download -json "github.com/dapr/dapr@v$DAPR_RUNTIME_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  (cd "$dir" && go build -trimpath \
-    -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v$DAPR_RUNTIME_VERSION -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_RUNTIME_VERSION" \
-    -o "$tmp/" ./cmd/sentry)
-  mv "$tmp/sentry" "$bin/"
+step "download the modules they import" download_modules
+if [ ${#runtime_bins[@]} -gt 0 ]; then
+  step "compile ${runtime_bins[*]}" build_runtime
 fi
-if [ ! -x "$bin/dapr" ]; then
-  log "building Dapr CLI v$DAPR_CLI_VERSION"
-  dir=$(go mod download -json "github.com/dapr/cli@v$DAPR_CLI_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -n "$dir" ] || { log "could not download github.com/dapr/cli@v$DAPR_CLI_VERSION"; exit 1; }
-  (cd "$dir" && go build -trimpath -ldflags "-s -w -X main.version=$DAPR_CLI_VERSION -X main.apiVersion=1.0" -o "$tmp/dapr" .)
-  mv "$tmp/dapr" "$bin/dapr"
+if [ -n "$need_cli" ]; then
+  step "compile the dapr CLI" build_cli
 fi
-log "Dapr binaries ready in $bin"
+for b in "${runtime_bins[@]}"; do mv "$work/out/$b" "$bin/"; done
+[ -z "$need_cli" ] || mv "$work/out/dapr" "$bin/dapr"
+printf '%s\n' "$components" >"$root/components.txt"
+log "Dapr binaries ready in $bin ($(fmt $((SECONDS - t_all))))"
 echo "$root"
