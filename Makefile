@@ -21,9 +21,10 @@ check-go:
 	@deploy/scripts/check-go.sh
 
 .PHONY: deps
-deps: check-go ## install Redis and MariaDB (Debian packages) and build the Dapr runtime and CLI once
-	@deploy/scripts/install-services.sh
-	@deploy/scripts/install-dapr.sh >/dev/null
+deps: check-go ## install Redis and MariaDB (Debian packages) and build the Dapr runtime and CLI once, side by side
+	@deploy/scripts/install-services.sh & services=$$!; \
+	  deploy/scripts/install-dapr.sh >/dev/null; dapr=$$?; \
+	  wait $$services || exit 1; exit $$dapr
 
 .PHONY: test-deps
 test-deps: deps ## also install Chromium (Debian package) for the browser test
