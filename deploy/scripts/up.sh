@@ -60,4 +60,4 @@ mkdir -p "$RUN_DIR/data/prometheus"
 start prometheus "$TASKGRID_PROMETHEUS_PORT" prometheus --config.file "$here/../prometheus/prometheus.yml" \
   --web.listen-address "127.0.0.1:$TASKGRID_PROMETHEUS_PORT" --storage.tsdb.path "$RUN_DIR/data/prometheus" \
   --storage.tsdb.retention.time 7d --web.enable-lifecycle
-log "Prometheus UI: http://127.0.0.1:$TASKGRID_PROMETHEUS_PORT (targets: /targets, alerts: /alerts)"
+log "Prometheus UI: http://127.0.0.1:$TASKGRID_PROMETHEUS_PORT/classic/graph (also /classic/targets, /classic/alerts)"
