@@ -46,7 +46,9 @@ up: deps build ## start the infrastructure only (Redis, MariaDB, Kafka broker, p
 .PHONY: run
 run: up ## run the whole system in the foreground (Ctrl-C stops the apps; `make down` stops everything)
 	@deploy/scripts/preflight.sh
-	@$(LOCAL_ENV) && export DAPR_RUNTIME_PATH=$$(deploy/scripts/install-dapr.sh) && \
+	@$(LOCAL_ENV) && tokens=$$(deploy/scripts/tokens.sh) && set -a && source "$$tokens" && set +a && \
+	  export DAPR_TRUST_ANCHORS="$$(cat $(RUN_DIR)/data/sentry/ca.crt)" && \
+	  export DAPR_RUNTIME_PATH=$$(deploy/scripts/install-dapr.sh) && \
 	  mkdir -p $(RUN_DIR)/results && echo $$$$ > $(RUN_DIR)/pids/dapr-run.pid && \
 	  echo "taskgrid: gateway on http://127.0.0.1:8080 (logs: .dapr/logs/ and $(RUN_DIR)/logs/)" && \
 	  exec $$DAPR_RUNTIME_PATH/.dapr/bin/dapr run -f dapr.yaml

@@ -23,7 +23,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		Logger: logger.With("component", "ingest"), Ledger: Ledger{DB: db},
 		BulkMax: cfg.BulkMax, BulkWait: cfg.BulkWait, Metrics: NewMetrics(app.Registry),
 	}
-	ingest.Mount(app.Server.Router)
+	ingest.Mount(app.Server.Channel)
 	var migrated atomic.Bool
 	app.Server.AddCheck("schema", func(context.Context) error {
 		if !migrated.Load() {

@@ -54,7 +54,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app.Registry.MustRegister(queueActor)
 	host := actorhost.New(logger, nil)
 	host.Register(components.QueueActor, queueActor)
-	host.Mount(app.Server.Router)
+	host.Mount(app.Server.Channel)
 
 	// Every lifecycle event, for the SSE streams this instance serves and the overview,
 	// delivered in bulk by the sidecar. A failed attempt is for the overview only: the
@@ -65,8 +65,8 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		PubSub: components.Fanout, Route: routeFeed, MaxMessages: feedBulkMax, MaxAwait: feedBulkWait,
 		Topics: events.Topics(),
 	}
-	app.Server.Router.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
-	app.Server.Router.Post(routeFeed, events.ServeBulk(logger.With("component", "feed"), func(_ context.Context, _ string, evs []events.Event) error {
+	app.Server.Channel.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
+	app.Server.Channel.Post(routeFeed, events.ServeBulk(logger.With("component", "feed"), func(_ context.Context, _ string, evs []events.Event) error {
 		for _, e := range evs {
 			if e.Kind == events.KindAccepted {
 				continue

@@ -30,8 +30,8 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.DrainTimeout != 30*time.Second {
 		t.Errorf("DrainTimeout = %s, want 30s", cfg.DrainTimeout)
 	}
-	if cfg.AppID != "worker" || cfg.Port != 8081 {
-		t.Errorf("AppID, Port = %q, %d; want worker, 8081", cfg.AppID, cfg.Port)
+	if cfg.AppID != "worker" || cfg.PublicPort != 8081 || cfg.Port != 8091 {
+		t.Errorf("AppID, PublicPort, Port = %q, %d, %d; want worker, 8081, 8091", cfg.AppID, cfg.PublicPort, cfg.Port)
 	}
 	if got := len(cfg.Slots()); got != runtime.NumCPU() {
 		t.Errorf("len(Slots()) = %d, want one per CPU (%d)", got, runtime.NumCPU())

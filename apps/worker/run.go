@@ -38,7 +38,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 
 	host := actorhost.New(logger, nil)
 	host.Register(components.WorkerActor(cfg.NodeID), NewSlotActor(logger, slots, node))
-	host.Mount(app.Server.Router)
+	host.Mount(app.Server.Channel)
 
 	// Running attempts finish through the sidecar, which calls back into this app: the
 	// HTTP server stops only after the drain.

@@ -8,7 +8,7 @@ source "$here/lib.sh"
 [ -d "$RUN_DIR/pids" ] || { log "nothing to stop"; exit 0; }
 
 # Apps and sidecars first (dapr run), then the control plane, then the services they use.
-order=(dapr-run prometheus scheduler placement kafka mariadb redis)
+order=(dapr-run prometheus scheduler placement sentry kafka mariadb redis)
 stop() {
   local name=$1 pidf="$RUN_DIR/pids/$1.pid" pid i
   [ -f "$pidf" ] || return 0

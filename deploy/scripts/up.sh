@@ -2,7 +2,7 @@
 # Starts the local infrastructure for `make run`, each process in the background with its PID in
 # $RUN_DIR/pids/, its data in $RUN_DIR/data/ and its log in $RUN_DIR/logs/:
 #   Redis (state store, actor state), MariaDB (analytics), the local Kafka-protocol broker,
-#   Dapr placement and scheduler, and Prometheus (deploy/prometheus/prometheus.yml: it scrapes the
+#   Dapr sentry, placement and scheduler, and Prometheus (deploy/prometheus/prometheus.yml: it scrapes the
 #   apps, the sidecars, placement and scheduler, and evaluates deploy/prometheus/rules.yml).
 # A process that is already running from an earlier `make run` (its PID file names a live process)
 # is reused. Everything listens on 127.0.0.1 only. Expects deploy/local.env in the environment
@@ -40,13 +40,26 @@ kafka_port=${TASKGRID_KAFKA_BROKERS##*:}
 start kafka "$kafka_port" "$BIN_DIR/kafka-broker" -addr "127.0.0.1:$kafka_port" -data-dir "$RUN_DIR/data/kafka" \
   -topics "$TASKGRID_KAFKA_TOPICS"
 
-start placement "$TASKGRID_PLACEMENT_PORT" "$DAPR_BIN/placement" --listen-address 127.0.0.1 \
+# Sentry, the certificate authority for mTLS: at its first start it makes a self-signed root
+# and issuer in $RUN_DIR/data/sentry (owner-only); sidecars, placement and scheduler get their
+# certificates from it. The dapr CLI points every sidecar at localhost:50001 when the
+# Configuration enables mTLS, so that is its port. (Dapr 1.18.2's sentry binds its healthz and
+# metrics ports on every interface whatever the flags say; they serve no secrets.)
+mkdir -p "$RUN_DIR/data/sentry" && chmod 700 "$RUN_DIR/data/sentry"
+start sentry "$TASKGRID_SENTRY_PORT" "$DAPR_BIN/sentry" --listen-address 127.0.0.1 --port "$TASKGRID_SENTRY_PORT" \
+  --issuer-credentials "$RUN_DIR/data/sentry" --trust-domain localhost --config "$here/../sentry.yaml" \
+  --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_SENTRY_HEALTHZ_PORT" \
+  --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_SENTRY_METRICS_PORT" --log-as-json
+tls=(--tls-enabled --trust-anchors-file "$RUN_DIR/data/sentry/ca.crt" --sentry-address "127.0.0.1:$TASKGRID_SENTRY_PORT"
+  --trust-domain localhost --mode standalone)
+
+start placement "$TASKGRID_PLACEMENT_PORT" "$DAPR_BIN/placement" "${tls[@]}" --listen-address 127.0.0.1 \
   --port "$TASKGRID_PLACEMENT_PORT" --initial-cluster "dapr-placement-0=127.0.0.1:$TASKGRID_PLACEMENT_RAFT_PORT" \
   --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_PLACEMENT_HEALTHZ_PORT" \
   --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_PLACEMENT_METRICS_PORT" --log-as-json
 
 mkdir -p "$RUN_DIR/data/scheduler"
-start scheduler "$TASKGRID_SCHEDULER_PORT" "$DAPR_BIN/scheduler" --listen-address 127.0.0.1 \
+start scheduler "$TASKGRID_SCHEDULER_PORT" "$DAPR_BIN/scheduler" "${tls[@]}" --listen-address 127.0.0.1 \
   --port "$TASKGRID_SCHEDULER_PORT" --override-broadcast-host-port "127.0.0.1:$TASKGRID_SCHEDULER_PORT" \
   --etcd-data-dir "$RUN_DIR/data/scheduler" --etcd-client-listen-address 127.0.0.1 \
   --etcd-client-port "$TASKGRID_SCHEDULER_ETCD_CLIENT_PORT" \

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -60,7 +59,7 @@ func TestSidecarsLoadTheirComponents(t *testing.T) {
 	}
 	for id, names := range want {
 		t.Run(id, func(t *testing.T) {
-			md, err := sidecar.GetMetadata(t.Context(), st.App(id).SidecarURL())
+			md, err := sidecar.GetMetadata(t.Context(), st.App(id).Sidecar())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,15 +80,12 @@ func TestPublishReachesKafka(t *testing.T) {
 	st := stacktest.Get(t)
 	marker := uuid.NewString()
 	body := fmt.Sprintf(`{"marker":%q}`, marker)
-	url := st.App("gateway").SidecarURL() + "/v1.0/publish/pubsub/" + events.TopicEvents
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	resp, err := st.App("gateway").SidecarClient().Do(t.Context(), http.MethodPost, "/v1.0/publish/pubsub/"+events.TopicEvents, []byte(body), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish = %d %s", resp.StatusCode, msg)
+	if resp.Code != http.StatusNoContent {
+		t.Fatalf("publish = %d %s", resp.Code, resp.Body)
 	}
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(st.KafkaAddr), kgo.ConsumeTopics(events.TopicEvents),
@@ -124,18 +120,18 @@ func TestPublishReachesKafka(t *testing.T) {
 // The state store (Redis) round-trips through a sidecar.
 func TestStateStoreThroughSidecar(t *testing.T) {
 	st := stacktest.Get(t)
-	base := st.App("worker").SidecarURL() + "/v1.0/state/statestore"
+	sc := st.App("worker").SidecarClient()
+	base := "/v1.0/state/statestore"
 	key, value := "platform-test-"+uuid.NewString(), `{"hello":"world"}`
-	resp, err := http.Post(base, "application/json", strings.NewReader(fmt.Sprintf(`[{"key":%q,"value":%s}]`, key, value)))
+	resp, err := sc.Do(t.Context(), http.MethodPost, base, fmt.Appendf(nil, `[{"key":%q,"value":%s}]`, key, value), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("save state = %d", resp.StatusCode)
+	if resp.Code != http.StatusNoContent {
+		t.Fatalf("save state = %d %s", resp.Code, resp.Body)
 	}
-	if code, body := get(t, base+"/"+key); code != http.StatusOK || strings.TrimSpace(body) != value {
-		t.Fatalf("get state = %d %q, want %q", code, body, value)
+	if resp, err := sc.Do(t.Context(), http.MethodGet, base+"/"+key, nil, nil); err != nil || resp.Code != http.StatusOK || strings.TrimSpace(string(resp.Body)) != value {
+		t.Fatalf("get state = %d %q (%v), want %q", resp.Code, resp.Body, err, value)
 	}
 }
 
@@ -143,7 +139,17 @@ func TestStateStoreThroughSidecar(t *testing.T) {
 // user, and what it writes is in the database.
 func TestMySQLBindingThroughSidecar(t *testing.T) {
 	st := stacktest.Get(t)
-	url := st.App("analytics").SidecarURL() + "/v1.0/bindings/analytics-db"
+	sc := st.App("analytics").SidecarClient()
+	postJSON := func(t *testing.T, path string, v any) (int, string) {
+		t.Helper()
+		data, _ := json.Marshal(v)
+		resp, err := sc.Do(t.Context(), http.MethodPost, path, data, nil)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		return resp.Code, string(resp.Body)
+	}
+	url := "/v1.0/bindings/analytics-db"
 	table := "platform_test_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	for _, req := range []map[string]any{
 		{"operation": "exec", "metadata": map[string]string{"sql": "CREATE TABLE " + table + " (id INT PRIMARY KEY, v VARCHAR(20))"}},
@@ -184,25 +190,11 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func postJSON(t *testing.T, url string, v any) (int, string) {
-	t.Helper()
-	data, _ := json.Marshal(v)
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(data))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // The task records through a real sidecar keep the contract the unit tests' fakes keep.
 func TestRecordsContractThroughSidecar(t *testing.T) {
 	st := stacktest.Get(t)
 	in := st.App("worker")
-	client, err := sidecar.New(sidecar.Config{Host: "127.0.0.1", HTTPPort: in.Ports.HTTP, GRPCPort: in.Ports.GRPC})
+	client, err := sidecar.New(in.Sidecar())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
@@ -23,15 +24,35 @@ type Config struct {
 	Host     string
 	HTTPPort int
 	GRPCPort int
+	// APIToken (DAPR_API_TOKEN) is what the sidecar requires in dapr-api-token on its
+	// API. The SDK's gRPC client reads the same variable itself; the HTTP calls here
+	// send it from this field.
+	APIToken env.Secret
 }
 
-// LoadConfig reads the sidecar's ports from the environment.
+// LoadConfig reads the sidecar's ports and API token from the environment.
 func LoadConfig(r *env.Reader) Config {
 	return Config{
 		Host:     r.String("DAPR_HOST", "127.0.0.1"),
 		HTTPPort: r.Port("DAPR_HTTP_PORT", 3500),
 		GRPCPort: r.Port("DAPR_GRPC_PORT", 50001),
+		APIToken: r.Secret("DAPR_API_TOKEN"),
 	}
+}
+
+// TokenHeader is the header of the Dapr API token.
+const TokenHeader = "dapr-api-token"
+
+// NewRequest is an HTTP request to the sidecar's API at path, with the API token.
+func (c Config) NewRequest(ctx context.Context, method, path string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.HTTPBase()+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.APIToken != "" {
+		req.Header.Set(TokenHeader, c.APIToken.Reveal())
+	}
+	return req, nil
 }
 
 // HTTPBase is the sidecar's HTTP API root, e.g. http://127.0.0.1:3500.
@@ -51,14 +72,30 @@ type Client struct {
 // app can serve its health endpoint while the sidecar starts (daprd probes the app).
 // Call WaitReady before the first call that needs components.
 func New(cfg Config) (*Client, error) {
-	conn, err := grpc.NewClient(cfg.GRPCAddr(),
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	}
+	if cfg.APIToken != "" {
+		// The SDK adds the token only on connections it dials itself: on this one, every
+		// call carries it through these interceptors.
+		token := cfg.APIToken.Reveal()
+		opts = append(opts,
+			grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, o ...grpc.CallOption) error {
+				return invoke(metadata.AppendToOutgoingContext(ctx, TokenHeader, token), method, req, reply, cc, o...)
+			}),
+			grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, stream grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+				return stream(metadata.AppendToOutgoingContext(ctx, TokenHeader, token), desc, cc, method, o...)
+			}))
+	}
+	conn, err := grpc.NewClient(cfg.GRPCAddr(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create dapr grpc client for %s: %w", cfg.GRPCAddr(), err)
 	}
+	c := dapr.NewClientWithConnection(conn)
+	c.WithAuthToken("") // the interceptors send the configured token (the SDK would add DAPR_API_TOKEN again)
 	return &Client{
-		Client: dapr.NewClientWithConnection(conn),
+		Client: c,
 		cfg:    cfg,
 		http:   &http.Client{Timeout: 5 * time.Second},
 	}, nil
@@ -66,7 +103,7 @@ func New(cfg Config) (*Client, error) {
 
 // Ready reports whether the sidecar's components are initialised (outbound health).
 func (c *Client) Ready(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.HTTPBase()+"/v1.0/healthz/outbound", nil)
+	req, err := c.cfg.NewRequest(ctx, http.MethodGet, "/v1.0/healthz/outbound")
 	if err != nil {
 		return fmt.Errorf("check sidecar health: %w", err)
 	}
@@ -119,20 +156,20 @@ type Component struct {
 	Version string `json:"version"`
 }
 
-// GetMetadata reads the sidecar's metadata API over HTTP.
-func GetMetadata(ctx context.Context, httpBase string) (Metadata, error) {
+// GetMetadata reads the metadata API of the sidecar cfg names over HTTP.
+func GetMetadata(ctx context.Context, cfg Config) (Metadata, error) {
 	var md Metadata
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpBase+"/v1.0/metadata", nil)
+	req, err := cfg.NewRequest(ctx, http.MethodGet, "/v1.0/metadata")
 	if err != nil {
 		return md, fmt.Errorf("read sidecar metadata: %w", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return md, fmt.Errorf("read sidecar metadata at %s: %w", httpBase, err)
+		return md, fmt.Errorf("read sidecar metadata at %s: %w", cfg.HTTPBase(), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return md, fmt.Errorf("read sidecar metadata at %s: status %d", httpBase, resp.StatusCode)
+		return md, fmt.Errorf("read sidecar metadata at %s: status %d", cfg.HTTPBase(), resp.StatusCode)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
 		return md, fmt.Errorf("decode sidecar metadata: %w", err)
@@ -143,7 +180,7 @@ func GetMetadata(ctx context.Context, httpBase string) (Metadata, error) {
 // PlacementConnected reports whether the sidecar's actor runtime is connected to
 // placement (its metadata's actorRuntime.placement).
 func (c *Client) PlacementConnected(ctx context.Context) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.HTTPBase()+"/v1.0/metadata", nil)
+	req, err := c.cfg.NewRequest(ctx, http.MethodGet, "/v1.0/metadata")
 	if err != nil {
 		return false, fmt.Errorf("read sidecar metadata: %w", err)
 	}

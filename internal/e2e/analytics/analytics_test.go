@@ -144,7 +144,7 @@ func TestTablesAreExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sidecar := st.App("analytics").SidecarURL()
+	sidecar := st.App("analytics").SidecarClient()
 	republished := 0
 	for rows.Next() {
 		var id, kind, task, typ, priority, worker string
@@ -158,7 +158,7 @@ func TestTablesAreExact(t *testing.T) {
 		if err != nil {
 			t.Fatalf("event %s: %v", id, err)
 		}
-		resp, err := stacktest.Gateway{Base: sidecar}.Do(ctx, http.MethodPost, "/v1.0/publish/pubsub/"+topic+"?metadata.cloudevent.id="+id, ev, nil)
+		resp, err := sidecar.Do(ctx, http.MethodPost, "/v1.0/publish/pubsub/"+topic+"?metadata.cloudevent.id="+id, ev, nil)
 		if err != nil || resp.Code/100 != 2 {
 			t.Fatalf("republish %s: %d %s %v", id, resp.Code, resp.Body, err)
 		}

@@ -25,11 +25,13 @@ func TestLoadConfig(t *testing.T) {
 		want    Config
 		wantErr string
 	}{
-		{"defaults", nil, Config{AppID: "gateway", Instance: hostname(), Host: "127.0.0.1", Port: 8080, LogLevel: "info",
+		{"defaults", nil, Config{AppID: "gateway", Instance: hostname(), Host: "127.0.0.1", Port: 8090, PublicHost: "127.0.0.1", PublicPort: 8080, LogLevel: "info",
 			Sidecar: sidecar.Config{Host: "127.0.0.1", HTTPPort: 3500, GRPCPort: 50001}}, ""},
-		{"from dapr run", map[string]string{"APP_ID": "gw2", "APP_PORT": "9000", "DAPR_HTTP_PORT": "3600", "DAPR_GRPC_PORT": "31001", "NODE_ID": "gw-7"},
-			Config{AppID: "gw2", Instance: "gw-7", Host: "127.0.0.1", Port: 9000, LogLevel: "info",
-				Sidecar: sidecar.Config{Host: "127.0.0.1", HTTPPort: 3600, GRPCPort: 31001}}, ""},
+		{"from dapr run", map[string]string{"APP_ID": "gw2", "APP_PORT": "9000", "PUBLIC_PORT": "9001", "DAPR_HTTP_PORT": "3600", "DAPR_GRPC_PORT": "31001", "NODE_ID": "gw-7",
+			"APP_API_TOKEN": "app-secret", "DAPR_API_TOKEN": "dapr-secret", "PUBLIC_HOST": "0.0.0.0"},
+			Config{AppID: "gw2", Instance: "gw-7", Host: "127.0.0.1", Port: 9000, PublicHost: "0.0.0.0", PublicPort: 9001, AppToken: "app-secret", LogLevel: "info",
+				Sidecar: sidecar.Config{Host: "127.0.0.1", HTTPPort: 3600, GRPCPort: 31001, APIToken: "dapr-secret"}}, ""},
+		{"one port for both listeners", map[string]string{"APP_PORT": "9000", "PUBLIC_PORT": "9000"}, Config{}, "PUBLIC_PORT"},
 		{"bad sidecar port", map[string]string{"DAPR_GRPC_PORT": "70000"}, Config{}, "DAPR_GRPC_PORT"},
 		{"bad port", map[string]string{"APP_PORT": "http"}, Config{}, "APP_PORT"},
 	}
@@ -122,5 +124,50 @@ func TestHealthzFollowsSetLive(t *testing.T) {
 		if got := probe(); got != step.want {
 			t.Errorf("step %d (live %v): /healthz %d, want %d", i, step.live, got, step.want)
 		}
+	}
+}
+
+// The app channel takes only calls with the sidecar's token (but the health probe), and
+// the two listeners route nothing of each other's.
+func TestChannelNeedsTheAppToken(t *testing.T) {
+	t.Parallel()
+	s := New(slog.New(slog.DiscardHandler), Config{AppToken: "app-secret"}, prometheus.NewRegistry())
+	s.Channel.Put("/actors/{type}/{id}/method/{m}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	s.Router.Get("/api/v1/tasks", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	tests := []struct {
+		name    string
+		channel bool
+		method  string
+		path    string
+		token   string
+		want    int
+	}{
+		{"channel: actor call with the token", true, http.MethodPut, "/actors/T/1/method/m", "app-secret", http.StatusOK},
+		{"channel: actor call without a token", true, http.MethodPut, "/actors/T/1/method/m", "", http.StatusUnauthorized},
+		{"channel: actor call with a wrong token", true, http.MethodPut, "/actors/T/1/method/m", "app-secreT", http.StatusUnauthorized},
+		{"channel: unknown path without a token", true, http.MethodGet, "/api/v1/tasks", "", http.StatusUnauthorized},
+		{"channel: the public API is not routed", true, http.MethodGet, "/api/v1/tasks", "app-secret", http.StatusNotFound},
+		{"channel: health probe without a token", true, http.MethodGet, "/healthz", "", http.StatusOK},
+		{"public: the API", false, http.MethodGet, "/api/v1/tasks", "", http.StatusOK},
+		{"public: actor calls are not routed", false, http.MethodPut, "/actors/T/1/method/m", "app-secret", http.StatusNotFound},
+		{"public: health", false, http.MethodGet, "/healthz", "", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := s.Router
+			if tt.channel {
+				h = s.Channel
+			}
+			req := httptest.NewRequest(tt.method, tt.path, nil)
+			if tt.token != "" {
+				req.Header.Set(TokenHeader, tt.token)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Fatalf("%s %s = %d, want %d", tt.method, tt.path, rec.Code, tt.want)
+			}
+		})
 	}
 }

@@ -22,6 +22,9 @@ func New(getenv func(string) string) *Reader { return &Reader{getenv: getenv} }
 // Err reports every malformed value read so far, or nil.
 func (r *Reader) Err() error { return errors.Join(r.errs...) }
 
+// Fail records that key's value is not what is wanted (a check across several keys).
+func (r *Reader) Fail(key, value, want string) { r.fail(key, value, want) }
+
 func (r *Reader) fail(key, value, want string) {
 	r.errs = append(r.errs, fmt.Errorf("environment variable %s=%q: want %s", key, value, want))
 }

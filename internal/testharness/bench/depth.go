@@ -96,7 +96,7 @@ func depth(ctx context.Context, e *Env) ([]Measure, error) {
 	st, c := e.Stack, e.Config
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
-	q := queueClient{sidecar: stacktest.Gateway{Base: st.App("gateway").SidecarURL()}}
+	q := queueClient{sidecar: st.App("gateway").SidecarClient()}
 	workers := st.Running("worker")
 	stopWorkers := func() {
 		for _, in := range workers {

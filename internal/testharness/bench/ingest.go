@@ -38,7 +38,7 @@ func ingest(ctx context.Context, e *Env) ([]Measure, error) {
 		return nil, fmt.Errorf("open analytics database: %w", err)
 	}
 	defer db.Close()
-	sidecar := stacktest.Gateway{Base: st.App("gateway").SidecarURL()}
+	sidecar := st.App("gateway").SidecarClient()
 
 	live := "bench-" + uuid.NewString()[:8]
 	start := time.Now()

@@ -11,7 +11,7 @@ import (
 )
 
 type binaries struct {
-	daprd, placement, scheduler string
+	daprd, placement, scheduler, sentry string
 	kafka                       string
 	apps                        map[string]string // app id → binary
 }
@@ -44,7 +44,8 @@ func build(ctx context.Context, root string) (binaries, error) {
 	b.daprd = filepath.Join(daprBin, "daprd")
 	b.placement = filepath.Join(daprBin, "placement")
 	b.scheduler = filepath.Join(daprBin, "scheduler")
-	for _, f := range []string{b.daprd, b.placement, b.scheduler} {
+	b.sentry = filepath.Join(daprBin, "sentry")
+	for _, f := range []string{b.daprd, b.placement, b.scheduler, b.sentry} {
 		if _, err := os.Stat(f); err != nil {
 			return b, fmt.Errorf("dapr runtime: %w (run `make deps`)", err)
 		}

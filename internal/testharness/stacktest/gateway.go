@@ -38,7 +38,11 @@ type TaskView struct {
 }
 
 // Gateway is a client of one gateway instance's HTTP API.
-type Gateway struct{ Base string }
+type Gateway struct {
+	Base string
+	// Header is sent with every request (a sidecar's API token, say).
+	Header map[string]string
+}
 
 // Gateway returns a client of the first gateway instance.
 func (s *Stack) Gateway() Gateway { return Gateway{Base: s.App("gateway").BaseURL()} }
@@ -62,6 +66,9 @@ func (g Gateway) Do(ctx context.Context, method, path string, body []byte, heade
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range g.Header {
+		req.Header.Set(k, v)
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)

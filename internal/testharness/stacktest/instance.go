@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
 )
 
 // Instance is one instance of an app with its daprd sidecar.
@@ -22,9 +24,10 @@ type Instance struct {
 	Daprd *Proc
 }
 
-// Ports of one instance, all on 127.0.0.1.
+// Ports of one instance, all on 127.0.0.1. App is the app channel (the sidecar's
+// --app-port); Public is the app's public listener (API, web page, /metrics, /readyz).
 type Ports struct {
-	App, HTTP, GRPC, Internal, Metrics, Profile int
+	App, Public, HTTP, GRPC, Internal, Metrics, Profile int
 }
 
 // ProfileURL is the root of the instance's pprof endpoints (/debug/pprof/...) for the
@@ -36,17 +39,31 @@ func (in *Instance) ProfileURL(sidecar bool) string {
 	return in.BaseURL()
 }
 
-// BaseURL is the app's own HTTP root, e.g. http://127.0.0.1:41234.
-func (in *Instance) BaseURL() string { return "http://" + addr(in.Ports.App) }
+// BaseURL is the root of the app's public listener, e.g. http://127.0.0.1:41234.
+func (in *Instance) BaseURL() string { return "http://" + addr(in.Ports.Public) }
+
+// ChannelURL is the root of the app channel, which only the sidecar should call (with
+// the stack's app token).
+func (in *Instance) ChannelURL() string { return "http://" + addr(in.Ports.App) }
 
 // SidecarURL is the sidecar's HTTP API root.
 func (in *Instance) SidecarURL() string { return "http://" + addr(in.Ports.HTTP) }
+
+// Sidecar is how to reach the instance's sidecar API, with the stack's API token.
+func (in *Instance) Sidecar() sidecar.Config {
+	return sidecar.Config{Host: "127.0.0.1", HTTPPort: in.Ports.HTTP, GRPCPort: in.Ports.GRPC, APIToken: in.stack.DaprToken}
+}
+
+// SidecarClient calls the instance's sidecar HTTP API with the stack's API token.
+func (in *Instance) SidecarClient() Gateway {
+	return Gateway{Base: in.SidecarURL(), Header: map[string]string{sidecar.TokenHeader: in.stack.DaprToken.Reveal()}}
+}
 
 // StartApp starts one more instance of app id (its own sidecar, same app id) with extra
 // environment variables, and waits until the app is ready (/readyz: sidecar and
 // components up).
 func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) (*Instance, error) {
-	p, err := freePorts(6)
+	p, err := freePorts(7)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +72,7 @@ func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) 
 	s.mu.Unlock()
 	in := &Instance{
 		ID: id, Name: id + "-" + strconv.Itoa(n), stack: s,
-		Ports: Ports{App: p[0], HTTP: p[1], GRPC: p[2], Internal: p[3], Metrics: p[4], Profile: p[5]},
+		Ports: Ports{App: p[0], HTTP: p[1], GRPC: p[2], Internal: p[3], Metrics: p[4], Profile: p[5], Public: p[6]},
 		Env:   map[string]string{},
 	}
 	for k, v := range s.opts.AppEnv[id] {
@@ -68,6 +85,7 @@ func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) 
 		in.Env["RESULTS_ROOT"] = s.ResultsRoot
 	}
 	if err := in.Start(ctx); err != nil {
+		in.Stop() // not the stack's yet: Stack.Stop would not stop it
 		return in, err
 	}
 	s.mu.Lock()
@@ -97,6 +115,7 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 		"--dapr-listen-addresses", "127.0.0.1",
 		"--metrics-port", strconv.Itoa(in.Ports.Metrics), "--metrics-listen-address", "127.0.0.1",
 		"--placement-host-address", s.PlacementAddr, "--scheduler-host-address", s.SchedulerAddr,
+		"--enable-mtls", "--sentry-address", s.SentryAddr,
 		"--resources-path", filepath.Join(s.RepoRoot, "components"),
 		"--config", filepath.Join(s.RepoRoot, "components", "config.yaml"),
 		"--enable-app-health-check", "--app-health-check-path", "/healthz",
@@ -121,9 +140,10 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 func (in *Instance) StartApp(ctx context.Context) error {
 	s := in.stack
 	vars := map[string]string{
-		"APP_ID": in.ID, "APP_PORT": strconv.Itoa(in.Ports.App),
+		"APP_ID": in.ID, "APP_PORT": strconv.Itoa(in.Ports.App), "PUBLIC_PORT": strconv.Itoa(in.Ports.Public),
 		"DAPR_HTTP_PORT": strconv.Itoa(in.Ports.HTTP), "DAPR_GRPC_PORT": strconv.Itoa(in.Ports.GRPC),
 		"LOG_LEVEL": "debug", "NODE_ID": in.Name,
+		"DAPR_API_TOKEN": s.DaprToken.Reveal(), "APP_API_TOKEN": s.AppToken.Reveal(),
 	}
 	if s.opts.Profiling {
 		vars["PROFILING"] = "true"

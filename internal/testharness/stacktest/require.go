@@ -44,7 +44,11 @@ func run(m *testing.M, opts Options) int {
 		}
 		if InCI() {
 			if shared != nil {
-				shared.Stop(false)
+				keep := os.Getenv("TASKGRID_KEEP_STACK") != ""
+				shared.Stop(keep)
+				if keep {
+					fmt.Fprintf(os.Stderr, "stacktest: kept %s\n", shared.Dir)
+				}
 			}
 			return 1
 		}

@@ -7,6 +7,8 @@ package stacktest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
 // Options say what to start.
@@ -47,7 +50,13 @@ type Stack struct {
 	MySQLAddr     string
 	PlacementAddr string
 	SchedulerAddr string
+	SentryAddr    string
+	TrustAnchors  string // the root certificate's file (PEM)
 	ResultsRoot   string
+	// DaprToken is what every sidecar of the stack requires on its API (dapr-api-token);
+	// AppToken is what the sidecars send their apps. Both are new for every stack.
+	DaprToken env.Secret
+	AppToken  env.Secret
 
 	opts     Options
 	env      []string // base environment for sidecars (TASKGRID_* included)
@@ -79,6 +88,12 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("create stack directory: %w", err)
 	}
 	s := &Stack{Dir: dir, RepoRoot: root, opts: opts, apps: map[string][]*Instance{}}
+	if s.DaprToken, err = newToken(); err != nil {
+		return s, err
+	}
+	if s.AppToken, err = newToken(); err != nil {
+		return s, err
+	}
 	s.ResultsRoot = filepath.Join(dir, "results")
 	for _, d := range []string{".run", "logs", "results"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
@@ -108,6 +123,12 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sp, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	sentryPort, sentryHealth, sentryMetrics := sp[0], sp[1], sp[2]
+	s.SentryAddr = addr(sentryPort)
 	redisPort, mysqlPort, kafkaPort := p[0], p[1], p[2]
 	placePort, placeRaft, placeHealth, placeMetrics := p[3], p[4], p[5], p[6]
 	schedPort, etcdClient, etcdPeer, schedHealth := p[7], p[8], p[9], p[10]
@@ -132,6 +153,10 @@ func (s *Stack) startServices(ctx context.Context) error {
 		"TASKGRID_MYSQL_DSN":                s.MySQLDSN,
 		"DAPR_HOST_IP":                      "127.0.0.1",
 		"DAPR_SCHEDULER_HOST_ADDRESS_DNS_A": s.SchedulerAddr,
+		// Both tokens, new for every stack: every daprd requires the first on its API
+		// and sends the second to its app, and the apps do the same from their side.
+		"DAPR_API_TOKEN": s.DaprToken.Reveal(),
+		"APP_API_TOKEN":  s.AppToken.Reveal(),
 	}
 	s.env = mergeEnv(os.Environ(), vars)
 
@@ -159,19 +184,40 @@ func (s *Stack) startServices(ctx context.Context) error {
 		"-data-dir", filepath.Join(s.Dir, "data", "kafka"), "-topics", strings.Join(events.Topics(), ",")); err != nil {
 		return err
 	}
-	if err := s.service(ctx, "placement", s.PlacementAddr, s.bins.placement, "--listen-address", "127.0.0.1",
-		"--port", strconv.Itoa(placePort), "--initial-cluster", "dapr-placement-0=127.0.0.1:"+strconv.Itoa(placeRaft),
-		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(placeHealth),
-		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(placeMetrics), "--log-as-json"); err != nil {
+	// Sentry, the certificate authority: it makes its root and issuer at first start
+	// (under data/sentry), and every sidecar, placement and scheduler gets its
+	// certificate from it; sidecars talk mTLS to each other and to the control plane.
+	creds := filepath.Join(s.Dir, "data", "sentry")
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		return fmt.Errorf("start sentry: %w", err)
+	}
+	if err := s.service(ctx, "sentry", s.SentryAddr, s.bins.sentry, "--listen-address", "127.0.0.1",
+		"--port", strconv.Itoa(sentryPort), "--issuer-credentials", creds, "--trust-domain", "localhost",
+		"--config", filepath.Join(s.RepoRoot, "deploy", "sentry.yaml"),
+		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(sentryHealth),
+		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(sentryMetrics), "--log-as-json"); err != nil {
 		return err
 	}
-	return s.service(ctx, "scheduler", s.SchedulerAddr, s.bins.scheduler, "--listen-address", "127.0.0.1",
+	anchors, err := os.ReadFile(filepath.Join(creds, "ca.crt"))
+	if err != nil {
+		return fmt.Errorf("sentry's trust anchors: %w", err)
+	}
+	s.TrustAnchors = filepath.Join(creds, "ca.crt")
+	s.env = append(s.env, "DAPR_TRUST_ANCHORS="+string(anchors), "NAMESPACE=default")
+	tls := []string{"--tls-enabled", "--trust-anchors-file", s.TrustAnchors, "--sentry-address", s.SentryAddr, "--trust-domain", "localhost", "--mode", "standalone"}
+	if err := s.service(ctx, "placement", s.PlacementAddr, s.bins.placement, append(tls, "--listen-address", "127.0.0.1",
+		"--port", strconv.Itoa(placePort), "--initial-cluster", "dapr-placement-0=127.0.0.1:"+strconv.Itoa(placeRaft),
+		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(placeHealth),
+		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(placeMetrics), "--log-as-json")...); err != nil {
+		return err
+	}
+	return s.service(ctx, "scheduler", s.SchedulerAddr, s.bins.scheduler, append(tls, "--listen-address", "127.0.0.1",
 		"--port", strconv.Itoa(schedPort), "--override-broadcast-host-port", s.SchedulerAddr,
 		"--etcd-data-dir", filepath.Join(s.Dir, "data", "scheduler"), "--etcd-client-listen-address", "127.0.0.1",
 		"--etcd-client-port", strconv.Itoa(etcdClient),
 		"--etcd-initial-cluster", "dapr-scheduler-server-0=http://127.0.0.1:"+strconv.Itoa(etcdPeer),
 		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(schedHealth),
-		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(schedMetrics), "--log-as-json")
+		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(schedMetrics), "--log-as-json")...)
 }
 
 // service starts one infrastructure process and waits for its port.
@@ -346,4 +392,13 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// newToken is a random token of 32 bytes, hex-encoded.
+func newToken() (env.Secret, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a token: %w", err)
+	}
+	return env.Secret(hex.EncodeToString(b)), nil
 }
