@@ -61,6 +61,9 @@ type APIConfig struct {
 	// MaxAttempts is how many attempts a new task gets.
 	// Defaults to task.MaxAttemptsDefault (5).
 	MaxAttempts int
+	// Keys, when not nil, are the API keys every route requires; a task is then visible
+	// only to the key that submitted it.
+	Keys *Keys
 }
 
 // WithDefaults returns a copy of c (which may be nil) with every zero field set to its default.
@@ -72,6 +75,7 @@ func (c *APIConfig) WithDefaults() *APIConfig {
 		MaxBodyBytes:      cmp.Or(c.MaxBodyBytes, MaxBodyBytesDefault),
 		HeartbeatInterval: cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault),
 		MaxAttempts:       cmp.Or(c.MaxAttempts, task.MaxAttemptsDefault),
+		Keys:              c.Keys,
 	}
 }
 
@@ -121,6 +125,7 @@ const (
 
 // Mount adds the API's routes to r.
 func (a *API) Mount(r chi.Router) {
+	r = r.With(a.cfg.Keys.Require)
 	r.Post(routeTasks, a.handleSubmit)
 	r.Get(routeTasks+"/{id}", a.handleGet)
 	r.Get(routeTasks+"/{id}/result", a.handleResult)
@@ -137,11 +142,17 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		a.metrics.taskRejected(a.writeError(w, r, err))
 		return
 	}
+	owner := ownerOf(r.Context())
 	rec, accepted := task.Accept(task.Record{
 		ID: uuid.New(), Type: req.Task, Payload: req.Payload, Directory: req.Directory, MaxAttempts: a.cfg.MaxAttempts,
+		Owner: owner,
 	}, time.Now())
+	key := req.IdempotencyKey
+	if key != "" && owner != "" {
+		key = owner + "/" + key // each key's idempotency keys are its own
+	}
 	a.hub.Remember(newTaskView(rec)) // before the task is queued: see SSEHub.Remember
-	stored, created, err := a.backend.Submit(r.Context(), rec, accepted, req.IdempotencyKey)
+	stored, created, err := a.backend.Submit(r.Context(), rec, accepted, key)
 	if err != nil || stored.ID != rec.ID {
 		a.hub.Forget(rec.ID) // not accepted, or accepted before under another id
 	}
@@ -220,7 +231,17 @@ func (a *API) lookup(r *http.Request) (task.Record, error) {
 	if err != nil {
 		return task.Record{}, fmt.Errorf("get task %s: %w", id, err)
 	}
+	if !a.visible(r.Context(), rec.Owner) {
+		return task.Record{}, fmt.Errorf("get task %s of another key: %w", id, ErrNotFound)
+	}
 	return rec, nil
+}
+
+// visible reports whether the request's key may see a task of owner: always without
+// keys; with keys, only the key (its name) that submitted it. Another key's task is
+// answered as unknown (404), so that its existence is not disclosed either.
+func (a *API) visible(ctx context.Context, owner string) bool {
+	return a.cfg.Keys == nil || owner == ownerOf(ctx)
 }
 
 // parseTaskID reads the {id} path parameter.
@@ -256,6 +277,8 @@ type taskView struct {
 	Result     *task.Location `json:"result,omitempty"`
 	Error      string         `json:"error,omitempty"`
 	Links      taskLinks      `json:"links"`
+	// Owner is the name of the key that submitted the task (never shown).
+	Owner string `json:"-"`
 }
 
 type taskLinks struct {
@@ -269,6 +292,7 @@ func newTaskView(rec task.Record) taskView {
 		ID: rec.ID, Task: rec.Type, Status: rec.Status, Priority: rec.Priority, Attempts: rec.Attempts,
 		Directory: rec.Directory, Progress: rec.Progress, Worker: rec.Worker, CreatedAt: rec.CreatedAt,
 		QueuedAt: rec.QueuedAt, Dispatched: rec.DispatchedAt, StartedAt: rec.StartedAt, FinishedAt: rec.FinishedAt, Result: rec.Result, Error: rec.Error,
+		Owner: rec.Owner,
 	}
 	return v.sanitized()
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
@@ -12,6 +14,9 @@ type Config struct {
 	// MaxAttempts is how many attempts a task gets before it fails for good.
 	// Defaults to task.MaxAttemptsDefault (5).
 	MaxAttempts int
+	// Keys are the API keys from API_KEYS_FILE (nil: the API is open, which the gateway
+	// allows on a loopback address only, unless ALLOW_ANONYMOUS=true says it is meant).
+	Keys *Keys
 }
 
 // Load reads the configuration from the environment.
@@ -20,6 +25,16 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		Config:      appserver.LoadConfig(r, "gateway", 8080),
 		MaxAttempts: r.Int("MAX_ATTEMPTS", task.MaxAttemptsDefault, 1, 100),
+	}
+	if path := r.String("API_KEYS_FILE", ""); path != "" {
+		keys, err := LoadKeys(path)
+		if err != nil {
+			return cfg, errors.Join(r.Err(), err)
+		}
+		cfg.Keys = keys
+	}
+	if cfg.Keys == nil && !isLoopback(cfg.PublicHost) && !r.Bool("ALLOW_ANONYMOUS", false) {
+		r.Fail("PUBLIC_HOST", cfg.PublicHost, "a loopback address, unless API_KEYS_FILE names the API keys (or ALLOW_ANONYMOUS=true opens the API to everyone who reaches it)")
 	}
 	return cfg, r.Err()
 }

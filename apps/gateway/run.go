@@ -34,7 +34,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	outbox := app.NewOutbox()
 	hub := NewSSEHub(logger)
 	app.Server.OnShutdown(hub.Close)
-	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts}, NewDaprBackend(logger, app.Dapr, outbox), catalog.Default(), hub, NewMetrics(app.Registry))
+	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox), catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)
 	MountWeb(app.Server.Router)
 

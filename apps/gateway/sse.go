@@ -51,6 +51,10 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		view = newTaskView(rec)
 	}
+	if !a.visible(ctx, view.Owner) {
+		a.writeError(w, r, fmt.Errorf("stream task %s of another key: %w", id, ErrNotFound))
+		return
+	}
 
 	a.metrics.sseClientOpened()
 	defer a.metrics.sseClientClosed()

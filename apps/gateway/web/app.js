@@ -22,8 +22,42 @@ function h(tag, attrs, ...children) {
 
 function announce(text) { $("announcer").textContent = text; }
 
+// ---- the API key (only when the gateway requires one) ----
+
+const KEY_STORE = "taskgrid.key"; // session storage: kept while the tab is open
+let apiKey = sessionStorage.getItem(KEY_STORE) || "";
+
+// authed adds the key, when there is one, to a request's headers.
+function authed(headers) {
+  return apiKey ? {...headers, Authorization: "Bearer " + apiKey} : headers;
+}
+
+// api fetches an API path with the key; a 401 asks for a key (again).
+async function api(path, init = {}) {
+  const r = await fetch(API + path, {...init, headers: authed(init.headers || {})});
+  if (r.status === 401) askKey(apiKey ? "The gateway refused this key." : "");
+  return r;
+}
+
+function askKey(problem) {
+  $("key").hidden = false;
+  $("key-status").textContent = problem;
+  $("f-key").focus();
+}
+
+function useKey(e) {
+  e.preventDefault();
+  apiKey = $("f-key").value.trim();
+  sessionStorage.setItem(KEY_STORE, apiKey);
+  $("f-key").value = "";
+  $("key").hidden = true;
+  for (const s of streams.values()) s.close();
+  streams.clear();
+  start();
+}
+
 async function getJSON(path) {
-  const r = await fetch(API + path, {headers: {Accept: "application/json"}});
+  const r = await api(path, {headers: {Accept: "application/json"}});
   const body = await r.json().catch(() => null);
   if (!r.ok) throw new Error(body?.error?.message || `${r.status} ${r.statusText}`);
   return body;
@@ -164,7 +198,7 @@ async function submit(ev) {
   button.disabled = true;
   $("submit-status").textContent = "Submitting…";
   try {
-    const r = await fetch(API + "/tasks", {
+    const r = await api("/tasks", {
       method: "POST",
       headers: {"Content-Type": "application/json", "Idempotency-Key": idempotencyKey},
       body: JSON.stringify({task: name, payload, directory: $("f-directory").value}),
@@ -224,7 +258,9 @@ function render(t) {
   el.querySelector(".pct").textContent = pct + " %";
   const outcome = el.querySelector(".outcome");
   if (t.status === "completed") {
-    outcome.replaceChildren(h("a", {href: `${API}/tasks/${t.id}/result`, class: "result"}, `Result of ${t.task} ${t.id.slice(0, 8)}`));
+    const link = h("a", {href: `${API}/tasks/${t.id}/result`, class: "result"}, `Result of ${t.task} ${t.id.slice(0, 8)}`);
+    link.addEventListener("click", (e) => openResult(e, t));
+    outcome.replaceChildren(link);
   } else if (t.status === "failed") {
     outcome.replaceChildren(h("span", {class: "error"}, t.error || "failed"));
   } else {
@@ -252,7 +288,7 @@ function update(t, change) {
 // watch follows task t through its event stream. The stream starts with a status
 // snapshot and ends with completed or failed; a failed attempt is not an event.
 function watch(t) {
-  const es = new EventSource(`${API}/tasks/${t.id}/events`);
+  const es = apiKey ? new KeyedEventSource(`/tasks/${t.id}/events`) : new EventSource(`${API}/tasks/${t.id}/events`);
   streams.set(t.id, es);
   const on = (name, f) => es.addEventListener(name, (e) => f(JSON.parse(e.data)));
   on("status", (v) => update(t, {status: v.status, progress: v.progress}));
@@ -262,6 +298,63 @@ function watch(t) {
   es.onerror = () => { // the browser reconnects by itself unless the answer was an error (404)
     if (es.readyState === EventSource.CLOSED) update(t, {status: "unknown"});
   };
+}
+
+// KeyedEventSource reads an event stream with the API key: EventSource cannot send an
+// Authorization header, so this reads the stream with fetch and parses its events (the
+// subset the gateway sends: event, data, id; comments are pings). It offers what watch
+// uses of EventSource, and reconnects after a network error like EventSource does.
+class KeyedEventSource {
+  constructor(path) {
+    this.path = path;
+    this.listeners = {};
+    this.readyState = EventSource.CONNECTING;
+    this.onerror = null;
+    this.abort = new AbortController();
+    this.read();
+  }
+  addEventListener(name, f) { (this.listeners[name] ||= []).push(f); }
+  close() { this.readyState = EventSource.CLOSED; this.abort.abort(); }
+  async read() {
+    try {
+      const r = await api(this.path, {headers: {Accept: "text/event-stream"}, signal: this.abort.signal});
+      if (!r.ok) { this.close(); this.onerror?.(); return; }
+      this.readyState = EventSource.OPEN;
+      const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        buf += value;
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          let name = "message", data = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith("event:")) name = line.slice(6).trim();
+            else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          }
+          if (data.length) for (const f of this.listeners[name] || []) f({data: data.join("\n")});
+        }
+      }
+    } catch (e) {
+      if (this.readyState === EventSource.CLOSED) return;
+    }
+    if (this.readyState !== EventSource.CLOSED) { // the stream ended: reconnect, as EventSource does
+      this.readyState = EventSource.CONNECTING;
+      setTimeout(() => this.read(), 1000);
+    }
+  }
+}
+
+// openResult shows a result with the key: a plain link cannot send the header.
+async function openResult(e, t) {
+  if (!apiKey) return; // the link works by itself
+  e.preventDefault();
+  const r = await api(`/tasks/${t.id}/result`);
+  const blob = new Blob([await r.text()], {type: "application/json"});
+  window.open(URL.createObjectURL(blob), "_blank", "noopener");
 }
 
 // watchMore opens streams for unfinished tasks, up to MAX_STREAMS.
@@ -352,16 +445,22 @@ async function pollOverview() {
 
 // ---- start ----
 
+let started = false;
+
 async function start() {
   loadTasks();
   for (const t of [...tasks].reverse()) render(t);
   watchMore();
-  $("forget-finished").addEventListener("click", forgetFinished);
   const form = $("submit-form");
-  form.addEventListener("submit", submit);
-  form.addEventListener("input", () => { idempotencyKey = null; });
-  $("f-task").addEventListener("change", (e) => showType(e.target.value));
-  pollOverview();
+  if (!started) { // listeners and the poll loop once; a new key only reloads the data
+    started = true;
+    $("forget-finished").addEventListener("click", forgetFinished);
+    $("key-form").addEventListener("submit", useKey);
+    form.addEventListener("submit", submit);
+    form.addEventListener("input", () => { idempotencyKey = null; });
+    $("f-task").addEventListener("change", (e) => showType(e.target.value));
+    pollOverview();
+  }
   try {
     const list = (await getJSON("/task-types")).task_types;
     types = Object.fromEntries(list.map((s) => [s.name, s]));

@@ -60,6 +60,9 @@ type Record struct {
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
 	Result       *Location  `json:"result,omitempty"`
 	Error        string     `json:"error,omitempty"`
+	// Owner is the name of the API key that submitted the task, when the gateway
+	// requires keys: only that key sees it.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Location says where a stored result is, relative to the storekeeper's results root.

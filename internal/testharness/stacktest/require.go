@@ -16,10 +16,14 @@ func InCI() bool { return os.Getenv("CI") == "true" }
 // Main starts one stack for a test package, runs its tests, and stops the stack. With
 // -short, or when the stack cannot start outside CI, the tests run with Get skipping
 // them; in CI a failed start exits non-zero.
-func Main(m *testing.M, opts Options) {
+func Main(m *testing.M, opts Options) { os.Exit(Run(m, opts)) }
+
+// Run is Main without the exit: it returns the exit code, for a TestMain that cleans up
+// after the stack.
+func Run(m *testing.M, opts Options) int {
 	code := run(m, opts)
 	removeBinaries()
-	os.Exit(code)
+	return code
 }
 
 var (
