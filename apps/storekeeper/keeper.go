@@ -18,6 +18,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
@@ -59,6 +60,10 @@ func NewKeeper(logger *slog.Logger, results *resultstore.Store, tasks *taskstore
 		completed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskgrid_tasks_completed_total", Help: "Tasks completed (result on disk, task marked completed), by task type.",
 		}, []string{"task"}),
+	}
+	// Series exist from the start, so that rate() sees their first increment.
+	for _, t := range catalog.Default().Names() {
+		k.completed.WithLabelValues(t)
 	}
 	reg.MustRegister(k.stored, k.bytes, k.completed)
 	return k

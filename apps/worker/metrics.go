@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 )
 
 // Metrics of the worker node.
@@ -40,6 +42,11 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 		failedForGood: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "taskgrid_tasks_failed_total", Help: "Tasks that failed for good after their last attempt.",
 		}),
+	}
+	// Every type's ok series exists from the start: a counter that appears at its first
+	// increment hides that increment from rate() (Prometheus never saw it at zero).
+	for _, t := range catalog.Default().Names() {
+		m.attempts.WithLabelValues(t, "ok")
 	}
 	reg.MustRegister(m.attempts, m.runSeconds, m.waitSeconds, m.requeued, m.failedForGood, m.faults,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_busy", Help: "Attempts running in this process."},
