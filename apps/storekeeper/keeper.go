@@ -240,8 +240,12 @@ func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {
 		// event id is the same, so consumers see one completion.
 		it.out.Stored, it.out.Location = true, r.Record.Result
 	case errors.Is(r.Err, task.ErrStale):
+		// The task ended otherwise first: failed for good, or cancelled by its user (a
+		// result that lost the race with a cancel). The result is not reported: no
+		// completion, the record keeps no location, GET .../result answers 409. Its file
+		// stays on disk (never linked to the task).
 		it.events = nil
-		k.logger.WarnContext(ctx, "result of a task that already failed for good; kept on disk only", "task_id", it.req.TaskID, "worker", it.req.Worker)
+		k.logger.WarnContext(ctx, "result of a task that has ended otherwise; kept on disk only, not reported", "task_id", it.req.TaskID, "worker", it.req.Worker, "status", r.Record.Status)
 		loc := it.loc
 		it.out.Stored, it.out.Location = true, &loc
 	default:

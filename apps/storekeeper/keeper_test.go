@@ -256,7 +256,9 @@ func TestStoreBatch(t *testing.T) {
 	failed.Status, failed.FinishedAt, failed.Error = task.StatusFailed, &finished, "failed after 5 attempts"
 	rejected := running(1)
 	lost := running(1) // no record
-	fx.state.seed(t, fresh, done, failed, rejected)
+	cancelled := running(1)
+	cancelled.Status, cancelled.FinishedAt = task.StatusCancelled, &finished
+	fx.state.seed(t, fresh, done, failed, rejected, cancelled)
 	before := fx.state.callCounts()
 
 	reply := fx.keeper.Store(ctx, task.StoreBatch{Results: []task.StoreRequest{
@@ -265,6 +267,7 @@ func TestStoreBatch(t *testing.T) {
 		result(failed, "out", `{"late":true}`),
 		result(rejected, "../escape", `{}`),
 		result(lost, "out", `{"n":5}`),
+		result(cancelled, "out", `{"after":"cancel"}`),
 	}})
 
 	type want struct {
@@ -277,8 +280,9 @@ func TestStoreBatch(t *testing.T) {
 		{stored: true, path: "out/" + failed.ID.String() + ".json"},
 		{rejected: true},
 		{err: true},
+		{stored: true, path: "out/" + cancelled.ID.String() + ".json"},
 	}
-	ids := []uuid.UUID{fresh.ID, done.ID, failed.ID, rejected.ID, lost.ID}
+	ids := []uuid.UUID{fresh.ID, done.ID, failed.ID, rejected.ID, lost.ID, cancelled.ID}
 	if len(reply.Outcomes) != len(wants) {
 		t.Fatalf("%d outcomes, want %d: %+v", len(reply.Outcomes), len(wants), reply)
 	}
@@ -316,6 +320,9 @@ func TestStoreBatch(t *testing.T) {
 	if rec, _ := fx.state.record(t, failed.ID); rec.Status != task.StatusFailed {
 		t.Errorf("failed task changed: %+v", rec)
 	}
+	if rec, _ := fx.state.record(t, cancelled.ID); rec.Status != task.StatusCancelled || rec.Result != nil {
+		t.Errorf("cancelled task changed: %+v", rec)
+	}
 	if _, ok := fx.state.record(t, lost.ID); ok {
 		t.Error("Store created the missing record")
 	}
@@ -343,7 +350,7 @@ func TestStoreBatch(t *testing.T) {
 	}
 
 	k := fx.keeper
-	for outcome, want := range map[string]float64{"written": 3, "duplicate": 1, "rejected": 1, "error": 1} {
+	for outcome, want := range map[string]float64{"written": 4, "duplicate": 1, "rejected": 1, "error": 1} {
 		if n := counter(t, k.stored.WithLabelValues(outcome)); n != want {
 			t.Errorf("stored{outcome=%q} = %v, want %v", outcome, n, want)
 		}
@@ -351,7 +358,7 @@ func TestStoreBatch(t *testing.T) {
 	if n := counter(t, k.completed.WithLabelValues("noop")); n != 1 {
 		t.Errorf("completed{task=noop} = %v, want 1", n)
 	}
-	if n := counter(t, k.bytes); n != float64(len(`{"n":1}`)+len(`{"late":true}`)+len(`{"n":5}`)) {
+	if n := counter(t, k.bytes); n != float64(len(`{"n":1}`)+len(`{"late":true}`)+len(`{"n":5}`)+len(`{"after":"cancel"}`)) {
 		t.Errorf("bytes = %v", n)
 	}
 }

@@ -77,6 +77,9 @@ func (n *Node) run(a *attempt) {
 
 	computing := time.Now().UTC()
 	a.out = n.exec.Execute(a.ctx, spec.Type, spec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a, started))
+	if a.cancelled.Load() && a.out.Failure != "" {
+		a.out.Failure = FailureCancelled // stopped because its task was cancelled: not a failure
+	}
 	n.metrics.finished(spec.Type, a.out)
 	if a.ctx.Err() != nil {
 		if claim.CompareAndSwap(claimNone, claimMerge) { // no start will be recorded

@@ -18,6 +18,9 @@ const (
 	FailureTimeout = "timeout" // the attempt ran past its time limit
 	FailureForced  = "forced"  // forceFailure: the first k attempts fail on purpose
 	FailureInvalid = "invalid" // the payload no longer validates (catalog changed)
+	// FailureCancelled is not a failure: the attempt was stopped because its task was
+	// cancelled. It only labels the attempt in taskgrid_worker_attempts_total.
+	FailureCancelled = "cancelled"
 )
 
 // AbandonGraceDefault is how long past its time limit an attempt that ignores

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -119,6 +120,7 @@ type attempt struct {
 	reason     string             // why it failed
 	stored     *task.StoreOutcome // the storekeeper's answer
 	dropped    bool               // the queue took it back: say nothing more of it
+	cancelled  atomic.Bool        // its task was cancelled by its user (set before ctx is cancelled)
 	delivering bool               // its result is computed and on its way (set under Node.mu)
 	merged     bool               // its start goes to the storekeeper with its result
 	faulty     bool               // fault injection: its "process" dies before storing the result
@@ -452,9 +454,25 @@ func (n *Node) syncOnce(ctx context.Context) error {
 			// stored wins, and this one may well be the first.
 		}
 	}
+	// A cancelled task: its computation is cancelled and its slot freed at once; its
+	// outcome is neither a failure nor a result (a result on its way is refused by the
+	// record, which says cancelled).
+	var cancelled []*attempt
+	for _, id := range reply.Cancel {
+		if a, ok := n.held[id]; ok {
+			a.cancelled.Store(true)
+			a.dropped = true
+			n.release(a)
+			cancelled = append(cancelled, a)
+		}
+	}
 	n.mu.Unlock()
 	for _, a := range stop {
 		n.logger.WarnContext(ctx, "the queue took back an attempt this node held (it was taken for lost)", "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
+		a.cancel()
+	}
+	for _, a := range cancelled {
+		n.logger.InfoContext(ctx, "attempt cancelled: its task was cancelled", "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
 		a.cancel()
 	}
 	n.fill()

@@ -596,3 +596,78 @@ func TestRefusalGoesWithTheSeenLeaseNumber(t *testing.T) {
 		t.Fatalf("sync after the refusal: seen %d, done %+v; want seen 7 with the grant refused", req.Seen, req.Done)
 	}
 }
+
+// attemptsBy returns taskgrid_worker_attempts_total of typ by outcome.
+func (e *nodeEnv) attemptsBy(t *testing.T, typ string) map[string]int {
+	t.Helper()
+	families, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, f := range families {
+		if f.GetName() != "taskgrid_worker_attempts_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if v := int(m.GetCounter().GetValue()); labels["task"] == typ && v > 0 {
+				out[labels["outcome"]] += v
+			}
+		}
+	}
+	return out
+}
+
+// A held attempt the queue names as cancelled: its computation stops at once, its slot
+// takes the next attempt, the node reports nothing more of it (no failure, no retry,
+// no result), and it counts as cancelled, not failed. A buffered one never starts.
+func TestCancelledAttempts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		running, buffered, next := e.submit("sleep", `{"ms":60000}`, "vm-0"), e.submit("sleep", `{"ms":60000}`, ""), e.submit("noop", `{}`, "")
+		if refused := e.node.Take([]queue.Grant{running, buffered}); len(refused) != 0 {
+			t.Fatalf("refused %v", refused)
+		}
+		time.Sleep(time.Second) // its start is recorded
+		synctest.Wait()
+		if got := e.records.recs[running.Assignment.TaskID].Status; got != task.StatusRunning {
+			t.Fatalf("status %s, want running", got)
+		}
+		start := time.Now()
+		e.queue.reply = queue.SyncReply{Cancel: []task.AttemptID{running.Assignment.ID(), buffered.Assignment.ID()}}
+		e.lastSync(t)
+		e.node.Take([]queue.Grant{next})
+		synctest.Wait()
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if e.results.stored[next.Assignment.TaskID] != 1 {
+			t.Fatalf("the next attempt did not run on the freed slot")
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("the slot was freed after %s", took)
+		}
+		req := e.lastSync(t)
+		for _, d := range req.Done {
+			if d.TaskID == running.Assignment.TaskID || d.TaskID == buffered.Assignment.TaskID {
+				t.Errorf("reported %+v of a cancelled attempt", d)
+			}
+		}
+		if slices.Contains(req.Held, running.Assignment.ID()) || slices.Contains(req.Held, buffered.Assignment.ID()) {
+			t.Errorf("still holds a cancelled attempt: %v", req.Held)
+		}
+		if got := e.attemptsBy(t, "sleep"); got["cancelled"] != 1 || len(got) != 1 {
+			t.Errorf("sleep attempts by outcome %v, want one cancelled", got)
+		}
+		if k := e.events.kinds(running.Assignment.TaskID); slices.Contains(k, task.EventAttemptFailed) {
+			t.Errorf("events %v", k)
+		}
+		if e.results.stored[running.Assignment.TaskID] != 0 {
+			t.Error("a result of the cancelled attempt was stored")
+		}
+	})
+}

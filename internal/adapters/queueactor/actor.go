@@ -12,6 +12,7 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
@@ -30,6 +31,7 @@ const (
 	MethodSync     = "sync"
 	MethodDepth    = "depth"
 	MethodSnapshot = "snapshot" // read-only: depth and the idle slots by name
+	MethodCancel   = "cancel"   // tasks cancelled by their users: see queue.Queue.Cancel
 	// SweepReminder is a long-lived reminder on the queue actor that sweeps the leases
 	// when nothing else calls the queue. It is a backstop: dispatch and failure
 	// detection do not wait for it (every call sweeps), so a scheduler outage pauses
@@ -41,6 +43,11 @@ const (
 // EnqueueRequest adds assignments to the queue.
 type EnqueueRequest struct {
 	Assignments []task.Assignment `json:"assignments"`
+}
+
+// CancelRequest names tasks cancelled by their users.
+type CancelRequest struct {
+	Tasks []uuid.UUID `json:"tasks"`
 }
 
 // EnqueueReply says how many went to idle slots at once.
@@ -111,6 +118,12 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 			return nil, fmt.Errorf("%w: %v", queue.ErrBadRequest, err)
 		}
 		reply, err = q.Sync(ctx, req)
+	case MethodCancel:
+		var req CancelRequest
+		if err = json.Unmarshal(body, &req); err != nil {
+			return nil, fmt.Errorf("%w: %v", queue.ErrBadRequest, err)
+		}
+		reply, err = q.Cancel(ctx, req.Tasks)
 	case MethodDepth:
 		reply, err = q.Depth(ctx)
 	case MethodSnapshot:
@@ -205,6 +218,14 @@ func (c Client) Enqueue(ctx context.Context, as ...task.Assignment) (int, error)
 func (c Client) Sync(ctx context.Context, req queue.SyncRequest) (queue.SyncReply, error) {
 	var reply queue.SyncReply
 	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodSync, req, &reply)
+	return reply, err
+}
+
+// Cancel takes cancelled tasks out of the queue and has their running attempts
+// stopped (see queue.Queue.Cancel).
+func (c Client) Cancel(ctx context.Context, ids ...uuid.UUID) (queue.CancelReply, error) {
+	var reply queue.CancelReply
+	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodCancel, CancelRequest{Tasks: ids}, &reply)
 	return reply, err
 }
 

@@ -102,10 +102,15 @@ func TestActorMethods(t *testing.T) {
 	if state.txns != 3 {
 		t.Errorf("%d state transactions for 3 writing calls", state.txns)
 	}
+	// Cancelling the second task releases its lease.
+	var cr queue.CancelReply
+	if err := invoke(t, a, MethodCancel, CancelRequest{Tasks: []uuid.UUID{second.TaskID}}, &cr); err != nil || len(cr.Leased) != 1 || cr.Leased[0] != second.ID() {
+		t.Fatalf("cancel = %+v, %v", cr, err)
+	}
 	// A new actor over the same state (the actor moved) sees the same queue.
 	moved := NewActor(slog.New(slog.NewTextHandler(io.Discard, nil)), state, nil)
 	var d queue.Depth
-	if err := invoke(t, moved, MethodDepth, nil, &d); err != nil || d.Leased != 2 {
+	if err := invoke(t, moved, MethodDepth, nil, &d); err != nil || d.Leased != 1 {
 		t.Fatalf("depth on a new host = %+v, %v", d, err)
 	}
 	// Metrics: the depth of the queue hosted here.
@@ -140,6 +145,7 @@ func TestActorRefusals(t *testing.T) {
 		want   error
 	}{
 		{MethodEnqueue, `{`, queue.ErrBadRequest},
+		{MethodCancel, `{"tasks":["x"]}`, queue.ErrBadRequest},
 		{MethodSync, `{"node":1}`, queue.ErrBadRequest},
 		{MethodSync, `{"node":"vm"}`, queue.ErrBadRequest},
 		{MethodEnqueue, `{"assignments":[{"task_id":"` + uuid.NewString() + `","attempt":1,"priority":"soon"}]}`, queue.ErrBadRequest},

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
@@ -150,6 +152,12 @@ type Queue struct {
 	returnedMu sync.Mutex
 	returned   []returned
 
+	// cancelled are the tasks cancelled lately, oldest first (the "cancelled" key, at
+	// most CancelledMax): their waiting entries are skipped, and their held attempts
+	// are named in SyncReply.Cancel. Loaded with m.
+	cancelled    []uuid.UUID
+	cancelledSet map[uuid.UUID]struct{}
+
 	// Lost counts leases found lost (for metrics); it only grows.
 	Lost int
 }
@@ -231,8 +239,40 @@ func (q *Queue) load(ctx context.Context) error {
 			q.seen[n] = now
 		}
 	}
+	data, err = q.store.Get(ctx, cancelledKey)
+	if err != nil {
+		return fmt.Errorf("load cancelled tasks: %w", err)
+	}
+	var cancelled []uuid.UUID
+	if data != nil {
+		if err := json.Unmarshal(data, &cancelled); err != nil {
+			return fmt.Errorf("decode cancelled tasks: %w", err)
+		}
+	}
 	q.m, q.nodes = m, nodes
+	q.setCancelled(cancelled)
 	return nil
+}
+
+// cancelledKey holds the tasks cancelled lately (see Queue.cancelled).
+const cancelledKey = "cancelled"
+
+// CancelledMax bounds the cancelled tasks the queue remembers. One forgotten is still
+// not run: its worker's start is refused by the task's record, which says cancelled.
+const CancelledMax = 4096
+
+func (q *Queue) setCancelled(ids []uuid.UUID) {
+	q.cancelled, q.cancelledSet = ids, make(map[uuid.UUID]struct{}, len(ids))
+	for _, id := range ids {
+		q.cancelledSet[id] = struct{}{}
+	}
+}
+
+// isCancelled reports whether task id was cancelled lately (one map lookup: the
+// normal path pays nothing more).
+func (q *Queue) isCancelled(id uuid.UUID) bool {
+	_, ok := q.cancelledSet[id]
+	return ok
 }
 
 // txn is one change of the queue's state, applied by commit all at once.
@@ -330,6 +370,9 @@ func (q *Queue) take(ctx context.Context, t *txn) (a task.Assignment, ok bool, e
 			}
 			if q.handedOut(t, a.ID()) {
 				continue // a second entry of one attempt (a retried enqueue): it runs once
+			}
+			if q.isCancelled(a.TaskID) {
+				continue // the task was cancelled while it waited: it leaves the queue here
 			}
 			return a, true, nil
 		}
@@ -605,7 +648,8 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	}
 	// An attempt handed out already (a retried enqueue whose first try got through) is
 	// not queued again.
-	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) })
+	// Nor is an attempt of a task cancelled meanwhile.
+	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) || q.isCancelled(a.TaskID) })
 	// Idle slots get the first attempts at once: leased in this turn's transaction, and
 	// pushed after it, outside the turn (a push is a call to another sidecar: the
 	// queue's turns do not wait for it). What a push does not deliver comes back with
@@ -806,11 +850,13 @@ type Done struct {
 }
 
 // SyncReply hands the free slots their next attempts and names held attempts the
-// node should stop: their leases were lost (the node was taken for dead), and the
-// task is queued again.
+// node should stop: Drop, their leases were lost (the node was taken for dead), and
+// the task is queued again; Cancel, their task was cancelled by its user (the node
+// cancels the computation, frees the slot and reports nothing more of them).
 type SyncReply struct {
-	Given []Grant          `json:"given,omitempty"`
-	Drop  []task.AttemptID `json:"drop,omitempty"`
+	Given  []Grant          `json:"given,omitempty"`
+	Drop   []task.AttemptID `json:"drop,omitempty"`
+	Cancel []task.AttemptID `json:"cancel,omitempty"`
 }
 
 // Sync takes a node's report (see SyncRequest) and hands its free slots their next
@@ -928,7 +974,11 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 		return reply, err
 	}
 	for _, h := range req.Held {
-		if !leased(h) {
+		switch {
+		case leased(h):
+		case q.isCancelled(h.TaskID):
+			reply.Cancel = append(reply.Cancel, h)
+		default:
 			reply.Drop = append(reply.Drop, h)
 		}
 	}
@@ -978,6 +1028,81 @@ func (q *Queue) remember(ops []Op) {
 			q.cache[op.Key] = op.Value
 		}
 	}
+}
+
+// CancelReply says which of the cancelled tasks had an attempt leased (running on a
+// node, or in its buffer): those nodes are told at their next sync (SyncReply.Cancel).
+type CancelReply struct {
+	Leased []task.AttemptID `json:"leased,omitempty"`
+}
+
+// Cancel takes tasks out of the queue for good, at their user's request: their leases
+// are released (the node holding one is told to stop at its next sync, and nothing is
+// queued again), and their waiting entries are skipped when they come up (the queue
+// cannot find an entry without walking it, so the entry stays counted in the depth
+// until then). The tasks are remembered durably (the "cancelled" key, the latest
+// CancelledMax), so a new host of the queue keeps skipping them; the task's record,
+// cancelled before this call, is what makes it final: a worker that gets an attempt of
+// a cancelled task anyway has its start refused and drops it.
+func (q *Queue) Cancel(ctx context.Context, ids []uuid.UUID) (CancelReply, error) {
+	var reply CancelReply
+	if err := q.load(ctx); err != nil {
+		return reply, err
+	}
+	t := q.begin()
+	if err := q.takeBack(t); err != nil {
+		return reply, err
+	}
+	if err := q.sweep(t, t.now); err != nil {
+		return reply, err
+	}
+	cancelled := slices.Clone(q.cancelled)
+	set := maps.Clone(q.cancelledSet)
+	if set == nil {
+		set = map[uuid.UUID]struct{}{}
+	}
+	changed := false
+	for _, id := range ids {
+		if _, ok := set[id]; !ok {
+			set[id] = struct{}{}
+			cancelled = append(cancelled, id)
+			changed = true
+		}
+	}
+	for len(cancelled) > CancelledMax {
+		delete(set, cancelled[0])
+		cancelled = cancelled[1:]
+	}
+	for _, node := range slices.Sorted(maps.Keys(q.nodes)) {
+		cur := q.nodes[node]
+		if pending, ok := t.nodes[node]; ok {
+			cur = pending
+		}
+		gone := func(l Lease) bool { _, ok := set[l.Assignment.TaskID]; return ok }
+		if !slices.ContainsFunc(cur.Leases, gone) {
+			continue
+		}
+		ns := t.node(q, node)
+		for _, l := range ns.Leases {
+			if gone(l) {
+				reply.Leased = append(reply.Leased, l.Assignment.ID())
+				q.endedNow(l.Assignment.ID())
+			}
+		}
+		ns.Leases = slices.DeleteFunc(ns.Leases, gone)
+	}
+	if changed {
+		data, err := json.Marshal(cancelled)
+		if err != nil {
+			return reply, fmt.Errorf("encode cancelled tasks: %w", err)
+		}
+		t.ops = append(t.ops, Op{Key: cancelledKey, Value: data})
+	}
+	if err := q.commit(ctx, t); err != nil {
+		return reply, err
+	}
+	q.cancelled, q.cancelledSet = cancelled, set
+	return reply, nil
 }
 
 // PushRequest is what the queue sends a worker node (actor Worker.<node>, method

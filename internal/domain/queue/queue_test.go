@@ -824,3 +824,127 @@ func TestLeasesKeepNoSpec(t *testing.T) {
 		t.Fatalf("after the lease was lost: %+v, want t1's attempt 2 without a spec", g)
 	}
 }
+
+func (w *world) cancel(as ...task.Assignment) CancelReply {
+	w.t.Helper()
+	var idsOf []uuid.UUID
+	for _, a := range as {
+		idsOf = append(idsOf, a.TaskID)
+	}
+	reply, err := w.q.Cancel(w.t.Context(), idsOf)
+	if err != nil {
+		w.t.Fatalf("Cancel: %v", err)
+	}
+	return reply
+}
+
+// Cancelling: a waiting task leaves the queue (its entry is skipped, on this host and
+// on a new one); a leased one loses its lease, is named in its node's next sync reply
+// as cancelled (not dropped), and is never queued again, whatever the node reports.
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// run cancels in a world where t1 runs on a-0 (grant g) and t2, t3 wait; it
+		// returns the node's next sync.
+		run        func(w *world, g Grant, t2 task.Assignment) SyncRequest
+		wantCancel int
+		wantDrop   int
+		wantGiven  []string // to a-0 on the next sync (when the request frees it)
+		wantDepth  Depth
+	}{
+		{"waiting task: skipped, never handed out", func(w *world, g Grant, t2 task.Assignment) SyncRequest {
+			if r := w.cancel(t2); len(r.Leased) != 0 {
+				t.Errorf("leased %v, want none", r.Leased)
+			}
+			return SyncRequest{Done: done(g), Seen: g.Seq, Free: []string{"a-0"}}
+		}, 0, 0, []string{"a-0=t3#1"}, Depth{Leased: 1}},
+		{"waiting task, on a new host of the queue", func(w *world, g Grant, t2 task.Assignment) SyncRequest {
+			w.cancel(t2)
+			w.q = w.newQueue()
+			return SyncRequest{Done: done(g), Seen: g.Seq, Free: []string{"a-0"}}
+		}, 0, 0, []string{"a-0=t3#1"}, Depth{Leased: 1}},
+		{"running task: cancelled in the next reply, slot gets the next task", func(w *world, g Grant, _ task.Assignment) SyncRequest {
+			if r := w.cancel(task.Assignment{TaskID: g.Assignment.TaskID}); !slices.Equal(r.Leased, ids(g)) {
+				t.Errorf("leased %v, want %v", r.Leased, ids(g))
+			}
+			return SyncRequest{Held: ids(g), Seen: g.Seq}
+		}, 1, 0, nil, Depth{Normal: 2}},
+		{"running task, on a new host of the queue", func(w *world, g Grant, _ task.Assignment) SyncRequest {
+			w.cancel(task.Assignment{TaskID: g.Assignment.TaskID})
+			w.q = w.newQueue()
+			return SyncRequest{Held: ids(g), Seen: g.Seq}
+		}, 1, 0, nil, Depth{Normal: 2}},
+		{"running task reported failed with requeue after the cancel: not queued again", func(w *world, g Grant, _ task.Assignment) SyncRequest {
+			w.cancel(task.Assignment{TaskID: g.Assignment.TaskID})
+			return SyncRequest{Done: []Done{{AttemptID: g.Assignment.ID(), Requeue: true}}, Seen: g.Seq, Free: []string{"a-0"}}
+		}, 0, 0, []string{"a-0=t2#1"}, Depth{Normal: 1, Leased: 1}},
+		{"running task whose node went silent: not queued again", func(w *world, g Grant, _ task.Assignment) SyncRequest {
+			w.cancel(task.Assignment{TaskID: g.Assignment.TaskID})
+			w.clock = w.clock.Add(3 * LeaseTTL)
+			return SyncRequest{Incarnation: "inc-2", Free: []string{"a-0"}}
+		}, 0, 0, []string{"a-0=t2#1"}, Depth{Normal: 1, Leased: 1}},
+		{"re-enqueued after the cancel (a retried submission): not queued", func(w *world, g Grant, t2 task.Assignment) SyncRequest {
+			w.cancel(t2)
+			g3 := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}).Given // t3 (t2 is skipped)
+			if got := w.labels(g3); !slices.Equal(got, []string{"b-0=t3#1"}) {
+				t.Errorf("given %v", got)
+			}
+			w.sync(SyncRequest{Node: "b", Done: done(g3...), Seen: maxSeq(g3), Free: []string{"b-0"}}) // b-0 idle
+			if n := w.enqueue(t2); n != 0 {
+				t.Errorf("a cancelled task was pushed to an idle slot")
+			}
+			return SyncRequest{Held: ids(g), Seen: g.Seq}
+		}, 0, 0, nil, Depth{Idle: 1, Leased: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			t2 := w.task("t2", task.PriorityNormal)
+			w.enqueue(w.task("t1", task.PriorityNormal), t2, w.task("t3", task.PriorityNormal))
+			g := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}}).Given
+			if len(g) != 1 {
+				t.Fatalf("given %v", w.labels(g))
+			}
+			req := tt.run(w, g[0], t2)
+			req.Node = "a"
+			reply := w.sync(req)
+			if len(reply.Cancel) != tt.wantCancel || len(reply.Drop) != tt.wantDrop {
+				t.Errorf("cancel %v, drop %v; want %d and %d", reply.Cancel, reply.Drop, tt.wantCancel, tt.wantDrop)
+			}
+			if got := w.labels(reply.Given); !slices.Equal(got, tt.wantGiven) {
+				t.Errorf("given %v, want %v", got, tt.wantGiven)
+			}
+			if d := w.depth(); d != tt.wantDepth {
+				t.Errorf("depth %+v, want %+v", d, tt.wantDepth)
+			}
+			// Nothing of a cancelled task is ever handed out again.
+			for range 3 {
+				w.clock = w.clock.Add(LeaseTTL)
+				r := w.sync(SyncRequest{Node: "c", Free: []string{"c-0", "c-1", "c-2"}, Seen: 100})
+				for _, g := range r.Given {
+					if w.q.isCancelled(g.Assignment.TaskID) {
+						t.Errorf("cancelled task handed out: %s", w.label(g))
+					}
+				}
+			}
+		})
+	}
+}
+
+// The queue remembers at most CancelledMax cancelled tasks, the latest.
+func TestCancelRemembersTheLatest(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var as []task.Assignment
+	for i := range CancelledMax + 10 {
+		as = append(as, w.task(fmt.Sprint("t", i), task.PriorityNormal))
+	}
+	w.cancel(as...)
+	w.q = w.newQueue()
+	w.depth() // load
+	if len(w.q.cancelled) != CancelledMax || w.q.isCancelled(as[9].TaskID) || !w.q.isCancelled(as[10].TaskID) || !w.q.isCancelled(as[len(as)-1].TaskID) {
+		t.Fatalf("remembered %d, first kept %v", len(w.q.cancelled), w.q.isCancelled(as[10].TaskID))
+	}
+}

@@ -20,10 +20,11 @@ const (
 	EventAttemptFailed = "attempt_failed"
 	EventCompleted     = "completed"
 	EventFailed        = "failed"
+	EventCancelled     = "cancelled" // the user cancelled the task (DELETE); terminal
 )
 
 // EventKinds lists every kind.
-var EventKinds = []string{EventAccepted, EventStarted, EventProgress, EventAttemptFailed, EventCompleted, EventFailed}
+var EventKinds = []string{EventAccepted, EventStarted, EventProgress, EventAttemptFailed, EventCompleted, EventFailed, EventCancelled}
 
 // Event is one step of a task's life, as the state machine (lifecycle.go) emits it. Its
 // ID is deterministic (EventID), so a step published twice is recognisably the same.

@@ -21,6 +21,12 @@ import (
 //	                     ▲                │ Fail (attempts left): silent, high priority
 //	                     └────────────────┘
 //	                    Fail or Start past MaxAttempts ─────────▶ failed
+//	  pending or running ── Cancel (the user) ──────────────────▶ cancelled
+//
+// Completed, failed and cancelled are terminal: no step leaves them. Of a cancel and a
+// completion that race, whichever is written first wins (each is a conditional write of
+// the record): a completion after a cancel is refused (ErrStale; the result is not
+// reported), a cancel after a completion is refused (ErrFinished).
 
 // Refusals of a transition.
 var (
@@ -33,6 +39,9 @@ var (
 	// ErrExhausted: the attempt to start is past the task's MaxAttempts (the last one
 	// was lost); Start returns the task failed for good instead.
 	ErrExhausted = errors.New("attempts exhausted")
+	// ErrFinished: a cancel of a task that has ended already (completed, failed or
+	// cancelled); nothing changes.
+	ErrFinished = errors.New("task has finished")
 )
 
 // Worker names a worker slot as "<node>/<slot>" (the Worker field of records and events).
@@ -59,9 +68,10 @@ func ParseWorker(s string) (Worker, error) {
 
 // EventID is the one scheme of lifecycle event ids: deterministic, so a step published
 // twice is recognisably the same event. A completion has one id per task whatever the
-// attempt (a task completes once); the others name the attempt.
+// attempt (a task completes once), and so has a cancellation; the others name the
+// attempt.
 func EventID(id uuid.UUID, kind string, attempt int) string {
-	if kind == EventCompleted {
+	if kind == EventCompleted || kind == EventCancelled {
 		return id.String() + ":" + kind
 	}
 	return id.String() + ":" + kind + ":" + strconv.Itoa(attempt)
@@ -163,12 +173,31 @@ func Complete(rec Record, attempt int, loc Location, w string, now time.Time) (R
 		return rec, []Event{completedEvent(rec, *rec.FinishedAt, w)}, fmt.Errorf("complete %s: %w", rec.ID, ErrNoChange)
 	case StatusFailed:
 		return rec, nil, fmt.Errorf("complete %s: %w (failed for good)", rec.ID, ErrStale)
+	case StatusCancelled:
+		return rec, nil, fmt.Errorf("complete %s: %w (cancelled)", rec.ID, ErrStale)
 	}
 	rec.Status, rec.Result, rec.FinishedAt, rec.Progress, rec.Error = StatusCompleted, &loc, &now, 1, ""
 	if attempt > rec.Attempts {
 		rec.Attempts = attempt
 	}
 	return rec, []Event{completedEvent(rec, now, w)}, nil
+}
+
+// Cancel ends a pending or running task as cancelled, at the user's request. A task that
+// has ended (completed, failed, or cancelled before) is refused with ErrFinished and
+// returned unchanged; for a task cancelled before, the event is its cancellation again
+// (same id), so a caller that crashed before publishing it may publish it now.
+func Cancel(rec Record, now time.Time) (Record, Event, error) {
+	if rec.Status.Terminal() {
+		var e Event
+		if rec.Status == StatusCancelled && rec.FinishedAt != nil {
+			e = event(EventCancelled, rec, *rec.FinishedAt)
+		}
+		return rec, e, fmt.Errorf("cancel %s: %w (%s)", rec.ID, ErrFinished, rec.Status)
+	}
+	now = now.UTC()
+	rec.Status, rec.FinishedAt, rec.Error = StatusCancelled, &now, ""
+	return rec, event(EventCancelled, rec, now), nil
 }
 
 func completedEvent(rec Record, at time.Time, w string) Event {

@@ -290,3 +290,87 @@ func TestStartAndComplete(t *testing.T) {
 		})
 	}
 }
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	base := accepted(t)
+	done := t0.Add(time.Minute)
+	tests := []struct {
+		name      string
+		rec       Record
+		wantErr   error
+		wantState Status
+		wantEvent bool // an event to publish (the cancellation, or its repeat)
+	}{
+		{"pending", base, nil, StatusCancelled, true},
+		{"pending again after a failed attempt", with(base, func(r *Record) { r.Attempts, r.Priority = 1, PriorityHigh }), nil, StatusCancelled, true},
+		{"running", with(base, func(r *Record) { r.Attempts, r.Status, r.Worker = 1, StatusRunning, "vm/vm-0" }), nil, StatusCancelled, true},
+		{"completed", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 1, StatusCompleted, &done }), ErrFinished, StatusCompleted, false},
+		{"failed for good", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 3, StatusFailed, &done }), ErrFinished, StatusFailed, false},
+		{"cancelled already: the same event again", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 1, StatusCancelled, &done }), ErrFinished, StatusCancelled, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			next, ev, err := Cancel(tt.rec, t0.Add(time.Second))
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if next.Status != tt.wantState {
+				t.Errorf("status = %s, want %s", next.Status, tt.wantState)
+			}
+			if got := ev.Kind != ""; got != tt.wantEvent {
+				t.Fatalf("event %+v, want one: %v", ev, tt.wantEvent)
+			}
+			if tt.wantEvent && (ev.Kind != EventCancelled || ev.ID != base.ID.String()+":cancelled" || ev.Attempt != tt.rec.Attempts) {
+				t.Errorf("event %+v", ev)
+			}
+			if err == nil && (next.FinishedAt == nil || !next.FinishedAt.Equal(t0.Add(time.Second)) || next.Attempts != tt.rec.Attempts) {
+				t.Errorf("cancelled record %+v", next)
+			}
+			if err != nil && !reflectEqual(next, tt.rec) {
+				t.Errorf("refused cancel changed the record: %+v", next)
+			}
+		})
+	}
+}
+
+func reflectEqual(a, b Record) bool {
+	return a.Status == b.Status && a.Attempts == b.Attempts && a.FinishedAt == b.FinishedAt && a.Result == b.Result
+}
+
+// TestCancelRacesCompletion: whichever of a cancel and a completion is recorded first
+// wins, and the other is refused without an event.
+func TestCancelRacesCompletion(t *testing.T) {
+	t.Parallel()
+	running, _, err := Start(accepted(t), Assignment{TaskID: uuid.Nil, Attempt: 1, Priority: PriorityNormal}, w1, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := Location{Directory: "d", Path: "d/x.json"}
+
+	cancelled, _, err := Cancel(running, t0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, evs, err := Complete(cancelled, 1, loc, "vm/vm-0", t0.Add(2*time.Second)); !errors.Is(err, ErrStale) || len(evs) != 0 || next.Status != StatusCancelled || next.Result != nil {
+		t.Errorf("complete after cancel = %s, %v, %v", next.Status, kinds(evs), err)
+	}
+	if next, evs, err := StartAndComplete(cancelled, Assignment{TaskID: running.ID, Attempt: 2}, w1, t0, loc, t0.Add(2*time.Second)); !errors.Is(err, ErrStale) || len(evs) != 0 || next.Status != StatusCancelled {
+		t.Errorf("start and complete after cancel = %s, %v, %v", next.Status, kinds(evs), err)
+	}
+	if _, evs, _, err := Fail(cancelled, Assignment{TaskID: running.ID, Attempt: 1}, "boom", t0.Add(2*time.Second)); !errors.Is(err, ErrStale) || len(evs) != 0 {
+		t.Errorf("fail after cancel = %v, %v", kinds(evs), err)
+	}
+	if _, _, err := Start(cancelled, Assignment{TaskID: running.ID, Attempt: 2}, w1, t0.Add(2*time.Second)); !errors.Is(err, ErrStale) {
+		t.Errorf("start after cancel = %v", err)
+	}
+
+	completed, _, err := Complete(running, 1, loc, "vm/vm-0", t0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next, ev, err := Cancel(completed, t0.Add(2*time.Second)); !errors.Is(err, ErrFinished) || ev.Kind != "" || next.Status != StatusCompleted || next.Result == nil {
+		t.Errorf("cancel after completion = %s, %+v, %v", next.Status, ev, err)
+	}
+}

@@ -15,16 +15,20 @@ import (
 type Status string
 
 // Statuses. A task goes pending → running → completed or failed; a failed attempt
-// puts it back to pending silently (at high priority) until attempts run out.
+// puts it back to pending silently (at high priority) until attempts run out. A user
+// may cancel a pending or running task: it ends cancelled.
 const (
 	StatusPending   Status = "pending"
 	StatusRunning   Status = "running"
 	StatusCompleted Status = "completed"
 	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled"
 )
 
 // Terminal reports whether s is final.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
 
 // Priority of a queued task: high (re-queued after a failure) before normal, FIFO
 // within a priority.
