@@ -39,6 +39,13 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	// A stream counts against the caps (StreamLimits) from here, before it costs a read.
+	release, err := a.hub.Streams().Acquire(streamClient(r))
+	if err != nil {
+		a.writeStreamRefusal(w, r, err)
+		return
+	}
+	defer release()
 	// Subscribe before reading the record, so that no update falls between the two. A
 	// task this gateway accepted lately needs no read: the hub keeps its view current.
 	updates, cancel, view, remembered := a.hub.SubscribeView(id)
@@ -58,8 +65,12 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 
 	a.metrics.sseClientOpened()
 	defer a.metrics.sseClientClosed()
+	// A stream lasts as long as its task, past the server's write timeout: it lifts it,
+	// and bounds each write instead (streamWriteTimeout). (The read timeout does not
+	// reach it: once the request is read, net/http watches for the client's close with
+	// no deadline.) A writer without deadlines (a test recorder) has none to lift.
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives any write timeout; unsupported by some writers
+	_ = rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -107,6 +118,11 @@ type eventStream struct {
 	recheck func(ctx context.Context) (taskView, error)
 	beats   int // heartbeats sent
 }
+
+// streamWriteTimeout bounds each write of an event stream (an event or a heartbeat, and
+// its flush): a client that stops reading, its connection's buffers full, is dropped
+// then rather than held for as long as the task runs.
+const streamWriteTimeout = 30 * time.Second
 
 // recheckAfter is how many heartbeats a stream started from the hub's view waits before
 // it checks the record: long enough that a task waiting in a busy queue does not cost a
@@ -221,6 +237,8 @@ func mergeView(v taskView, u Update) (taskView, error) {
 		next.Status = task.StatusCompleted
 	case UpdateFailed:
 		next.Status = task.StatusFailed
+	case UpdateCancelled:
+		next.Status = task.StatusCancelled
 	}
 	return next.sanitized(), nil
 }
@@ -249,7 +267,9 @@ func (s *eventStream) sendView(event string, v taskView) error {
 
 // send writes one event and flushes it. data must be one line (compact JSON).
 func (s *eventStream) send(event string, data []byte) error {
-	s.lastID = max(time.Now().UnixNano(), s.lastID+1)
+	now := time.Now()
+	s.lastID = max(now.UnixNano(), s.lastID+1)
+	_ = s.rc.SetWriteDeadline(now.Add(streamWriteTimeout))
 	if _, err := fmt.Fprintf(s.w, "id: %d\nevent: %s\ndata: %s\n\n", s.lastID, event, data); err != nil {
 		return fmt.Errorf("write %s event: %w", event, err)
 	}
@@ -263,6 +283,7 @@ func (s *eventStream) send(event string, data []byte) error {
 
 // ping writes a heartbeat comment.
 func (s *eventStream) ping() error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	if _, err := s.w.Write([]byte(": ping\n\n")); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}

@@ -19,6 +19,7 @@ const (
 	UpdateProgress  = "progress"  // the running attempt advanced
 	UpdateCompleted = "completed" // terminal: the result is stored
 	UpdateFailed    = "failed"    // terminal: the task failed for good
+	UpdateCancelled = "cancelled" // terminal: the task was cancelled by its user
 )
 
 // Update is one change of a task, for the streams that watch it.
@@ -38,11 +39,13 @@ type Update struct {
 }
 
 // terminal reports whether u ends a stream.
-func (u Update) terminal() bool { return u.Kind == UpdateCompleted || u.Kind == UpdateFailed }
+func (u Update) terminal() bool {
+	return u.Kind == UpdateCompleted || u.Kind == UpdateFailed || u.Kind == UpdateCancelled
+}
 
 func validUpdateKind(kind string) bool {
 	switch kind {
-	case UpdateStatus, UpdateProgress, UpdateCompleted, UpdateFailed:
+	case UpdateStatus, UpdateProgress, UpdateCompleted, UpdateFailed, UpdateCancelled:
 		return true
 	}
 	return false
@@ -75,6 +78,8 @@ type SSEHub struct {
 	count  int
 	closed bool
 	recent recentViews
+
+	streams *StreamLimiter // caps the event streams (see Streams)
 }
 
 // RecentViews is how many views of recently accepted tasks the hub keeps.
@@ -84,9 +89,13 @@ const RecentViews = 32_768
 func NewSSEHub(logger *slog.Logger) *SSEHub {
 	return &SSEHub{
 		logger: logger.With("component", "sse_hub"), subs: map[uuid.UUID]map[*subscriber]struct{}{},
-		recent: newRecentViews(RecentViews),
+		recent: newRecentViews(RecentViews), streams: NewStreamLimiter(DefaultStreamLimits()),
 	}
 }
+
+// Streams returns the limiter of the event streams of this hub's subscribers: set its
+// limits (SetLimits) and register it (a prometheus.Collector) when the gateway starts.
+func (h *SSEHub) Streams() *StreamLimiter { return h.streams }
 
 // Remember keeps v, the view of a task being accepted, for the streams that will watch
 // it. Call it before the task can have any update (before it is queued): an update the
@@ -378,6 +387,9 @@ func updateFromEvent(e events.Event) Update {
 		}
 	case events.KindFailed:
 		u.Kind, data["status"], data["finished_at"], data["error"] = UpdateFailed, task.StatusFailed, e.Time, e.Error
+		withStart(data, e)
+	case events.KindCancelled:
+		u.Kind, data["status"], data["finished_at"] = UpdateCancelled, task.StatusCancelled, e.Time
 		withStart(data, e)
 	default:
 		return u

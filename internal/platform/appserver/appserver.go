@@ -224,8 +224,10 @@ func (s *Server) Run(ctx context.Context) error {
 		public.Close()
 		return err
 	}
-	pub := &http.Server{Handler: s.Router, ReadHeaderTimeout: 5 * time.Second}
-	ch := &http.Server{Handler: s.Channel, ReadHeaderTimeout: 5 * time.Second}
+	// Both servers bound slow and idle clients (see PublicTimeouts and ChannelTimeouts for
+	// why each value is what it is); an event stream lifts its own write deadline.
+	pub := NewHTTPServer(s.Router, PublicTimeouts)
+	ch := NewHTTPServer(s.Channel, ChannelTimeouts)
 	s.mu.Lock()
 	for _, f := range s.onShutdown {
 		pub.RegisterOnShutdown(f)
