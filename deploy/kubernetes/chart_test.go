@@ -163,11 +163,18 @@ func TestAppsMatchDaprYAML(t *testing.T) {
 				ann := w.Template.Annotations
 				c := appContainer(t, w)
 				env := envOf(c)
+				// dapr.yaml's appPort is the app channel (what daprd calls); its env
+				// PUBLIC_PORT is the app's public listener.
 				port := strconv.Itoa(a.AppPort)
+				public := a.Env["PUBLIC_PORT"]
+				if public == "" || public == port {
+					t.Errorf("%s: dapr.yaml gives PUBLIC_PORT %q beside appPort %s: want a port of its own", a.AppID, public, port)
+				}
 				checks := map[string][2]string{
 					"dapr.io/app-port":                  {ann["dapr.io/app-port"], port},
-					"containerPort http":                {strconv.Itoa(int(containerPort(c, "http"))), port},
 					"env APP_PORT":                      {env["APP_PORT"].Value, port},
+					"containerPort http":                {strconv.Itoa(int(containerPort(c, "http"))), public},
+					"env PUBLIC_PORT":                   {env["PUBLIC_PORT"].Value, public},
 					"env APP_ID":                        {env["APP_ID"].Value, a.AppID},
 					"container name":                    {c.Name, a.AppID},
 					"dapr.io/app-protocol":              {ann["dapr.io/app-protocol"], d.Common.AppProtocol},
@@ -432,8 +439,19 @@ func TestConfigurationMatchesLocal(t *testing.T) {
 	if local.Spec.NameResolution == nil {
 		t.Errorf("components/config.yaml has no nameResolution any more: update this test")
 	}
-	if c.Spec.MTLS != nil && (c.Spec.MTLS.Enabled == nil || !*c.Spec.MTLS.Enabled) {
-		t.Errorf("mtls turned off")
+	// mTLS: on, as locally. (On Kubernetes the injector takes it from the control
+	// plane's daprsystem Configuration, which the chart checks at install time; this
+	// says the same.) Dapr 1.18's Configuration CRD requires controlPlaneTrustDomain
+	// and sentryAddress beside enabled: the API server would refuse the object without.
+	if m := local.Spec.MTLS; m == nil || m.Enabled == nil || !*m.Enabled {
+		t.Errorf("components/config.yaml does not enable mTLS any more: update the chart and this test")
+	}
+	if m := c.Spec.MTLS; m == nil || m.Enabled == nil || !*m.Enabled {
+		t.Errorf("the Configuration's spec.mtls %+v: want enabled: true, as components/config.yaml", m)
+	} else if m.ControlPlaneTrustDomain == "" || m.SentryAddress == "" {
+		t.Errorf("spec.mtls controlPlaneTrustDomain %q sentryAddress %q: Dapr's Configuration CRD requires both", m.ControlPlaneTrustDomain, m.SentryAddress)
+	} else if want := "dapr-sentry.dapr-system.svc.cluster.local:443"; m.SentryAddress != want {
+		t.Errorf("spec.mtls sentryAddress %q, want the control plane's Sentry %q", m.SentryAddress, want)
 	}
 	same := func(what string, a, b any) {
 		ja, _ := json.Marshal(a)
@@ -449,6 +467,24 @@ func TestConfigurationMatchesLocal(t *testing.T) {
 	if ac == nil {
 		t.Fatal("no accessControl")
 	}
+	// The access control list is components/config.yaml's, but for the policies'
+	// namespace: the release's here, "default" locally (self-hosted daprd's).
+	if local.Spec.AccessControl == nil || len(local.Spec.AccessControl.Policies) == 0 {
+		t.Fatal("components/config.yaml has no accessControl policies: update this test")
+	}
+	localAC := *local.Spec.AccessControl
+	localAC.Policies = slices.Clone(localAC.Policies)
+	for i, p := range localAC.Policies {
+		if p.Namespace != "default" {
+			t.Errorf("components/config.yaml: policy of %s has namespace %q, want default (self-hosted)", p.AppID, p.Namespace)
+		}
+		localAC.Policies[i].Namespace = namespace
+	}
+	byApp := func(a, b AppPolicy) int { return strings.Compare(a.AppID, b.AppID) }
+	chartAC := *ac
+	chartAC.Policies = slices.SortedFunc(slices.Values(ac.Policies), byApp) // order means nothing to Dapr
+	slices.SortFunc(localAC.Policies, byApp)
+	same("accessControl (namespace: the release's)", chartAC, localAC)
 	if ac.DefaultAction != "deny" || ac.TrustDomain != "public" {
 		t.Errorf("accessControl defaultAction %q trustDomain %q, want deny, public", ac.DefaultAction, ac.TrustDomain)
 	}

@@ -239,7 +239,7 @@ func codeTopics(t *testing.T) []string {
 // (its name the first argument).
 var envReaders = map[string]bool{
 	"String": true, "Int": true, "Port": true, "Duration": true, "Bool": true,
-	"Float": true, "Required": true, "Valid": true,
+	"Float": true, "Required": true, "Valid": true, "Secret": true,
 }
 
 // envRead lists the environment variables read through env.Reader in the given

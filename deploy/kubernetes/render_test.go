@@ -48,6 +48,7 @@ type object struct {
 // release is everything one rendering produced, by kind.
 type release struct {
 	objects []object
+	values  map[string]any // the values given (files and overrides merged), not the chart's defaults
 }
 
 func (r release) all(kind string) []object {
@@ -79,6 +80,7 @@ var decoders = map[string]func() any{
 	"apps/v1/StatefulSet":               func() any { return new(appsv1.StatefulSet) },
 	"v1/Service":                        func() any { return new(corev1.Service) },
 	"v1/ServiceAccount":                 func() any { return new(corev1.ServiceAccount) },
+	"v1/Secret":                         func() any { return new(corev1.Secret) },
 	"v1/PersistentVolumeClaim":          func() any { return new(corev1.PersistentVolumeClaim) },
 	"policy/v1/PodDisruptionBudget":     func() any { return new(policyv1.PodDisruptionBudget) },
 	"networking.k8s.io/v1/Ingress":      func() any { return new(networkingv1.Ingress) },
@@ -157,7 +159,7 @@ func render(t *testing.T, files []string, overrides map[string]any) release {
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}
-	var r release
+	r := release{values: values(t, files, overrides)}
 	for _, path := range slices.Sorted(maps.Keys(out)) {
 		base := filepath.Base(path)
 		if strings.HasPrefix(base, "_") || base == "NOTES.txt" {
@@ -262,16 +264,18 @@ func variants(t *testing.T) map[string]release {
 	for _, f := range files {
 		out[f] = render(t, []string{f}, nil)
 	}
-	out["external-kafka,no-ingress,prefetch-0,podmonitor,no-redis-password"] = render(t, nil, map[string]any{
-		"kafka":   map[string]any{"create": false, "bootstrapServers": "kafka-0.kafka.example:9092,kafka-1.kafka.example:9092"},
-		"gateway": map[string]any{"ingress": map[string]any{"enabled": false}, "preStopSleepSeconds": 0},
+	out["external-kafka,no-ingress,prefetch-0,podmonitor,no-redis-password,anonymous-api"] = render(t, nil, map[string]any{
+		"kafka": map[string]any{"create": false, "bootstrapServers": "kafka-0.kafka.example:9092,kafka-1.kafka.example:9092"},
+		"gateway": map[string]any{"ingress": map[string]any{"enabled": false}, "preStopSleepSeconds": 0,
+			"apiKeys": map[string]any{"secretName": ""}, "allowAnonymous": true},
 		"worker":  map[string]any{"prefetch": 0, "autoscaling": map[string]any{"enabled": false}},
 		"metrics": map[string]any{"podMonitor": map[string]any{"enabled": true}},
 		"secrets": map[string]any{"redis": map[string]any{"passwordKey": ""}},
 	})
-	out["strimzi-v1beta2,tls-ingress"] = render(t, nil, map[string]any{
+	out["strimzi-v1beta2,tls-ingress,existing-token-secrets"] = render(t, nil, map[string]any{
 		"kafka":   map[string]any{"apiVersion": "kafka.strimzi.io/v1beta2", "version": "4.1.1"},
 		"gateway": map[string]any{"ingress": map[string]any{"tlsSecretName": "taskgrid-tls"}},
+		"dapr":    map[string]any{"apiTokenSecret": "my-dapr-api-token", "appTokenSecret": "my-dapr-app-token"},
 	})
 	return out
 }

@@ -63,6 +63,9 @@ type Configuration struct {
 		} `json:"nameResolution,omitempty"`
 		MTLS *struct {
 			Enabled *bool `json:"enabled"`
+			// Required by Dapr 1.18's Configuration CRD whenever mtls is set.
+			ControlPlaneTrustDomain string `json:"controlPlaneTrustDomain,omitempty"`
+			SentryAddress           string `json:"sentryAddress,omitempty"`
 		} `json:"mtls,omitempty"`
 		AccessControl *AccessControl `json:"accessControl,omitempty"`
 	} `json:"spec"`

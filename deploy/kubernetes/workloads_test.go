@@ -228,15 +228,13 @@ func checkStorekeeper(t *testing.T, r release, w workload) {
 // would be ignored), and every variable the app requires.
 func TestEnvMatchesAppConfig(t *testing.T) {
 	common := []string{"internal/platform/appserver", "internal/adapters/sidecar"}
-	// Read by the Dapr Go SDK (client.NewClientWithConnection), not through env.Reader.
-	sdk := map[string]bool{"DAPR_API_TOKEN": true}
 	for name, r := range variants(t) {
 		t.Run(name, func(t *testing.T) {
 			for id, w := range workloads(t, r) {
 				read, required := envRead(t, append([]string{mainDir(id)}, common...)...)
 				env := envOf(appContainer(t, w))
 				for n := range env {
-					if !read[n] && !sdk[n] {
+					if !read[n] {
 						t.Errorf("%s: env %s is not read by the app (it reads %v)", id, n, slices.Sorted(mapsKeys(read)))
 					}
 				}
@@ -482,7 +480,8 @@ func TestPrometheusScrape(t *testing.T) {
 			monitors := r.all("PodMonitor")
 			for id, w := range workloads(t, r) {
 				ann := w.Template.Annotations
-				port := ann["dapr.io/app-port"]
+				// The public listener serves /metrics (the app channel does not).
+				port := strconv.Itoa(int(containerPort(appContainer(t, w), "http")))
 				if len(monitors) == 0 {
 					if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != port || ann["prometheus.io/path"] != "/metrics" {
 						t.Errorf("%s: prometheus.io annotations scrape=%q port=%q path=%q, want true, %s, /metrics", id,
@@ -529,7 +528,10 @@ func TestRefusedValues(t *testing.T) {
 		"topic replicas beyond the brokers":        {map[string]any{"kafka": map[string]any{"replicas": 1}}, "kafka.topics.replicas"},
 		"an existing cluster without its address":  {map[string]any{"kafka": map[string]any{"create": false}}, "bootstrapServers"},
 		"no image registry":                        {map[string]any{"image": map[string]any{"registry": ""}}, "image.registry"},
-		"no API token secret":                      {map[string]any{"dapr": map[string]any{"apiTokenSecret": ""}}, "apiTokenSecret"},
+		"an open API without saying so":            {map[string]any{"gateway": map[string]any{"apiKeys": map[string]any{"secretName": ""}}}, "allowAnonymous"},
+		"one Secret for both tokens":               {map[string]any{"dapr": map[string]any{"apiTokenSecret": "tokens", "appTokenSecret": "tokens"}}, "same Secret"},
+		"chart-made and given Secret clash":        {map[string]any{"dapr": map[string]any{"appTokenSecret": "taskgrid-dapr-api-token"}}, "same Secret"},
+		"no control plane trust domain":            {map[string]any{"dapr": map[string]any{"controlPlaneTrustDomain": ""}}, "controlPlaneTrustDomain"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -563,9 +565,9 @@ func TestRefusesControlPlaneWithoutMTLS(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			calls := []string{}
-			p := fakeProvider{calls: &calls}
+			p := fakeProvider{calls: &calls, objs: map[string]*unstructured.Unstructured{}}
 			if tc.sys != nil {
-				p.obj = &unstructured.Unstructured{Object: map[string]any{
+				p.objs[daprSystemKey] = &unstructured.Unstructured{Object: map[string]any{
 					"apiVersion": "dapr.io/v1alpha1", "kind": "Configuration",
 					"metadata": map[string]any{"name": "daprsystem", "namespace": "dapr-system"},
 					"spec":     tc.sys,
@@ -575,21 +577,22 @@ func TestRefusesControlPlaneWithoutMTLS(t *testing.T) {
 			if refused := err != nil && strings.Contains(err.Error(), "mTLS off"); refused != tc.refused {
 				t.Errorf("render error %v, want refused=%v", err, tc.refused)
 			}
-			if !p.asked() {
-				t.Error("the chart did not look up daprsystem")
+			if !slices.Contains(calls, daprSystemKey) {
+				t.Errorf("the chart did not look up daprsystem (it looked up %v)", calls)
 			}
 		})
 	}
 }
 
-// fakeProvider answers lookup of dapr.io/v1alpha1 Configuration dapr-system/daprsystem
-// with obj (not found when nil). Only Namespace and Get are used by Helm's lookup.
+// fakeProvider answers Helm's lookup from objs, keyed "<apiVersion>/<kind> <namespace>/<name>"
+// (anything else is not found), and records every lookup in calls. Only Namespace and
+// Get are used by Helm's lookup.
 type fakeProvider struct {
-	obj   *unstructured.Unstructured
+	objs  map[string]*unstructured.Unstructured
 	calls *[]string
 }
 
-func (p fakeProvider) asked() bool { return p.calls != nil && len(*p.calls) > 0 }
+const daprSystemKey = "dapr.io/v1alpha1/Configuration dapr-system/daprsystem"
 
 func (p fakeProvider) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
 	return &fakeResource{p: p, gvk: apiVersion + "/" + kind}, true, nil
@@ -607,13 +610,15 @@ func (r *fakeResource) Namespace(ns string) dynamic.ResourceInterface {
 }
 
 func (r *fakeResource) Get(_ context.Context, name string, _ metav1.GetOptions, _ ...string) (*unstructured.Unstructured, error) {
+	key := r.gvk + " " + r.ns + "/" + name
 	if r.p.calls != nil {
-		*r.p.calls = append(*r.p.calls, r.gvk+" "+r.ns+"/"+name)
+		*r.p.calls = append(*r.p.calls, key)
 	}
-	if r.p.obj == nil || r.gvk != "dapr.io/v1alpha1/Configuration" || r.ns != "dapr-system" || name != "daprsystem" {
-		return nil, apierrors.NewNotFound(schema.GroupResource{Group: "dapr.io", Resource: "configurations"}, name)
+	obj, ok := r.p.objs[key]
+	if !ok {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: r.gvk}, name)
 	}
-	return r.p.obj.DeepCopy(), nil
+	return obj.DeepCopy(), nil
 }
 
 // The Dockerfile builds each app's main package, statically, as the chart's user, and

@@ -11,12 +11,40 @@ StatefulSet pod name stays a valid NODE_ID and DNS label).
 {{- end -}}
 
 {{/*
-The Dapr app ids and app ports: fixed by the code and dapr.yaml (the test holds them
-against dapr.yaml). The storekeeper's id is also a constant of its client.
+The Dapr app ids and each app's two ports, fixed by the code and dapr.yaml (the test
+holds them against dapr.yaml). The storekeeper's id is also a constant of its client.
+- publicPort (PUBLIC_PORT, on every interface of the pod): the gateway's API and web
+  page, /healthz, /readyz, /metrics. The container port "http": what the Services, the
+  Ingress, the kubelet's probes and Prometheus use.
+- appPort (APP_PORT, on the pod's loopback only): the app channel, which only the
+  sidecar calls (actors, invocation, subscriptions); dapr.io/app-port. No container
+  port, Service or probe names it.
 */}}
-{{- define "taskgrid.appPort" -}}
+{{- define "taskgrid.publicPort" -}}
 {{- $ports := dict "gateway" 8080 "worker" 8081 "storekeeper" 8082 "analytics" 8083 -}}
 {{- required (printf "unknown app %q" .) (get $ports .) -}}
+{{- end -}}
+
+{{- define "taskgrid.appPort" -}}
+{{- $ports := dict "gateway" 8090 "worker" 8091 "storekeeper" 8092 "analytics" 8093 -}}
+{{- required (printf "unknown app %q" .) (get $ports .) -}}
+{{- end -}}
+
+{{/* The app channel's address: the pod's loopback, where daprd calls the app. */}}
+{{- define "taskgrid.appChannelHost" -}}127.0.0.1{{- end -}}
+
+{{/*
+The Secrets holding the Dapr API token (app -> sidecar) and the app token (sidecar ->
+app), key "token" (the name Dapr's injector reads): dapr.apiTokenSecret and
+dapr.appTokenSecret when given (Secrets made beforehand), else the chart's own
+("<release>-dapr-api-token", "<release>-dapr-app-token", templates/dapr-tokens.yaml).
+*/}}
+{{- define "taskgrid.apiTokenSecret" -}}
+{{- default (printf "%s-dapr-api-token" (include "taskgrid.fullname" .)) .Values.dapr.apiTokenSecret -}}
+{{- end -}}
+
+{{- define "taskgrid.appTokenSecret" -}}
+{{- default (printf "%s-dapr-app-token" (include "taskgrid.fullname" .)) .Values.dapr.appTokenSecret -}}
 {{- end -}}
 
 {{/* The Dapr Configuration and Resiliency, named as in components/. */}}
@@ -52,6 +80,7 @@ stops).
 dapr.io/enabled: "true"
 dapr.io/app-id: {{ .app | quote }}
 dapr.io/app-port: {{ include "taskgrid.appPort" .app | quote }}
+dapr.io/app-channel-address: {{ include "taskgrid.appChannelHost" .root | quote }}
 dapr.io/app-protocol: "http"
 dapr.io/config: {{ include "taskgrid.daprConfigName" .root | quote }}
 dapr.io/enable-app-health-check: "true"
@@ -60,8 +89,8 @@ dapr.io/app-health-probe-interval: {{ $d.appHealthProbeIntervalSeconds | quote }
 dapr.io/app-health-threshold: {{ $d.appHealthThreshold | quote }}
 dapr.io/enable-metrics: "true"
 dapr.io/metrics-port: {{ $d.metricsPort | quote }}
-dapr.io/api-token-secret: {{ required "dapr.apiTokenSecret is required" $d.apiTokenSecret | quote }}
-dapr.io/app-token-secret: {{ required "dapr.appTokenSecret is required" $d.appTokenSecret | quote }}
+dapr.io/api-token-secret: {{ include "taskgrid.apiTokenSecret" .root | quote }}
+dapr.io/app-token-secret: {{ include "taskgrid.appTokenSecret" .root | quote }}
 dapr.io/log-level: {{ $d.logLevel | quote }}
 dapr.io/log-as-json: {{ $d.logAsJSON | quote }}
 dapr.io/sidecar-cpu-request: {{ $d.sidecar.resources.requests.cpu | quote }}
@@ -73,7 +102,7 @@ dapr.io/graceful-shutdown-seconds: {{ $d.gracefulShutdownSeconds | quote }}
 dapr.io/disable-builtin-k8s-secret-store: "true"
 {{- if not .root.Values.metrics.podMonitor.enabled }}
 prometheus.io/scrape: "true"
-prometheus.io/port: {{ include "taskgrid.appPort" .app | quote }}
+prometheus.io/port: {{ include "taskgrid.publicPort" .app | quote }}
 prometheus.io/path: "/metrics"
 {{- end }}
 {{- end -}}
@@ -129,11 +158,8 @@ Probes: liveness on /healthz tolerates 30 s of failures, because the gateway ans
 /healthz 503 for 5 s on purpose to make its sidecar register its actor types again
 (actorhost.SelfCheck); readiness is /readyz (the sidecar and the app's dependencies).
 
-The app container's common part: image, the port, probes, security, and the
-environment every app reads (internal/platform/appserver): APP_ID and APP_PORT as in
-the sidecar's annotations, APP_HOST on every interface so that the kubelet's probes and
-Prometheus reach the app (daprd calls it on 127.0.0.1), and DAPR_API_TOKEN, which the
-Dapr Go SDK sends to the sidecar. Arguments: root, app.
+The app container's common part: image, the public port, probes on it, security.
+Arguments: root, app.
 */}}
 {{- define "taskgrid.appContainer" -}}
 name: {{ .app }}
@@ -141,7 +167,7 @@ image: {{ include "taskgrid.image" . }}
 imagePullPolicy: {{ .root.Values.image.pullPolicy }}
 ports:
   - name: http
-    containerPort: {{ include "taskgrid.appPort" .app }}
+    containerPort: {{ include "taskgrid.publicPort" .app }}
     protocol: TCP
 livenessProbe:
   httpGet:
@@ -167,19 +193,37 @@ securityContext:
   {{- include "taskgrid.containerSecurityContext" .root | nindent 2 }}
 {{- end -}}
 
+{{/*
+The environment every app reads (internal/platform/appserver, internal/adapters/sidecar):
+the public listener on every interface of the pod (PUBLIC_HOST, PUBLIC_PORT: the
+container port), the app channel on the pod's loopback (APP_HOST, APP_PORT: what
+dapr.io/app-port and dapr.io/app-channel-address tell daprd), and the two tokens from
+the Secrets the sidecar's annotations name (the injector gives daprd the same keys):
+DAPR_API_TOKEN, which the app sends to its sidecar, and APP_API_TOKEN, which the app
+channel requires from it. Arguments: root, app.
+*/}}
 {{- define "taskgrid.commonEnv" -}}
 - name: APP_ID
   value: {{ .app | quote }}
+- name: PUBLIC_HOST
+  value: "0.0.0.0"
+- name: PUBLIC_PORT
+  value: {{ include "taskgrid.publicPort" .app | quote }}
+- name: APP_HOST
+  value: {{ include "taskgrid.appChannelHost" .root | quote }}
 - name: APP_PORT
   value: {{ include "taskgrid.appPort" .app | quote }}
-- name: APP_HOST
-  value: "0.0.0.0"
 - name: LOG_LEVEL
   value: {{ .root.Values.pod.logLevel | quote }}
 - name: DAPR_API_TOKEN
   valueFrom:
     secretKeyRef:
-      name: {{ .root.Values.dapr.apiTokenSecret }}
+      name: {{ include "taskgrid.apiTokenSecret" .root }}
+      key: token
+- name: APP_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "taskgrid.appTokenSecret" .root }}
       key: token
 {{- end -}}
 
