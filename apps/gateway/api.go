@@ -35,6 +35,10 @@ type Backend interface {
 	Result(ctx context.Context, rec task.Record) ([]byte, error)
 	// QueueSnapshot returns the queue's depth and idle slots.
 	QueueSnapshot(ctx context.Context) (queue.Snapshot, error)
+	// Cancel ends the task as cancelled (task.Cancel, a conditional write of its record),
+	// publishes its cancelled event and tells the queue. A task that has ended already
+	// is returned as it is, with an error wrapping task.ErrFinished.
+	Cancel(ctx context.Context, id uuid.UUID) (task.Record, error)
 }
 
 // Errors a Backend returns (wrapped or not); the API maps them in errorTable.
@@ -128,6 +132,7 @@ func (a *API) Mount(r chi.Router) {
 	r = r.With(a.cfg.Keys.Require)
 	r.Post(routeTasks, a.handleSubmit)
 	r.Get(routeTasks+"/{id}", a.handleGet)
+	r.Delete(routeTasks+"/{id}", a.handleCancel)
 	r.Get(routeTasks+"/{id}/result", a.handleResult)
 	r.Get(routeTasks+"/{id}/events", a.handleEvents)
 	r.Get(routeTaskTypes, a.handleTaskTypes)
@@ -182,6 +187,34 @@ func (a *API) handleGet(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newTaskView(rec))
 }
 
+// handleCancel cancels a pending or running task: 200 with its view, now cancelled. A
+// task that has ended (completed, failed, or cancelled before) is answered 409
+// task_finished with its status, and nothing changes. Another key's task is 404.
+func (a *API) handleCancel(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.lookup(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if !rec.Status.Terminal() {
+		rec, err = a.backend.Cancel(r.Context(), rec.ID)
+	} else {
+		_, _, err = task.Cancel(rec, time.Now()) // ErrFinished, as the backend would say
+	}
+	switch {
+	case errors.Is(err, task.ErrFinished):
+		a.writeError(w, r, requestError(errTaskFinished,
+			fmt.Sprintf("task %s is %s already, so it cannot be cancelled", rec.ID, rec.Status),
+			map[string]any{"status": rec.Status}))
+		return
+	case err != nil:
+		a.writeError(w, r, fmt.Errorf("cancel task %s: %w", rec.ID, err))
+		return
+	}
+	a.logger.InfoContext(r.Context(), "task cancelled", "task_id", rec.ID, "task", rec.Type, "attempts", rec.Attempts)
+	writeJSON(w, http.StatusOK, newTaskView(rec))
+}
+
 // handleResult answers the stored result of a completed task, and 409 otherwise.
 func (a *API) handleResult(w http.ResponseWriter, r *http.Request) {
 	rec, err := a.lookup(r)
@@ -195,6 +228,11 @@ func (a *API) handleResult(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, requestError(errTaskFailed,
 			fmt.Sprintf("task %s failed, so it has no result: %s", rec.ID, rec.Error),
 			map[string]any{"status": rec.Status, "error": rec.Error}))
+		return
+	case task.StatusCancelled:
+		a.writeError(w, r, requestError(errTaskCancelled,
+			fmt.Sprintf("task %s was cancelled, so it has no result", rec.ID),
+			map[string]any{"status": rec.Status}))
 		return
 	default:
 		a.writeError(w, r, requestError(errTaskNotCompleted,

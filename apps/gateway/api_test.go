@@ -620,6 +620,7 @@ func TestGetResult(t *testing.T) {
 		{"pending", rec(task.StatusPending), nil, 409, "task_not_completed", []string{"pending", "/events"}},
 		{"running", rec(task.StatusRunning), nil, 409, "task_not_completed", []string{"running", "not completed"}},
 		{"failed", rec(task.StatusFailed), nil, 409, "task_failed", []string{"failed", "hash mismatch"}},
+		{"cancelled", rec(task.StatusCancelled), nil, 409, "task_cancelled", []string{"cancelled"}},
 		{"completed", rec(task.StatusCompleted), nil, 200, "", nil},
 		{"completed, storekeeper down", rec(task.StatusCompleted), fmt.Errorf("invoke: %w", ErrUnavailable), 503, "unavailable", nil},
 	}
@@ -652,6 +653,91 @@ func TestGetResult(t *testing.T) {
 				if err := json.Unmarshal(e.Error.Details, &d); err != nil || d.Status != string(tt.rec.Status) {
 					t.Errorf("details %s: want the status %q (%v)", e.Error.Details, tt.rec.Status, err)
 				}
+			}
+		})
+	}
+}
+
+func TestCancelTask(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UTC()
+	rec := func(status task.Status) task.Record {
+		r := task.Record{ID: uuid.New(), Type: "sleep", Status: status, Priority: task.PriorityNormal, Directory: "d", CreatedAt: now, MaxAttempts: 5}
+		if status.Terminal() {
+			r.FinishedAt = &now
+		}
+		if status == task.StatusCompleted {
+			r.Result = &task.Location{Directory: "d", Path: "d/" + r.ID.String() + ".json"}
+		}
+		if status != task.StatusPending {
+			r.Attempts, r.Worker = 1, "vm/vm-0"
+		}
+		return r
+	}
+	tests := []struct {
+		name        string
+		rec         task.Record
+		known       bool // the record is in the backend
+		cancelErr   error
+		wantStatus  int
+		wantCode    string
+		wantBackend bool // the backend's Cancel is called
+	}{
+		{"pending", rec(task.StatusPending), true, nil, 200, "", true},
+		{"running", rec(task.StatusRunning), true, nil, 200, "", true},
+		{"completed", rec(task.StatusCompleted), true, nil, 409, "task_finished", false},
+		{"failed", rec(task.StatusFailed), true, nil, 409, "task_finished", false},
+		{"cancelled already", rec(task.StatusCancelled), true, nil, 409, "task_finished", false},
+		{"completed meanwhile (the backend's write lost the race)", rec(task.StatusRunning), true, nil, 409, "task_finished", true},
+		{"unknown", rec(task.StatusPending), false, nil, 404, "not_found", false},
+		{"state store down", rec(task.StatusPending), true, fmt.Errorf("update: %w", ErrUnavailable), 503, "unavailable", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := newTestEnv(t, nil)
+			if tt.known {
+				env.backend.put(tt.rec)
+			}
+			env.backend.cancelErr = tt.cancelErr
+			if strings.Contains(tt.name, "meanwhile") {
+				// The GET saw it running; the record says completed by the time Cancel writes.
+				done := rec(task.StatusCompleted)
+				done.ID = tt.rec.ID
+				env.backend.cancelHook = func() { env.backend.tasks[tt.rec.ID] = done }
+			}
+			res := env.serve(httptest.NewRequest(http.MethodDelete, "/api/v1/tasks/"+tt.rec.ID.String(), nil))
+			if got := len(env.backend.cancels) > 0; got != tt.wantBackend {
+				t.Errorf("backend Cancel called: %v, want %v", got, tt.wantBackend)
+			}
+			if tt.wantCode != "" {
+				e := decodeErrorBody(t, res.Code, res.Header(), res.Body.Bytes(), tt.wantStatus, tt.wantCode)
+				if tt.wantStatus == 409 {
+					var d struct {
+						Status string `json:"status"`
+					}
+					want := tt.rec.Status
+					if tt.wantBackend {
+						want = task.StatusCompleted
+					}
+					if err := json.Unmarshal(e.Error.Details, &d); err != nil || d.Status != string(want) {
+						t.Errorf("details %s: want the status %q (%v)", e.Error.Details, want, err)
+					}
+				}
+				if after := env.backend.tasks[tt.rec.ID]; tt.known && tt.wantStatus == 409 && after.Status == task.StatusCancelled && tt.rec.Status != task.StatusCancelled {
+					t.Errorf("a refused cancel changed the record: %+v", after)
+				}
+				return
+			}
+			if res.Code != http.StatusOK {
+				t.Fatalf("status %d %s, want 200", res.Code, res.Body)
+			}
+			v, _ := decodeView(t, res.Body.Bytes())
+			if v.Status != "cancelled" || v.FinishedAt == nil || v.Result != nil || v.Error != "" {
+				t.Errorf("view %+v, want cancelled with its finish time", v)
+			}
+			if got := env.backend.tasks[tt.rec.ID].Status; got != task.StatusCancelled {
+				t.Errorf("record status %s", got)
 			}
 		})
 	}

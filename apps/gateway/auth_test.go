@@ -132,8 +132,14 @@ func TestKeysGuardTheAPI(t *testing.T) {
 			t.Errorf("bob: GET %s = %d, want 404", path, rec.Code)
 		}
 	}
-	if rec := do(http.MethodGet, taskPath(v.ID), aliceKey, "", ""); rec.Code != http.StatusOK {
-		t.Errorf("alice: GET her task = %d, want 200", rec.Code)
+	if rec := do(http.MethodDelete, taskPath(v.ID), bobKey, "", ""); rec.Code != http.StatusNotFound {
+		t.Errorf("bob: DELETE alice's task = %d, want 404", rec.Code)
+	}
+	if rec := do(http.MethodDelete, taskPath(v.ID), "", "", ""); rec.Code != http.StatusUnauthorized {
+		t.Errorf("no key: DELETE = %d, want 401", rec.Code)
+	}
+	if rec := do(http.MethodGet, taskPath(v.ID), aliceKey, "", ""); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"pending"`) {
+		t.Errorf("alice: GET her task = %d %s, want 200, still pending", rec.Code, rec.Body)
 	}
 	// Bob's idempotency key "same" is his own: a new task, not alice's.
 	rec = do(http.MethodPost, routeTasks, bobKey, "same", submit)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -194,6 +195,58 @@ func (b *DaprBackend) Result(ctx context.Context, rec task.Record) ([]byte, erro
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return data, nil
+}
+
+// cancelQueueTimeout bounds telling the queue of a cancel (tries included): the record
+// says cancelled already, so a queue that cannot be reached only delays the stop of a
+// running attempt (its result is refused), and a waiting one is dropped by its worker.
+const cancelQueueTimeout = 2 * time.Second
+
+// Cancel ends the task as cancelled: a conditional write of its record (task.Cancel;
+// the ETag makes it atomic against a completion or failure written meanwhile, and the
+// loser of the two is refused), then its cancelled event (through the outbox) and the
+// queue's cancel (the waiting entry is skipped, a running attempt's node stops it at
+// its next sync), both at once. A task cancelled before has its event published again
+// and the queue told again (same event id, idempotent cancel), in case the gateway
+// that cancelled it died between the steps; it is still answered ErrFinished.
+func (b *DaprBackend) Cancel(ctx context.Context, id uuid.UUID) (task.Record, error) {
+	var ev task.Event
+	rec, _, err := b.tasks.Update(ctx, id, func(rec *task.Record) error {
+		next, e, err := task.Cancel(*rec, time.Now())
+		ev = e
+		if err != nil {
+			return err
+		}
+		*rec = next
+		return nil
+	})
+	switch {
+	case errors.Is(err, taskstore.ErrNotFound):
+		return rec, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	case err != nil && !errors.Is(err, task.ErrFinished):
+		return rec, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if ev.Kind == "" {
+		return rec, err // completed or failed: nothing to tell anyone
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if serr := b.events.Send(ctx, ev); serr != nil {
+			b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", ev.ID, "error", serr)
+		}
+	})
+	wg.Go(func() {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelQueueTimeout)
+		defer cancel()
+		if qerr := retry.Do(qctx, enqueueTryTimeout, func(ctx context.Context) error {
+			_, err := b.queue.Cancel(ctx, id)
+			return err
+		}); qerr != nil {
+			b.logger.WarnContext(ctx, "could not tell the queue of a cancel; a running attempt runs on and its result is refused", "task_id", id, "error", qerr)
+		}
+	})
+	wg.Wait()
+	return rec, err
 }
 
 // snapshotTimeout bounds reading the queue for the overview: it is not retried, the page

@@ -22,6 +22,8 @@ var (
 	errInvalidID             = errors.New("invalid task id")
 	errTaskNotCompleted      = errors.New("task not completed")
 	errTaskFailed            = errors.New("task failed")
+	errTaskCancelled         = errors.New("task cancelled")
+	errTaskFinished          = errors.New("task finished")
 )
 
 // errorTable is the one place where an error becomes an HTTP status and an error code
@@ -48,6 +50,8 @@ var errorTable = []struct {
 	{ErrNotFound, http.StatusNotFound, "not_found", "no task has this id"},
 	{errTaskNotCompleted, http.StatusConflict, "task_not_completed", "the task is not completed yet"},
 	{errTaskFailed, http.StatusConflict, "task_failed", "the task failed, so it has no result"},
+	{errTaskCancelled, http.StatusConflict, "task_cancelled", "the task was cancelled, so it has no result"},
+	{errTaskFinished, http.StatusConflict, "task_finished", "the task has finished (completed, failed or cancelled), so it cannot be cancelled"},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "the task service is temporarily unavailable; retry in a moment"},
 }
 

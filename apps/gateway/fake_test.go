@@ -35,11 +35,14 @@ type fakeBackend struct {
 	results map[uuid.UUID][]byte
 	submits []submitCall // every Submit call, in order
 	gets    int          // Get calls
+	cancels []uuid.UUID  // every Cancel call
+	// cancelHook, when set, runs at the start of Cancel (under mu): a change racing it.
+	cancelHook func()
 
 	snapshot queue.Snapshot // what QueueSnapshot returns
 
 	// Errors returned instead of doing the work, when set.
-	submitErr, getErr, resultErr, snapshotErr error
+	submitErr, getErr, resultErr, snapshotErr, cancelErr error
 }
 
 type submitCall struct {
@@ -80,6 +83,25 @@ func (b *fakeBackend) Get(_ context.Context, id uuid.UUID) (task.Record, error) 
 		return task.Record{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
 	}
 	return rec, nil
+}
+
+func (b *fakeBackend) Cancel(_ context.Context, id uuid.UUID) (task.Record, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cancels = append(b.cancels, id)
+	if b.cancelHook != nil {
+		b.cancelHook()
+	}
+	if b.cancelErr != nil {
+		return task.Record{}, b.cancelErr
+	}
+	rec, ok := b.tasks[id]
+	if !ok {
+		return rec, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	next, _, err := task.Cancel(rec, time.Now())
+	b.tasks[id] = next
+	return next, err
 }
 
 func (b *fakeBackend) QueueSnapshot(context.Context) (queue.Snapshot, error) {

@@ -116,7 +116,7 @@ type failuresView struct {
 // Observe takes one lifecycle event into account. An event seen before is ignored.
 func (o *Overview) Observe(e events.Event) {
 	switch e.Kind {
-	case events.KindStarted, events.KindAttemptFailed, events.KindCompleted, events.KindFailed:
+	case events.KindStarted, events.KindAttemptFailed, events.KindCompleted, events.KindFailed, events.KindCancelled:
 	default:
 		return
 	}
@@ -142,6 +142,9 @@ func (o *Overview) Observe(e events.Event) {
 	case events.KindFailed:
 		o.counts.Failed++
 		o.finished.add(e.TaskID)
+		o.stop(e.TaskID, 0)
+	case events.KindCancelled:
+		o.finished.add(e.TaskID) // its slot is free: the node stops the attempt
 		o.stop(e.TaskID, 0)
 	}
 }

@@ -371,7 +371,7 @@ func TestSubscriberPushFullOfStatus(t *testing.T) {
 
 func TestSubscriberDropsAfterTerminal(t *testing.T) {
 	t.Parallel()
-	for _, terminal := range []string{UpdateCompleted, UpdateFailed} {
+	for _, terminal := range []string{UpdateCompleted, UpdateFailed, UpdateCancelled} {
 		id := uuid.New()
 		s := newSubscriber()
 		s.push(upd(id, UpdateProgress, 1))
@@ -478,6 +478,8 @@ func TestUpdateFromEvent(t *testing.T) {
 			UpdateCompleted, `{"attempts":1,"status":"completed","finished_at":` + atJSON + `,"progress":1}`},
 		{"failed", events.Event{Kind: events.KindFailed, TaskID: id, Attempt: 5, Priority: task.PriorityHigh, Time: at, Error: "gave up"},
 			UpdateFailed, `{"attempts":5,"priority":"high","status":"failed","finished_at":` + atJSON + `,"error":"gave up"}`},
+		{"cancelled while running", events.Event{Kind: events.KindCancelled, TaskID: id, Attempt: 1, Time: at, StartedAt: &at, Worker: "n/n-0"},
+			UpdateCancelled, `{"attempts":1,"status":"cancelled","finished_at":` + atJSON + `,"started_at":` + atJSON + `,"worker":"n/n-0"}`},
 		{"unknown kind", events.Event{Kind: "exploded", TaskID: id, Attempt: 1, Time: at}, "", ""},
 	}
 	for _, tt := range tests {

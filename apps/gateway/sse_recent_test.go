@@ -36,6 +36,8 @@ func TestRecentViewsApply(t *testing.T) {
 		{"retried", []Update{ev(events.KindStarted, 1), ev(events.KindAttemptFailed, 1)}, task.StatusPending, 1, 0},
 		{"the first attempt's start after the second's", []Update{ev(events.KindStarted, 2), ev(events.KindStarted, 1), ev(events.KindAttemptFailed, 1)}, task.StatusRunning, 2, 0},
 		{"failed for good", []Update{ev(events.KindStarted, 1), ev(events.KindFailed, 1)}, task.StatusFailed, 1, 0},
+		{"cancelled", []Update{ev(events.KindStarted, 1), ev(events.KindCancelled, 1)}, task.StatusCancelled, 1, 0},
+		{"cancelled stays: a late completion changes nothing", []Update{ev(events.KindCancelled, 1), ev(events.KindCompleted, 1)}, task.StatusCancelled, 1, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -332,6 +332,33 @@ func TestEventsFailedAfterRetry(t *testing.T) {
 	checkIDsIncrease(t, 0, running, progress, retry, failed)
 }
 
+// A cancel ends the stream with one cancelled event; nothing after it is sent.
+func TestEventsCancelled(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, nil)
+	srv := sseServer(t, env)
+	rec := pendingRecord()
+	env.backend.put(rec)
+
+	c := openEvents(t, srv, rec.ID)
+	if f := c.nextEvent(t); f.Event != "status" {
+		t.Fatalf("first event %s, want status", f)
+	}
+	t0 := time.Date(2030, 2, 1, 0, 0, 0, 0, time.UTC)
+	env.hub.Publish(updateFromEvent(events.Event{Kind: events.KindStarted, TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Time: t0}))
+	env.hub.Publish(updateFromEvent(events.Event{Kind: events.KindCancelled, TaskID: rec.ID, Attempt: 1, Time: t0.Add(time.Second)}))
+	env.hub.Publish(updateFromEvent(events.Event{Kind: events.KindCompleted, TaskID: rec.ID, Attempt: 1, Time: t0.Add(2 * time.Second)}))
+
+	running, cancelled := c.nextEvent(t), c.nextEvent(t)
+	c.expectEnd(t)
+	if running.Event != "status" || eventView(t, running).Status != "running" {
+		t.Errorf("event 2 %s, want status running", running)
+	}
+	if v := eventView(t, cancelled); cancelled.Event != "cancelled" || v.Status != "cancelled" || v.FinishedAt == nil || !v.FinishedAt.Equal(t0.Add(time.Second)) || v.Result != nil {
+		t.Errorf("last event %s: want cancelled with finished_at", cancelled)
+	}
+}
+
 func TestEventsFinishedTaskEndsAtOnce(t *testing.T) {
 	t.Parallel()
 	finished := time.Date(2030, 3, 1, 0, 0, 0, 0, time.UTC)

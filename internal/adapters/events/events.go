@@ -23,6 +23,7 @@ const (
 	KindAttemptFailed = task.EventAttemptFailed
 	KindCompleted     = task.EventCompleted
 	KindFailed        = task.EventFailed
+	KindCancelled     = task.EventCancelled
 )
 
 // Topic returns the topic of an event kind: TopicEvents, for every kind this code knows.
