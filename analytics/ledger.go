@@ -56,10 +56,10 @@ var windowStats = statements(windowStatsSQL)
 const touchedTasks = `SELECT task_id FROM (SELECT DISTINCT task_id FROM events WHERE seq > ? AND seq <= ?) AS touched`
 
 // markDirty records the minutes that the facts of the touched tasks fall in (accepted,
-// first start, completion, failure) as needing their statistics recomputed.
+// first start, completion, failure, cancel) as needing their statistics recomputed.
 const markDirty = `INSERT IGNORE INTO stats_dirty (minute)
-SELECT DISTINCT DATE_FORMAT(CASE k.n WHEN 1 THEN f.accepted_at WHEN 2 THEN f.first_started_at WHEN 3 THEN f.completed_at ELSE f.failed_at END, '%Y-%m-%d %H:%i:00') AS m
-FROM task_facts f JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) AS k
+SELECT DISTINCT DATE_FORMAT(CASE k.n WHEN 1 THEN f.accepted_at WHEN 2 THEN f.first_started_at WHEN 3 THEN f.completed_at WHEN 4 THEN f.failed_at ELSE f.cancelled_at END, '%Y-%m-%d %H:%i:00') AS m
+FROM task_facts f JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5) AS k
 WHERE f.task_id IN (` + touchedTasks + `)
 HAVING m IS NOT NULL`
 
@@ -88,13 +88,14 @@ func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
 			return 0, fmt.Errorf("trigger: mark windows: %w", err)
 		}
 		if err := l.DB.Exec(ctx, `REPLACE INTO task_facts
-  (task_id, task_type, accepted_at, first_started_at, last_started_at, completed_at, failed_at, starts, failed_attempts)
+  (task_id, task_type, accepted_at, first_started_at, last_started_at, completed_at, failed_at, cancelled_at, starts, failed_attempts)
 SELECT task_id, MAX(task_type),
   MIN(CASE WHEN kind = 'accepted' THEN event_time END),
   MIN(CASE WHEN kind = 'started' THEN event_time END),
   MAX(CASE WHEN kind = 'started' THEN event_time END),
   MIN(CASE WHEN kind = 'completed' THEN event_time END),
   MIN(CASE WHEN kind = 'failed' THEN event_time END),
+  MIN(CASE WHEN kind = 'cancelled' THEN event_time END),
   COUNT(DISTINCT CASE WHEN kind = 'started' THEN attempt END),
   COUNT(DISTINCT CASE WHEN kind = 'attempt_failed' THEN attempt END)
 FROM events
@@ -115,7 +116,7 @@ GROUP BY task_id`, last, upto); err != nil {
 		}
 	}
 	if err := l.DB.Exec(ctx, `INSERT IGNORE INTO pending_samples (sampled_at, pending)
-SELECT ?, COUNT(*) FROM task_facts WHERE accepted_at IS NOT NULL AND first_started_at IS NULL AND completed_at IS NULL AND failed_at IS NULL`, mysqlTime(now)); err != nil {
+SELECT ?, COUNT(*) FROM task_facts WHERE accepted_at IS NOT NULL AND first_started_at IS NULL AND completed_at IS NULL AND failed_at IS NULL AND cancelled_at IS NULL`, mysqlTime(now)); err != nil {
 		return 0, fmt.Errorf("trigger: pending sample: %w", err)
 	}
 	return int(upto - last), nil

@@ -6,27 +6,30 @@
 -- Minutes, from the facts.
 DELETE w FROM window_stats w JOIN stats_dirty d ON w.grain = 'minute' AND w.window_start = d.minute;
 
-INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed,
+INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
-SELECT 'minute', m, task_type, SUM(a), SUM(s), SUM(c), SUM(f), SUM(st), SUM(r), SUM(tm),
+SELECT 'minute', m, task_type, SUM(a), SUM(s), SUM(c), SUM(f), SUM(cx), SUM(st), SUM(r), SUM(tm),
   SUM(wt), MAX(wt), SUM(rn), MAX(rn), SUM(ee), MAX(ee)
 FROM (
-  SELECT d.minute AS m, t.task_type, 1 AS a, 0 AS s, 0 AS c, 0 AS f, 0 AS st, 0 AS r, 0 AS tm,
+  SELECT d.minute AS m, t.task_type, 1 AS a, 0 AS s, 0 AS c, 0 AS f, 0 AS cx, 0 AS st, 0 AS r, 0 AS tm,
     NULL AS wt, NULL AS rn, NULL AS ee
   FROM stats_dirty d JOIN task_facts t ON t.accepted_at >= d.minute AND t.accepted_at < d.minute + INTERVAL 1 MINUTE
   UNION ALL
-  SELECT d.minute, t.task_type, 0, 1, 0, 0, 0, 0, 0, NULL, NULL, NULL
+  SELECT d.minute, t.task_type, 0, 1, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL
   FROM stats_dirty d JOIN task_facts t ON t.first_started_at >= d.minute AND t.first_started_at < d.minute + INTERVAL 1 MINUTE
   UNION ALL
-  SELECT d.minute, t.task_type, 0, 0, 1, 0, t.starts, t.failed_attempts,
+  SELECT d.minute, t.task_type, 0, 0, 1, 0, 0, t.starts, t.failed_attempts,
     t.accepted_at IS NOT NULL AND t.first_started_at IS NOT NULL AND t.last_started_at IS NOT NULL,
     IF(t.accepted_at IS NULL OR t.first_started_at IS NULL OR t.last_started_at IS NULL, NULL, TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.first_started_at) / 1e6),
     IF(t.accepted_at IS NULL OR t.first_started_at IS NULL OR t.last_started_at IS NULL, NULL, TIMESTAMPDIFF(MICROSECOND, t.last_started_at, t.completed_at) / 1e6),
     IF(t.accepted_at IS NULL OR t.first_started_at IS NULL OR t.last_started_at IS NULL, NULL, TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.completed_at) / 1e6)
   FROM stats_dirty d JOIN task_facts t ON t.completed_at >= d.minute AND t.completed_at < d.minute + INTERVAL 1 MINUTE
   UNION ALL
-  SELECT d.minute, t.task_type, 0, 0, 0, 1, t.starts, t.failed_attempts, 0, NULL, NULL, NULL
+  SELECT d.minute, t.task_type, 0, 0, 0, 1, 0, t.starts, t.failed_attempts, 0, NULL, NULL, NULL
   FROM stats_dirty d JOIN task_facts t ON t.failed_at >= d.minute AND t.failed_at < d.minute + INTERVAL 1 MINUTE
+  UNION ALL
+  SELECT d.minute, t.task_type, 0, 0, 0, 0, 1, 0, 0, 0, NULL, NULL, NULL
+  FROM stats_dirty d JOIN task_facts t ON t.cancelled_at >= d.minute AND t.cancelled_at < d.minute + INTERVAL 1 MINUTE
 ) AS x
 GROUP BY m, task_type;
 
@@ -55,9 +58,9 @@ DELETE w FROM window_stats w
 JOIN (SELECT DISTINCT DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS h FROM stats_dirty) AS d
   ON w.grain = 'hour' AND w.window_start = d.h;
 
-INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed,
+INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
-SELECT 'hour', d.h, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed),
+SELECT 'hour', d.h, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed), SUM(w.cancelled),
   SUM(w.finished_starts), SUM(w.retries), SUM(w.timed), SUM(w.wait_sum), MAX(w.wait_max),
   SUM(w.run_sum), MAX(w.run_max), SUM(w.e2e_sum), MAX(w.e2e_max)
 FROM (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME) AS h FROM stats_dirty) AS d
@@ -89,9 +92,9 @@ SET w.wait_p50 = p.wait_p50, w.wait_p95 = p.wait_p95, w.run_p50 = p.run_p50, w.r
 DELETE w FROM window_stats w
 JOIN (SELECT DISTINCT DATE(minute) AS s FROM stats_dirty) AS d ON w.grain = 'day' AND w.window_start = d.s;
 
-INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed,
+INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
-SELECT 'day', d.s, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed),
+SELECT 'day', d.s, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed), SUM(w.cancelled),
   SUM(w.finished_starts), SUM(w.retries), SUM(w.timed), SUM(w.wait_sum), MAX(w.wait_max),
   SUM(w.run_sum), MAX(w.run_max), SUM(w.e2e_sum), MAX(w.e2e_max)
 FROM (SELECT DISTINCT CAST(DATE(minute) AS DATETIME) AS s FROM stats_dirty) AS d
@@ -102,9 +105,9 @@ GROUP BY d.s, w.task_type;
 DELETE w FROM window_stats w
 JOIN (SELECT DISTINCT DATE(minute) - INTERVAL WEEKDAY(minute) DAY AS s FROM stats_dirty) AS d ON w.grain = 'week' AND w.window_start = d.s;
 
-INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed,
+INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
-SELECT 'week', d.s, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed),
+SELECT 'week', d.s, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed), SUM(w.cancelled),
   SUM(w.finished_starts), SUM(w.retries), SUM(w.timed), SUM(w.wait_sum), MAX(w.wait_max),
   SUM(w.run_sum), MAX(w.run_max), SUM(w.e2e_sum), MAX(w.e2e_max)
 FROM (SELECT DISTINCT CAST(DATE(minute) - INTERVAL WEEKDAY(minute) DAY AS DATETIME) AS s FROM stats_dirty) AS d
@@ -115,9 +118,9 @@ GROUP BY d.s, w.task_type;
 DELETE w FROM window_stats w
 JOIN (SELECT DISTINCT DATE_FORMAT(minute, '%Y-%m-01') AS s FROM stats_dirty) AS d ON w.grain = 'month' AND w.window_start = d.s;
 
-INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed,
+INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
-SELECT 'month', d.s, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed),
+SELECT 'month', d.s, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.completed), SUM(w.failed), SUM(w.cancelled),
   SUM(w.finished_starts), SUM(w.retries), SUM(w.timed), SUM(w.wait_sum), MAX(w.wait_max),
   SUM(w.run_sum), MAX(w.run_max), SUM(w.e2e_sum), MAX(w.e2e_max)
 FROM (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-01') AS DATETIME) AS s FROM stats_dirty) AS d
