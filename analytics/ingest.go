@@ -10,6 +10,7 @@ import (
 
 	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/recent"
 )
 
 // routeEvents receives the bulk deliveries of the lifecycle topic.
@@ -34,6 +35,7 @@ func (in *Ingest) Mount(r chi.Router) {
 		MaxMessages: in.BulkMax, MaxAwait: in.BulkWait,
 	}))
 	r.Post(routeEvents, events.ServeBulk(in.Logger, in.insert, func(string, error) { in.Metrics.dropped.Inc() }))
+	r.Get("/"+recent.Method, in.serveActivity)
 }
 
 // insert writes one delivery to the ledger in one statement: every step of a task's

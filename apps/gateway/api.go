@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/recent"
 	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
@@ -35,6 +36,8 @@ type Backend interface {
 	Result(ctx context.Context, rec task.Record) ([]byte, error)
 	// QueueSnapshot returns the queue's depth and idle slots.
 	QueueSnapshot(ctx context.Context) (queue.Snapshot, error)
+	// Activity returns the recent completions and failures, from analytics.
+	Activity(ctx context.Context) (recent.Activity, error)
 	// Cancel ends the task as cancelled (task.Cancel, a conditional write of its record),
 	// publishes its cancelled event and tells the queue. A task that has ended already
 	// is returned as it is, with an error wrapping task.ErrFinished.
@@ -105,7 +108,8 @@ type API struct {
 	metrics *Metrics
 
 	overview  *Overview
-	snapshots snapshotCache
+	snapshots readCache[queue.Snapshot]
+	activity  readCache[recent.Activity]
 }
 
 // NewAPI returns the task API. cfg may be nil; every other argument is required.

@@ -14,6 +14,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/queueactor"
+	"github.com/taskgrid/taskgrid/internal/adapters/recent"
 	"github.com/taskgrid/taskgrid/internal/adapters/storekeeper"
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
@@ -174,6 +175,15 @@ func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record, budget time.
 		return fmt.Errorf("%w: queue task %s: %w", ErrUnavailable, rec.ID, err)
 	}
 	return nil
+}
+
+// Activity reads the recent completions and failures from the analytics app.
+func (b *DaprBackend) Activity(ctx context.Context) (recent.Activity, error) {
+	a, err := recent.Client{Invoker: b.client}.Get(ctx)
+	if err != nil {
+		return a, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return a, nil
 }
 
 // Get returns the task's record.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/recent"
 	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
@@ -40,6 +41,8 @@ type fakeBackend struct {
 	cancelHook func()
 
 	snapshot queue.Snapshot // what QueueSnapshot returns
+
+	activity *recent.Activity // nil: analytics cannot be reached
 
 	// Errors returned instead of doing the work, when set.
 	submitErr, getErr, resultErr, snapshotErr, cancelErr error
@@ -102,6 +105,15 @@ func (b *fakeBackend) Cancel(_ context.Context, id uuid.UUID) (task.Record, erro
 	next, _, err := task.Cancel(rec, time.Now())
 	b.tasks[id] = next
 	return next, err
+}
+
+func (b *fakeBackend) Activity(context.Context) (recent.Activity, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.activity == nil {
+		return recent.Activity{}, errors.New("analytics not there")
+	}
+	return *b.activity, nil
 }
 
 func (b *fakeBackend) QueueSnapshot(context.Context) (queue.Snapshot, error) {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/recent"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
@@ -83,9 +84,34 @@ type overviewView struct {
 	Nodes      []nodeView   `json:"nodes"`      // by node name
 	Throughput []minuteView `json:"throughput"` // ThroughputMinutes minutes, oldest first; the last is the current one
 	Failures   failuresView `json:"failures"`
-	Since      time.Time    `json:"since"` // when this gateway started counting events
-	At         time.Time    `json:"at"`
+	// Since is where the throughput and failure counts start: recent.Window ago when they
+	// come from analytics (Source "analytics": the same on every gateway, kept across
+	// restarts), or this gateway's start when analytics cannot be reached (Source
+	// "gateway": counted from the events this gateway read).
+	Since  time.Time `json:"since"`
+	Source string    `json:"source"`
+	At     time.Time `json:"at"`
 }
+
+// withActivity replaces the throughput and failure counts of v by the durable ones of a.
+func (v overviewView) withActivity(a recent.Activity) overviewView {
+	perMinute := map[int64]int{}
+	for _, m := range a.Completed {
+		perMinute[m.Start.Unix()/60] = m.Completed
+	}
+	for i := range v.Throughput {
+		v.Throughput[i].Completed = perMinute[v.Throughput[i].Start.Unix()/60]
+	}
+	v.Failures = failuresView{Recovered: a.Recovered, AttemptsFailed: a.AttemptsFailed, Failed: a.Failed}
+	v.Since, v.Source = a.Since, sourceAnalytics
+	return v
+}
+
+// Sources of the overview's counts.
+const (
+	sourceAnalytics = "analytics"
+	sourceGateway   = "gateway"
+)
 
 type queueView struct {
 	High   uint64 `json:"high"`
@@ -192,7 +218,7 @@ func (o *Overview) view(now time.Time, snapshot queue.Snapshot) overviewView {
 	o.prune(now)
 	v := overviewView{
 		Queue:    queueView{High: snapshot.High, Normal: snapshot.Normal},
-		Failures: o.counts, Since: o.since, At: now,
+		Failures: o.counts, Since: o.since, Source: sourceGateway, At: now,
 		Throughput: make([]minuteView, 0, ThroughputMinutes),
 	}
 	current := now.Unix() / 60
@@ -269,25 +295,26 @@ func (s *recentSet[K]) has(k K) bool {
 	return ok
 }
 
-// snapshotCache reuses the queue's snapshot, or the failure to read it, for snapshotTTL:
-// a queue that is slow to answer is not asked again by every waiting request.
-type snapshotCache struct {
-	mu   sync.Mutex
-	at   time.Time
-	snap queue.Snapshot
-	err  error
+// readCache reuses a read (the queue's snapshot, the recent activity), or the failure
+// of it, for snapshotTTL: a source that is slow to answer is not asked again by every
+// waiting request.
+type readCache[T any] struct {
+	mu  sync.Mutex
+	at  time.Time
+	val T
+	err error
 }
 
 // get returns the outcome of a read at most snapshotTTL old, reading it with read when
 // the cached one is older. Callers wait for one read at a time.
-func (c *snapshotCache) get(ctx context.Context, now time.Time, read func(context.Context) (queue.Snapshot, error)) (queue.Snapshot, error) {
+func (c *readCache[T]) get(ctx context.Context, now time.Time, read func(context.Context) (T, error)) (T, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.at.IsZero() || now.Sub(c.at) >= snapshotTTL {
-		c.snap, c.err = read(ctx)
+		c.val, c.err = read(ctx)
 		c.at = now
 	}
-	return c.snap, c.err
+	return c.val, c.err
 }
 
 // handleOverview answers the system overview: the queue's depth by priority, busy and
@@ -299,8 +326,21 @@ func (a *API) handleOverview(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, fmt.Errorf("read the queue for the overview: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, a.overview.view(now, snap))
+	v := a.overview.view(now, snap)
+	// Throughput and failures from analytics' ledger when it answers in time; else this
+	// gateway's own counts (Source says which).
+	actx, cancel := context.WithTimeout(r.Context(), activityTimeout)
+	defer cancel()
+	if act, err := a.activity.get(actx, now, a.backend.Activity); err == nil {
+		v = v.withActivity(act)
+	} else {
+		a.logger.DebugContext(r.Context(), "overview from this gateway's counts: analytics unavailable", "error", err)
+	}
+	writeJSON(w, http.StatusOK, v)
 }
+
+// activityTimeout bounds the read of the recent activity from analytics.
+const activityTimeout = 2 * time.Second
 
 // Observe takes a lifecycle event into the overview.
 func (a *API) Observe(e events.Event) { a.overview.Observe(e) }

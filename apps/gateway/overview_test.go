@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/recent"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
@@ -199,7 +200,7 @@ func TestRecentSetForgetsOldest(t *testing.T) {
 
 func TestSnapshotCache(t *testing.T) {
 	t.Parallel()
-	var c snapshotCache
+	var c readCache[queue.Snapshot]
 	reads := 0
 	read := func(n uint64, err error) func() (queue.Snapshot, error) {
 		return func() (queue.Snapshot, error) { reads++; return queue.Snapshot{Depth: queue.Depth{Normal: n}}, err }
@@ -249,4 +250,46 @@ func TestOverviewEndpoint(t *testing.T) {
 	down.backend.snapshotErr = fmt.Errorf("%w: queue actor unreachable", ErrUnavailable)
 	rec = down.serve(httptest.NewRequest(http.MethodGet, "/api/v1/overview", nil))
 	decodeErrorBody(t, rec.Code, rec.Header(), rec.Body.Bytes(), http.StatusServiceUnavailable, "unavailable")
+}
+
+// The overview's throughput and failures come from analytics when it answers (the same on
+// every gateway), and from this gateway's own counts when it does not.
+func TestOverviewFromAnalytics(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, nil)
+	get := func() overviewView {
+		t.Helper()
+		rec := e.serve(httptest.NewRequest(http.MethodGet, routeOverview, nil))
+		var v overviewView
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &v) != nil {
+			t.Fatalf("overview = %d %s", rec.Code, rec.Body)
+		}
+		return v
+	}
+	if v := get(); v.Source != sourceGateway {
+		t.Fatalf("analytics away: source %q, want %q", v.Source, sourceGateway)
+	}
+	now := time.Now().UTC().Truncate(time.Minute)
+	e.backend.mu.Lock()
+	e.backend.activity = &recent.Activity{
+		Since: now.Add(-recent.Window), At: now,
+		Completed: []recent.Minute{{Start: now.Add(-2 * time.Minute), Completed: 7}, {Start: now.Add(-90 * time.Minute), Completed: 99}},
+		Recovered: 3, AttemptsFailed: 4, Failed: 1,
+	}
+	e.backend.mu.Unlock()
+	time.Sleep(snapshotTTL) // past the cached failure
+	v := get()
+	if v.Source != sourceAnalytics || v.Failures != (failuresView{Recovered: 3, AttemptsFailed: 4, Failed: 1}) || !v.Since.Equal(now.Add(-recent.Window)) {
+		t.Fatalf("overview %+v: want analytics' counts", v)
+	}
+	total := 0
+	for _, m := range v.Throughput {
+		total += m.Completed
+		if m.Start.Equal(now.Add(-2*time.Minute)) && m.Completed != 7 {
+			t.Errorf("minute %s: %d completed, want 7", m.Start, m.Completed)
+		}
+	}
+	if total != 7 || len(v.Throughput) != ThroughputMinutes {
+		t.Fatalf("throughput %+v: want 7 in the minute two ago, %d minutes", v.Throughput, ThroughputMinutes)
+	}
 }

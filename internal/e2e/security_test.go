@@ -184,6 +184,9 @@ func TestInvocationFollowsAccessControl(t *testing.T) {
 		{"worker", http.MethodGet, missing, true},
 		{"analytics", http.MethodGet, missing, true},
 		{"worker", http.MethodGet, "/v1.0/invoke/gateway/method/api/v1/tasks", true},
+		{"gateway", http.MethodGet, "/v1.0/invoke/analytics/method/overview", false},
+		{"worker", http.MethodGet, "/v1.0/invoke/analytics/method/overview", true},
+		{"storekeeper", http.MethodGet, "/v1.0/invoke/analytics/method/overview", true},
 	}
 	for _, tt := range tests {
 		var b []byte

@@ -5,6 +5,8 @@ package scaleout
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -84,4 +86,87 @@ func attempts(t *testing.T, base string) float64 {
 		t.Fatal(err)
 	}
 	return m.Sum("taskgrid_worker_attempts_total", `outcome="ok"`, `task="sleep"`)
+}
+
+// overview is the part of GET /api/v1/overview this package reads.
+type overview struct {
+	Source     string `json:"source"`
+	Throughput []struct {
+		Completed int `json:"completed"`
+	} `json:"throughput"`
+	Failures struct {
+		Recovered      int `json:"recovered"`
+		AttemptsFailed int `json:"attempts_failed"`
+		Failed         int `json:"failed"`
+	} `json:"failures"`
+}
+
+func (o overview) completed() int {
+	n := 0
+	for _, m := range o.Throughput {
+		n += m.Completed
+	}
+	return n
+}
+
+func readOverview(ctx context.Context, t *testing.T, g stacktest.Gateway) overview {
+	t.Helper()
+	resp, err := g.Do(ctx, http.MethodGet, "/api/v1/overview", nil, nil)
+	if err != nil || resp.Code != http.StatusOK {
+		t.Fatalf("overview: %d %s (%v)", resp.Code, resp.Body, err)
+	}
+	var o overview
+	if err := json.Unmarshal(resp.Body, &o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// The overview's completions and failures come from analytics' ledger: every gateway
+// shows the same, and a restarted gateway shows what happened before its start.
+func TestOverviewIsTheSameOnEveryGatewayAndSurvivesARestart(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	for len(st.Apps("gateway")) < 2 {
+		if _, err := st.StartApp(ctx, "gateway", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gws := st.Apps("gateway")
+	a, b := stacktest.Gateway{Base: gws[0].BaseURL()}, stacktest.Gateway{Base: gws[1].BaseURL()}
+	before := readOverview(ctx, t, a)
+	// Three tasks, one of whose attempts fails once (recovered).
+	for _, payload := range []map[string]any{{"ms": 10}, {"ms": 10}, {"ms": 10, "forceFailure": 1}} {
+		v, _, err := a.SubmitRetrying(ctx, "sleep", payload, "overview")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.WaitStatus(ctx, v.ID, "completed"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Analytics takes the events in micro-batches: wait until both gateways show them.
+	var oa, ob overview
+	for {
+		oa, ob = readOverview(ctx, t, a), readOverview(ctx, t, b)
+		if oa.Source == "analytics" && ob.Source == "analytics" && oa.completed() >= before.completed()+3 &&
+			oa.completed() == ob.completed() && oa.Failures == ob.Failures && oa.Failures.Recovered >= before.Failures.Recovered+1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("overviews never agreed: %+v and %+v (before %+v)", oa, ob, before)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	// A restarted gateway has counted nothing itself: the figures are analytics'.
+	gws[1].Stop()
+	if err := gws[1].Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := readOverview(ctx, t, b)
+	if after.Source != "analytics" || after.completed() < oa.completed() || after.Failures.Recovered < oa.Failures.Recovered {
+		t.Fatalf("after a restart the gateway shows %+v, before it %+v", after, oa)
+	}
 }
