@@ -224,7 +224,7 @@ async function submit(ev) {
 
 let tasks = [];            // {id, task, directory, status, progress, error}, newest first
 const streams = new Map(); // id → EventSource
-const terminal = (s) => s === "completed" || s === "failed" || s === "unknown";
+const terminal = (s) => s === "completed" || s === "failed" || s === "cancelled" || s === "unknown";
 
 function loadTasks() {
   try { tasks = JSON.parse(localStorage.getItem(STORE_KEY)) || []; } catch { tasks = []; }
@@ -263,8 +263,12 @@ function render(t) {
     outcome.replaceChildren(link);
   } else if (t.status === "failed") {
     outcome.replaceChildren(h("span", {class: "error"}, t.error || "failed"));
-  } else {
+  } else if (t.status === "cancelled" || terminal(t.status)) {
     outcome.replaceChildren();
+  } else if (!outcome.querySelector("button.cancel")) {
+    const b = h("button", {type: "button", class: "cancel"}, `Cancel ${t.task} ${t.id.slice(0, 8)}`);
+    b.addEventListener("click", () => cancelTask(t, b));
+    outcome.replaceChildren(b);
   }
   $("no-tasks").hidden = tasks.length > 0;
 }
@@ -285,8 +289,28 @@ function update(t, change) {
   }
 }
 
+// cancelTask asks the gateway to cancel task t (DELETE): 200 says cancelled; 409 says
+// the task had finished already, with its status.
+async function cancelTask(t, button) {
+  button.disabled = true;
+  try {
+    const r = await api(`/tasks/${t.id}`, {method: "DELETE", headers: {Accept: "application/json"}});
+    const body = await r.json().catch(() => ({}));
+    if (r.ok) {
+      update(t, {status: "cancelled"});
+    } else if (r.status === 409 && body.error?.details?.status) {
+      update(t, {status: body.error.details.status});
+    } else {
+      button.disabled = false;
+      announce(`Task ${t.task} ${t.id.slice(0, 8)} could not be cancelled: ${body.error?.message || r.status}`);
+    }
+  } catch {
+    button.disabled = false;
+  }
+}
+
 // watch follows task t through its event stream. The stream starts with a status
-// snapshot and ends with completed or failed; a failed attempt is not an event.
+// snapshot and ends with completed, failed or cancelled; a failed attempt is not an event.
 function watch(t) {
   const es = apiKey ? new KeyedEventSource(`/tasks/${t.id}/events`) : new EventSource(`${API}/tasks/${t.id}/events`);
   streams.set(t.id, es);
@@ -295,6 +319,7 @@ function watch(t) {
   on("progress", (v) => update(t, {progress: v.progress}));
   on("completed", () => update(t, {status: "completed", progress: 1}));
   on("failed", (v) => update(t, {status: "failed", error: v.error}));
+  on("cancelled", () => update(t, {status: "cancelled"}));
   es.onerror = () => { // the browser reconnects by itself unless the answer was an error (404)
     if (es.readyState === EventSource.CLOSED) update(t, {status: "unknown"});
   };
