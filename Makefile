@@ -58,7 +58,7 @@ down: ## stop exactly what `make run` started, by PID
 	@deploy/scripts/down.sh
 
 .PHONY: test
-test: test-deps build ## unit and integration tests against the real stack (prints go test's summary)
+test: test-deps build ## unit and integration tests against the real stack, then each fuzz target for FUZZTIME (8s; 0 skips) (prints go test's summary)
 	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
 	  deploy/scripts/gotest.sh
 

@@ -2,6 +2,8 @@
 # Runs every test (unit and integration, against the real stack) and prints the failures
 # and a summary line. Integration tests start their own stack on free loopback ports
 # (internal/testharness/stacktest); with CI=true a stack that cannot start fails them, never skips.
+# Then, on a run of everything, each fuzz target runs for FUZZTIME (default 8s; 0 skips
+# them: deploy/scripts/gofuzz.sh), in the same report; a failing input fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .run
@@ -18,6 +20,9 @@ set +e
     for mod in deploy/kubernetes deploy/prometheus; do
       (cd "$mod" && go test -json -count=1 -timeout 20m ./... 2>&1) || others=$?
     done
+    # Fuzzing, each target for a bounded time, after the tests (which ran the checked-in
+    # corpora): it looks for new failing inputs.
+    deploy/scripts/gofuzz.sh || others=$?
   fi
   [ "$root" -eq 0 ] || exit "$root"
   exit "$others"
