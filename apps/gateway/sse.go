@@ -237,6 +237,8 @@ func mergeView(v taskView, u Update) (taskView, error) {
 		next.Status = task.StatusCompleted
 	case UpdateFailed:
 		next.Status = task.StatusFailed
+	case UpdateCancelled:
+		next.Status = task.StatusCancelled
 	}
 	return next.sanitized(), nil
 }

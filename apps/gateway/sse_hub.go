@@ -19,6 +19,7 @@ const (
 	UpdateProgress  = "progress"  // the running attempt advanced
 	UpdateCompleted = "completed" // terminal: the result is stored
 	UpdateFailed    = "failed"    // terminal: the task failed for good
+	UpdateCancelled = "cancelled" // terminal: the task was cancelled by its user
 )
 
 // Update is one change of a task, for the streams that watch it.
@@ -38,11 +39,13 @@ type Update struct {
 }
 
 // terminal reports whether u ends a stream.
-func (u Update) terminal() bool { return u.Kind == UpdateCompleted || u.Kind == UpdateFailed }
+func (u Update) terminal() bool {
+	return u.Kind == UpdateCompleted || u.Kind == UpdateFailed || u.Kind == UpdateCancelled
+}
 
 func validUpdateKind(kind string) bool {
 	switch kind {
-	case UpdateStatus, UpdateProgress, UpdateCompleted, UpdateFailed:
+	case UpdateStatus, UpdateProgress, UpdateCompleted, UpdateFailed, UpdateCancelled:
 		return true
 	}
 	return false
@@ -384,6 +387,9 @@ func updateFromEvent(e events.Event) Update {
 		}
 	case events.KindFailed:
 		u.Kind, data["status"], data["finished_at"], data["error"] = UpdateFailed, task.StatusFailed, e.Time, e.Error
+		withStart(data, e)
+	case events.KindCancelled:
+		u.Kind, data["status"], data["finished_at"] = UpdateCancelled, task.StatusCancelled, e.Time
 		withStart(data, e)
 	default:
 		return u
