@@ -17,6 +17,9 @@ type Config struct {
 	// Keys are the API keys from API_KEYS_FILE (nil: the API is open, which the gateway
 	// allows on a loopback address only, unless ALLOW_ANONYMOUS=true says it is meant).
 	Keys *Keys
+	// Streams caps the open event streams, per client and in all (SSE_MAX_STREAMS,
+	// SSE_MAX_STREAMS_PER_CLIENT).
+	Streams StreamLimits
 }
 
 // Load reads the configuration from the environment.
@@ -25,6 +28,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		Config:      appserver.LoadConfig(r, "gateway", 8080),
 		MaxAttempts: r.Int("MAX_ATTEMPTS", task.MaxAttemptsDefault, 1, 100),
+		Streams:     LoadStreamLimits(r),
 	}
 	if path := r.String("API_KEYS_FILE", ""); path != "" {
 		keys, err := LoadKeys(path)

@@ -33,6 +33,8 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	}
 	outbox := app.NewOutbox()
 	hub := NewSSEHub(logger)
+	hub.Streams().SetLimits(cfg.Streams)
+	app.Registry.MustRegister(hub.Streams())
 	app.Server.OnShutdown(hub.Close)
 	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox), catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)

@@ -252,8 +252,10 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	env := map[string]string{"POOL_SIZE": fmt.Sprint(cfg.WorkersPerNode), "LOG_LEVEL": cfg.LogLevel}
 	logEnv := map[string]string{"LOG_LEVEL": cfg.LogLevel}
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	// The burst follows every task on its own event stream, all from 127.0.0.1: no caps.
+	gatewayEnv := map[string]string{"LOG_LEVEL": cfg.LogLevel, "SSE_MAX_STREAMS": "0", "SSE_MAX_STREAMS_PER_CLIENT": "0"}
 	st, err := stacktest.Start(startCtx, stacktest.Options{Logf: logf, Profiling: cfg.ProfileDir != "", AppEnv: map[string]map[string]string{
-		"worker": env, "gateway": logEnv, "storekeeper": logEnv, "analytics": logEnv,
+		"worker": env, "gateway": gatewayEnv, "storekeeper": logEnv, "analytics": logEnv,
 	}})
 	if err == nil {
 		_, err = st.StartApp(startCtx, "worker", nil) // the second worker node
