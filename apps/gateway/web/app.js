@@ -429,7 +429,10 @@ function renderOverview(o) {
   $("f-attempts").textContent = o.failures.attempts_failed;
   $("f-failed").textContent = o.failures.failed;
   renderChart(o.throughput);
-  $("overview-status").textContent = `Updated ${new Date(o.at).toLocaleTimeString()}; events counted since ${new Date(o.since).toLocaleString()}.`;
+  const counted = o.source === "analytics"
+    ? `completions and failures since ${new Date(o.since).toLocaleString()}, from the analytics ledger`
+    : `analytics unavailable: completions and failures counted by this gateway since ${new Date(o.since).toLocaleString()}`;
+  $("overview-status").textContent = `Updated ${new Date(o.at).toLocaleTimeString()}; ${counted}.`;
 }
 
 // renderChart draws completions per minute as bars, labelled with their counts.
