@@ -41,6 +41,7 @@ func startProc(dir, name string, env []string, workDir string, bin string, args 
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a Ctrl-C to `go test` reaches us, and we stop it in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithParent(cmd.SysProcAttr)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
