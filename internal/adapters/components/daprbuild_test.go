@@ -187,7 +187,7 @@ func TestDaprBuildHasExactlyTheComponentsUsed(t *testing.T) {
 func TestCompareBuildReportsDifferences(t *testing.T) {
 	t.Parallel()
 	files := map[string][]byte{
-		"a.yaml": []byte("kind: Component\nspec: {type: state.redis}\n---\nkind: Component\nspec: {type: pubsub.kafka}\n"),
+		"a.yaml":      []byte("kind: Component\nspec: {type: state.redis}\n---\nkind: Component\nspec: {type: pubsub.kafka}\n"),
 		"config.yaml": []byte("kind: Configuration\nspec:\n  httpPipeline:\n    handlers: [{name: up, type: middleware.http.uppercase}]\n"),
 	}
 	used, err := componentTypesUsed(files)

@@ -12,8 +12,8 @@ import (
 
 type binaries struct {
 	daprd, placement, scheduler, sentry string
-	kafka                       string
-	apps                        map[string]string // app id → binary
+	kafka                               string
+	apps                                map[string]string // app id → binary
 }
 
 var (
