@@ -151,6 +151,10 @@ type Queue struct {
 	// back (see takeBack). Pushes run outside the turns: guarded by returnedMu.
 	returnedMu sync.Mutex
 	returned   []returned
+	// pushing holds the attempts whose push has not returned yet (guarded by returnedMu):
+	// their leases wait for the push's outcome, not for LeaseTTL (a push to a node that
+	// hangs takes up to its timeout, and then takeBack puts the same attempt back).
+	pushing map[task.AttemptID]struct{}
 
 	// cancelled are the tasks cancelled lately, oldest first (the "cancelled" key, at
 	// most CancelledMax): their waiting entries are skipped, and their held attempts
@@ -473,8 +477,12 @@ func (q *Queue) sweep(t *txn, now time.Time) error {
 		}
 		silent := now.Sub(q.seen[node]) > LeaseTTL
 		seen := q.nodes[node].Seen
-		// A lease the node has not reported seeing within the TTL never reached it.
+		// A lease the node has not reported seeing within the TTL never reached it; but
+		// one whose push is still on its way is judged by the push's outcome.
 		if err := q.lose(t, node, func(l Lease) bool {
+			if l.Pushed && q.inFlight(l.Assignment.ID()) {
+				return false
+			}
 			return silent || (l.Pushed || l.Seq > seen) && now.Sub(later(l.Granted, q.since)) > LeaseTTL
 		}); err != nil {
 			return err
@@ -690,6 +698,7 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 		return 0, err
 	}
 	if len(grants) > 0 {
+		q.startPush(grants)
 		q.goPush(func() { q.pushAll(grants) })
 	}
 	return len(grants), nil
@@ -716,6 +725,26 @@ func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
 		back = append(back, a)
 	}
 	return t.unshift(back)
+}
+
+// inFlight reports whether attempt id's push has not returned yet.
+func (q *Queue) inFlight(id task.AttemptID) bool {
+	q.returnedMu.Lock()
+	defer q.returnedMu.Unlock()
+	_, ok := q.pushing[id]
+	return ok
+}
+
+// startPush records grants as being pushed, until pushAll has their outcome.
+func (q *Queue) startPush(grants []Grant) {
+	q.returnedMu.Lock()
+	defer q.returnedMu.Unlock()
+	if q.pushing == nil {
+		q.pushing = map[task.AttemptID]struct{}{}
+	}
+	for _, g := range grants {
+		q.pushing[g.Assignment.ID()] = struct{}{}
+	}
 }
 
 // pushAll pushes grants to their nodes, one call per node, all nodes at once, outside
@@ -746,6 +775,9 @@ func (q *Queue) pushAll(grants []Grant) {
 	wg.Wait()
 	q.returnedMu.Lock()
 	defer q.returnedMu.Unlock()
+	for _, g := range grants {
+		delete(q.pushing, g.Assignment.ID())
+	}
 	for _, r := range outcome { // in grant order, so that takeBack keeps FIFO
 		if r != nil {
 			q.returned = append(q.returned, *r)

@@ -379,6 +379,35 @@ func TestPushOvertakenBySyncReply(t *testing.T) {
 	}
 }
 
+// A push that hangs past LeaseTTL (a node whose sidecar does not answer until the push's
+// timeout) does not make its lease lost meanwhile: its outcome decides, and a failed push
+// puts the same attempt back at the head, not the next one.
+func TestHangingPushOutlivesTheLeaseTTL(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var later []func()
+	w.q.goPush = func(f func()) { later = append(later, f) } // the push hangs
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 1 {
+		t.Fatalf("dispatched %d, want t1 pushed to a-0", n)
+	}
+	for range 3 { // node b keeps the queue busy past the TTL; a stays silent
+		w.clock = w.clock.Add(LeaseTTL)
+		w.sync(SyncRequest{Node: "b"})
+	}
+	if d := w.depth(); d != (Depth{Leased: 1}) {
+		t.Fatalf("depth %+v while the push hangs, want t1 still leased", d)
+	}
+	w.down["a"] = true
+	for _, f := range later {
+		f() // the push fails at last
+	}
+	reply := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}})
+	if got, want := w.labels(reply.Given), []string{"b-0=t1#1"}; !slices.Equal(got, want) {
+		t.Fatalf("given %v, want %v: the same attempt back, not a new one", got, want)
+	}
+}
+
 // A node that stops syncing for LeaseTTL loses its leases: their tasks come back at
 // high priority as the next attempt, ahead of normal ones, and its idle slots leave the
 // idle list. A node that keeps syncing keeps its leases however long they run.
