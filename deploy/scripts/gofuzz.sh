@@ -29,9 +29,20 @@ while read -r dir pkg; do
     before=$(ls "$corpus" 2>/dev/null)
     # The package's label in the report; sed's pattern is the import path, whose only
     # special character, '.', matches itself too.
-    go test -json -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "${parallel[@]}" -timeout 10m "$pkg" 2>&1 |
-      sed "s|\"Package\":\"$pkg\"|\"Package\":\"$pkg [fuzz $target]\"|"
-    st=${PIPESTATUS[0]}
+    # Go's fuzzer sometimes fails a run at its -fuzztime with "context deadline exceeded"
+    # and no failing input (the coordinator's deadline racing a worker): that says nothing
+    # about the code, so such a run is tried again, twice at most; only the last try is
+    # reported. A run that wrote a failing input is never tried again.
+    out=$(mktemp)
+    for try in 1 2 3; do
+      go test -json -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "${parallel[@]}" -timeout 10m "$pkg" >"$out" 2>&1
+      st=$?
+      [ "$st" -ne 0 ] && [ "$try" -lt 3 ] && [ "$(ls "$corpus" 2>/dev/null)" = "$before" ] &&
+        grep -q 'context deadline exceeded' "$out" && ! grep -q 'Failing input written' "$out" || break
+      echo "fuzz: $target stopped with Go's 'context deadline exceeded' and no failing input; trying again" >&2
+    done
+    sed "s|\"Package\":\"$pkg\"|\"Package\":\"$pkg [fuzz $target]\"|" "$out"
+    rm -f "$out"
     if [ "$st" -ne 0 ]; then
       [ "$status" -ne 0 ] || status=$st
       for f in $(comm -13 <(echo "$before") <(ls "$corpus" 2>/dev/null)); do
