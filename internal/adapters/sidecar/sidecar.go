@@ -159,46 +159,41 @@ type Component struct {
 // GetMetadata reads the metadata API of the sidecar cfg names over HTTP.
 func GetMetadata(ctx context.Context, cfg Config) (Metadata, error) {
 	var md Metadata
-	req, err := cfg.NewRequest(ctx, http.MethodGet, "/v1.0/metadata")
-	if err != nil {
-		return md, fmt.Errorf("read sidecar metadata: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return md, fmt.Errorf("read sidecar metadata at %s: %w", cfg.HTTPBase(), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return md, fmt.Errorf("read sidecar metadata at %s: status %d", cfg.HTTPBase(), resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
-		return md, fmt.Errorf("decode sidecar metadata: %w", err)
-	}
-	return md, nil
+	err := readMetadata(ctx, http.DefaultClient, cfg, &md)
+	return md, err
 }
 
 // PlacementConnected reports whether the sidecar's actor runtime is connected to
 // placement (its metadata's actorRuntime.placement).
 func (c *Client) PlacementConnected(ctx context.Context) (bool, error) {
-	req, err := c.cfg.NewRequest(ctx, http.MethodGet, "/v1.0/metadata")
-	if err != nil {
-		return false, fmt.Errorf("read sidecar metadata: %w", err)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return false, fmt.Errorf("read sidecar metadata at %s: %w", c.cfg.HTTPBase(), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return false, fmt.Errorf("read sidecar metadata at %s: status %d", c.cfg.HTTPBase(), resp.StatusCode)
-	}
 	var md struct {
 		ActorRuntime struct {
 			Placement string `json:"placement"`
 		} `json:"actorRuntime"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
-		return false, fmt.Errorf("decode sidecar metadata: %w", err)
+	if err := readMetadata(ctx, c.http, c.cfg, &md); err != nil {
+		return false, err
 	}
 	return md.ActorRuntime.Placement == "placement: connected", nil
+}
+
+// readMetadata decodes the sidecar's metadata API (GET /v1.0/metadata, with the API
+// token) into md.
+func readMetadata(ctx context.Context, hc *http.Client, cfg Config, md any) error {
+	req, err := cfg.NewRequest(ctx, http.MethodGet, "/v1.0/metadata")
+	if err != nil {
+		return fmt.Errorf("read sidecar metadata: %w", err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("read sidecar metadata at %s: %w", cfg.HTTPBase(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("read sidecar metadata at %s: status %d", cfg.HTTPBase(), resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(md); err != nil {
+		return fmt.Errorf("decode sidecar metadata: %w", err)
+	}
+	return nil
 }
