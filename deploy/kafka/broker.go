@@ -26,7 +26,7 @@ const maxPartitions = 10000
 
 // Config is what the broker needs to start.
 type Config struct {
-	Addr       string   // host:port to listen on; the host must be a loopback address
+	Addr       string   // host:port to listen on; the host must be a loopback or test-host address
 	DataDir    string   // kfake.DataDir: topics, records and committed offsets live here
 	SyncWrites bool     // kfake.SyncWrites: fsync every produced batch and every group log entry
 	Topics     []string // created at start with Partitions partitions if they do not exist yet
@@ -39,8 +39,8 @@ func (c Config) validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: -addr %q: want host:port (%v)", errConfig, c.Addr, err)
 	}
-	if !isLoopback(host) {
-		return fmt.Errorf("%w: -addr %q: host must be a loopback address (127.0.0.0/8, ::1 or localhost): this broker is for local development only", errConfig, c.Addr)
+	if !isLoopback(host) && !isTestHost(host) {
+		return fmt.Errorf("%w: -addr %q: host must be a loopback address (127.0.0.0/8, ::1 or localhost) or a test host's (198.18.0.0/15): this broker is for local development and tests only", errConfig, c.Addr)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("%w: -addr %q: port must be a number from 0 to 65535", errConfig, c.Addr)
@@ -65,6 +65,15 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
+}
+
+// testHosts is the range RFC 2544 reserves for benchmark networks, which the multi-host
+// tests give their network namespaces (internal/testharness/netlab): routed nowhere.
+var testHosts = netip.MustParsePrefix("198.18.0.0/15")
+
+func isTestHost(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && testHosts.Contains(ip.Unmap())
 }
 
 // validTopic applies Kafka's topic name rules, so a bad name fails at start and not at the first produce.

@@ -21,6 +21,8 @@ func TestConfigValidate(t *testing.T) {
 		{"localhost", with(func(c *Config) { c.Addr = "localhost:9092" }), ""},
 		{"port 0 picks a free port", with(func(c *Config) { c.Addr = "127.0.0.1:0" }), ""},
 		{"no topics", with(func(c *Config) { c.Topics = nil }), ""},
+		{"test host", with(func(c *Config) { c.Addr = "198.19.7.10:9092" }), ""},
+		{"next to the test hosts", with(func(c *Config) { c.Addr = "198.20.0.1:9092" }), "loopback"},
 		{"all interfaces", with(func(c *Config) { c.Addr = "0.0.0.0:9092" }), "loopback"},
 		{"empty host", with(func(c *Config) { c.Addr = ":9092" }), "loopback"},
 		{"private address", with(func(c *Config) { c.Addr = "10.0.0.1:9092" }), "loopback"},

@@ -60,7 +60,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var topics string
 	fs := flag.NewFlagSet("kafka", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Addr, "addr", env("KAFKA_ADDR", "127.0.0.1:9092"), "loopback host:port to listen on (env KAFKA_ADDR)")
+	fs.StringVar(&cfg.Addr, "addr", env("KAFKA_ADDR", "127.0.0.1:9092"), "loopback (or test host) host:port to listen on (env KAFKA_ADDR)")
 	fs.StringVar(&cfg.DataDir, "data-dir", env("KAFKA_DATA_DIR", ""), "directory for topics, records and offsets; required (env KAFKA_DATA_DIR)")
 	fs.BoolVar(&cfg.SyncWrites, "sync-writes", sync, "fsync every write (env KAFKA_SYNC_WRITES); off, as in Kafka, whose durability comes from replication: a crash of the broker process loses nothing, a crash of the machine may lose the last second")
 	fs.StringVar(&topics, "topics", env("KAFKA_TOPICS", ""), "comma-separated topics to create at start (env KAFKA_TOPICS)")

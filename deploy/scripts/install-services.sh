@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs Redis, MariaDB and Prometheus (with promtool) from Debian's packages when they
+# Installs Redis, MariaDB, Prometheus (with promtool) and iproute2 from Debian's packages when they
 # are missing, with --browser also Chromium (only the browser test of the web page needs it), and with
 # --bench also PostgreSQL (only the benchmark's River peer needs it: make bench). Starts
 # nothing: the benchmark starts a private PostgreSQL cluster of its own and stops it.
@@ -11,6 +11,8 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } || missing+=(mariadb-server)
 command -v mariadb >/dev/null || missing+=(mariadb-client)
+# The multi-host test (internal/e2e/multihost) builds its test hosts with ip netns and veth.
+command -v ip >/dev/null || missing+=(iproute2)
 # make run starts Prometheus on loopback; make test checks its config and rules with promtool.
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 case "${1:-}" in

@@ -14,6 +14,10 @@ source "$here/lib.sh"
 base="$RUN_DIR/data/mariadb"
 datadir="$base/data"
 sock="$base/mysqld.sock"
+# Where the server listens and where its clients are (a MariaDB host pattern): the
+# machine's loopback, unless a multi-host test puts the server on a test host's address.
+bind="${TASKGRID_MYSQL_BIND:-127.0.0.1}"
+clients="${TASKGRID_MYSQL_CLIENT_HOST:-127.0.0.1}"
 pidf="$RUN_DIR/pids/mariadb.pid"
 mkdir -p "$base" "$RUN_DIR/pids" "$RUN_DIR/logs"
 mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
@@ -51,7 +55,7 @@ init() {
 
 serve() {
   exec "$mariadbd" --no-defaults --datadir="$datadir" --socket="$sock" --pid-file="$base/mariadbd.pid" \
-    --bind-address=127.0.0.1 --port="$TASKGRID_MYSQL_PORT" --log-error="$RUN_DIR/logs/mariadb.log" \
+    --bind-address="$bind" --port="$TASKGRID_MYSQL_PORT" --log-error="$RUN_DIR/logs/mariadb.log" \
     --skip-name-resolve --innodb-flush-log-at-trx-commit=1 --innodb-buffer-pool-size=64M "${userargs[@]}"
 }
 
@@ -60,9 +64,9 @@ bootstrap() {
   for ((i = 0; i < 100; i++)); do [ -S "$sock" ] && break; sleep 0.1; done
   mariadb --no-defaults --socket="$sock" -uroot <<SQL || die "could not create database $TASKGRID_MYSQL_DATABASE"
 CREATE DATABASE IF NOT EXISTS \`$TASKGRID_MYSQL_DATABASE\` CHARACTER SET utf8mb4;
-CREATE USER IF NOT EXISTS '$TASKGRID_MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$TASKGRID_MYSQL_PASSWORD';
-ALTER USER '$TASKGRID_MYSQL_USER'@'127.0.0.1' IDENTIFIED BY '$TASKGRID_MYSQL_PASSWORD';
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP ON \`$TASKGRID_MYSQL_DATABASE\`.* TO '$TASKGRID_MYSQL_USER'@'127.0.0.1';
+CREATE USER IF NOT EXISTS '$TASKGRID_MYSQL_USER'@'$clients' IDENTIFIED BY '$TASKGRID_MYSQL_PASSWORD';
+ALTER USER '$TASKGRID_MYSQL_USER'@'$clients' IDENTIFIED BY '$TASKGRID_MYSQL_PASSWORD';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX, DROP ON \`$TASKGRID_MYSQL_DATABASE\`.* TO '$TASKGRID_MYSQL_USER'@'$clients';
 SQL
 }
 
@@ -81,7 +85,7 @@ case "${1:-}" in
     echo $! >"$pidf"
     wait_port mariadb "$TASKGRID_MYSQL_PORT" 60 "$(cat "$pidf")"
     bootstrap
-    log "mariadb up on 127.0.0.1:$TASKGRID_MYSQL_PORT (pid $(cat "$pidf"), database $TASKGRID_MYSQL_DATABASE, user $TASKGRID_MYSQL_USER)"
+    log "mariadb up on $bind:$TASKGRID_MYSQL_PORT (pid $(cat "$pidf"), database $TASKGRID_MYSQL_DATABASE, user $TASKGRID_MYSQL_USER)"
     ;;
   *) die "usage: mariadb.sh init|serve|bootstrap|start" ;;
 esac

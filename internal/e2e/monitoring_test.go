@@ -58,7 +58,7 @@ func scrapeTargets(t *testing.T, st *stacktest.Stack) []scrapeTarget {
 		for _, in := range running {
 			ts = append(ts,
 				scrapeTarget{"taskgrid", id, in.BaseURL()},
-				scrapeTarget{"dapr-sidecar", id, "http://127.0.0.1:" + strconv.Itoa(in.Ports.Metrics)})
+				scrapeTarget{"dapr-sidecar", id, in.MetricsURL()})
 		}
 	}
 	return ts

@@ -40,7 +40,7 @@ func TestAppsServeHealthAndMetrics(t *testing.T) {
 				t.Errorf("GET /metrics = %d, lacks taskgrid_app_info for %s:\n%.500s", code, id, body)
 			}
 			// daprd serves its own metrics on its metrics port.
-			if code, body := get(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", in.Ports.Metrics)); code != http.StatusOK ||
+			if code, body := get(t, in.MetricsURL()+"/metrics"); code != http.StatusOK ||
 				!strings.Contains(body, "dapr_runtime_component_loaded") {
 				t.Errorf("sidecar metrics = %d, lacks dapr_runtime_component_loaded", code)
 			}

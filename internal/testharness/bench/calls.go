@@ -333,7 +333,7 @@ func scrapeSidecars(ctx context.Context, st *stacktest.Stack) (sidecarScrape, er
 			if exited, _ := in.Daprd.Exited(); exited {
 				continue
 			}
-			base := fmt.Sprintf("http://127.0.0.1:%d", in.Ports.Metrics)
+			base := in.MetricsURL()
 			m, err := stacktest.ScrapeMetrics(ctx, base)
 			if err != nil {
 				return nil, fmt.Errorf("metrics of %s's sidecar: %w", in.Name, err)

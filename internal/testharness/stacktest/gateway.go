@@ -194,6 +194,9 @@ func (g Gateway) Events(ctx context.Context, id string) (events <-chan SSEEvent,
 		defer close(out)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.Base+"/api/v1/tasks/"+id+"/events", nil)
 		req.Header.Set("Accept", "text/event-stream")
+		for k, v := range g.Header {
+			req.Header.Set(k, v)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			conn <- err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/testharness/netlab"
 )
 
 // Instance is one instance of an app with its daprd sidecar.
@@ -18,13 +19,18 @@ type Instance struct {
 	Name  string // unique name in logs: <id>-<n>
 	Ports Ports
 	Env   map[string]string
+	// Host is the test host the instance runs on (nil: the machine's loopback). Its
+	// public listener, sidecar metrics and sidecar-to-sidecar port are on the host's
+	// address; its app channel and sidecar API stay on the host's own loopback, as in
+	// a pod.
+	Host *netlab.Host
 
 	stack *Stack
 	App   *Proc
 	Daprd *Proc
 }
 
-// Ports of one instance, all on 127.0.0.1. App is the app channel (the sidecar's
+// Ports of one instance. App is the app channel (the sidecar's
 // --app-port); Public is the app's public listener (API, web page, /metrics, /readyz).
 type Ports struct {
 	App, Public, HTTP, GRPC, Internal, Metrics, Profile int
@@ -34,16 +40,20 @@ type Ports struct {
 // app (sidecar false) or its daprd, when the stack runs with Options.Profiling.
 func (in *Instance) ProfileURL(sidecar bool) string {
 	if sidecar {
-		return "http://" + addr(in.Ports.Profile)
+		return "http://" + hostAddr(in.Host, in.Ports.Profile)
 	}
 	return in.BaseURL()
 }
 
 // BaseURL is the root of the app's public listener, e.g. http://127.0.0.1:41234.
-func (in *Instance) BaseURL() string { return "http://" + addr(in.Ports.Public) }
+func (in *Instance) BaseURL() string { return "http://" + hostAddr(in.Host, in.Ports.Public) }
+
+// MetricsURL is the root of the sidecar's Prometheus endpoint (/metrics).
+func (in *Instance) MetricsURL() string { return "http://" + hostAddr(in.Host, in.Ports.Metrics) }
 
 // ChannelURL is the root of the app channel, which only the sidecar should call (with
-// the stack's app token).
+// the stack's app token). Like SidecarURL and Sidecar, the test process reaches it only
+// for an instance on the machine's loopback (Host nil).
 func (in *Instance) ChannelURL() string { return "http://" + addr(in.Ports.App) }
 
 // SidecarURL is the sidecar's HTTP API root.
@@ -61,8 +71,13 @@ func (in *Instance) SidecarClient() Gateway {
 
 // StartApp starts one more instance of app id (its own sidecar, same app id) with extra
 // environment variables, and waits until the app is ready (/readyz: sidecar and
-// components up).
+// components up). It runs where the infrastructure does (Options.Infra).
 func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) (*Instance, error) {
+	return s.StartAppOn(ctx, id, s.opts.Infra, env)
+}
+
+// StartAppOn is StartApp on a given test host (nil: the machine's loopback).
+func (s *Stack) StartAppOn(ctx context.Context, id string, host *netlab.Host, env map[string]string) (*Instance, error) {
 	p, err := freePorts(7)
 	if err != nil {
 		return nil, err
@@ -71,7 +86,7 @@ func (s *Stack) StartApp(ctx context.Context, id string, env map[string]string) 
 	n := len(s.apps[id])
 	s.mu.Unlock()
 	in := &Instance{
-		ID: id, Name: id + "-" + strconv.Itoa(n), stack: s,
+		ID: id, Name: id + "-" + strconv.Itoa(n), stack: s, Host: host,
 		Ports: Ports{App: p[0], HTTP: p[1], GRPC: p[2], Internal: p[3], Metrics: p[4], Profile: p[5], Public: p[6]},
 		Env:   map[string]string{},
 	}
@@ -111,9 +126,9 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 		"--app-id", in.ID, "--mode", "standalone",
 		"--app-port", strconv.Itoa(in.Ports.App), "--app-protocol", "http", "--app-channel-address", "127.0.0.1",
 		"--dapr-http-port", strconv.Itoa(in.Ports.HTTP), "--dapr-grpc-port", strconv.Itoa(in.Ports.GRPC),
-		"--dapr-internal-grpc-port", strconv.Itoa(in.Ports.Internal), "--dapr-internal-grpc-listen-address", "127.0.0.1",
+		"--dapr-internal-grpc-port", strconv.Itoa(in.Ports.Internal), "--dapr-internal-grpc-listen-address", hostIP(in.Host),
 		"--dapr-listen-addresses", "127.0.0.1",
-		"--metrics-port", strconv.Itoa(in.Ports.Metrics), "--metrics-listen-address", "127.0.0.1",
+		"--metrics-port", strconv.Itoa(in.Ports.Metrics), "--metrics-listen-address", hostIP(in.Host),
 		"--placement-host-address", s.PlacementAddr, "--scheduler-host-address", s.SchedulerAddr,
 		"--enable-mtls", "--sentry-address", s.SentryAddr,
 		"--resources-path", filepath.Join(s.RepoRoot, "components"),
@@ -128,7 +143,8 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 	if level := os.Getenv("TASKGRID_DAPRD_LOG_LEVEL"); level != "" { // e.g. debug, to read a failure
 		args = append(args, "--log-level", level)
 	}
-	d, err := startProc(s.Dir, in.Name+"-daprd", s.env, s.Dir, s.bins.daprd, args...)
+	// Each sidecar registers its host's address with placement and name resolution.
+	d, err := startProc(s.Dir, in.Name+"-daprd", withEnv(s.env, map[string]string{"DAPR_HOST_IP": hostIP(in.Host)}), s.Dir, in.Host, s.bins.daprd, args...)
 	if err != nil {
 		return err
 	}
@@ -140,7 +156,7 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 func (in *Instance) StartApp(ctx context.Context) error {
 	s := in.stack
 	vars := map[string]string{
-		"APP_ID": in.ID, "APP_PORT": strconv.Itoa(in.Ports.App), "PUBLIC_PORT": strconv.Itoa(in.Ports.Public),
+		"APP_ID": in.ID, "APP_PORT": strconv.Itoa(in.Ports.App), "PUBLIC_PORT": strconv.Itoa(in.Ports.Public), "PUBLIC_HOST": hostIP(in.Host),
 		"DAPR_HTTP_PORT": strconv.Itoa(in.Ports.HTTP), "DAPR_GRPC_PORT": strconv.Itoa(in.Ports.GRPC),
 		"LOG_LEVEL": "debug", "NODE_ID": in.Name,
 		"DAPR_API_TOKEN": s.DaprToken.Reveal(), "APP_API_TOKEN": s.AppToken.Reveal(),
@@ -151,7 +167,7 @@ func (in *Instance) StartApp(ctx context.Context) error {
 	for k, v := range in.Env {
 		vars[k] = v
 	}
-	a, err := startProc(s.Dir, in.Name, mergeEnv(s.env, vars), s.Dir, s.bins.apps[in.ID])
+	a, err := startProc(s.Dir, in.Name, mergeEnv(s.env, vars), s.Dir, in.Host, s.bins.apps[in.ID])
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/testharness/netlab"
 )
 
 // Proc is one process the stack started. It is stopped by its own PID only.
@@ -25,8 +27,9 @@ type Proc struct {
 	waitErr error
 }
 
-// startProc starts name with args, its stdout and stderr appended to dir/logs/name.log.
-func startProc(dir, name string, env []string, workDir string, bin string, args ...string) (*Proc, error) {
+// startProc starts name with args, its stdout and stderr appended to dir/logs/name.log,
+// on host (nil: in this network namespace).
+func startProc(dir, name string, env []string, workDir string, host *netlab.Host, bin string, args ...string) (*Proc, error) {
 	logPath := filepath.Join(dir, "logs", name+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -34,6 +37,9 @@ func startProc(dir, name string, env []string, workDir string, bin string, args 
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	if host != nil {
+		bin, args = host.Command(bin, args...)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
@@ -166,3 +172,16 @@ func freePorts(n int) ([]int, error) {
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// hostIP is the address the stack's processes on host listen on: the host's, or the
+// machine's loopback for nil.
+func hostIP(host *netlab.Host) string {
+	if host == nil {
+		return "127.0.0.1"
+	}
+	return host.IP
+}
+
+func hostAddr(host *netlab.Host, port int) string {
+	return net.JoinHostPort(hostIP(host), strconv.Itoa(port))
+}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
+	"github.com/taskgrid/taskgrid/internal/testharness/netlab"
 )
 
 // Options say what to start.
@@ -35,6 +36,10 @@ type Options struct {
 	// Profiling serves Go's pprof from every app (PROFILING=true) and every daprd
 	// (--enable-profiling on Ports.Profile), for the bench's -profile.
 	Profiling bool
+	// Infra, when set, is the test host (a netlab namespace) that runs the
+	// infrastructure and the apps Apps names, each listening on the host's address
+	// instead of the machine's loopback. Other hosts' apps start with StartAppOn.
+	Infra *netlab.Host
 }
 
 // AllApps are the app ids of the system, in start order.
@@ -128,7 +133,9 @@ func (s *Stack) startServices(ctx context.Context) error {
 		return err
 	}
 	sentryPort, sentryHealth, sentryMetrics := sp[0], sp[1], sp[2]
-	s.SentryAddr = addr(sentryPort)
+	ip := hostIP(s.opts.Infra)
+	at := func(port int) string { return hostAddr(s.opts.Infra, port) }
+	s.SentryAddr = at(sentryPort)
 	redisPort, mysqlPort, kafkaPort := p[0], p[1], p[2]
 	placePort, placeRaft, placeHealth, placeMetrics := p[3], p[4], p[5], p[6]
 	schedPort, etcdClient, etcdPeer, schedHealth := p[7], p[8], p[9], p[10]
@@ -136,10 +143,14 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.RedisAddr, s.KafkaAddr = addr(redisPort), addr(kafkaPort)
-	s.PlacementAddr, s.SchedulerAddr = addr(placePort), addr(schedPort)
-	s.MySQLAddr = addr(mysqlPort)
-	s.MySQLDSN = fmt.Sprintf("taskgrid:taskgrid-test@tcp(127.0.0.1:%d)/taskgrid?allowNativePasswords=true&parseTime=true", mysqlPort)
+	s.RedisAddr, s.KafkaAddr = at(redisPort), at(kafkaPort)
+	s.PlacementAddr, s.SchedulerAddr = at(placePort), at(schedPort)
+	s.MySQLAddr = at(mysqlPort)
+	s.MySQLDSN = fmt.Sprintf("taskgrid:taskgrid-test@tcp(%s)/taskgrid?allowNativePasswords=true&parseTime=true", s.MySQLAddr)
+	mysqlClients := ip // the host pattern of the MariaDB user: where the clients are
+	if s.opts.Infra != nil {
+		mysqlClients = s.opts.Infra.NetPattern()
+	}
 
 	vars := map[string]string{
 		"RUN_DIR":                           filepath.Join(s.Dir, ".run"),
@@ -147,11 +158,13 @@ func (s *Stack) startServices(ctx context.Context) error {
 		"TASKGRID_KAFKA_BROKERS":            s.KafkaAddr,
 		"TASKGRID_KAFKA_TOPICS":             strings.Join(events.Topics(), ","),
 		"TASKGRID_MYSQL_PORT":               strconv.Itoa(mysqlPort),
+		"TASKGRID_MYSQL_BIND":               ip,
+		"TASKGRID_MYSQL_CLIENT_HOST":        mysqlClients,
 		"TASKGRID_MYSQL_DATABASE":           "taskgrid",
 		"TASKGRID_MYSQL_USER":               "taskgrid",
 		"TASKGRID_MYSQL_PASSWORD":           "taskgrid-test",
 		"TASKGRID_MYSQL_DSN":                s.MySQLDSN,
-		"DAPR_HOST_IP":                      "127.0.0.1",
+		"DAPR_HOST_IP":                      ip,
 		"DAPR_SCHEDULER_HOST_ADDRESS_DNS_A": s.SchedulerAddr,
 		// Both tokens, new for every stack: every daprd requires the first on its API
 		// and sends the second to its app, and the apps do the same from their side.
@@ -164,8 +177,14 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err := os.MkdirAll(redisDir, 0o755); err != nil {
 		return fmt.Errorf("start redis: %w", err)
 	}
-	if err := s.service(ctx, "redis", s.RedisAddr, "redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(redisPort),
-		"--dir", redisDir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"); err != nil {
+	redisArgs := []string{"--bind", ip, "--port", strconv.Itoa(redisPort),
+		"--dir", redisDir, "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--daemonize", "no"}
+	if s.opts.Infra != nil {
+		// Redis without a password answers only loopback clients ("protected mode"); the
+		// test hosts' private network stands in for the password the Kubernetes chart sets.
+		redisArgs = append(redisArgs, "--protected-mode", "no")
+	}
+	if err := s.service(ctx, "redis", s.RedisAddr, "redis-server", redisArgs...); err != nil {
 		return err
 	}
 
@@ -173,7 +192,7 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err := s.runScript(ctx, script, "init"); err != nil {
 		return err
 	}
-	if err := s.service(ctx, "mariadb", addr(mysqlPort), script, "serve"); err != nil {
+	if err := s.service(ctx, "mariadb", s.MySQLAddr, script, "serve"); err != nil {
 		return err
 	}
 	if err := s.runScript(ctx, script, "bootstrap"); err != nil {
@@ -191,11 +210,11 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err := os.MkdirAll(creds, 0o700); err != nil {
 		return fmt.Errorf("start sentry: %w", err)
 	}
-	if err := s.service(ctx, "sentry", s.SentryAddr, s.bins.sentry, "--listen-address", "127.0.0.1",
+	if err := s.service(ctx, "sentry", s.SentryAddr, s.bins.sentry, "--listen-address", ip,
 		"--port", strconv.Itoa(sentryPort), "--issuer-credentials", creds, "--trust-domain", "localhost",
 		"--config", filepath.Join(s.RepoRoot, "deploy", "sentry.yaml"),
-		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(sentryHealth),
-		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(sentryMetrics), "--log-as-json"); err != nil {
+		"--healthz-listen-address", ip, "--healthz-port", strconv.Itoa(sentryHealth),
+		"--metrics-listen-address", ip, "--metrics-port", strconv.Itoa(sentryMetrics), "--log-as-json"); err != nil {
 		return err
 	}
 	anchors, err := os.ReadFile(filepath.Join(creds, "ca.crt"))
@@ -205,24 +224,24 @@ func (s *Stack) startServices(ctx context.Context) error {
 	s.TrustAnchors = filepath.Join(creds, "ca.crt")
 	s.env = append(s.env, "DAPR_TRUST_ANCHORS="+string(anchors), "NAMESPACE=default")
 	tls := []string{"--tls-enabled", "--trust-anchors-file", s.TrustAnchors, "--sentry-address", s.SentryAddr, "--trust-domain", "localhost", "--mode", "standalone"}
-	if err := s.service(ctx, "placement", s.PlacementAddr, s.bins.placement, append(tls, "--listen-address", "127.0.0.1",
-		"--port", strconv.Itoa(placePort), "--initial-cluster", "dapr-placement-0=127.0.0.1:"+strconv.Itoa(placeRaft),
-		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(placeHealth),
-		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(placeMetrics), "--log-as-json")...); err != nil {
+	if err := s.service(ctx, "placement", s.PlacementAddr, s.bins.placement, append(tls, "--listen-address", ip,
+		"--port", strconv.Itoa(placePort), "--initial-cluster", "dapr-placement-0="+at(placeRaft),
+		"--healthz-listen-address", ip, "--healthz-port", strconv.Itoa(placeHealth),
+		"--metrics-listen-address", ip, "--metrics-port", strconv.Itoa(placeMetrics), "--log-as-json")...); err != nil {
 		return err
 	}
-	return s.service(ctx, "scheduler", s.SchedulerAddr, s.bins.scheduler, append(tls, "--listen-address", "127.0.0.1",
+	return s.service(ctx, "scheduler", s.SchedulerAddr, s.bins.scheduler, append(tls, "--listen-address", ip,
 		"--port", strconv.Itoa(schedPort), "--override-broadcast-host-port", s.SchedulerAddr,
-		"--etcd-data-dir", filepath.Join(s.Dir, "data", "scheduler"), "--etcd-client-listen-address", "127.0.0.1",
+		"--etcd-data-dir", filepath.Join(s.Dir, "data", "scheduler"), "--etcd-client-listen-address", ip,
 		"--etcd-client-port", strconv.Itoa(etcdClient),
-		"--etcd-initial-cluster", "dapr-scheduler-server-0=http://127.0.0.1:"+strconv.Itoa(etcdPeer),
-		"--healthz-listen-address", "127.0.0.1", "--healthz-port", strconv.Itoa(schedHealth),
-		"--metrics-listen-address", "127.0.0.1", "--metrics-port", strconv.Itoa(schedMetrics), "--log-as-json")...)
+		"--etcd-initial-cluster", "dapr-scheduler-server-0=http://"+at(etcdPeer),
+		"--healthz-listen-address", ip, "--healthz-port", strconv.Itoa(schedHealth),
+		"--metrics-listen-address", ip, "--metrics-port", strconv.Itoa(schedMetrics), "--log-as-json")...)
 }
 
 // service starts one infrastructure process and waits for its port.
 func (s *Stack) service(ctx context.Context, name, address, bin string, args ...string) error {
-	p, err := startProc(s.Dir, name, s.env, s.Dir, bin, args...)
+	p, err := startProc(s.Dir, name, s.env, s.Dir, s.opts.Infra, bin, args...)
 	if err != nil {
 		return err
 	}
@@ -282,7 +301,7 @@ func (s *Stack) RestartService(ctx context.Context, name, address string) error 
 		return fmt.Errorf("restart %s: no such service", name)
 	}
 	old.Stop(10 * time.Second)
-	p, err := startProc(s.Dir, name, s.env, s.Dir, old.cmd.Path, old.cmd.Args[1:]...)
+	p, err := startProc(s.Dir, name, s.env, s.Dir, nil, old.cmd.Path, old.cmd.Args[1:]...) // the same argv: on the same host
 	if err != nil {
 		return err
 	}
@@ -360,6 +379,19 @@ func (s *Stack) LogTail(n int) string {
 		fmt.Fprintf(&b, "==> %s <==\n%s\n", filepath.Base(f), bytes.Join(lines, []byte("\n")))
 	}
 	return b.String()
+}
+
+// withEnv is base with vars set (replacing their earlier values).
+func withEnv(base []string, vars map[string]string) []string {
+	out := slices.DeleteFunc(slices.Clone(base), func(kv string) bool {
+		k, _, _ := strings.Cut(kv, "=")
+		_, ok := vars[k]
+		return ok
+	})
+	for k, v := range vars {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func mergeEnv(base []string, vars map[string]string) []string {
