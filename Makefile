@@ -21,7 +21,7 @@ check-go:
 	@deploy/scripts/check-go.sh
 
 .PHONY: deps
-deps: check-go ## install Redis and MariaDB (Debian packages) and build the Dapr runtime and CLI once, side by side
+deps: check-go ## install Redis, MariaDB, Prometheus (Debian packages) and build the Dapr runtime once, side by side
 	@deploy/scripts/install-services.sh & services=$$!; \
 	  deploy/scripts/install-dapr.sh >/dev/null; dapr=$$?; \
 	  wait $$services || exit 1; exit $$dapr
@@ -37,21 +37,37 @@ $(BIN_DIR)/.built: $(GO_SOURCES)
 	@mkdir -p $(BIN_DIR)
 	go build -o $(BIN_DIR)/ ./apps/gateway ./apps/worker ./apps/storekeeper ./analytics
 	go build -o $(BIN_DIR)/kafka-broker ./deploy/kafka
+	go build -o $(BIN_DIR)/taskgrid-run ./deploy/run
 	@touch $@
 
+# deps and build at once: the apps compile while the Dapr runtime does (its links are
+# single-threaded, so two builds keep both cores busy).
+.PHONY: prepare
+prepare: check-go
+	@$(MAKE) --no-print-directory -j2 deps build
+
 .PHONY: up
-up: deps build ## start the infrastructure only (Redis, MariaDB, Kafka broker, placement, scheduler)
+up: prepare ## start the infrastructure only (Redis, MariaDB, Kafka broker, placement, scheduler)
 	@$(LOCAL_ENV) && DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin deploy/scripts/up.sh
+
+# What `make run` and `make run-cli` export before starting the apps: deploy/local.env,
+# the tokens, Sentry's root and address, the runtime.
+RUN_ENV = $(LOCAL_ENV) && tokens=$$(deploy/scripts/tokens.sh) && set -a && source "$$tokens" && set +a && \
+	  export DAPR_TRUST_ANCHORS="$$(cat $(RUN_DIR)/data/sentry/ca.crt)" && \
+	  export DAPR_SENTRY_ADDRESS=127.0.0.1:$$TASKGRID_SENTRY_PORT && \
+	  export DAPR_RUNTIME_PATH=$$(deploy/scripts/install-dapr.sh $(1)) && \
+	  mkdir -p $(RUN_DIR)/results && echo $$$$ > $(RUN_DIR)/pids/dapr-run.pid && \
+	  echo "taskgrid: gateway on http://127.0.0.1:8080 (logs: .dapr/logs/ and $(RUN_DIR)/logs/)"
 
 .PHONY: run
 run: up ## run the whole system in the foreground (Ctrl-C stops the apps; `make down` stops everything)
 	@deploy/scripts/preflight.sh
-	@$(LOCAL_ENV) && tokens=$$(deploy/scripts/tokens.sh) && set -a && source "$$tokens" && set +a && \
-	  export DAPR_TRUST_ANCHORS="$$(cat $(RUN_DIR)/data/sentry/ca.crt)" && \
-	  export DAPR_RUNTIME_PATH=$$(deploy/scripts/install-dapr.sh) && \
-	  mkdir -p $(RUN_DIR)/results && echo $$$$ > $(RUN_DIR)/pids/dapr-run.pid && \
-	  echo "taskgrid: gateway on http://127.0.0.1:8080 (logs: .dapr/logs/ and $(RUN_DIR)/logs/)" && \
-	  exec $$DAPR_RUNTIME_PATH/.dapr/bin/dapr run -f dapr.yaml
+	@$(call RUN_ENV) && exec $(BIN_DIR)/taskgrid-run -f dapr.yaml -pid-dir $(RUN_DIR)/pids
+
+.PHONY: run-cli
+run-cli: up ## the same with the dapr CLI, `dapr run -f dapr.yaml` (compiles the CLI the first time: minutes)
+	@deploy/scripts/preflight.sh
+	@$(call RUN_ENV,--cli) && exec $$DAPR_RUNTIME_PATH/.dapr/bin/dapr run -f dapr.yaml
 
 .PHONY: down
 down: ## stop exactly what `make run` started, by PID

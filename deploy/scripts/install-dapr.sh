@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Builds daprd, placement, scheduler, sentry (runtime v$DAPR_RUNTIME_VERSION) and the dapr CLI
-# (v$DAPR_CLI_VERSION) from the Go module proxy into a cache, once, and prints the runtime root
-# (the directory holding .dapr/bin) on stdout.
+# Builds daprd, placement, scheduler, sentry (runtime v$DAPR_RUNTIME_VERSION) and, with --cli, the
+# dapr CLI (v$DAPR_CLI_VERSION) from the Go module proxy into a cache, once, and prints the runtime
+# root (the directory holding .dapr/bin) on stdout.
+#
+# The CLI is only for `make run-cli` (`dapr run -f dapr.yaml`): `make run` starts the apps and
+# sidecars with deploy/run, and the CLI's 1,400 packages (Kubernetes and Helm clients) would
+# add minutes to a fresh machine's first run.
 #
 # daprd gets only the components listed in deploy/dapr-components.txt (the ones components/*.yaml
 # and components/config.yaml use), not `-tags allcomponents` with every cloud SDK Dapr supports:
@@ -15,6 +19,12 @@
 # file, whose path is printed on failure. A runtime installed by `dapr init` in $HOME/.dapr/bin
 # (all components) is reused when its version matches and nothing was built here yet.
 set -euo pipefail
+want_cli=""
+case "${1:-}" in
+  --cli) want_cli=1 ;;
+  "") ;;
+  *) echo "usage: install-dapr.sh [--cli]" >&2; exit 2 ;;
+esac
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../versions.env
 source "$here/../versions.env"
@@ -37,7 +47,7 @@ have_version() { # binary wanted-version
 stamp="daprd $DAPR_RUNTIME_VERSION cli $DAPR_CLI_VERSION components $hash"
 ready() { # root: every binary is there
   local b
-  for b in daprd placement scheduler sentry dapr; do [ -x "$1/.dapr/bin/$b" ] || return 1; done
+  for b in daprd placement scheduler sentry ${want_cli:+dapr}; do [ -x "$1/.dapr/bin/$b" ] || return 1; done
   [ "$1" = "$slim_root" ] && [ "$(cat "$1/ready" 2>/dev/null)" = "$stamp" ] && return 0
   have_version "$1/.dapr/bin/daprd" "$DAPR_RUNTIME_VERSION" || return 1
   [ "$1" != "$slim_root" ] || echo "$stamp" >"$1/ready" 2>/dev/null || true
@@ -78,7 +88,7 @@ for b in daprd placement scheduler sentry; do
   elif [ ! -x "$bin/$b" ]; then runtime_bins+=("$b"); fi
 done
 need_cli=""
-[ -x "$bin/dapr" ] || need_cli=1
+[ -z "$want_cli" ] || [ -x "$bin/dapr" ] || need_cli=1
 
 t_all=$SECONDS
 nstep=0
@@ -196,7 +206,7 @@ for b in "${runtime_bins[@]}"; do runtime_pkgs+=("./cmd/$b"); done
 mkdir -p "$work/out"
 log "building the Dapr binaries into $bin (first time only; log: $logf)"
 [ ${#runtime_bins[@]} -eq 0 ] || log "daprd components: $(echo $components)"
-step "fetch the sources of Dapr v$DAPR_RUNTIME_VERSION and CLI v$DAPR_CLI_VERSION" fetch_sources
+step "fetch the sources of Dapr v$DAPR_RUNTIME_VERSION${need_cli:+ and CLI v$DAPR_CLI_VERSION}" fetch_sources
 if [ ${#runtime_bins[@]} -gt 0 ]; then
   make_tree "$(cat "$work/dapr.dir")" >>"$logf" 2>&1 || { tail -n 3 "$logf" >&2; log "full log: $logf"; exit 1; }
 fi

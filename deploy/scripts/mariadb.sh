@@ -81,7 +81,7 @@ case "${1:-}" in
     fi
     need_port mariadb "$TASKGRID_MYSQL_PORT"
     init
-    nohup "$0" serve >/dev/null 2>&1 </dev/null &
+    setsid nohup "$0" serve >/dev/null 2>&1 </dev/null & # its own session: Ctrl-C on make run must not stop it
     echo $! >"$pidf"
     wait_port mariadb "$TASKGRID_MYSQL_PORT" 60 "$(cat "$pidf")"
     bootstrap

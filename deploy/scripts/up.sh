@@ -23,7 +23,9 @@ start() {
     return 0
   fi
   need_port "$name" "$port"
-  nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
+  # A session of its own (setsid): Ctrl-C on `make run` reaches the foreground process group,
+  # and the infrastructure must outlive it (the next `make run` reuses it).
+  setsid nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$pidf"
   wait_port "$name" "$port" 60 "$!"
   log "$name up on 127.0.0.1:$port (pid $(cat "$pidf"), log $RUN_DIR/logs/$name.log)"
@@ -42,8 +44,9 @@ start kafka "$kafka_port" "$BIN_DIR/kafka-broker" -addr "127.0.0.1:$kafka_port" 
 
 # Sentry, the certificate authority for mTLS: at its first start it makes a self-signed root
 # and issuer in $RUN_DIR/data/sentry (owner-only); sidecars, placement and scheduler get their
-# certificates from it. The dapr CLI points every sidecar at localhost:50001 when the
-# Configuration enables mTLS, so that is its port. (Dapr 1.18.2's sentry binds its healthz and
+# certificates from it. `make run` gives its sidecars this address (DAPR_SENTRY_ADDRESS); the
+# dapr CLI (`make run-cli`) points every sidecar at localhost:50001 when the Configuration
+# enables mTLS, so that is its port. (Dapr 1.18.2's sentry binds its healthz and
 # metrics ports on every interface whatever the flags say; they serve no secrets.)
 mkdir -p "$RUN_DIR/data/sentry" && chmod 700 "$RUN_DIR/data/sentry"
 start sentry "$TASKGRID_SENTRY_PORT" "$DAPR_BIN/sentry" --listen-address 127.0.0.1 --port "$TASKGRID_SENTRY_PORT" \
@@ -67,7 +70,7 @@ start scheduler "$TASKGRID_SCHEDULER_PORT" "$DAPR_BIN/scheduler" "${tls[@]}" --l
   --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_SCHEDULER_HEALTHZ_PORT" \
   --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_SCHEDULER_METRICS_PORT" --log-as-json
 
-# Prometheus scrapes the control plane at once and the apps and sidecars once `dapr run` has
+# Prometheus scrapes the control plane at once and the apps and sidecars once `make run` has
 # started them (until then their targets read down). Its configuration is read in place.
 mkdir -p "$RUN_DIR/data/prometheus"
 start prometheus "$TASKGRID_PROMETHEUS_PORT" prometheus --config.file "$here/../prometheus/prometheus.yml" \

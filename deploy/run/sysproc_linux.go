@@ -1,0 +1,10 @@
+package main
+
+import "syscall"
+
+// sysProcAttr puts a child in a process group of its own, so that a signal to the
+// runner's group (Ctrl-C, `make down`) reaches the runner alone and it stops the children
+// in order; and the child gets SIGTERM if the runner dies first.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
