@@ -10,6 +10,10 @@ APPS     := gateway worker storekeeper
 LOCAL_ENV := set -a && source deploy/local.env && set +a
 export RUN_DIR BIN_DIR
 
+# The go command for builds: the compiler with a higher GOGC takes about a quarter less CPU on a
+# cold cache (see deploy/scripts/install-dapr.sh). Not for go test: the tests' processes would
+# inherit it.
+BUILD_GO := GOGC=$${TASKGRID_BUILD_GOGC:-400} go
 GO_SOURCES := $(shell find apps analytics internal deploy -name '*.go' -not -name '*_test.go' 2>/dev/null) go.mod go.sum
 
 .PHONY: help
@@ -35,9 +39,9 @@ build: check-go $(BIN_DIR)/.built ## build the apps and the local Kafka broker i
 
 $(BIN_DIR)/.built: $(GO_SOURCES)
 	@mkdir -p $(BIN_DIR)
-	go build -o $(BIN_DIR)/ ./apps/gateway ./apps/worker ./apps/storekeeper ./analytics
-	go build -o $(BIN_DIR)/kafka-broker ./deploy/kafka
-	go build -o $(BIN_DIR)/taskgrid-run ./deploy/run
+	$(BUILD_GO) build -o $(BIN_DIR)/ ./apps/gateway ./apps/worker ./apps/storekeeper ./analytics
+	$(BUILD_GO) build -o $(BIN_DIR)/kafka-broker ./deploy/kafka
+	$(BUILD_GO) build -o $(BIN_DIR)/taskgrid-run ./deploy/run
 	@touch $@
 
 # deps and build at once: the apps compile while the Dapr runtime does (its links are

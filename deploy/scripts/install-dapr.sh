@@ -189,16 +189,21 @@ download_modules() {
   return "$rc"
 }
 
+# The compiler collects garbage less often with a higher GOGC: the cold runtime compile takes a
+# quarter less CPU with 400 than with Go's 100 (sentry alone: 326 → 246 s of user time, 216 → 171 s
+# wall on 2 cores), for more memory per compile (the machine has far more than 2 compiles need).
+build_gogc=${TASKGRID_BUILD_GOGC:-400}
+
 build_runtime() {
   cd "$(cat "$work/dapr.dir")"
-  go build -trimpath \
+  GOGC=$build_gogc go build -trimpath \
     -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v$DAPR_RUNTIME_VERSION -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_RUNTIME_VERSION" \
     -o "$work/out/" "${runtime_pkgs[@]}"
 }
 
 build_cli() {
   cd "$(cat "$work/cli.dir")"
-  go build -trimpath -ldflags "-s -w -X main.version=$DAPR_CLI_VERSION -X main.apiVersion=1.0" -o "$work/out/dapr" .
+  GOGC=$build_gogc go build -trimpath -ldflags "-s -w -X main.version=$DAPR_CLI_VERSION -X main.apiVersion=1.0" -o "$work/out/dapr" .
 }
 
 runtime_pkgs=()
