@@ -45,9 +45,11 @@ $(BIN_DIR)/.built: $(GO_SOURCES)
 	@touch $@
 
 # deps and build at once: the apps compile while the Dapr runtime does (its links are
-# single-threaded, so two builds keep both cores busy).
+# single-threaded, so two builds keep both cores busy), after the runtime's modules are
+# downloaded (alone, the download is twice as fast).
 .PHONY: prepare
 prepare: check-go
+	@deploy/scripts/install-dapr.sh --download >/dev/null
 	@$(MAKE) --no-print-directory -j2 deps build
 
 .PHONY: up

@@ -398,7 +398,9 @@ func mergeEnv(base []string, vars map[string]string) []string {
 	out := make([]string, 0, len(base)+len(vars))
 	for _, kv := range base {
 		k, _, _ := strings.Cut(kv, "=")
-		if _, ok := vars[k]; ok || strings.HasPrefix(k, "TASKGRID_") || strings.HasPrefix(k, "DAPR_") || strings.HasPrefix(k, "APP_") {
+		// GOGC: make test raises it for the compiler and the tests; the stack's processes
+		// keep Go's default, as in production.
+		if _, ok := vars[k]; ok || k == "GOGC" || strings.HasPrefix(k, "TASKGRID_") || strings.HasPrefix(k, "DAPR_") || strings.HasPrefix(k, "APP_") {
 			continue
 		}
 		out = append(out, kv)
