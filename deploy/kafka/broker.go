@@ -153,14 +153,15 @@ func Run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		return err
 	}
 	addr := cluster.ListenAddrs()[0]
+	// The start line before the ready file: whoever waits for the file finds the line logged.
+	logger.Info("kafka broker started", "addr", addr, "data_dir", cfg.DataDir, "topics", append([]string{}, cfg.Topics...),
+		"partitions", cfg.Partitions, "sync_writes", cfg.SyncWrites)
 	if cfg.ReadyFile != "" {
 		if err := writeFileAtomic(cfg.ReadyFile, addr+"\n"); err != nil {
 			cluster.Close()
 			return fmt.Errorf("writing ready file: %w", err)
 		}
 	}
-	logger.Info("kafka broker started", "addr", addr, "data_dir", cfg.DataDir, "topics", append([]string{}, cfg.Topics...),
-		"partitions", cfg.Partitions, "sync_writes", cfg.SyncWrites)
 
 	<-ctx.Done()
 	if cfg.ReadyFile != "" {

@@ -305,6 +305,11 @@ func waitReady(t *testing.T, p *proc, path string) string {
 
 func checkStartLog(t *testing.T, p *proc, addr, dataDir string) {
 	t.Helper()
+	// The broker logs the line before it writes the ready file, but our copy of its stderr
+	// may still be on its way: wait a little for it.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.stderr.String(), "kafka broker started") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	for _, line := range strings.Split(p.stderr.String(), "\n") {
 		var e struct {
 			Msg     string   `json:"msg"`
