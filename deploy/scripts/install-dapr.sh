@@ -20,15 +20,10 @@
 # (all components) is reused when its version matches and nothing was built here yet.
 set -euo pipefail
 want_cli=""
-download_only=""
 case "${1:-}" in
   --cli) want_cli=1 ;;
-  # Only fetch the sources and download the modules, when a build is due: `make run` does this
-  # before it compiles the apps beside the runtime, so that the download does not share the
-  # CPU and network with the apps' build (it took 53-65 s that way, 25 s alone).
-  --download) download_only=1 ;;
   "") ;;
-  *) echo "usage: install-dapr.sh [--cli | --download]" >&2; exit 2 ;;
+  *) echo "usage: install-dapr.sh [--cli]" >&2; exit 2 ;;
 esac
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../versions.env
@@ -221,10 +216,6 @@ if [ ${#runtime_bins[@]} -gt 0 ]; then
   make_tree "$(cat "$work/dapr.dir")" >>"$logf" 2>&1 || { tail -n 3 "$logf" >&2; log "full log: $logf"; exit 1; }
 fi
 step "download the modules they import" download_modules
-if [ -n "$download_only" ]; then
-  log "sources and modules ready ($(fmt $((SECONDS - t_all))))"
-  exit 0
-fi
 if [ ${#runtime_bins[@]} -gt 0 ]; then
   step "compile ${runtime_bins[*]}" build_runtime
 fi
