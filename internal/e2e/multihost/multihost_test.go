@@ -217,14 +217,16 @@ func TestAcrossHosts(t *testing.T) {
 		}
 	})
 
+	var nodeC *stacktest.Instance
 	t.Run("a host joining mid-run takes work", func(t *testing.T) {
 		h, err := lab.AddHost(ctx, "node-c")
 		if err != nil {
 			t.Fatal(err)
 		}
+		hosts["node-c"] = h
 		// Node b alone has two slots: most of these wait until node c comes.
 		ids, clients := submitFollowed(ctx, t, gateways, 16, 400)
-		nodeC, err := st.StartAppOn(ctx, "worker", h, nil)
+		nodeC, err = st.StartAppOn(ctx, "worker", h, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,6 +241,92 @@ func TestAcrossHosts(t *testing.T) {
 		t.Logf("tasks per node: %v", perNode)
 		if perNode[nodeC.Name] == 0 {
 			t.Errorf("the joining node %s ran no task: %v", nodeC.Name, perNode)
+		}
+	})
+
+	// The recovery target's case: a host dies while another has its slots free. Three long
+	// tasks, each running before the next goes in; those on node b are cancelled, so
+	// that node b's two slots are free for what node c held when it dies.
+	t.Run("a worker host killed while another has free slots", func(t *testing.T) {
+		if nodeC == nil {
+			t.Skip("node c did not join")
+		}
+		ids, clients := make([]string, 0, 3), make([]*followed, 0, 3)
+		held, cancelled := map[string]bool{}, map[string]bool{}
+		for range 3 {
+			i, c := submitFollowed(ctx, t, gateways, 1, 4000)
+			ids, clients = append(ids, i[0]), append(clients, c[0])
+			for {
+				v, err := client(gateways[0]).Get(ctx, i[0])
+				if err == nil && v.Status == "running" {
+					held[i[0]] = nodeOf(v.Worker) == nodeC.Name
+					cancelled[i[0]] = nodeOf(v.Worker) == nodeB.Name
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("task %s never ran", i[0])
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		for id, c := range cancelled {
+			if !c {
+				continue
+			}
+			if resp, err := client(gateways[0]).Do(ctx, http.MethodDelete, "/api/v1/tasks/"+id, nil, nil); err != nil || resp.Code != http.StatusOK {
+				t.Fatalf("cancel %s: %d %s (%v)", id, resp.Code, resp.Body, err)
+			}
+			if _, err := client(gateways[0]).WaitStatus(ctx, id, "cancelled"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		killed := time.Now()
+		if err := hosts["node-c"].Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Kill → running on node b, for each task node c held.
+		moved := map[string]time.Duration{}
+		n := 0
+		for _, h := range held {
+			if h {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Fatalf("node c held none of the tasks: %v", held)
+		}
+		for len(moved) < n {
+			for _, id := range ids {
+				if !held[id] || moved[id] != 0 {
+					continue
+				}
+				v, err := client(gw2).Get(ctx, id)
+				if err == nil && v.Attempts >= 2 && (v.Status == "running" || v.Status == "completed") {
+					moved[id] = time.Since(killed)
+					if nodeOf(v.Worker) != nodeB.Name {
+						t.Errorf("task %s ran again on %s, want %s", id, v.Worker, nodeB.Name)
+					}
+				}
+			}
+			if len(moved) == n {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the tasks of the killed host never ran again: %v of %v", moved, held)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		for id, d := range moved {
+			t.Logf("host node-c killed → %s running on node-b, slots free: after about %s (the recovery target: 3 s)", id, d.Round(10*time.Millisecond))
+		}
+		for i, id := range ids {
+			if cancelled[id] {
+				continue
+			}
+			v := clients[i].wait(ctx, t)
+			if want := map[bool]int{true: 2, false: 1}[held[id]]; v.Status != "completed" || v.Attempts != want {
+				t.Errorf("task %s: %s after %d attempts, want completed after %d", id, v.Status, v.Attempts, want)
+			}
 		}
 	})
 }
