@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Before `dapr run -f dapr.yaml`: fail clearly when a port dapr.yaml fixes is taken
+# Before the apps of dapr.yaml start (make run, make run-cli): fail clearly when a port dapr.yaml fixes is taken
 # (the CLI checks only some of them, and an app on a taken port would just exit).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
