@@ -23,9 +23,10 @@ func TestMain(m *testing.M) {
 		if len(os.Args) > 1 && os.Args[1] == "--app-id" {
 			role = os.Getenv("APP_ID") + "-daprd"
 		}
-		fmt.Printf("%s up APP_PORT=%s DAPR_HTTP_PORT=%s EXTRA=%s\n", role, os.Getenv("APP_PORT"), os.Getenv("DAPR_HTTP_PORT"), os.Getenv("EXTRA"))
+		// "up" once SIGTERM is ours: a stop that comes right after the line is recorded.
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)
+		fmt.Printf("%s up APP_PORT=%s DAPR_HTTP_PORT=%s EXTRA=%s\n", role, os.Getenv("APP_PORT"), os.Getenv("DAPR_HTTP_PORT"), os.Getenv("EXTRA"))
 		<-sig
 		f, err := os.OpenFile(os.Getenv("RUN_ORDER"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err == nil {
@@ -193,14 +194,17 @@ apps:
 			t.Errorf("no PID file for %s: %v", name, err)
 		}
 	}
-	waitFor(t, func() bool {
-		logs, _ := filepath.Glob(filepath.Join(dir, ".dapr", "logs", "one_daprd_*.log"))
-		if len(logs) != 1 {
-			return false
-		}
-		data, _ := os.ReadFile(logs[0])
-		return strings.Contains(string(data), "one-daprd up APP_PORT=7001")
-	}, &out)
+	// Both sidecars are up too (their lines only in their log files).
+	for _, app := range []string{"one", "two"} {
+		waitFor(t, func() bool {
+			logs, _ := filepath.Glob(filepath.Join(dir, ".dapr", "logs", app+"_daprd_*.log"))
+			if len(logs) != 1 {
+				return false
+			}
+			data, _ := os.ReadFile(logs[0])
+			return strings.Contains(string(data), app+"-daprd up APP_PORT=700")
+		}, &out)
+	}
 
 	cancel()
 	if err := <-done; err != nil {
