@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -247,4 +248,16 @@ func (c *console) line(prefix, text string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fmt.Fprintf(c.w, "== %s == %s\n", prefix, text)
+}
+
+// errUsage marks a bad command line.
+var errUsage = errors.New("usage")
+
+// sentryAddress is where sidecars get their certificates: DAPR_SENTRY_ADDRESS, else the
+// address the dapr CLI uses for a local run.
+func sentryAddress() string {
+	if a := strings.TrimSpace(os.Getenv("DAPR_SENTRY_ADDRESS")); a != "" {
+		return a
+	}
+	return "localhost:50001"
 }

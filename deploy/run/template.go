@@ -2,12 +2,10 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -251,16 +249,4 @@ func appEnv(a AppSpec) []string {
 		env = append(env, k+"="+v)
 	}
 	return env
-}
-
-// errUsage marks a bad command line.
-var errUsage = errors.New("usage")
-
-// sentryAddress is where sidecars get their certificates: DAPR_SENTRY_ADDRESS, else the
-// address the dapr CLI uses for a local run.
-func sentryAddress() string {
-	if a := strings.TrimSpace(os.Getenv("DAPR_SENTRY_ADDRESS")); a != "" {
-		return a
-	}
-	return "localhost:50001"
 }

@@ -185,19 +185,8 @@ func TestAcrossHosts(t *testing.T) {
 		// (≤ 3 s) is about. The bench's recovery scenarios measure it with a free slot
 		// waiting; here node b's two slots are busy, so the task also waits for one
 		// (ahead of every normal task). The test reports the figures, never asserts them.
-		var moved time.Duration
-		var requeued *time.Time
-		for moved == 0 {
-			v, err := client(gw2).Get(ctx, fresh)
-			if err == nil && v.Attempts >= 2 && (v.Status == "running" || v.Status == "completed") {
-				moved, requeued = time.Since(killed), v.QueuedAt
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("task %s never ran again after its host was killed", fresh)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if requeued == nil || requeued.Before(killed) {
+		again, moved := waitRanAgain(ctx, t, client(gw2), fresh, killed)
+		if requeued := again.QueuedAt; requeued == nil || requeued.Before(killed) {
 			t.Errorf("task %s ran again, but its queue time %v is not after the kill (%s)", fresh, requeued, killed.Format(time.StampMicro))
 		} else {
 			t.Logf("host node-a killed → %s back in the queue after %s, running on another host after about %s",
@@ -252,27 +241,25 @@ func TestAcrossHosts(t *testing.T) {
 			t.Skip("node c did not join")
 		}
 		ids, clients := make([]string, 0, 3), make([]*followed, 0, 3)
-		held, cancelled := map[string]bool{}, map[string]bool{}
+		held, cancelled := map[string]bool{}, map[string]bool{} // sets of task ids
 		for range 3 {
 			i, c := submitFollowed(ctx, t, gateways, 1, 4000)
 			ids, clients = append(ids, i[0]), append(clients, c[0])
-			for {
-				v, err := client(gateways[0]).Get(ctx, i[0])
-				if err == nil && v.Status == "running" {
-					held[i[0]] = nodeOf(v.Worker) == nodeC.Name
-					cancelled[i[0]] = nodeOf(v.Worker) == nodeB.Name
-					break
-				}
-				if ctx.Err() != nil {
-					t.Fatalf("task %s never ran", i[0])
-				}
-				time.Sleep(20 * time.Millisecond)
+			v, err := client(gateways[0]).WaitStatus(ctx, i[0], "running")
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch nodeOf(v.Worker) {
+			case nodeC.Name:
+				held[i[0]] = true
+			case nodeB.Name:
+				cancelled[i[0]] = true
 			}
 		}
-		for id, c := range cancelled {
-			if !c {
-				continue
-			}
+		if len(held) == 0 {
+			t.Fatalf("node c held none of the tasks %v", ids)
+		}
+		for id := range cancelled {
 			if resp, err := client(gateways[0]).Do(ctx, http.MethodDelete, "/api/v1/tasks/"+id, nil, nil); err != nil || resp.Code != http.StatusOK {
 				t.Fatalf("cancel %s: %d %s (%v)", id, resp.Code, resp.Body, err)
 			}
@@ -284,40 +271,14 @@ func TestAcrossHosts(t *testing.T) {
 		if err := hosts["node-c"].Kill(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// Kill → running on node b, for each task node c held.
-		moved := map[string]time.Duration{}
-		n := 0
-		for _, h := range held {
-			if h {
-				n++
+		// Kill → running on node b, for each task node c held (they run again at about
+		// the same moment: polling one after the other adds little).
+		for id := range held {
+			v, moved := waitRanAgain(ctx, t, client(gw2), id, killed)
+			if nodeOf(v.Worker) != nodeB.Name {
+				t.Errorf("task %s ran again on %s, want %s", id, v.Worker, nodeB.Name)
 			}
-		}
-		if n == 0 {
-			t.Fatalf("node c held none of the tasks: %v", held)
-		}
-		for len(moved) < n {
-			for _, id := range ids {
-				if !held[id] || moved[id] != 0 {
-					continue
-				}
-				v, err := client(gw2).Get(ctx, id)
-				if err == nil && v.Attempts >= 2 && (v.Status == "running" || v.Status == "completed") {
-					moved[id] = time.Since(killed)
-					if nodeOf(v.Worker) != nodeB.Name {
-						t.Errorf("task %s ran again on %s, want %s", id, v.Worker, nodeB.Name)
-					}
-				}
-			}
-			if len(moved) == n {
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("the tasks of the killed host never ran again: %v of %v", moved, held)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		for id, d := range moved {
-			t.Logf("host node-c killed → %s running on node-b, slots free: after about %s (the recovery target: 3 s)", id, d.Round(10*time.Millisecond))
+			t.Logf("host node-c killed → %s running on node-b, slots free: after about %s (the recovery target: 3 s)", id, moved.Round(10*time.Millisecond))
 		}
 		for i, id := range ids {
 			if cancelled[id] {
@@ -329,6 +290,22 @@ func TestAcrossHosts(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitRanAgain polls task id until a second attempt of it runs (or ran), and returns its
+// view and how long after since that was seen.
+func waitRanAgain(ctx context.Context, t *testing.T, g stacktest.Gateway, id string, since time.Time) (stacktest.TaskView, time.Duration) {
+	t.Helper()
+	for {
+		v, err := g.Get(ctx, id)
+		if err == nil && v.Attempts >= 2 && (v.Status == "running" || v.Status == "completed") {
+			return v, time.Since(since)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("task %s never ran again after its host was killed", id)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // nodeOf is the node part of a task's worker ("<node>/<slot>").

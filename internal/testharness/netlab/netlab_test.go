@@ -58,6 +58,18 @@ func dial(addr string) (string, error) {
 	return bufio.NewReader(c).ReadString('\n')
 }
 
+// requireAvailable fails the test in CI when a lab cannot be built here, and skips it
+// elsewhere.
+func requireAvailable(t *testing.T) {
+	t.Helper()
+	if err := Available(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+}
+
 func TestOwnerPID(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -81,12 +93,7 @@ func TestOwnerPID(t *testing.T) {
 // Two hosts reach each other and the test process over the lab's addresses; a host's
 // loopback is its own; Close leaves no namespace, link or process behind.
 func TestHostsReachEachOtherAndCloseRemovesAll(t *testing.T) {
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	requireAvailable(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	lab, err := New(ctx)
@@ -187,12 +194,7 @@ func TestHostsReachEachOtherAndCloseRemovesAll(t *testing.T) {
 // What a killed test process left (a namespace with a process in it, a link) is removed
 // by the next New; what a live process owns is not.
 func TestNewRemovesWhatADeadProcessLeft(t *testing.T) {
-	if err := Available(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	requireAvailable(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	gone := exec.Command("true")

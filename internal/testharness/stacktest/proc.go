@@ -171,7 +171,8 @@ func freePorts(n int) ([]int, error) {
 	return out, nil
 }
 
-func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+// addr is a port on the machine's loopback.
+func addr(port int) string { return hostAddr(nil, port) }
 
 // hostIP is the address the stack's processes on host listen on: the host's, or the
 // machine's loopback for nil.
