@@ -35,22 +35,26 @@ func TestDecodeEntry(t *testing.T) {
 	t.Parallel()
 	ev := `{"id":"t:accepted:0","version":1,"kind":"accepted","time":"2026-01-01T00:00:00Z","task_id":"8b1c3f0e-6c55-4a43-9a7e-6d1f1b2c3d4e","task":"noop","attempt":0}`
 	quoted, _ := json.Marshal(ev)
+	pack, _ := json.Marshal(ev + "\n" + ev + "\n")
 	for _, tt := range []struct {
 		name, entry string
-		ok          bool
+		want        int
 	}{
-		{"data as object", `{"id":"x","data":` + ev + `}`, true},
-		{"data as string", `{"id":"x","data":` + string(quoted) + `}`, true},
-		{"no data", `{"id":"x"}`, false},
-		{"not an event", `{"data":{"hello":"world"}}`, false},
-		{"not JSON", `nope`, false},
+		{"data as object", `{"id":"x","data":` + ev + `}`, 1},
+		{"data as string", `{"id":"x","data":` + string(quoted) + `}`, 1},
+		{"a pack of two", `{"id":"x","datacontenttype":"application/x-ndjson","data":` + string(pack) + `}`, 2},
+		{"no data", `{"id":"x"}`, 0},
+		{"not an event", `{"data":{"hello":"world"}}`, 0},
+		{"not JSON", `nope`, 0},
 	} {
-		got, err := events.DecodeEntry(json.RawMessage(tt.entry))
-		if (err == nil) != tt.ok {
-			t.Errorf("%s: err = %v, want ok=%v", tt.name, err, tt.ok)
+		got, bad := events.DecodeEntry(json.RawMessage(tt.entry))
+		if len(got) != tt.want || (tt.want == 0) != (len(bad) > 0) {
+			t.Errorf("%s: %d events, errors %v; want %d", tt.name, len(got), bad, tt.want)
 		}
-		if tt.ok && (got.Kind != "accepted" || got.Type != "noop") {
-			t.Errorf("%s: decoded %+v", tt.name, got)
+		for _, e := range got {
+			if e.Kind != "accepted" || e.Type != "noop" {
+				t.Errorf("%s: decoded %+v", tt.name, e)
+			}
 		}
 	}
 }

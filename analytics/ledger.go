@@ -24,12 +24,25 @@ type SQL interface {
 // from it.
 type Ledger struct{ DB SQL }
 
-// Insert adds events to the ledger in one statement. An event already there (same id)
-// is ignored: redelivery and republishing change nothing.
+// insertMax bounds the events of one INSERT: 8 parameters each, well under MySQL's
+// 65,535 placeholders and its packet size. A delivery of packs can carry many more.
+const insertMax = 2000
+
+// Insert adds events to the ledger, a statement per insertMax of them. An event already
+// there (same id) is ignored: redelivery and republishing change nothing, so a failure
+// after some statements leaves nothing that a retry of the whole would not mend.
 func (l Ledger) Insert(ctx context.Context, evs []events.Event) error {
-	if len(evs) == 0 {
-		return nil
+	for len(evs) > 0 {
+		chunk := evs[:min(len(evs), insertMax)]
+		evs = evs[len(chunk):]
+		if err := l.insert(ctx, chunk); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+func (l Ledger) insert(ctx context.Context, evs []events.Event) error {
 	var q strings.Builder
 	q.WriteString("INSERT IGNORE INTO events (id, kind, task_id, task_type, attempt, priority, worker, event_time) VALUES ")
 	params := make([]any, 0, 8*len(evs))

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/events"
 )
 
 // scriptSQL is a fake of the SQL port: it answers the trigger's one query with marks and
@@ -90,5 +94,37 @@ func TestTriggerSteps(t *testing.T) {
 				t.Errorf("last statement %q, want the pending sample", tt.db.execs[len(tt.db.execs)-1])
 			}
 		})
+	}
+}
+
+// Insert writes a statement per insertMax events, every event once, in order.
+func TestLedgerInsertChunks(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, insertMax, insertMax + 1, 2*insertMax + 3} {
+		evs := make([]events.Event, n)
+		for i := range evs {
+			evs[i] = events.Event{ID: fmt.Sprintf("e%d", i), Kind: events.KindAccepted, TaskID: uuid.New()}
+		}
+		db := &scriptSQL{}
+		if err := (Ledger{DB: db}).Insert(t.Context(), evs); err != nil {
+			t.Fatalf("%d events: %v", n, err)
+		}
+		want := (n + insertMax - 1) / insertMax
+		var ids []string
+		for _, p := range db.params {
+			if len(p)%8 != 0 || len(p)/8 > insertMax {
+				t.Fatalf("%d events: a statement with %d parameters", n, len(p))
+			}
+			for j := 0; j < len(p); j += 8 {
+				ids = append(ids, p[j].(string))
+			}
+		}
+		if len(db.execs) != want || len(ids) != n || (n > 0 && (ids[0] != "e0" || ids[n-1] != evs[n-1].ID)) {
+			t.Errorf("%d events: %d statements carrying %d events, want %d carrying all in order", n, len(db.execs), len(ids), want)
+		}
+	}
+	db := &scriptSQL{failOn: "INSERT"}
+	if err := (Ledger{DB: db}).Insert(t.Context(), make([]events.Event, 3)); err == nil {
+		t.Error("a failed statement: nil error")
 	}
 }

@@ -180,12 +180,14 @@ func (b *fakeBroker) PublishEvents(_ context.Context, _, topic string, evs []any
 	b.calls++
 	for _, e := range evs {
 		entry := e.(dapr.PublishEventsEvent)
-		ev, err := events.Decode(entry.Data)
-		if err != nil || entry.Metadata["cloudevent.id"] != ev.ID || entry.Metadata["partitionKey"] != ev.TaskID.String() {
+		pack, bad := events.DecodePack(entry.Data)
+		if len(bad) > 0 || len(pack) == 0 || !strings.HasPrefix(entry.Metadata["cloudevent.id"], pack[0].ID) || entry.Metadata["partitionKey"] != pack[0].TaskID.String() {
 			return dapr.PublishEventsResponse{Error: errors.New("bad entry"), FailedEvents: evs}
 		}
-		b.events = append(b.events, ev)
-		b.topics = append(b.topics, topic)
+		for _, ev := range pack {
+			b.events = append(b.events, ev)
+			b.topics = append(b.topics, topic)
+		}
 	}
 	return dapr.PublishEventsResponse{}
 }

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,9 +55,10 @@ func ServeSubscriptions(routes ...BulkRoute) http.HandlerFunc {
 // them all; an error has daprd deliver them again.
 type BulkHandleFunc func(ctx context.Context, topic string, evs []Event) error
 
-// ServeBulk returns the handler of a bulk route: it decodes each entry (an entry that is
-// not a lifecycle event is dropped, and reported to dropped when not nil), hands the
-// events to handle, and answers each entry SUCCESS, RETRY (handle failed) or DROP.
+// ServeBulk returns the handler of a bulk route: it decodes the events of each entry (a
+// pack: what is not a lifecycle event is left out, and reported to dropped when not
+// nil), hands the events to handle, and answers each entry SUCCESS, RETRY (handle
+// failed) or DROP (it carried no event).
 func ServeBulk(logger *slog.Logger, handle BulkHandleFunc, dropped func(topic string, err error)) http.HandlerFunc {
 	type request struct {
 		Entries []struct {
@@ -80,15 +82,17 @@ func ServeBulk(logger *slog.Logger, handle BulkHandleFunc, dropped func(topic st
 		var ok []int
 		for i, e := range req.Entries {
 			statuses[i] = status{EntryID: e.EntryID, Status: "DROP"}
-			ev, err := DecodeEntry(e.Event)
-			if err != nil {
-				logger.WarnContext(r.Context(), "dropping an entry that is not a lifecycle event", "topic", req.Topic, "entry", e.EntryID, "error", err)
+			got, bad := DecodeEntry(e.Event)
+			for _, err := range bad {
+				logger.WarnContext(r.Context(), "dropping what is not a lifecycle event", "topic", req.Topic, "entry", e.EntryID, "error", err)
 				if dropped != nil {
 					dropped(req.Topic, err)
 				}
+			}
+			if len(got) == 0 {
 				continue
 			}
-			evs = append(evs, ev)
+			evs = append(evs, got...)
 			ok = append(ok, i)
 		}
 		result := "SUCCESS"
@@ -104,25 +108,26 @@ func ServeBulk(logger *slog.Logger, handle BulkHandleFunc, dropped func(topic st
 	}
 }
 
-// DecodeEntry returns the lifecycle event a bulk entry carries: a CloudEvent whose data
-// is the event JSON (as an object, or as a string holding it).
-func DecodeEntry(raw json.RawMessage) (Event, error) {
+// DecodeEntry returns the lifecycle events a bulk entry carries, and an error for each
+// part of it that is not one: a CloudEvent whose data is a pack (see DecodePack), as a
+// string (PackContentType), or an event or an array of events as JSON.
+func DecodeEntry(raw json.RawMessage) (evs []Event, bad []error) {
 	var ce struct {
 		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(raw, &ce); err != nil {
-		return Event{}, err
+		return nil, []error{err}
 	}
 	data := ce.Data
 	if len(data) > 0 && data[0] == '"' {
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
-			return Event{}, err
+			return nil, []error{err}
 		}
 		data = []byte(s)
 	}
-	if len(data) == 0 {
-		return Event{}, errors.New("no data")
+	if len(bytes.TrimSpace(data)) == 0 || string(data) == "null" {
+		return nil, []error{errors.New("no data")}
 	}
-	return Decode(data)
+	return DecodePack(data)
 }

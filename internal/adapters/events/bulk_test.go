@@ -46,10 +46,14 @@ func TestServeBulk(t *testing.T) {
 	ev := Event{ID: "x:started:1", Version: Version, Kind: KindStarted, TaskID: uuid.New()}
 	data, _ := json.Marshal(ev)
 	asString, _ := json.Marshal(string(data))
+	ev2 := Event{ID: "y:completed:1", Version: Version, Kind: KindCompleted, TaskID: uuid.New()}
+	data2, _ := json.Marshal(ev2)
+	pack, _ := json.Marshal(string(data) + "\n" + string(data2) + "\n")
 	body := `{"topic":"task-events","entries":[
 		{"entryId":"1","event":{"data":` + string(data) + `}},
 		{"entryId":"2","event":{"data":"not an event"}},
-		{"entryId":"3","event":{"data":` + string(asString) + `}}]}`
+		{"entryId":"3","event":{"data":` + string(asString) + `}},
+		{"entryId":"4","event":{"data":` + string(pack) + `}}]}`
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	tests := []struct {
 		name    string
@@ -57,8 +61,8 @@ func TestServeBulk(t *testing.T) {
 		want    []string
 		wantGot int
 	}{
-		{"handled", nil, []string{"SUCCESS", "DROP", "SUCCESS"}, 2},
-		{"handler failed: delivered again", errors.New("db down"), []string{"RETRY", "DROP", "RETRY"}, 2},
+		{"handled", nil, []string{"SUCCESS", "DROP", "SUCCESS", "SUCCESS"}, 4},
+		{"handler failed: delivered again", errors.New("db down"), []string{"RETRY", "DROP", "RETRY", "RETRY"}, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +91,7 @@ func TestServeBulk(t *testing.T) {
 			for _, s := range reply.Statuses {
 				statuses = append(statuses, s.Status)
 			}
-			if !slices.Equal(statuses, tt.want) || len(got) != tt.wantGot || drops != 1 || got[0].ID != ev.ID {
+			if !slices.Equal(statuses, tt.want) || len(got) != tt.wantGot || drops != 1 || got[0].ID != ev.ID || got[3].ID != ev2.ID {
 				t.Fatalf("statuses %v, %d events, %d drops; want %v, %d, 1", statuses, len(got), drops, tt.want, tt.wantGot)
 			}
 		})

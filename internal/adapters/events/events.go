@@ -45,7 +45,8 @@ type Publisher interface {
 	PublishEvent(ctx context.Context, pubsubName, topicName string, data interface{}, opts ...dapr.PublishEventOption) error
 }
 
-// Publish sends e to its topic on pubsub. The CloudEvent id is the event's id.
+// Publish sends e to its topic on pubsub, as a pack of one (see pack.go). The CloudEvent
+// id is the event's id.
 func Publish(ctx context.Context, p Publisher, pubsub string, e Event) error {
 	topic, err := Topic(e.Kind)
 	if err != nil {
@@ -55,8 +56,8 @@ func Publish(ctx context.Context, p Publisher, pubsub string, e Event) error {
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", e.ID, err)
 	}
-	if err := p.PublishEvent(ctx, pubsub, topic, data,
-		dapr.PublishEventWithContentType("application/json"),
+	if err := p.PublishEvent(ctx, pubsub, topic, append(data, '\n'),
+		dapr.PublishEventWithContentType(PackContentType),
 		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": e.ID, "partitionKey": e.TaskID.String()})); err != nil {
 		return fmt.Errorf("publish %s: %w", e.ID, err)
 	}

@@ -80,6 +80,8 @@ type Outbox struct {
 	pubsub string
 	owner  string
 	sends  *batch.Batcher[*sendRequest]
+	// packEvents bounds the events of one message (packMaxEvents; tests set less).
+	packEvents int
 
 	mu     sync.Mutex
 	loaded bool
@@ -93,6 +95,7 @@ func NewOutbox(logger *slog.Logger, pub BulkPublisher, state OutboxState, pubsub
 	o := &Outbox{
 		logger: logger.With("component", "outbox"), pub: pub, state: state,
 		store: store, pubsub: pubsub, owner: owner, wake: make(chan struct{}, 1),
+		packEvents: packMaxEvents,
 	}
 	// Batches run under a context of their own: an event a caller gave up waiting for
 	// is still published or spooled.
@@ -321,31 +324,43 @@ func (o *Outbox) publish(ctx context.Context, evs []outEvent) (failed []int, err
 	return failed, err
 }
 
-// publishChunk bulk-publishes the events evs[i], i in chunk, all of one topic, and
-// marks in refused those the broker did not take.
+// publishChunk bulk-publishes the events evs[i], i in chunk, all of one topic, in packs
+// (see pack.go), and marks in refused the events of the packs the broker did not take.
 //
-// Each entry carries the metadata Publish gives a single event: daprd (v1.18.2,
+// Each entry carries the metadata Publish gives a message: daprd (v1.18.2,
 // bulkPublishEvent) builds each entry's CloudEvent from that entry's own metadata
-// (cloudevent.id overrides the envelope's id), and pubsub.kafka takes each entry's
-// partitionKey as its message key. Entry ids only need to be unique within the call
-// (daprd refuses the whole call otherwise), and event ids need not be: the entry id is
-// the position in the call.
+// (cloudevent.id overrides the envelope's id: a pack's id is its first event's, with
+// the count), and pubsub.kafka takes each entry's partitionKey (the first event's task)
+// as its message key. Entry ids only need to be unique within the call (daprd refuses
+// the whole call otherwise): the entry id is the pack's position in the call.
 func (o *Outbox) publishChunk(ctx context.Context, topic string, evs []outEvent, chunk []int, refused []bool) error {
-	entries := make([]any, len(chunk))
-	for j, i := range chunk {
+	packs := splitPacks(evs, chunk, o.packEvents)
+	entries := make([]any, len(packs))
+	for j, p := range packs {
+		first := evs[p[0]]
 		entries[j] = dapr.PublishEventsEvent{
-			EntryID: strconv.Itoa(j), Data: evs[i].data, ContentType: "application/json",
-			Metadata: map[string]string{"cloudevent.id": evs[i].ID, "partitionKey": evs[i].TaskID.String()},
+			EntryID: strconv.Itoa(j), Data: encodePack(evs, p), ContentType: PackContentType,
+			Metadata: map[string]string{"cloudevent.id": packID(first.ID, len(p)), "partitionKey": first.TaskID.String()},
 		}
 	}
 	resp := o.pub.PublishEvents(ctx, o.pubsub, topic, entries)
-	for _, j := range refusedEntries(resp, len(chunk)) {
-		refused[chunk[j]] = true
+	for _, j := range refusedEntries(resp, len(packs)) {
+		for _, i := range packs[j] {
+			refused[i] = true
+		}
 	}
 	if resp.Error != nil {
 		return fmt.Errorf("publish %d events to %s: %w", len(chunk), topic, resp.Error)
 	}
 	return nil
+}
+
+// packID is the CloudEvent id of a pack: its first event's id, and how many it carries.
+func packID(first string, n int) string {
+	if n == 1 {
+		return first
+	}
+	return first + "+" + strconv.Itoa(n-1)
 }
 
 // refusedEntries returns the positions of the entries of a bulk publish of n that the

@@ -28,10 +28,14 @@ type bulkCall struct {
 	entries []dapr.PublishEventsEvent
 }
 
+// ids are the ids of the events the call carried, in order.
 func (c bulkCall) ids() []string {
-	ids := make([]string, len(c.entries))
-	for i, e := range c.entries {
-		ids[i] = e.Metadata["cloudevent.id"]
+	var ids []string
+	for _, e := range c.entries {
+		evs, _ := DecodePack(e.Data)
+		for _, ev := range evs {
+			ids = append(ids, ev.ID)
+		}
 	}
 	return ids
 }
@@ -74,17 +78,25 @@ func (b *fakeBroker) PublishEvents(ctx context.Context, pubsub, topic string, ev
 	}
 	var refused []any
 	for _, e := range call.entries {
-		id := e.Metadata["cloudevent.id"]
-		if b.refuse[id] > 0 {
-			b.refuse[id]--
+		evs, bad := DecodePack(e.Data)
+		if len(bad) > 0 || len(evs) == 0 || e.Metadata["cloudevent.id"] != packID(evs[0].ID, len(evs)) ||
+			e.Metadata["partitionKey"] != evs[0].TaskID.String() || e.ContentType != PackContentType {
+			panic(fmt.Sprintf("entry %+v carries %s (%v)", e, e.Data, bad))
+		}
+		refuse := false
+		for _, ev := range evs {
+			if b.refuse[ev.ID] > 0 {
+				b.refuse[ev.ID]--
+				refuse = true
+			}
+		}
+		if refuse {
 			refused = append(refused, e)
 			continue
 		}
-		var ev Event
-		if err := json.Unmarshal(e.Data, &ev); err != nil || ev.ID != id {
-			panic(fmt.Sprintf("entry %s carries %s (%v)", id, e.Data, err))
+		for _, ev := range evs {
+			b.got = append(b.got, ev.ID)
 		}
-		b.got = append(b.got, id)
 	}
 	if len(refused) == 0 {
 		return dapr.PublishEventsResponse{}
@@ -345,17 +357,13 @@ func TestOutboxBatchesConcurrentSends(t *testing.T) {
 	if !isSubsequence(ids(evs[10:]), inCallOrder(calls, TopicEvents)) {
 		t.Errorf("SendAll's events out of order: %v", calls[1].ids())
 	}
-	byID := map[string]Event{first.ID: first}
-	for _, e := range evs {
-		byID[e.ID] = e
+	// The fake broker checks each entry's pack: its id, key and content type.
+	if n := len(calls[1].entries); n != 1 {
+		t.Errorf("the batch of %d events went out as %d messages, want one pack", len(evs), n)
 	}
 	for _, c := range calls {
 		seen := map[string]bool{}
 		for _, en := range c.entries {
-			e := byID[en.Metadata["cloudevent.id"]]
-			if e.ID == "" || en.Metadata["partitionKey"] != e.TaskID.String() || en.ContentType != "application/json" {
-				t.Errorf("entry %+v: want cloudevent.id, partitionKey %s and JSON", en, e.TaskID)
-			}
 			if seen[en.EntryID] || en.EntryID == "" {
 				t.Errorf("entry id %q missing or repeated in one call", en.EntryID)
 			}
@@ -399,13 +407,16 @@ func TestOutboxSpoolsWhatTheBrokerRefuses(t *testing.T) {
 		refuse      []int
 		answer      func(refused []any) dapr.PublishEventsResponse
 		wantSpooled []string
+		pack        int // events per message (0: the default)
 		// dupes: the answer hides that the broker took some of what it calls refused,
 		// so those are spooled too (published twice: harmless, same ids).
 		dupes bool
 	}{
 		{name: "broker down: all", down: true, wantSpooled: ids(evs)},
-		{name: "partial: the listed ones", refuse: []int{1, 2, 4}, wantSpooled: ids([]Event{evs[1], evs[2], evs[4]})},
-		{name: "partial: one", refuse: []int{3}, wantSpooled: ids(evs[3:4])},
+		{name: "partial: the listed ones", refuse: []int{1, 2, 4}, pack: 1, wantSpooled: ids([]Event{evs[1], evs[2], evs[4]})},
+		{name: "partial: one", refuse: []int{3}, pack: 1, wantSpooled: ids(evs[3:4])},
+		{name: "partial, in packs: the whole pack", refuse: []int{3}, pack: 2, wantSpooled: ids(evs[2:4])},
+		{name: "partial, one pack: all of it", refuse: []int{3}, wantSpooled: ids(evs)},
 		{
 			// Every kind goes in one call (one topic): all of it.
 			name: "an error that lists no entry: all of the call", refuse: []int{0},
@@ -429,6 +440,9 @@ func TestOutboxSpoolsWhatTheBrokerRefuses(t *testing.T) {
 				broker.refuse[evs[i].ID] = 1
 			}
 			o := newTestOutbox(broker, state, "w")
+			if tc.pack > 0 {
+				o.packEvents = tc.pack
+			}
 			if err := o.SendAll(t.Context(), evs); err != nil {
 				t.Fatalf("SendAll = %v, want the refused events spooled", err)
 			}
