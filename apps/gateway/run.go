@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
@@ -94,10 +96,33 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		Connected: app.Dapr.PlacementConnected,
 		SetLive:   app.Server.SetLive,
 	}
+	app.Server.AddCheck("queue", queueReached(func(ctx context.Context) error {
+		_, err := queueactor.Client{Invoker: app.Dapr}.Snapshot(ctx)
+		return err
+	}))
 	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
 		if err := queueactor.ArmSweep(ctx, app.Dapr); err != nil && ctx.Err() == nil {
 			logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
 		}
 		return nil
 	}, func(ctx context.Context) error { check.Run(ctx); return nil })
+}
+
+// queueReached is the readiness check of the queue: it passes once probe (a call of
+// the queue actor) has succeeded since the start. Until then the placement tables do
+// not place the queue yet, and a submission would wait for them (a second or two after
+// a fresh start). Once reached it stays passed: a later placement outage is met by
+// fail-fast submissions (503 and Retry-After), not by taking the gateway out of service.
+func queueReached(probe func(context.Context) error) appserver.CheckFunc {
+	var reached atomic.Bool
+	return func(ctx context.Context) error {
+		if reached.Load() {
+			return nil
+		}
+		if err := probe(ctx); err != nil {
+			return fmt.Errorf("queue not reached yet: %w", err)
+		}
+		reached.Store(true)
+		return nil
+	}
 }
