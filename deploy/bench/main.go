@@ -54,7 +54,7 @@ func run() error {
 	flag.DurationVar(&cfg.ChaosEvery, "chaos.every", cfg.ChaosEvery, "time between two kills in the chaos run")
 	flag.DurationVar(&cfg.ChaosDown, "chaos.down", cfg.ChaosDown, "how long a killed process stays down in the chaos run")
 	flag.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "LOG_LEVEL of the apps")
-	flag.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of every app and daprd, taken during each burst, into this directory")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of every app and daprd, taken during each burst and paced run, into this directory")
 	verbose := flag.Bool("v", false, "print the stack's progress")
 	keep := flag.Bool("keep", false, "keep the stack's directory (logs, data) afterwards")
 	flag.Parse()

@@ -324,6 +324,8 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	}
 	var samples []backlogSample
 	start := time.Now()
+	profiled := profileStack(ctx, e, fmt.Sprintf("paced-%d", rate), c.PacedDuration/3, min(10*time.Second, c.PacedDuration/2))
+	defer profiled()
 	record := func() {
 		samples = append(samples, backlogSample{time.Since(start), ts.backlog(), ts.finished.Load()})
 	}
