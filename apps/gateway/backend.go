@@ -44,6 +44,9 @@ type DaprBackend struct {
 	enqueues *batch.Batcher[task.Assignment]
 	// creates gathers the records of concurrent submissions into one state transaction.
 	creates *batch.Batcher[task.Record]
+	// settleBudget bounds settle (settleBudget; tests set less); settling are its runs.
+	settleBudget time.Duration
+	settling     sync.WaitGroup
 }
 
 // NewDaprBackend returns the gateway's backend.
@@ -51,6 +54,7 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
 		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client},
+		settleBudget: settleBudget,
 	}
 	b.enqueues = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, as []task.Assignment) error {
 		ctx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
@@ -112,7 +116,7 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 		// but cannot queue the attempt again (the queue hands an attempt out once). So
 		// the record stays and queuing goes on in the background until the task is
 		// queued or, that failing for good, removed.
-		go b.settle(context.WithoutCancel(ctx), rec, accepted)
+		b.settling.Go(func() { b.settle(context.WithoutCancel(ctx), rec, accepted, key != "") })
 		return rec, false, err
 	}
 	if err := b.events.Send(ctx, accepted); err != nil {
@@ -136,16 +140,25 @@ const (
 	enqueueBatchMax   = 256
 )
 
-// settle queues a task whose submission failed while queuing it, for up to settleBudget,
-// then publishes its acceptance; if it cannot, it removes the task's record. The user was
-// answered 503: retrying with the same Idempotency-Key returns this task.
-func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task.Event) {
-	err := b.enqueue(ctx, rec, settleBudget)
+// settle queues a task whose submission failed while queuing it, for up to
+// b.settleBudget, then publishes its acceptance. If it cannot, a task without an
+// idempotency key has its record removed (no one else can reach it: the user was answered
+// 503 and has no id). A task with a key keeps its record, pending: the client's retry
+// with the key queues it (see Submit), and may have done so while settle was still
+// trying, through this gateway or another; removing the record then would leave the
+// queued attempt without one, and its worker would drop a task the retry was told is
+// accepted.
+func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task.Event, keyed bool) {
+	err := b.enqueue(ctx, rec, b.settleBudget)
 	if err == nil {
 		b.logger.InfoContext(ctx, "task queued after its submission was answered 503", "task_id", rec.ID)
 		if err := b.events.Send(ctx, accepted); err != nil {
 			b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", accepted.ID, "error", err)
 		}
+		return
+	}
+	if keyed {
+		b.logger.WarnContext(ctx, "task left pending: it could not be queued; a retry with its idempotency key queues it", "task_id", rec.ID, "error", err)
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, createTimeout)

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+)
+
+// daprFake is the part of a sidecar the gateway's backend uses, in memory: a state store
+// (first-write saves, transactions) and a queue actor that answers or is down.
+type daprFake struct {
+	mu        sync.Mutex
+	items     map[string][]byte
+	queueDown bool
+	enqueues  int // calls the queue answered
+}
+
+func newDaprFake() *daprFake { return &daprFake{items: map[string][]byte{}} }
+
+func (f *daprFake) GetState(_ context.Context, _, key string, _ map[string]string) (*dapr.StateItem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &dapr.StateItem{Key: key, Value: slices.Clone(f.items[key]), Etag: "1"}, nil
+}
+
+func (f *daprFake) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, _ map[string]string, so ...dapr.StateOption) error {
+	var opts dapr.StateOptions
+	for _, o := range so {
+		o(&opts)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, exists := f.items[key]; exists && etag == "" && opts.Concurrency == dapr.StateConcurrencyFirstWrite {
+		return errors.New("possible etag mismatch")
+	}
+	f.items[key] = slices.Clone(data)
+	return nil
+}
+
+func (f *daprFake) DeleteState(_ context.Context, _, key string, _ map[string]string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.items, key)
+	return nil
+}
+
+func (f *daprFake) GetBulkState(_ context.Context, _ string, keys []string, _ map[string]string, _ int32) ([]*dapr.BulkStateItem, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*dapr.BulkStateItem, len(keys))
+	for i, k := range keys {
+		out[i] = &dapr.BulkStateItem{Key: k, Value: slices.Clone(f.items[k]), Etag: "1"}
+	}
+	return out, nil
+}
+
+func (f *daprFake) ExecuteStateTransaction(_ context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, op := range ops {
+		if op.Type == dapr.StateOperationTypeDelete {
+			delete(f.items, op.Item.Key)
+			continue
+		}
+		f.items[op.Item.Key] = slices.Clone(op.Item.Value)
+	}
+	return nil
+}
+
+func (f *daprFake) PublishEvent(context.Context, string, string, any, ...dapr.PublishEventOption) error {
+	return nil
+}
+
+func (f *daprFake) InvokeActor(_ context.Context, _ *dapr.InvokeActorRequest) (*dapr.InvokeActorResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.queueDown {
+		return nil, errors.New("no placement table")
+	}
+	f.enqueues++
+	return &dapr.InvokeActorResponse{Data: []byte(`{"dispatched":0}`)}, nil
+}
+
+func (f *daprFake) InvokeMethodWithContent(context.Context, string, string, string, *dapr.DataContent) ([]byte, error) {
+	return nil, errors.New("not here")
+}
+
+func (f *daprFake) InvokeMethod(context.Context, string, string, string) ([]byte, error) {
+	return nil, errors.New("not here")
+}
+
+func (f *daprFake) setQueueDown(down bool) { f.mu.Lock(); f.queueDown = down; f.mu.Unlock() }
+func (f *daprFake) answered() int        { f.mu.Lock(); defer f.mu.Unlock(); return f.enqueues }
+
+type nopSender struct{}
+
+func (nopSender) Send(context.Context, task.Event) error { return nil }
+
+// A submission whose queuing fails is answered 503 and settled in the background. When
+// settling fails too, a task without an idempotency key has its record removed (nobody can
+// reach it); one with a key keeps it, pending, because a retry with the key may have
+// queued it meanwhile (here or through another gateway), and it is what that retry queues.
+func TestSubmitSettleKeepsKeyedRecords(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		key      string
+		wantKept bool
+	}{
+		{"without a key: removed", "", false},
+		{"with a key: kept, and the retry queues it", "k-1", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newDaprFake()
+			fake.setQueueDown(true)
+			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{})
+			b.settleBudget = 50 * time.Millisecond
+			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+
+			_, _, err := b.Submit(t.Context(), rec, accepted, tt.key)
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Submit with the queue down = %v, want ErrUnavailable", err)
+			}
+			b.settling.Wait()
+			_, _, gerr := b.tasks.Get(t.Context(), rec.ID)
+			if kept := gerr == nil; kept != tt.wantKept {
+				t.Fatalf("record kept = %v (%v), want %v", kept, gerr, tt.wantKept)
+			}
+			if !tt.wantKept {
+				if !errors.Is(gerr, taskstore.ErrNotFound) {
+					t.Fatalf("Get = %v, want not found", gerr)
+				}
+				return
+			}
+			fake.setQueueDown(false)
+			again, _ := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+			got, created, err := b.Submit(t.Context(), again, accepted, tt.key)
+			if err != nil || created || got.ID != rec.ID || fake.answered() != 1 {
+				t.Fatalf("retry with the key = %s, created %v, %v, %d enqueues; want the first task, queued once", got.ID, created, err, fake.answered())
+			}
+		})
+	}
+}
