@@ -83,7 +83,12 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 	defer cancel()
 	create := func(ctx context.Context, rec task.Record) error { return b.creates.Do(ctx, rec) }
 	if key != "" {
-		create = b.tasks.Create // only if absent: the key may name a record stored already
+		// Only if absent, and in a call of its own: a concurrent request with the same key
+		// may store this id's record (it finds the key bound and no record yet), and a
+		// shared transaction would overwrite what it stored (Dapr's Redis store does not
+		// check first-write inside a transaction). Claiming the key is a call of its own
+		// for the same reason: a batch of claims would rebind keys bound already.
+		create = b.tasks.Create
 		bound, claimed, err := b.tasks.ClaimIdempotencyKey(ctx, key, rec.ID)
 		if err != nil {
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
