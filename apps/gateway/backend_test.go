@@ -101,7 +101,7 @@ func (f *daprFake) InvokeMethod(context.Context, string, string, string) ([]byte
 }
 
 func (f *daprFake) setQueueDown(down bool) { f.mu.Lock(); f.queueDown = down; f.mu.Unlock() }
-func (f *daprFake) answered() int        { f.mu.Lock(); defer f.mu.Unlock(); return f.enqueues }
+func (f *daprFake) answered() int          { f.mu.Lock(); defer f.mu.Unlock(); return f.enqueues }
 
 type nopSender struct{}
 

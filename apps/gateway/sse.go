@@ -137,7 +137,10 @@ func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat 
 		return err
 	}
 	if s.view.Status.Terminal() {
-		return s.sendView(string(s.view.Status), s.view)
+		return s.flushAfter(s.sendView(string(s.view.Status), s.view))
+	}
+	if err := s.flush(); err != nil {
+		return err
 	}
 	ticker := time.NewTicker(heartbeat)
 	defer ticker.Stop()
@@ -156,10 +159,29 @@ func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat 
 			if !ok {
 				return errHubClosed
 			}
-			done, err := s.apply(ctx, u)
+			done, err := s.applyWaiting(ctx, u, updates)
 			if err != nil || done {
 				return err
 			}
+		}
+	}
+}
+
+// applyWaiting applies u and the updates that wait behind it (a start and a completion
+// often arrive together), then flushes them in one write.
+func (s *eventStream) applyWaiting(ctx context.Context, u Update, updates <-chan Update) (done bool, err error) {
+	for {
+		if done, err = s.apply(ctx, u); err != nil || done {
+			return done, s.flushAfter(err)
+		}
+		var ok bool
+		select {
+		case u, ok = <-updates:
+			if !ok {
+				return false, errors.Join(s.flush(), errHubClosed)
+			}
+		default:
+			return false, s.flush()
 		}
 	}
 }
@@ -180,7 +202,7 @@ func (s *eventStream) checkRecord(ctx context.Context) (done bool, err error) {
 	if !v.Status.Terminal() {
 		return false, nil
 	}
-	return true, s.sendView(string(v.Status), v)
+	return true, s.flushAfter(s.sendView(string(v.Status), v))
 }
 
 // apply sends the event for u, if any, and reports whether it was the terminal one.
@@ -265,7 +287,8 @@ func (s *eventStream) sendView(event string, v taskView) error {
 	return s.send(event, data)
 }
 
-// send writes one event and flushes it. data must be one line (compact JSON).
+// send writes one event; flush sends it to the client. data must be one line (compact
+// JSON).
 func (s *eventStream) send(event string, data []byte) error {
 	now := time.Now()
 	s.lastID = max(now.UnixNano(), s.lastID+1)
@@ -273,12 +296,25 @@ func (s *eventStream) send(event string, data []byte) error {
 	if _, err := fmt.Fprintf(s.w, "id: %d\nevent: %s\ndata: %s\n\n", s.lastID, event, data); err != nil {
 		return fmt.Errorf("write %s event: %w", event, err)
 	}
-	if err := s.rc.Flush(); err != nil {
-		return fmt.Errorf("flush %s event: %w", event, err)
-	}
 	s.sent++
 	s.metrics.sseEventSent(event)
 	return nil
+}
+
+// flush sends what was written.
+func (s *eventStream) flush() error {
+	if err := s.rc.Flush(); err != nil {
+		return fmt.Errorf("flush events: %w", err)
+	}
+	return nil
+}
+
+// flushAfter flushes what was written before err, which it returns (or the flush's).
+func (s *eventStream) flushAfter(err error) error {
+	if ferr := s.flush(); err == nil {
+		return ferr
+	}
+	return err
 }
 
 // ping writes a heartbeat comment.

@@ -6,14 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
@@ -603,4 +606,40 @@ func TestEventsHubCloseEndsStreams(t *testing.T) {
 		t.Errorf("stream after Close: %s, want the status snapshot", f)
 	}
 	c3.expectEnd(t)
+}
+
+// flushCounter is a response writer that counts flushes (writes that reach the client).
+type flushCounter struct {
+	*httptest.ResponseRecorder
+	flushes int
+}
+
+func (f *flushCounter) Flush() { f.flushes++; f.ResponseRecorder.Flush() }
+
+// Updates that wait together (a start and a completion come in one delivery) go to the
+// client in one write: every event is sent, in order, with one flush for all of them.
+func TestEventsWaitingUpdatesOneFlush(t *testing.T) {
+	t.Parallel()
+	rec := pendingRecord()
+	w := &flushCounter{ResponseRecorder: httptest.NewRecorder()}
+	s := &eventStream{w: w, rc: http.NewResponseController(w), logger: slog.New(slog.DiscardHandler),
+		metrics: NewMetrics(prometheus.NewRegistry()), view: newTaskView(rec)}
+	updates := make(chan Update, 3)
+	at := time.Date(2030, 1, 1, 0, 0, 1, 0, time.UTC)
+	updates <- updateFromEvent(events.Event{Kind: events.KindStarted, TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Time: at})
+	updates <- updateFromEvent(events.Event{Kind: events.KindProgress, TaskID: rec.ID, Attempt: 1, Progress: 0.5})
+	updates <- updateFromEvent(events.Event{Kind: events.KindCompleted, TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Time: at.Add(time.Second),
+		Result: &task.Location{Directory: "out/sse", Path: "out/sse/" + rec.ID.String() + ".json", Bytes: 2, SHA256: strings.Repeat("0f", 32)}})
+	if err := s.run(t.Context(), updates, time.Hour); err != nil {
+		t.Fatalf("run = %v, want the stream to end at the completion", err)
+	}
+	var kinds []string
+	for _, line := range strings.Split(w.Body.String(), "\n") {
+		if k, ok := strings.CutPrefix(line, "event: "); ok {
+			kinds = append(kinds, k)
+		}
+	}
+	if want := []string{"status", "status", "progress", "completed"}; !slices.Equal(kinds, want) || w.flushes != 2 {
+		t.Errorf("events %v in %d flushes, want %v in 2 (the first view, then the three waiting updates)", kinds, w.flushes, want)
+	}
 }
