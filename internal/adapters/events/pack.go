@@ -65,6 +65,55 @@ func encodePack(evs []outEvent, pack []int) []byte {
 // event is left out and its error is in bad; a pack that cannot be read on is cut there
 // (its error in bad too).
 func DecodePack(data []byte) (evs []Event, bad []error) {
+	if evs, bad, ok := decodeLines(data); ok {
+		return evs, bad
+	}
+	return decodeStream(data)
+}
+
+// decodeLines reads a pack the way packs are written, one value per line, each decoded
+// in place (a stream decoder scans every value twice more). ok is false when a line is
+// not a whole JSON value (one value spread over lines): the caller reads a stream then.
+func decodeLines(data []byte) (evs []Event, bad []error, ok bool) {
+	var syntax *json.SyntaxError
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		if line = bytes.TrimSpace(line); len(line) == 0 {
+			continue
+		}
+		if line[0] == '[' {
+			var arr []json.RawMessage
+			if err := json.Unmarshal(line, &arr); err != nil {
+				return nil, nil, false
+			}
+			for _, el := range arr {
+				evs, bad = addEvent(evs, bad, el)
+			}
+			continue
+		}
+		e, err := Decode(line)
+		if errors.As(err, &syntax) {
+			return nil, nil, false
+		}
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		evs = append(evs, e)
+	}
+	if len(evs) == 0 && len(bad) == 0 {
+		bad = append(bad, errors.New("no events"))
+	}
+	return evs, bad, true
+}
+
+// decodeStream reads data as JSON values one after the other, however they are laid out.
+func decodeStream(data []byte) (evs []Event, bad []error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		var raw json.RawMessage

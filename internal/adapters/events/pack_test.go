@@ -69,6 +69,7 @@ func TestPackRoundTrip(t *testing.T) {
 		{"lines with one that is not an event", string(one) + "\n{\"id\":\"x\"}\n" + string(arr) + "\n", []Event{evs[1], evs[2], evs[3]}, 1},
 		{"an array with a stranger", "[" + string(one) + ",7]", evs[1:2], 1},
 		{"cut short: what came before it", string(one) + "\n{\"id\":", evs[1:2], 1},
+		{"an event spread over lines", strings.ReplaceAll(string(one), ",", ",\n") + "\n" + string(arr), evs[1:4], 0},
 		{"empty", " \n", nil, 1},
 		{"not JSON", "nope", nil, 1},
 	}
@@ -85,5 +86,33 @@ func TestPackID(t *testing.T) {
 	id := uuid.NewString()
 	if packID(id, 1) != id || packID(id, 3) != id+"+2" {
 		t.Errorf("packID: %q, %q", packID(id, 1), packID(id, 3))
+	}
+}
+
+// BenchmarkDecodePack decodes a pack of 100 events as written (one per line), the way
+// the subscribers do, and the same pack read as a stream of values.
+//
+//	go test -run '^$' -bench DecodePack ./internal/adapters/events
+func BenchmarkDecodePack(b *testing.B) {
+	evs := testEvents(100, KindStarted, KindCompleted)
+	out := make([]outEvent, len(evs))
+	idx := make([]int, len(evs))
+	for i, e := range evs {
+		out[i], _ = encode(e)
+		idx[i] = i
+	}
+	data := encodePack(out, idx)
+	for _, bc := range []struct {
+		name   string
+		decode func([]byte) ([]Event, []error)
+	}{{"lines", DecodePack}, {"stream", decodeStream}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if got, bad := bc.decode(data); len(got) != len(evs) || len(bad) > 0 {
+					b.Fatalf("%d events, %v", len(got), bad)
+				}
+			}
+		})
 	}
 }
