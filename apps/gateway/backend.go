@@ -36,21 +36,26 @@ type DaprClient interface {
 type DaprBackend struct {
 	logger *slog.Logger
 	client DaprClient
-	events events.Sender
+	events events.BatchSender
 	tasks  *taskstore.Store
 	queue  queueactor.Client
-	// enqueues gathers the first attempts of concurrent submissions into one call of
-	// the queue actor: it takes one turn at a time, so under load one turn serves many.
+	// submissions takes concurrent submissions through their three steps together: one
+	// state transaction for their records, one queue call for their first attempts, one
+	// bulk publish for their accepted events (submitBatch). One batch for the whole way,
+	// rather than a batch per step, makes each batch the submissions that arrived during a
+	// whole pass (three calls), not during one call: three times fewer calls per task under
+	// load, for the same wait.
+	submissions *batch.Batcher[*submission]
+	// enqueues gathers the attempts queued outside a submission's pass (a retry of a
+	// failed try, a keyed repeat, settle) into one call of the queue actor.
 	enqueues *batch.Batcher[task.Assignment]
-	// creates gathers the records of concurrent submissions into one state transaction.
-	creates *batch.Batcher[task.Record]
 	// settleBudget bounds settle (settleBudget; tests set less); settling are its runs.
 	settleBudget time.Duration
 	settling     sync.WaitGroup
 }
 
 // NewDaprBackend returns the gateway's backend.
-func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender) *DaprBackend {
+func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchSender) *DaprBackend {
 	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
 		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client},
@@ -62,12 +67,88 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 		_, err := b.queue.Enqueue(ctx, as...)
 		return err
 	})
-	b.creates = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, recs []task.Record) error {
-		ctx, cancel := context.WithTimeout(ctx, createTimeout)
-		defer cancel()
-		return b.tasks.CreateMany(ctx, recs)
-	})
+	b.submissions = batch.New(context.Background(), enqueueBatchMax, b.submitBatch)
 	return b
+}
+
+// submission is one task on its way through a pass of submitBatch, and how far it got.
+// The pass fills err and queueErr, then closes done; published is closed once the
+// accepted event is published or spooled (or could be neither: logged).
+type submission struct {
+	rec       task.Record
+	accepted  task.Event
+	stored    bool  // its record is stored already (a keyed submission's, stored on its own)
+	err       error // the record could not be stored: the submission failed
+	queueErr  error // the first try of queuing it failed (it may have got through all the same)
+	done      chan struct{}
+	published chan struct{}
+}
+
+func newSubmission(rec task.Record, accepted task.Event) *submission {
+	return &submission{rec: rec, accepted: accepted, done: make(chan struct{}), published: make(chan struct{})}
+}
+
+// submitBatch stores the records of subs not stored yet (one transaction) and queues the
+// first attempts of those stored (one call, one try); then it publishes the accepted
+// events of those queued (one bulk publish, or the outbox's spool) while the next pass
+// goes ahead. Each submission's outcome is in its fields; the batch's error is nil.
+func (b *DaprBackend) submitBatch(ctx context.Context, subs []*submission) error {
+	var recs []task.Record
+	for _, s := range subs {
+		if !s.stored {
+			recs = append(recs, s.rec)
+		}
+	}
+	if len(recs) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, createTimeout)
+		err := b.tasks.CreateMany(cctx, recs)
+		cancel()
+		for _, s := range subs {
+			if !s.stored {
+				s.err, s.stored = err, err == nil
+			}
+		}
+	}
+	var as []task.Assignment
+	for _, s := range subs {
+		if s.err == nil {
+			as = append(as, firstAttempt(s.rec, false))
+		}
+	}
+	var err error
+	if len(as) > 0 {
+		ectx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
+		_, err = b.queue.Enqueue(ectx, as...)
+		cancel()
+	}
+	var queued []*submission
+	for _, s := range subs {
+		if s.err == nil {
+			s.queueErr = err
+		}
+		if s.err == nil && err == nil {
+			queued = append(queued, s)
+		} else {
+			close(s.published)
+		}
+		close(s.done)
+	}
+	if len(queued) == 0 {
+		return nil
+	}
+	go func() {
+		evs := make([]task.Event, len(queued))
+		for i, s := range queued {
+			evs[i] = s.accepted
+		}
+		if err := b.events.SendAll(ctx, evs); err != nil {
+			b.logger.ErrorContext(ctx, "could not publish or spool accepted events", "events", len(evs), "first_event_id", evs[0].ID, "error", err)
+		}
+		for _, s := range queued {
+			close(s.published)
+		}
+	}()
+	return nil
 }
 
 // Submit stores the task record, then queues its first attempt. The task is accepted
@@ -81,14 +162,8 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.Sender
 func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task.Event, key string) (task.Record, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, submitBudget)
 	defer cancel()
-	create := func(ctx context.Context, rec task.Record) error { return b.creates.Do(ctx, rec) }
+	sub := newSubmission(rec, accepted)
 	if key != "" {
-		// Only if absent, and in a call of its own: a concurrent request with the same key
-		// may store this id's record (it finds the key bound and no record yet), and a
-		// shared transaction would overwrite what it stored (Dapr's Redis store does not
-		// check first-write inside a transaction). Claiming the key is a call of its own
-		// for the same reason: a batch of claims would rebind keys bound already.
-		create = b.tasks.Create
 		bound, claimed, err := b.tasks.ClaimIdempotencyKey(ctx, key, rec.ID)
 		if err != nil {
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -98,7 +173,7 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 			switch {
 			case err == nil:
 				if existing.Status == task.StatusPending && existing.Attempts == 0 {
-					if err := b.enqueue(ctx, existing, enqueueBudget); err != nil {
+					if err := b.enqueue(ctx, existing, enqueueBudget, false); err != nil {
 						return rec, false, err
 					}
 				}
@@ -106,21 +181,52 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 			case errors.Is(err, taskstore.ErrNotFound):
 				rec.ID, accepted.TaskID = bound, bound // the first request died before storing the record
 				accepted.ID = task.EventID(bound, accepted.Kind, accepted.Attempt)
+				sub.rec, sub.accepted = rec, accepted
 			default:
 				return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
 		}
+		// Stored only if absent, and in a call of its own: a concurrent request with the
+		// same key may store this id's record (it finds the key bound and no record yet),
+		// and a shared transaction would overwrite what it stored (Dapr's Redis store does
+		// not check first-write inside a transaction). Claiming the key is a call of its
+		// own for the same reason: a batch of claims would rebind keys bound already.
+		if err := b.tasks.Create(ctx, rec); err != nil {
+			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		sub.stored = true
 	}
-	if err := create(ctx, rec); err != nil {
+	if err := b.submissions.Do(ctx, sub); err != nil {
+		// The budget ended before the pass did; the pass goes on, and may store and
+		// queue the task all the same: a task it stored but could not queue is settled
+		// as below.
+		b.settling.Go(func() {
+			<-sub.done
+			if sub.err == nil && sub.queueErr != nil {
+				b.settle(context.WithoutCancel(ctx), rec, accepted, key != "")
+			}
+		})
 		return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if err := b.enqueue(ctx, rec, enqueueBudget); err != nil {
+	if sub.err != nil {
+		return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, sub.err)
+	}
+	if sub.queueErr == nil {
+		select { // the accepted event goes out (or into the spool) before the answer
+		case <-sub.published:
+		case <-ctx.Done():
+			b.logger.WarnContext(ctx, "answered before the accepted event was published or spooled", "event_id", accepted.ID)
+		}
+		return rec, true, nil
+	}
+	// The first try may have got through all the same: the next ones mark the attempt
+	// redispatched, so its worker checks the record before computing.
+	if err := b.enqueue(ctx, rec, enqueueBudget, true); err != nil {
 		// A try that failed may have queued the task all the same (it timed out while the
 		// queue took it): removing the record now would leave a queued task without one,
 		// which its worker drops, while a retry with the same key re-creates the record
-		// but cannot queue the attempt again (the queue hands an attempt out once). So
-		// the record stays and queuing goes on in the background until the task is
-		// queued or, that failing for good, removed.
+		// but cannot queue the attempt again. So the record stays and queuing goes on in
+		// the background until the task is queued or, that failing for good, removed.
 		b.settling.Go(func() { b.settle(context.WithoutCancel(ctx), rec, accepted, key != "") })
 		return rec, false, err
 	}
@@ -154,7 +260,7 @@ const (
 // queued attempt without one, and its worker would drop a task the retry was told is
 // accepted.
 func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task.Event, keyed bool) {
-	err := b.enqueue(ctx, rec, b.settleBudget)
+	err := b.enqueue(ctx, rec, b.settleBudget, true)
 	if err == nil {
 		b.logger.InfoContext(ctx, "task queued after its submission was answered 503", "task_id", rec.ID)
 		if err := b.events.Send(ctx, accepted); err != nil {
@@ -175,8 +281,16 @@ func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task
 	b.logger.WarnContext(ctx, "task removed: it could not be queued", "task_id", rec.ID, "error", err)
 }
 
-func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record, budget time.Duration) error {
-	a := task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC(), Spec: task.SpecOf(rec)}
+// firstAttempt is the assignment of rec's first attempt; redispatched when an earlier try
+// of queuing it may have got through.
+func firstAttempt(rec task.Record, redispatched bool) task.Assignment {
+	return task.Assignment{TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now().UTC(), Spec: task.SpecOf(rec), Redispatched: redispatched}
+}
+
+// enqueue queues rec's first attempt, trying until budget ends. retried says a try before
+// this call may have got through.
+func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record, budget time.Duration, retried bool) error {
+	a := firstAttempt(rec, retried)
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	// A try that timed out may still have queued the task; the repeat then queues it
@@ -186,7 +300,7 @@ func (b *DaprBackend) enqueue(ctx context.Context, rec task.Record, budget time.
 		tries++
 		// A repeat may queue a second entry (the try before may have got through): the
 		// worker that takes it checks the record before computing.
-		a.Redispatched = tries > 1
+		a.Redispatched = retried || tries > 1
 		return b.enqueues.Do(ctx, a)
 	})
 	if err != nil {

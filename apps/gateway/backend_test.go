@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/queueactor"
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
@@ -20,10 +23,14 @@ import (
 // daprFake is the part of a sidecar the gateway's backend uses, in memory: a state store
 // (first-write saves, transactions) and a queue actor that answers or is down.
 type daprFake struct {
-	mu        sync.Mutex
-	items     map[string][]byte
-	queueDown bool
-	enqueues  int // calls the queue answered
+	mu           sync.Mutex
+	items        map[string][]byte
+	queueDown    bool
+	enqueues     int // calls the queue answered
+	transactions int
+	queued       []task.Assignment
+	hold         chan struct{} // if set, a queue call waits for it to close
+	entered      int           // queue calls begun
 }
 
 func newDaprFake() *daprFake { return &daprFake{items: map[string][]byte{}} }
@@ -68,6 +75,7 @@ func (f *daprFake) GetBulkState(_ context.Context, _ string, keys []string, _ ma
 func (f *daprFake) ExecuteStateTransaction(_ context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.transactions++
 	for _, op := range ops {
 		if op.Type == dapr.StateOperationTypeDelete {
 			delete(f.items, op.Item.Key)
@@ -82,12 +90,28 @@ func (f *daprFake) PublishEvent(context.Context, string, string, any, ...dapr.Pu
 	return nil
 }
 
-func (f *daprFake) InvokeActor(_ context.Context, _ *dapr.InvokeActorRequest) (*dapr.InvokeActorResponse, error) {
+func (f *daprFake) InvokeActor(ctx context.Context, in *dapr.InvokeActorRequest) (*dapr.InvokeActorResponse, error) {
+	f.mu.Lock()
+	hold := f.hold
+	f.entered++
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.queueDown {
 		return nil, errors.New("no placement table")
 	}
+	var req queueactor.EnqueueRequest
+	if err := json.Unmarshal(in.Data, &req); err != nil {
+		return nil, err
+	}
+	f.queued = append(f.queued, req.Assignments...)
 	f.enqueues++
 	return &dapr.InvokeActorResponse{Data: []byte(`{"dispatched":0}`)}, nil
 }
@@ -105,7 +129,8 @@ func (f *daprFake) answered() int          { f.mu.Lock(); defer f.mu.Unlock(); r
 
 type nopSender struct{}
 
-func (nopSender) Send(context.Context, task.Event) error { return nil }
+func (nopSender) Send(context.Context, task.Event) error      { return nil }
+func (nopSender) SendAll(context.Context, []task.Event) error { return nil }
 
 // A submission whose queuing fails is answered 503 and settled in the background. When
 // settling fails too, a task without an idempotency key has its record removed (nobody can
@@ -151,5 +176,51 @@ func TestSubmitSettleKeepsKeyedRecords(t *testing.T) {
 				t.Fatalf("retry with the key = %s, created %v, %v, %d enqueues; want the first task, queued once", got.ID, created, err, fake.answered())
 			}
 		})
+	}
+}
+
+// Submissions that arrive while a pass is on go through the next pass together: one
+// transaction for their records, one queue call for their first attempts, and each is
+// accepted, stored and queued once.
+func TestSubmissionsShareAPass(t *testing.T) {
+	t.Parallel()
+	fake := newDaprFake()
+	fake.hold = make(chan struct{})
+	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{})
+	const n = 20
+	ids := make([]uuid.UUID, n)
+	errs := make([]error, n)
+	created := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+		ids[i] = rec.ID
+		wg.Go(func() { _, created[i], errs[i] = b.Submit(t.Context(), rec, accepted, "") })
+		if i == 0 {
+			waitFor(t, "the first pass to call the queue", func() bool { fake.mu.Lock(); defer fake.mu.Unlock(); return fake.entered == 1 })
+		}
+	}
+	waitFor(t, "the others to gather", func() bool { return b.submissions.Pending() == n-1 })
+	close(fake.hold)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || !created[i] {
+			t.Fatalf("submission %d: created %v, %v", i, created[i], errs[i])
+		}
+		if _, _, err := b.tasks.Get(t.Context(), ids[i]); err != nil {
+			t.Errorf("submission %d: record %v", i, err)
+		}
+	}
+	var queued []uuid.UUID
+	for _, a := range fake.queued {
+		queued = append(queued, a.TaskID)
+		if a.Attempt != 1 || a.Redispatched || a.Spec == nil {
+			t.Errorf("queued %+v: want attempt 1 with its spec, not redispatched", a)
+		}
+	}
+	slices.SortFunc(queued, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	if !slices.Equal(queued, ids) || fake.enqueues != 2 || fake.transactions != 2 {
+		t.Errorf("%d attempts queued in %d calls after %d transactions; want the %d tasks once each, in 2 and 2 (the first alone, then the rest)", len(queued), fake.enqueues, fake.transactions, n)
 	}
 }
