@@ -17,16 +17,21 @@ type Config struct {
 	// at most BulkMax events, waiting at most BulkWait to fill it. Defaults 500 and 1s.
 	BulkMax  int
 	BulkWait time.Duration
+	// PercentilesEvery is how often the percentiles of the running hour are recomputed
+	// (from the facts of every task completed in it, a sort that grows with the hour).
+	// Defaults to 1m; 0 recomputes them at every trigger.
+	PercentilesEvery time.Duration
 }
 
 // Load reads the configuration from the environment.
 func Load(getenv func(string) string) (Config, error) {
 	r := env.New(getenv)
 	cfg := Config{
-		Config:          appserver.LoadConfig(r, "analytics", 8083),
-		TriggerInterval: r.Duration("TRIGGER_INTERVAL", 5*time.Second, 100*time.Millisecond, time.Hour),
-		BulkMax:         r.Int("BULK_MAX", 500, 1, 10000),
-		BulkWait:        r.Duration("BULK_WAIT", time.Second, 10*time.Millisecond, time.Minute),
+		Config:           appserver.LoadConfig(r, "analytics", 8083),
+		TriggerInterval:  r.Duration("TRIGGER_INTERVAL", 5*time.Second, 100*time.Millisecond, time.Hour),
+		BulkMax:          r.Int("BULK_MAX", 500, 1, 10000),
+		BulkWait:         r.Duration("BULK_WAIT", time.Second, 10*time.Millisecond, time.Minute),
+		PercentilesEvery: r.Duration("HOUR_PERCENTILES_EVERY", time.Minute, 0, time.Hour),
 	}
 	return cfg, r.Err()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,12 @@ type SQL interface {
 
 // Ledger is the analytics data in MySQL: the event ledger and what the trigger derives
 // from it.
-type Ledger struct{ DB SQL }
+type Ledger struct {
+	DB SQL
+	// PercentilesEvery is how often a running hour's percentiles are recomputed (an
+	// ended hour's are, once, at the next trigger). 0: at every trigger.
+	PercentilesEvery time.Duration
+}
 
 // insertMax bounds the events of one INSERT: 8 parameters each, well under MySQL's
 // 65,535 placeholders and its packet size. A delivery of packs can carry many more.
@@ -61,6 +67,12 @@ func (l Ledger) insert(ctx context.Context, evs []events.Event) error {
 
 //go:embed sql/window_stats.sql
 var windowStatsSQL string
+
+//go:embed sql/hour_percentiles.sql
+var hourPercentilesSQL string
+
+// hourPercentiles is the statement that recomputes the percentiles of some hours.
+var hourPercentiles = statements(hourPercentilesSQL)[0]
 
 // windowStats are the statements that recompute the statistics of the dirty minutes.
 var windowStats = statements(windowStatsSQL)
@@ -132,5 +144,43 @@ GROUP BY task_id`, last, upto); err != nil {
 SELECT ?, COUNT(*) FROM task_facts WHERE accepted_at IS NOT NULL AND first_started_at IS NULL AND completed_at IS NULL AND failed_at IS NULL AND cancelled_at IS NULL`, mysqlTime(now)); err != nil {
 		return 0, fmt.Errorf("trigger: pending sample: %w", err)
 	}
+	// At every trigger, new events or not: a running hour's turn comes with time.
+	if err := l.percentiles(ctx); err != nil {
+		return int(upto - last), err
+	}
 	return int(upto - last), nil
+}
+
+// percentilesBatch bounds the hours one trigger recomputes (a backlog after an outage
+// is worked off over the next triggers).
+const percentilesBatch = 24
+
+// percentiles recomputes the percentiles of the hours that are due: those that have
+// ended, and those dirty for PercentilesEvery; then forgets them. The rest of an hour's
+// row is exact at every trigger; its percentiles, while it runs, are at most
+// PercentilesEvery (and a trigger) old.
+func (l Ledger) percentiles(ctx context.Context) error {
+	var due []struct {
+		Hour string `json:"hour"`
+	}
+	if err := l.DB.Query(ctx, &due, `SELECT DATE_FORMAT(hour, '%Y-%m-%d %H:%i:%s') AS hour FROM stats_dirty_hours
+WHERE hour < CAST(DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:00:00') AS DATETIME) OR since <= UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND
+ORDER BY hour LIMIT `+strconv.Itoa(percentilesBatch), l.PercentilesEvery.Microseconds()); err != nil {
+		return fmt.Errorf("trigger: hours due: %w", err)
+	}
+	if len(due) == 0 {
+		return nil
+	}
+	hours := make([]any, len(due))
+	for i, d := range due {
+		hours[i] = d.Hour
+	}
+	in := "IN (?" + strings.Repeat(",?", len(hours)-1) + ")"
+	if err := l.DB.Exec(ctx, strings.Replace(hourPercentiles, "IN (?)", in, 1), hours...); err != nil {
+		return fmt.Errorf("trigger: hour percentiles: %w", err)
+	}
+	if err := l.DB.Exec(ctx, "DELETE FROM stats_dirty_hours WHERE hour "+in, hours...); err != nil {
+		return fmt.Errorf("trigger: forget hours: %w", err)
+	}
+	return nil
 }

@@ -23,6 +23,8 @@ type scriptSQL struct {
 	failOn    string
 	execs     []string
 	params    [][]any
+	due       []string // hours the query of stats_dirty_hours answers
+	dueArgs   []any    // what that query was given
 }
 
 func (s *scriptSQL) Exec(_ context.Context, sql string, params ...any) error {
@@ -34,7 +36,16 @@ func (s *scriptSQL) Exec(_ context.Context, sql string, params ...any) error {
 	return nil
 }
 
-func (s *scriptSQL) Query(_ context.Context, out any, _ string, _ ...any) error {
+func (s *scriptSQL) Query(_ context.Context, out any, sql string, params ...any) error {
+	if strings.Contains(sql, "stats_dirty_hours") {
+		s.dueArgs = params
+		rows := []map[string]string{}
+		for _, h := range s.due {
+			rows = append(rows, map[string]string{"hour": h})
+		}
+		data, _ := json.Marshal(rows)
+		return json.Unmarshal(data, out)
+	}
 	rows := []map[string]int64{{"last_seq": s.last, "max_seq": s.max}}
 	if s.noState {
 		rows = nil
@@ -94,6 +105,59 @@ func TestTriggerSteps(t *testing.T) {
 				t.Errorf("last statement %q, want the pending sample", tt.db.execs[len(tt.db.execs)-1])
 			}
 		})
+	}
+}
+
+// Every trigger, new events or not, recomputes the percentiles of the hours that are
+// due, one statement for all of them, then forgets them; with none due, it runs nothing
+// more. A running hour is due once dirty for PercentilesEvery, which the query is given.
+func TestTriggerHourPercentiles(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		db   *scriptSQL
+		want int // statements after the pending sample
+	}{
+		{"none due", &scriptSQL{last: 25, max: 25}, 0},
+		{"two due, nothing new", &scriptSQL{last: 25, max: 25, due: []string{"2026-12-04 08:00:00", "2026-12-04 09:00:00"}}, 2},
+		{"one due, after new events", &scriptSQL{last: 10, max: 25, due: []string{"2026-12-04 09:00:00"}}, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := (Ledger{DB: tt.db, PercentilesEvery: time.Minute}).Trigger(t.Context(), now); err != nil {
+				t.Fatal(err)
+			}
+			if len(tt.db.dueArgs) != 1 || tt.db.dueArgs[0] != time.Minute.Microseconds() {
+				t.Errorf("hours due asked with %v, want [%d] (µs)", tt.db.dueArgs, time.Minute.Microseconds())
+			}
+			sample := len(tt.db.execs) - 1 // the pending sample: the last INSERT IGNORE
+			for sample >= 0 && tt.db.execs[sample] != "INSERT IGNORE INTO" {
+				sample--
+			}
+			after := tt.db.execs[sample+1:]
+			if len(after) != tt.want {
+				t.Fatalf("after the sample: %v, want %d statements", after, tt.want)
+			}
+			if tt.want == 0 {
+				return
+			}
+			for j, prefix := range []string{"UPDATE window_stats w", "DELETE FROM stats_dirty_hours"} {
+				p := tt.db.params[sample+1+j]
+				if !strings.HasPrefix(after[j], prefix) || fmt.Sprint(p...) != fmt.Sprint(slices.Collect(func(yield func(any) bool) {
+					for _, h := range tt.db.due {
+						if !yield(h) {
+							return
+						}
+					}
+				})...) {
+					t.Errorf("statement %d %q with %v, want %q with the due hours %v", j, after[j], p, prefix, tt.db.due)
+				}
+			}
+		})
+	}
+	if !strings.Contains(hourPercentiles, "IN (?)") || !strings.HasPrefix(hourPercentiles, "UPDATE window_stats w") {
+		t.Errorf("hour_percentiles.sql: want one UPDATE with an IN (?) to widen, got %q", hourPercentiles)
 	}
 }
 

@@ -20,7 +20,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	}
 	db := mysqlbinding.DB{Binder: app.Dapr, Binding: components.AnalyticsDB}
 	ingest := &Ingest{
-		Logger: logger.With("component", "ingest"), Ledger: Ledger{DB: db},
+		Logger: logger.With("component", "ingest"), Ledger: Ledger{DB: db, PercentilesEvery: cfg.PercentilesEvery},
 		BulkMax: cfg.BulkMax, BulkWait: cfg.BulkWait, Metrics: NewMetrics(app.Registry),
 	}
 	ingest.Mount(app.Server.Channel)

@@ -53,10 +53,18 @@ UPDATE window_stats w JOIN (
 SET w.wait_p50 = p.wait_p50, w.wait_p95 = p.wait_p95, w.run_p50 = p.run_p50, w.run_p95 = p.run_p95,
   w.e2e_p50 = p.e2e_p50, w.e2e_p95 = p.e2e_p95;
 
--- Hours, rolled up from their minutes; their percentiles from the facts.
-DELETE w FROM window_stats w
-JOIN (SELECT DISTINCT DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS h FROM stats_dirty) AS d
-  ON w.grain = 'hour' AND w.window_start = d.h;
+-- Hours, rolled up from their minutes: counts, sums and maxima. Their percentiles are kept
+-- (hour_percentiles.sql recomputes them, less often): the dirty hours' rows are zeroed,
+-- set from their minutes, and those left with no task at all removed.
+INSERT IGNORE INTO stats_dirty_hours (hour, since)
+SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME), UTC_TIMESTAMP(6) FROM stats_dirty;
+
+UPDATE window_stats w
+JOIN (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME) AS h FROM stats_dirty) AS d
+  ON w.grain = 'hour' AND w.window_start = d.h
+SET w.accepted = 0, w.started = 0, w.completed = 0, w.failed = 0, w.cancelled = 0, w.finished_starts = 0,
+  w.retries = 0, w.timed = 0, w.wait_sum = NULL, w.wait_max = NULL, w.run_sum = NULL, w.run_max = NULL,
+  w.e2e_sum = NULL, w.e2e_max = NULL;
 
 INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
@@ -65,28 +73,16 @@ SELECT 'hour', d.h, w.task_type, SUM(w.accepted), SUM(w.started), SUM(w.complete
   SUM(w.run_sum), MAX(w.run_max), SUM(w.e2e_sum), MAX(w.e2e_max)
 FROM (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME) AS h FROM stats_dirty) AS d
 JOIN window_stats w ON w.grain = 'minute' AND w.window_start >= d.h AND w.window_start < d.h + INTERVAL 1 HOUR
-GROUP BY d.h, w.task_type;
+GROUP BY d.h, w.task_type
+ON DUPLICATE KEY UPDATE accepted = VALUES(accepted), started = VALUES(started), completed = VALUES(completed),
+  failed = VALUES(failed), cancelled = VALUES(cancelled), finished_starts = VALUES(finished_starts),
+  retries = VALUES(retries), timed = VALUES(timed), wait_sum = VALUES(wait_sum), wait_max = VALUES(wait_max),
+  run_sum = VALUES(run_sum), run_max = VALUES(run_max), e2e_sum = VALUES(e2e_sum), e2e_max = VALUES(e2e_max);
 
-UPDATE window_stats w JOIN (
-  SELECT DISTINCT h, task_type,
-    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY wt) OVER (PARTITION BY h, task_type) AS wait_p50,
-    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY wt) OVER (PARTITION BY h, task_type) AS wait_p95,
-    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY rn) OVER (PARTITION BY h, task_type) AS run_p50,
-    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY rn) OVER (PARTITION BY h, task_type) AS run_p95,
-    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY ee) OVER (PARTITION BY h, task_type) AS e2e_p50,
-    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY ee) OVER (PARTITION BY h, task_type) AS e2e_p95
-  FROM (
-    SELECT d.h, t.task_type,
-      TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.first_started_at) / 1e6 AS wt,
-      TIMESTAMPDIFF(MICROSECOND, t.last_started_at, t.completed_at) / 1e6 AS rn,
-      TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.completed_at) / 1e6 AS ee
-    FROM (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME) AS h FROM stats_dirty) AS d
-    JOIN task_facts t ON t.completed_at >= d.h AND t.completed_at < d.h + INTERVAL 1 HOUR
-    WHERE t.accepted_at IS NOT NULL AND t.first_started_at IS NOT NULL AND t.last_started_at IS NOT NULL
-  ) AS v
-) AS p ON w.grain = 'hour' AND w.window_start = p.h AND w.task_type = p.task_type
-SET w.wait_p50 = p.wait_p50, w.wait_p95 = p.wait_p95, w.run_p50 = p.run_p50, w.run_p95 = p.run_p95,
-  w.e2e_p50 = p.e2e_p50, w.e2e_p95 = p.e2e_p95;
+DELETE w FROM window_stats w
+JOIN (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME) AS h FROM stats_dirty) AS d
+  ON w.grain = 'hour' AND w.window_start = d.h
+WHERE w.accepted = 0 AND w.started = 0 AND w.completed = 0 AND w.failed = 0 AND w.cancelled = 0;
 
 -- Days from their hours.
 DELETE w FROM window_stats w

@@ -1,0 +1,23 @@
+-- Run by the trigger for the hours that are due (see migration 005): recomputes their
+-- percentiles from the facts of the tasks that completed in them. The hours are the
+-- parameters of "d.hour IN (?)", which the trigger widens to one placeholder each.
+UPDATE window_stats w JOIN (
+  SELECT DISTINCT h, task_type,
+    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY wt) OVER (PARTITION BY h, task_type) AS wait_p50,
+    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY wt) OVER (PARTITION BY h, task_type) AS wait_p95,
+    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY rn) OVER (PARTITION BY h, task_type) AS run_p50,
+    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY rn) OVER (PARTITION BY h, task_type) AS run_p95,
+    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY ee) OVER (PARTITION BY h, task_type) AS e2e_p50,
+    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY ee) OVER (PARTITION BY h, task_type) AS e2e_p95
+  FROM (
+    SELECT d.hour AS h, t.task_type,
+      TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.first_started_at) / 1e6 AS wt,
+      TIMESTAMPDIFF(MICROSECOND, t.last_started_at, t.completed_at) / 1e6 AS rn,
+      TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.completed_at) / 1e6 AS ee
+    FROM stats_dirty_hours d
+    JOIN task_facts t ON t.completed_at >= d.hour AND t.completed_at < d.hour + INTERVAL 1 HOUR
+    WHERE d.hour IN (?) AND t.accepted_at IS NOT NULL AND t.first_started_at IS NOT NULL AND t.last_started_at IS NOT NULL
+  ) AS v
+) AS p ON w.grain = 'hour' AND w.window_start = p.h AND w.task_type = p.task_type
+SET w.wait_p50 = p.wait_p50, w.wait_p95 = p.wait_p95, w.run_p50 = p.run_p50, w.run_p95 = p.run_p95,
+  w.e2e_p50 = p.e2e_p50, w.e2e_p95 = p.e2e_p95
