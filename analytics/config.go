@@ -17,9 +17,9 @@ type Config struct {
 	// at most BulkMax events, waiting at most BulkWait to fill it. Defaults 500 and 1s.
 	BulkMax  int
 	BulkWait time.Duration
-	// PercentilesEvery is how often the percentiles of the running hour are recomputed
-	// (from the facts of every task completed in it, a sort that grows with the hour).
-	// Defaults to 1m; 0 recomputes them at every trigger.
+	// PercentilesEvery is how often the percentiles of a running minute or hour are
+	// recomputed (from the facts of every task completed in it, a sort that grows with the
+	// window); an ended window's are recomputed once. Defaults to 1m; 0: at every trigger.
 	PercentilesEvery time.Duration
 }
 
@@ -31,7 +31,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TriggerInterval:  r.Duration("TRIGGER_INTERVAL", 5*time.Second, 100*time.Millisecond, time.Hour),
 		BulkMax:          r.Int("BULK_MAX", 500, 1, 10000),
 		BulkWait:         r.Duration("BULK_WAIT", time.Second, 10*time.Millisecond, time.Minute),
-		PercentilesEvery: r.Duration("HOUR_PERCENTILES_EVERY", time.Minute, 0, time.Hour),
+		PercentilesEvery: r.Duration("PERCENTILES_EVERY", time.Minute, 0, time.Hour),
 	}
 	return cfg, r.Err()
 }

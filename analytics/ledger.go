@@ -25,8 +25,9 @@ type SQL interface {
 // from it.
 type Ledger struct {
 	DB SQL
-	// PercentilesEvery is how often a running hour's percentiles are recomputed (an
-	// ended hour's are, once, at the next trigger). 0: at every trigger.
+	// PercentilesEvery is how often the percentiles of a running minute or hour window
+	// are recomputed (an ended window's are, once, at the next trigger). 0: at every
+	// trigger.
 	PercentilesEvery time.Duration
 }
 
@@ -68,11 +69,14 @@ func (l Ledger) insert(ctx context.Context, evs []events.Event) error {
 //go:embed sql/window_stats.sql
 var windowStatsSQL string
 
-//go:embed sql/hour_percentiles.sql
-var hourPercentilesSQL string
+//go:embed sql/percentiles.sql
+var percentilesSQL string
 
-// hourPercentiles is the statement that recomputes the percentiles of some hours.
-var hourPercentiles = statements(hourPercentilesSQL)[0]
+// percentileStatements recompute the percentiles of some windows, by grain.
+var percentileStatements = func() map[string]string {
+	stmts := statements(percentilesSQL)
+	return map[string]string{"minute": stmts[0], "hour": stmts[1]}
+}()
 
 // windowStats are the statements that recompute the statistics of the dirty minutes.
 var windowStats = statements(windowStatsSQL)
@@ -151,36 +155,44 @@ SELECT ?, COUNT(*) FROM task_facts WHERE accepted_at IS NOT NULL AND first_start
 	return int(upto - last), nil
 }
 
-// percentilesBatch bounds the hours one trigger recomputes (a backlog after an outage
+// percentilesBatch bounds the windows one trigger recomputes (a backlog after an outage
 // is worked off over the next triggers).
-const percentilesBatch = 24
+const percentilesBatch = 120
 
-// percentiles recomputes the percentiles of the hours that are due: those that have
-// ended, and those dirty for PercentilesEvery; then forgets them. The rest of an hour's
-// row is exact at every trigger; its percentiles, while it runs, are at most
-// PercentilesEvery (and a trigger) old.
+// percentiles recomputes the percentiles of the minute and hour windows that are due:
+// those that have ended, and those dirty for PercentilesEvery; then forgets them. The
+// rest of a window's row is exact at every trigger; a running hour's percentiles are at
+// most PercentilesEvery (and a trigger) old, a minute's appear a trigger after it ends.
 func (l Ledger) percentiles(ctx context.Context) error {
 	var due []struct {
-		Hour string `json:"hour"`
+		Grain string `json:"grain"`
+		Start string `json:"window_start"`
 	}
-	if err := l.DB.Query(ctx, &due, `SELECT DATE_FORMAT(hour, '%Y-%m-%d %H:%i:%s') AS hour FROM stats_dirty_hours
-WHERE hour < CAST(DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:00:00') AS DATETIME) OR since <= UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND
-ORDER BY hour LIMIT `+strconv.Itoa(percentilesBatch), l.PercentilesEvery.Microseconds()); err != nil {
-		return fmt.Errorf("trigger: hours due: %w", err)
+	if err := l.DB.Query(ctx, &due, `SELECT grain, DATE_FORMAT(window_start, '%Y-%m-%d %H:%i:%s') AS window_start
+FROM stats_dirty_percentiles
+WHERE (grain = 'minute' AND window_start + INTERVAL 1 MINUTE <= UTC_TIMESTAMP())
+  OR (grain = 'hour' AND window_start + INTERVAL 1 HOUR <= UTC_TIMESTAMP())
+  OR since <= UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND
+ORDER BY grain DESC, window_start LIMIT `+strconv.Itoa(percentilesBatch), l.PercentilesEvery.Microseconds()); err != nil {
+		return fmt.Errorf("trigger: windows due: %w", err)
 	}
-	if len(due) == 0 {
-		return nil
-	}
-	hours := make([]any, len(due))
-	for i, d := range due {
-		hours[i] = d.Hour
-	}
-	in := "IN (?" + strings.Repeat(",?", len(hours)-1) + ")"
-	if err := l.DB.Exec(ctx, strings.Replace(hourPercentiles, "IN (?)", in, 1), hours...); err != nil {
-		return fmt.Errorf("trigger: hour percentiles: %w", err)
-	}
-	if err := l.DB.Exec(ctx, "DELETE FROM stats_dirty_hours WHERE hour "+in, hours...); err != nil {
-		return fmt.Errorf("trigger: forget hours: %w", err)
+	for _, grain := range []string{"minute", "hour"} {
+		var starts []any
+		for _, d := range due {
+			if d.Grain == grain {
+				starts = append(starts, d.Start)
+			}
+		}
+		if len(starts) == 0 {
+			continue
+		}
+		in := "IN (?" + strings.Repeat(",?", len(starts)-1) + ")"
+		if err := l.DB.Exec(ctx, strings.Replace(percentileStatements[grain], "IN (?)", in, 1), starts...); err != nil {
+			return fmt.Errorf("trigger: %s percentiles: %w", grain, err)
+		}
+		if err := l.DB.Exec(ctx, "DELETE FROM stats_dirty_percentiles WHERE grain = '"+grain+"' AND window_start "+in, starts...); err != nil {
+			return fmt.Errorf("trigger: forget %s windows: %w", grain, err)
+		}
 	}
 	return nil
 }

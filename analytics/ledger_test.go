@@ -23,7 +23,7 @@ type scriptSQL struct {
 	failOn    string
 	execs     []string
 	params    [][]any
-	due       []string // hours the query of stats_dirty_hours answers
+	due       []string // windows the query of stats_dirty_percentiles answers, "grain start"
 	dueArgs   []any    // what that query was given
 }
 
@@ -37,11 +37,12 @@ func (s *scriptSQL) Exec(_ context.Context, sql string, params ...any) error {
 }
 
 func (s *scriptSQL) Query(_ context.Context, out any, sql string, params ...any) error {
-	if strings.Contains(sql, "stats_dirty_hours") {
+	if strings.Contains(sql, "stats_dirty_percentiles") {
 		s.dueArgs = params
 		rows := []map[string]string{}
-		for _, h := range s.due {
-			rows = append(rows, map[string]string{"hour": h})
+		for _, d := range s.due {
+			grain, start, _ := strings.Cut(d, " ")
+			rows = append(rows, map[string]string{"grain": grain, "window_start": start})
 		}
 		data, _ := json.Marshal(rows)
 		return json.Unmarshal(data, out)
@@ -72,7 +73,7 @@ func TestTriggerSteps(t *testing.T) {
 		{"new events: facts, windows, progress, sample", &scriptSQL{last: 10, max: 25}, 15, "", 5 + stats, true},
 		{"nothing new: only the pending sample", &scriptSQL{last: 25, max: 25}, 0, "", 1, false},
 		{"facts fail: progress not recorded", &scriptSQL{last: 0, max: 5, failOn: "task_facts\n"}, 0, "task facts", 1, false},
-		{"windows fail: progress not recorded", &scriptSQL{last: 0, max: 5, failOn: "window_stats"}, 0, "window statistics", 3, false},
+		{"windows fail: progress not recorded", &scriptSQL{last: 0, max: 5, failOn: "window_stats"}, 0, "window statistics", 4, false},
 		{"no trigger state: migrations not applied", &scriptSQL{noState: true}, 0, "no trigger state", 0, false},
 	}
 	for _, tt := range tests {
@@ -108,20 +109,27 @@ func TestTriggerSteps(t *testing.T) {
 	}
 }
 
-// Every trigger, new events or not, recomputes the percentiles of the hours that are
-// due, one statement for all of them, then forgets them; with none due, it runs nothing
-// more. A running hour is due once dirty for PercentilesEvery, which the query is given.
-func TestTriggerHourPercentiles(t *testing.T) {
+// Every trigger, new events or not, recomputes the percentiles of the windows that are
+// due, one statement per grain (minutes first) with its windows, then forgets them; with
+// none due, it runs nothing more. A running window is due once dirty for
+// PercentilesEvery, which the query is given.
+func TestTriggerPercentiles(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	const m1, m2, h1 = "minute 2026-12-04T09:58:00", "minute 2026-12-04T09:59:00", "hour 2026-12-04T09:00:00"
 	for _, tt := range []struct {
 		name string
 		db   *scriptSQL
-		want int // statements after the pending sample
+		want []string // statements after the pending sample, with their parameters
 	}{
-		{"none due", &scriptSQL{last: 25, max: 25}, 0},
-		{"two due, nothing new", &scriptSQL{last: 25, max: 25, due: []string{"2026-12-04 08:00:00", "2026-12-04 09:00:00"}}, 2},
-		{"one due, after new events", &scriptSQL{last: 10, max: 25, due: []string{"2026-12-04 09:00:00"}}, 2},
+		{"none due", &scriptSQL{last: 25, max: 25}, nil},
+		{"minutes and an hour, nothing new", &scriptSQL{last: 25, max: 25, due: []string{h1, m1, m2}}, []string{
+			"UPDATE window_stats w [2026-12-04T09:58:00 2026-12-04T09:59:00]", "DELETE FROM stats_dirty_percentiles [2026-12-04T09:58:00 2026-12-04T09:59:00]",
+			"UPDATE window_stats w [2026-12-04T09:00:00]", "DELETE FROM stats_dirty_percentiles [2026-12-04T09:00:00]",
+		}},
+		{"an hour, after new events", &scriptSQL{last: 10, max: 25, due: []string{h1}}, []string{
+			"UPDATE window_stats w [2026-12-04T09:00:00]", "DELETE FROM stats_dirty_percentiles [2026-12-04T09:00:00]",
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -129,35 +137,25 @@ func TestTriggerHourPercentiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(tt.db.dueArgs) != 1 || tt.db.dueArgs[0] != time.Minute.Microseconds() {
-				t.Errorf("hours due asked with %v, want [%d] (µs)", tt.db.dueArgs, time.Minute.Microseconds())
+				t.Errorf("windows due asked with %v, want [%d] (µs)", tt.db.dueArgs, time.Minute.Microseconds())
 			}
 			sample := len(tt.db.execs) - 1 // the pending sample: the last INSERT IGNORE
 			for sample >= 0 && tt.db.execs[sample] != "INSERT IGNORE INTO" {
 				sample--
 			}
-			after := tt.db.execs[sample+1:]
-			if len(after) != tt.want {
-				t.Fatalf("after the sample: %v, want %d statements", after, tt.want)
+			var got []string
+			for k, e := range tt.db.execs[sample+1:] {
+				got = append(got, fmt.Sprint(e, " ", tt.db.params[sample+1+k]))
 			}
-			if tt.want == 0 {
-				return
-			}
-			for j, prefix := range []string{"UPDATE window_stats w", "DELETE FROM stats_dirty_hours"} {
-				p := tt.db.params[sample+1+j]
-				if !strings.HasPrefix(after[j], prefix) || fmt.Sprint(p...) != fmt.Sprint(slices.Collect(func(yield func(any) bool) {
-					for _, h := range tt.db.due {
-						if !yield(h) {
-							return
-						}
-					}
-				})...) {
-					t.Errorf("statement %d %q with %v, want %q with the due hours %v", j, after[j], p, prefix, tt.db.due)
-				}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("after the sample:\n%q\nwant\n%q", got, tt.want)
 			}
 		})
 	}
-	if !strings.Contains(hourPercentiles, "IN (?)") || !strings.HasPrefix(hourPercentiles, "UPDATE window_stats w") {
-		t.Errorf("hour_percentiles.sql: want one UPDATE with an IN (?) to widen, got %q", hourPercentiles)
+	for grain, stmt := range percentileStatements {
+		if !strings.HasPrefix(stmt, "UPDATE window_stats w") || strings.Count(stmt, "IN (?)") != 1 || strings.Count(stmt, "'"+grain+"'") != 2 {
+			t.Errorf("percentiles.sql, %s: want one UPDATE of %s rows with one IN (?) to widen, got %q", grain, grain, stmt)
+		}
 	}
 }
 

@@ -3,8 +3,16 @@
 -- belong to, then forgets the dirty minutes. Each statement only reads and writes the
 -- windows of dirty minutes; all of it may run again with the same result.
 
--- Minutes, from the facts.
-DELETE w FROM window_stats w JOIN stats_dirty d ON w.grain = 'minute' AND w.window_start = d.minute;
+-- Minutes, from the facts: counts, sums and maxima. Their percentiles are kept
+-- (percentiles.sql recomputes them, once the minute has ended): the dirty minutes' rows
+-- are zeroed, set from the facts, and those left with no task at all removed.
+INSERT IGNORE INTO stats_dirty_percentiles (grain, window_start, since)
+SELECT 'minute', minute, UTC_TIMESTAMP(6) FROM stats_dirty;
+
+UPDATE window_stats w JOIN stats_dirty d ON w.grain = 'minute' AND w.window_start = d.minute
+SET w.accepted = 0, w.started = 0, w.completed = 0, w.failed = 0, w.cancelled = 0, w.finished_starts = 0,
+  w.retries = 0, w.timed = 0, w.wait_sum = NULL, w.wait_max = NULL, w.run_sum = NULL, w.run_max = NULL,
+  w.e2e_sum = NULL, w.e2e_max = NULL;
 
 INSERT INTO window_stats (grain, window_start, task_type, accepted, started, completed, failed, cancelled,
   finished_starts, retries, timed, wait_sum, wait_max, run_sum, run_max, e2e_sum, e2e_max)
@@ -31,33 +39,20 @@ FROM (
   SELECT d.minute, t.task_type, 0, 0, 0, 0, 1, 0, 0, 0, NULL, NULL, NULL
   FROM stats_dirty d JOIN task_facts t ON t.cancelled_at >= d.minute AND t.cancelled_at < d.minute + INTERVAL 1 MINUTE
 ) AS x
-GROUP BY m, task_type;
+GROUP BY m, task_type
+ON DUPLICATE KEY UPDATE accepted = VALUES(accepted), started = VALUES(started), completed = VALUES(completed),
+  failed = VALUES(failed), cancelled = VALUES(cancelled), finished_starts = VALUES(finished_starts),
+  retries = VALUES(retries), timed = VALUES(timed), wait_sum = VALUES(wait_sum), wait_max = VALUES(wait_max),
+  run_sum = VALUES(run_sum), run_max = VALUES(run_max), e2e_sum = VALUES(e2e_sum), e2e_max = VALUES(e2e_max);
 
-UPDATE window_stats w JOIN (
-  SELECT DISTINCT m, task_type,
-    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY wt) OVER (PARTITION BY m, task_type) AS wait_p50,
-    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY wt) OVER (PARTITION BY m, task_type) AS wait_p95,
-    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY rn) OVER (PARTITION BY m, task_type) AS run_p50,
-    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY rn) OVER (PARTITION BY m, task_type) AS run_p95,
-    PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY ee) OVER (PARTITION BY m, task_type) AS e2e_p50,
-    PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY ee) OVER (PARTITION BY m, task_type) AS e2e_p95
-  FROM (
-    SELECT d.minute AS m, t.task_type,
-      TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.first_started_at) / 1e6 AS wt,
-      TIMESTAMPDIFF(MICROSECOND, t.last_started_at, t.completed_at) / 1e6 AS rn,
-      TIMESTAMPDIFF(MICROSECOND, t.accepted_at, t.completed_at) / 1e6 AS ee
-    FROM stats_dirty d JOIN task_facts t ON t.completed_at >= d.minute AND t.completed_at < d.minute + INTERVAL 1 MINUTE
-    WHERE t.accepted_at IS NOT NULL AND t.first_started_at IS NOT NULL AND t.last_started_at IS NOT NULL
-  ) AS v
-) AS p ON w.grain = 'minute' AND w.window_start = p.m AND w.task_type = p.task_type
-SET w.wait_p50 = p.wait_p50, w.wait_p95 = p.wait_p95, w.run_p50 = p.run_p50, w.run_p95 = p.run_p95,
-  w.e2e_p50 = p.e2e_p50, w.e2e_p95 = p.e2e_p95;
+DELETE w FROM window_stats w JOIN stats_dirty d ON w.grain = 'minute' AND w.window_start = d.minute
+WHERE w.accepted = 0 AND w.started = 0 AND w.completed = 0 AND w.failed = 0 AND w.cancelled = 0;
 
 -- Hours, rolled up from their minutes: counts, sums and maxima. Their percentiles are kept
--- (hour_percentiles.sql recomputes them, less often): the dirty hours' rows are zeroed,
+-- (percentiles.sql recomputes them, less often): the dirty hours' rows are zeroed,
 -- set from their minutes, and those left with no task at all removed.
-INSERT IGNORE INTO stats_dirty_hours (hour, since)
-SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME), UTC_TIMESTAMP(6) FROM stats_dirty;
+INSERT IGNORE INTO stats_dirty_percentiles (grain, window_start, since)
+SELECT DISTINCT 'hour', CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME), UTC_TIMESTAMP(6) FROM stats_dirty;
 
 UPDATE window_stats w
 JOIN (SELECT DISTINCT CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME) AS h FROM stats_dirty) AS d

@@ -26,7 +26,7 @@ import (
 func TestMain(m *testing.M) {
 	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{
 		"worker":    {"POOL_SIZE": "3"},
-		"analytics": {"TRIGGER_INTERVAL": "500ms", "BULK_WAIT": "100ms", "HOUR_PERCENTILES_EVERY": "2s"},
+		"analytics": {"TRIGGER_INTERVAL": "500ms", "BULK_WAIT": "100ms", "PERCENTILES_EVERY": "2s"},
 	}})
 }
 
