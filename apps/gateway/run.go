@@ -85,21 +85,20 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		}
 		return nil
 	}, nil))
+	// probeQueue calls the queue actor: the self-check's probe and the readiness check's.
+	probeQueue := func(ctx context.Context) error {
+		_, err := queueactor.Client{Invoker: app.Dapr}.Snapshot(ctx)
+		return err
+	}
 	// The queue is reached through this sidecar's actor lookups; a sidecar left with the
 	// queue's type blocked (see actorhost.SelfCheck) re-registers it.
 	check := &actorhost.SelfCheck{
-		Logger: logger.With("component", "selfcheck"),
-		Probe: func(ctx context.Context) error {
-			_, err := queueactor.Client{Invoker: app.Dapr}.Snapshot(ctx)
-			return err
-		},
+		Logger:    logger.With("component", "selfcheck"),
+		Probe:     probeQueue,
 		Connected: app.Dapr.PlacementConnected,
 		SetLive:   app.Server.SetLive,
 	}
-	app.Server.AddCheck("queue", queueReached(func(ctx context.Context) error {
-		_, err := queueactor.Client{Invoker: app.Dapr}.Snapshot(ctx)
-		return err
-	}))
+	app.Server.AddCheck("queue", queueReached(probeQueue))
 	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
 		if err := queueactor.ArmSweep(ctx, app.Dapr); err != nil && ctx.Err() == nil {
 			logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
