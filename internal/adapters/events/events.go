@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -48,17 +47,13 @@ type Publisher interface {
 // Publish sends e to its topic on pubsub, as a pack of one (see pack.go). The CloudEvent
 // id is the event's id.
 func Publish(ctx context.Context, p Publisher, pubsub string, e Event) error {
-	topic, err := Topic(e.Kind)
+	oe, err := encode(e)
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode event %s: %w", e.ID, err)
-	}
-	if err := p.PublishEvent(ctx, pubsub, topic, append(data, '\n'),
+	if err := p.PublishEvent(ctx, pubsub, oe.topic, encodePack([]outEvent{oe}, []int{0}),
 		dapr.PublishEventWithContentType(PackContentType),
-		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": e.ID, "partitionKey": e.TaskID.String()})); err != nil {
+		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": packID(e.ID, 1), "partitionKey": e.TaskID.String()})); err != nil {
 		return fmt.Errorf("publish %s: %w", e.ID, err)
 	}
 	return nil

@@ -355,14 +355,6 @@ func (o *Outbox) publishChunk(ctx context.Context, topic string, evs []outEvent,
 	return nil
 }
 
-// packID is the CloudEvent id of a pack: its first event's id, and how many it carries.
-func packID(first string, n int) string {
-	if n == 1 {
-		return first
-	}
-	return first + "+" + strconv.Itoa(n-1)
-}
-
 // refusedEntries returns the positions of the entries of a bulk publish of n that the
 // broker did not take. go-sdk lists them in FailedEvents as the values it was given;
 // an answer it cannot match to an entry (it then lists the entry id, or nil), or an

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // Packs. A broker message carries the lifecycle events of one batch, not one event: its
@@ -75,7 +76,6 @@ func DecodePack(data []byte) (evs []Event, bad []error) {
 // in place (a stream decoder scans every value twice more). ok is false when a line is
 // not a whole JSON value (one value spread over lines): the caller reads a stream then.
 func decodeLines(data []byte) (evs []Event, bad []error, ok bool) {
-	var syntax *json.SyntaxError
 	for len(data) > 0 {
 		line := data
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -86,30 +86,12 @@ func decodeLines(data []byte) (evs []Event, bad []error, ok bool) {
 		if line = bytes.TrimSpace(line); len(line) == 0 {
 			continue
 		}
-		if line[0] == '[' {
-			var arr []json.RawMessage
-			if err := json.Unmarshal(line, &arr); err != nil {
-				return nil, nil, false
-			}
-			for _, el := range arr {
-				evs, bad = addEvent(evs, bad, el)
-			}
-			continue
-		}
-		e, err := Decode(line)
-		if errors.As(err, &syntax) {
+		var err error
+		if evs, bad, err = addValue(evs, bad, line); err != nil {
 			return nil, nil, false
 		}
-		if err != nil {
-			bad = append(bad, err)
-			continue
-		}
-		evs = append(evs, e)
 	}
-	if len(evs) == 0 && len(bad) == 0 {
-		bad = append(bad, errors.New("no events"))
-	}
-	return evs, bad, true
+	return evs, noEvents(evs, bad), true
 }
 
 // decodeStream reads data as JSON values one after the other, however they are laid out.
@@ -119,26 +101,40 @@ func decodeStream(data []byte) (evs []Event, bad []error) {
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
 			if errors.Is(err, io.EOF) {
-				if len(evs) == 0 && len(bad) == 0 {
-					bad = append(bad, errors.New("no events"))
-				}
-				return evs, bad
+				return evs, noEvents(evs, bad)
 			}
 			return evs, append(bad, fmt.Errorf("decode pack: %w", err))
 		}
-		if len(raw) > 0 && raw[0] == '[' {
-			var arr []json.RawMessage
-			if err := json.Unmarshal(raw, &arr); err != nil {
-				bad = append(bad, fmt.Errorf("decode pack: %w", err))
-				continue
-			}
-			for _, el := range arr {
-				evs, bad = addEvent(evs, bad, el)
-			}
-			continue
+		var err error
+		if evs, bad, err = addValue(evs, bad, raw); err != nil {
+			bad = append(bad, fmt.Errorf("decode pack: %w", err))
 		}
-		evs, bad = addEvent(evs, bad, raw)
 	}
+}
+
+// addValue adds the events of one value of a pack: an event, or an array of events. An
+// element that is not an event goes to bad; syntax is the error of a value that is not
+// whole JSON (nothing is added then).
+func addValue(evs []Event, bad []error, raw []byte) (_ []Event, _ []error, syntax error) {
+	if len(raw) > 0 && raw[0] == '[' {
+		var arr []json.RawMessage
+		if err := json.Unmarshal(raw, &arr); err != nil {
+			return evs, bad, err
+		}
+		for _, el := range arr {
+			evs, bad = addEvent(evs, bad, el)
+		}
+		return evs, bad, nil
+	}
+	e, err := Decode(raw)
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		return evs, bad, err
+	case err != nil:
+		return evs, append(bad, err), nil
+	}
+	return append(evs, e), bad, nil
 }
 
 func addEvent(evs []Event, bad []error, raw []byte) ([]Event, []error) {
@@ -147,4 +143,20 @@ func addEvent(evs []Event, bad []error, raw []byte) ([]Event, []error) {
 		return evs, append(bad, err)
 	}
 	return append(evs, e), bad
+}
+
+// noEvents is bad, with an error added when a pack gave nothing at all.
+func noEvents(evs []Event, bad []error) []error {
+	if len(evs) == 0 && len(bad) == 0 {
+		return append(bad, errors.New("no events"))
+	}
+	return bad
+}
+
+// packID is the CloudEvent id of a pack: its first event's id, and how many it carries.
+func packID(first string, n int) string {
+	if n == 1 {
+		return first
+	}
+	return first + "+" + strconv.Itoa(n-1)
 }

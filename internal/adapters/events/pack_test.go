@@ -1,11 +1,14 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
+	pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
 )
 
@@ -114,5 +117,40 @@ func BenchmarkDecodePack(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// recordingPublisher keeps the request of each PublishEvent, as go-sdk builds it.
+type recordingPublisher struct{ reqs []*pb.PublishEventRequest }
+
+func (p *recordingPublisher) PublishEvent(_ context.Context, pubsub, topic string, data any, opts ...dapr.PublishEventOption) error {
+	req := &pb.PublishEventRequest{PubsubName: pubsub, Topic: topic, Data: data.([]byte)}
+	for _, o := range opts {
+		o(req)
+	}
+	p.reqs = append(p.reqs, req)
+	return nil
+}
+
+// Publish sends one event as a pack of one, keyed and identified as the outbox's packs.
+func TestPublishPackOfOne(t *testing.T) {
+	t.Parallel()
+	e := testEvents(1, KindProgress)[0]
+	var p recordingPublisher
+	if err := Publish(t.Context(), &p, "ps", e); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.reqs) != 1 {
+		t.Fatalf("%d publishes, want 1", len(p.reqs))
+	}
+	req := p.reqs[0]
+	got, bad := DecodePack(req.GetData())
+	if req.GetTopic() != TopicEvents || req.GetDataContentType() != PackContentType || len(bad) > 0 ||
+		!slices.Equal(ids(got), ids([]Event{e})) || !strings.HasSuffix(string(req.GetData()), "\n") ||
+		req.GetMetadata()["cloudevent.id"] != e.ID || req.GetMetadata()["partitionKey"] != e.TaskID.String() {
+		t.Errorf("published %+v (%v), want the event as a pack of one on %s", req, bad, TopicEvents)
+	}
+	if err := Publish(t.Context(), &p, "ps", Event{ID: "x", Kind: "nonsense"}); err == nil || len(p.reqs) != 1 {
+		t.Errorf("an unknown kind: %v after %d publishes, want an error and nothing published", err, len(p.reqs))
 	}
 }
