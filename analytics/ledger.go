@@ -72,10 +72,14 @@ var windowStatsSQL string
 //go:embed sql/percentiles.sql
 var percentilesSQL string
 
-// percentileStatements recompute the percentiles of some windows, by grain.
+// percentileStatements recompute the percentiles of some windows, by grain: the one
+// statement of percentiles.sql, filled in for each.
 var percentileStatements = func() map[string]string {
-	stmts := statements(percentilesSQL)
-	return map[string]string{"minute": stmts[0], "hour": stmts[1]}
+	stmt := statements(percentilesSQL)[0]
+	return map[string]string{
+		"minute": strings.NewReplacer("{grain}", "minute", "{unit}", "MINUTE").Replace(stmt),
+		"hour":   strings.NewReplacer("{grain}", "hour", "{unit}", "HOUR").Replace(stmt),
+	}
 }()
 
 // windowStats are the statements that recompute the statistics of the dirty minutes.

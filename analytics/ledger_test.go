@@ -153,7 +153,8 @@ func TestTriggerPercentiles(t *testing.T) {
 		})
 	}
 	for grain, stmt := range percentileStatements {
-		if !strings.HasPrefix(stmt, "UPDATE window_stats w") || strings.Count(stmt, "IN (?)") != 1 || strings.Count(stmt, "'"+grain+"'") != 2 {
+		if !strings.HasPrefix(stmt, "UPDATE window_stats w") || strings.Count(stmt, "IN (?)") != 1 || strings.Count(stmt, "'"+grain+"'") != 2 ||
+			!strings.Contains(stmt, "INTERVAL 1 "+strings.ToUpper(grain)) || strings.Contains(stmt, "{") {
 			t.Errorf("percentiles.sql, %s: want one UPDATE of %s rows with one IN (?) to widen, got %q", grain, grain, stmt)
 		}
 	}
