@@ -169,6 +169,9 @@ func TestSubmitSettleKeepsKeyedRecords(t *testing.T) {
 				}
 				return
 			}
+			// Tries that settle gave up on may still be in the batcher, and go out when
+			// the queue is back (see batch.New): wait until none is left.
+			waitFor(t, "the tries given up on to go out", b.enqueues.Idle)
 			fake.setQueueDown(false)
 			again, _ := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
 			got, created, err := b.Submit(t.Context(), again, accepted, tt.key)

@@ -7,3 +7,11 @@ func (b *Batcher[T]) Pending() int {
 	defer b.mu.Unlock()
 	return len(b.pending)
 }
+
+// Idle says no item waits and no call is in flight. Items whose callers gave up still go
+// out (see New); tests use Idle to know that nothing more will.
+func (b *Batcher[T]) Idle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending) == 0 && !b.running
+}
