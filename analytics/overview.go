@@ -12,7 +12,7 @@ import (
 )
 
 // Activity reads the recent activity the gateways' overview shows from the ledger:
-// completions per minute and failure counts over recent.Window before now. Minutes are
+// completions per minute, and failure and cancellation counts, over recent.Window before now. Minutes are
 // counted from the window's first minute by TIMESTAMPDIFF, so no time zone is involved
 // (the ledger keeps UTC).
 func (l Ledger) Activity(ctx context.Context, now time.Time) (recent.Activity, error) {
@@ -33,16 +33,19 @@ FROM events WHERE kind = 'completed' AND event_time >= ? GROUP BY m ORDER BY m`,
 		Recovered      mysqlbinding.Int `json:"recovered"`
 		AttemptsFailed mysqlbinding.Int `json:"attempts_failed"`
 		Failed         mysqlbinding.Int `json:"failed"`
+		Cancelled      mysqlbinding.Int `json:"cancelled"`
 	}
 	if err := l.DB.Query(ctx, &counts, `SELECT
   CAST(COALESCE(SUM(kind = 'started' AND attempt > 1), 0) AS SIGNED) AS recovered,
   CAST(COALESCE(SUM(kind = 'attempt_failed'), 0) AS SIGNED) AS attempts_failed,
-  CAST(COALESCE(SUM(kind = 'failed'), 0) AS SIGNED) AS failed
-FROM events WHERE kind IN ('started', 'attempt_failed', 'failed') AND event_time >= ?`, mysqlTime(since)); err != nil {
-		return a, fmt.Errorf("count failures: %w", err)
+  CAST(COALESCE(SUM(kind = 'failed'), 0) AS SIGNED) AS failed,
+  CAST(COALESCE(SUM(kind = 'cancelled'), 0) AS SIGNED) AS cancelled
+FROM events WHERE kind IN ('started', 'attempt_failed', 'failed', 'cancelled') AND event_time >= ?`, mysqlTime(since)); err != nil {
+		return a, fmt.Errorf("count failures and cancellations: %w", err)
 	}
 	if len(counts) == 1 {
-		a.Recovered, a.AttemptsFailed, a.Failed = int(counts[0].Recovered), int(counts[0].AttemptsFailed), int(counts[0].Failed)
+		c := counts[0]
+		a.Recovered, a.AttemptsFailed, a.Failed, a.Cancelled = int(c.Recovered), int(c.AttemptsFailed), int(c.Failed), int(c.Cancelled)
 	}
 	return a, nil
 }

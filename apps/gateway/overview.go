@@ -102,7 +102,7 @@ func (v overviewView) withActivity(a recent.Activity) overviewView {
 	for i := range v.Throughput {
 		v.Throughput[i].Completed = perMinute[v.Throughput[i].Start.Unix()/60]
 	}
-	v.Failures = failuresView{Recovered: a.Recovered, AttemptsFailed: a.AttemptsFailed, Failed: a.Failed}
+	v.Failures = failuresView{Recovered: a.Recovered, AttemptsFailed: a.AttemptsFailed, Failed: a.Failed, Cancelled: a.Cancelled}
 	v.Since, v.Source = a.Since, sourceAnalytics
 	return v
 }
@@ -129,14 +129,16 @@ type minuteView struct {
 	Completed int       `json:"completed"`
 }
 
-// failuresView counts failed attempts since Since. Recovered attempts are those that
-// started again after a failure of any kind (an error, a time limit, a lost worker found
-// by the watchdog); attempt failures are those a worker reported; failed tasks ran out
-// of attempts.
+// failuresView counts failed attempts, and tasks cancelled, since Since. Recovered
+// attempts are those that started again after a failure of any kind (an error, a time
+// limit, a lost worker found by the watchdog); attempt failures are those a worker
+// reported; failed tasks ran out of attempts; cancelled tasks were cancelled by their
+// users (not a failure, but a task that ended without a result all the same).
 type failuresView struct {
 	Recovered      int `json:"recovered"`
 	AttemptsFailed int `json:"attempts_failed"`
 	Failed         int `json:"failed"`
+	Cancelled      int `json:"cancelled"`
 }
 
 // Observe takes one lifecycle event into account. An event seen before is ignored.
@@ -170,6 +172,7 @@ func (o *Overview) Observe(e events.Event) {
 		o.finished.add(e.TaskID)
 		o.stop(e.TaskID, 0)
 	case events.KindCancelled:
+		o.counts.Cancelled++
 		o.finished.add(e.TaskID) // its slot is free: the node stops the attempt
 		o.stop(e.TaskID, 0)
 	}

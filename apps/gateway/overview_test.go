@@ -131,6 +131,14 @@ func TestOverviewAggregation(t *testing.T) {
 		},
 		now: sec(3), nodes: []nodeView{},
 	}, {
+		name: "a cancel frees its slot and counts once",
+		events: []events.Event{
+			ev(events.KindStarted, a, 1, "n1-0", sec(1)), ev(events.KindCancelled, a, 1, "", sec(2)),
+			ev(events.KindCancelled, a, 1, "", sec(2)), ev(events.KindCancelled, b, 0, "", sec(2)),
+		},
+		now: sec(3), nodes: []nodeView{},
+		failures: failuresView{Cancelled: 2},
+	}, {
 		name: "completions older than the window are not shown",
 		events: []events.Event{
 			ev(events.KindCompleted, a, 1, "", sec(-60*ThroughputMinutes)),
@@ -274,12 +282,12 @@ func TestOverviewFromAnalytics(t *testing.T) {
 	e.backend.activity = &recent.Activity{
 		Since: now.Add(-recent.Window), At: now,
 		Completed: []recent.Minute{{Start: now.Add(-2 * time.Minute), Completed: 7}, {Start: now.Add(-90 * time.Minute), Completed: 99}},
-		Recovered: 3, AttemptsFailed: 4, Failed: 1,
+		Recovered: 3, AttemptsFailed: 4, Failed: 1, Cancelled: 2,
 	}
 	e.backend.mu.Unlock()
 	time.Sleep(snapshotTTL) // past the cached failure
 	v := get()
-	if v.Source != sourceAnalytics || v.Failures != (failuresView{Recovered: 3, AttemptsFailed: 4, Failed: 1}) || !v.Since.Equal(now.Add(-recent.Window)) {
+	if v.Source != sourceAnalytics || v.Failures != (failuresView{Recovered: 3, AttemptsFailed: 4, Failed: 1, Cancelled: 2}) || !v.Since.Equal(now.Add(-recent.Window)) {
 		t.Fatalf("overview %+v: want analytics' counts", v)
 	}
 	total := 0

@@ -428,6 +428,7 @@ function renderOverview(o) {
   $("f-recovered").textContent = o.failures.recovered;
   $("f-attempts").textContent = o.failures.attempts_failed;
   $("f-failed").textContent = o.failures.failed;
+  $("f-cancelled").textContent = o.failures.cancelled;
   renderChart(o.throughput);
   const counted = o.source === "analytics"
     ? `completions and failures since ${new Date(o.since).toLocaleString()}, from the analytics ledger`

@@ -30,10 +30,12 @@ type Activity struct {
 	// the last Window that had any.
 	Completed []Minute `json:"completed"`
 	// Recovered attempts started again after a failure; AttemptsFailed failed in task
-	// code (or their time limit); Failed tasks ran out of attempts.
+	// code (or their time limit); Failed tasks ran out of attempts; Cancelled tasks were
+	// cancelled by their users.
 	Recovered      int `json:"recovered"`
 	AttemptsFailed int `json:"attempts_failed"`
 	Failed         int `json:"failed"`
+	Cancelled      int `json:"cancelled"`
 }
 
 // Minute is the completions of one minute.

@@ -121,6 +121,7 @@ func TestCancelWaitingTasks(t *testing.T) {
 	ctx, stop := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer stop()
 	before := workerMetrics(ctx, t, st)
+	cancelledBefore := overviewCancelled(ctx, t, gw, 0)
 
 	var blockers, waiting []string
 	for range poolSize {
@@ -184,6 +185,34 @@ func TestCancelWaitingTasks(t *testing.T) {
 	after := workerMetrics(ctx, t, st)
 	if n := after.Sum("taskgrid_worker_attempts_total", `task="noop"`) - before.Sum("taskgrid_worker_attempts_total", `task="noop"`); n != 0 {
 		t.Errorf("%v attempts of the cancelled waiting tasks ran", n)
+	}
+	// The overview counts the cancels, from the analytics ledger (a micro-batch behind).
+	if n := overviewCancelled(ctx, t, gw, cancelledBefore+len(waiting)); n < cancelledBefore+len(waiting) {
+		t.Errorf("the overview counts %d cancelled tasks, want at least %d + %d", n, cancelledBefore, len(waiting))
+	}
+}
+
+// overviewCancelled reads the overview's count of cancelled tasks once it comes from the
+// analytics ledger and is at least least, or the last count read after 30 s.
+func overviewCancelled(ctx context.Context, t *testing.T, gw stacktest.Gateway, least int) int {
+	t.Helper()
+	var o struct {
+		Source   string `json:"source"`
+		Failures struct {
+			Cancelled int `json:"cancelled"`
+		} `json:"failures"`
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		resp, err := gw.Do(ctx, http.MethodGet, "/api/v1/overview", nil, nil)
+		if err != nil || resp.Code != http.StatusOK || json.Unmarshal(resp.Body, &o) != nil {
+			t.Fatalf("GET /api/v1/overview: %v %d %s", err, resp.Code, resp.Body)
+		}
+		if o.Source == "analytics" && o.Failures.Cancelled >= least || time.Now().After(deadline) {
+			if o.Source != "analytics" {
+				t.Fatalf("the overview's counts come from %q, want analytics", o.Source)
+			}
+			return o.Failures.Cancelled
+		}
 	}
 }
 
