@@ -32,6 +32,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/platform/procs"
 )
 
 func main() {
@@ -134,6 +136,9 @@ func start(out *console, a AppSpec, kind, dest, stamp, pidDir, bin string, args 
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = a.AppDirPath
 	cmd.Env = append(os.Environ(), appEnv(a)...)
+	if n := procs.For(a.AppID, kind == "daprd"); n != "" && !procs.Chosen(cmd.Env) {
+		cmd.Env = append(cmd.Env, procs.Env+"="+n) // the stack shares this machine: see package procs
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	var sinks []io.Writer
 	var logf *os.File

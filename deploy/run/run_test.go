@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 		// "up" once SIGTERM is ours: a stop that comes right after the line is recorded.
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM)
-		fmt.Printf("%s up APP_PORT=%s DAPR_HTTP_PORT=%s EXTRA=%s\n", role, os.Getenv("APP_PORT"), os.Getenv("DAPR_HTTP_PORT"), os.Getenv("EXTRA"))
+		fmt.Printf("%s up APP_PORT=%s DAPR_HTTP_PORT=%s EXTRA=%s GOMAXPROCS=%s\n", role, os.Getenv("APP_PORT"), os.Getenv("DAPR_HTTP_PORT"), os.Getenv("EXTRA"), os.Getenv("GOMAXPROCS"))
 		<-sig
 		f, err := os.OpenFile(os.Getenv("RUN_ORDER"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err == nil {
@@ -161,6 +161,7 @@ apps:
     daprGRPCPort: 7202
     env:
       EXTRA: two
+      GOMAXPROCS: "2"
 `, appBin, appBin)
 	path := filepath.Join(dir, "dapr.yaml")
 	if err := os.WriteFile(path, []byte(tmpl), 0o644); err != nil {
@@ -183,8 +184,9 @@ apps:
 	// Both apps print on the console (fileAndConsole); their sidecars only to files.
 	waitFor(t, func() bool {
 		s := out.String()
-		return strings.Contains(s, "== APP - one == one-app up APP_PORT=7001 DAPR_HTTP_PORT=7101 EXTRA=common") &&
-			strings.Contains(s, "== APP - two == two-app up APP_PORT=7002 DAPR_HTTP_PORT=7102 EXTRA=two")
+		// One core each (package procs), but where the template says otherwise.
+		return strings.Contains(s, "== APP - one == one-app up APP_PORT=7001 DAPR_HTTP_PORT=7101 EXTRA=common GOMAXPROCS=1") &&
+			strings.Contains(s, "== APP - two == two-app up APP_PORT=7002 DAPR_HTTP_PORT=7102 EXTRA=two GOMAXPROCS=2")
 	}, &out)
 	if strings.Contains(out.String(), "daprd up") {
 		t.Errorf("a sidecar's output reached the console (daprdLogDestination: file): %s", out.String())
@@ -202,7 +204,7 @@ apps:
 				return false
 			}
 			data, _ := os.ReadFile(logs[0])
-			return strings.Contains(string(data), app+"-daprd up APP_PORT=700")
+			return strings.Contains(string(data), app+"-daprd up APP_PORT=700") && strings.Contains(string(data), "GOMAXPROCS="+map[string]string{"one": "1", "two": "2"}[app]+"\n")
 		}, &out)
 	}
 

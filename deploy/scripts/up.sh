@@ -24,8 +24,9 @@ start() {
   fi
   need_port "$name" "$port"
   # A session of its own (setsid): Ctrl-C on `make run` reaches the foreground process group,
-  # and the infrastructure must outlive it (the next `make run` reuses it).
-  setsid nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
+  # and the infrastructure must outlive it (the next `make run` reuses it). One core each
+  # (GOMAXPROCS, unless set): the stack shares this machine (see internal/platform/procs).
+  GOMAXPROCS=${GOMAXPROCS:-1} setsid nohup "$@" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$pidf"
   wait_port "$name" "$port" 60 "$!"
   log "$name up on 127.0.0.1:$port (pid $(cat "$pidf"), log $RUN_DIR/logs/$name.log)"

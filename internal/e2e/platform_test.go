@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/platform/procs"
 	"github.com/taskgrid/taskgrid/internal/testharness/contract"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
@@ -200,4 +202,44 @@ func TestRecordsContractThroughSidecar(t *testing.T) {
 	}
 	defer client.Close()
 	contract.TestRecords(t, taskstore.New(client, components.StateStore))
+}
+
+// Every Go process of the stack runs with the cores package procs gives it (the stack
+// shares one machine): one, but the gateway's app and sidecar and the worker apps.
+func TestProcessesGetTheirCores(t *testing.T) {
+	st := stacktest.Get(t)
+	environ := func(p *stacktest.Proc) string {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.PID()))
+		if err != nil {
+			t.Fatalf("environment of %s: %v", p.Name, err)
+		}
+		for kv := range strings.SplitSeq(string(data), "\x00") {
+			if v, ok := strings.CutPrefix(kv, procs.Env+"="); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	want := procs.For
+	if procs.Chosen(os.Environ()) { // set for the test run: every process takes it
+		want = func(string, bool) string { return os.Getenv(procs.Env) }
+	}
+	for _, id := range stacktest.AllApps {
+		in := st.App(id)
+		if got, want := environ(in.App), want(id, false); got != want {
+			t.Errorf("%s app: %s=%q, want %q", id, procs.Env, got, want)
+		}
+		if got, want := environ(in.Daprd), want(id, true); got != want {
+			t.Errorf("%s sidecar: %s=%q, want %q", id, procs.Env, got, want)
+		}
+	}
+	for _, name := range []string{"placement", "scheduler", "kafka"} {
+		p := st.Service(name)
+		if p == nil {
+			t.Fatalf("no service %s", name)
+		}
+		if got, want := environ(p), want("", false); got != want {
+			t.Errorf("%s: %s=%q, want %q", name, procs.Env, got, want)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/platform/procs"
 	"github.com/taskgrid/taskgrid/internal/testharness/netlab"
 )
 
@@ -144,7 +145,11 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 		args = append(args, "--log-level", level)
 	}
 	// Each sidecar registers its host's address with placement and name resolution.
-	d, err := startProc(s.Dir, in.Name+"-daprd", withEnv(s.env, map[string]string{"DAPR_HOST_IP": hostIP(in.Host)}), s.Dir, in.Host, s.bins.daprd, args...)
+	vars := map[string]string{"DAPR_HOST_IP": hostIP(in.Host)}
+	if !procs.Chosen(os.Environ()) {
+		vars[procs.Env] = procs.For(in.ID, true)
+	}
+	d, err := startProc(s.Dir, in.Name+"-daprd", withEnv(s.env, vars), s.Dir, in.Host, s.bins.daprd, args...)
 	if err != nil {
 		return err
 	}
@@ -163,6 +168,9 @@ func (in *Instance) StartApp(ctx context.Context) error {
 	}
 	if s.opts.Profiling {
 		vars["PROFILING"] = "true"
+	}
+	if !procs.Chosen(os.Environ()) {
+		vars[procs.Env] = procs.For(in.ID, false)
 	}
 	for k, v := range in.Env {
 		vars[k] = v

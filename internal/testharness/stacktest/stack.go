@@ -22,6 +22,7 @@ import (
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
+	"github.com/taskgrid/taskgrid/internal/platform/procs"
 	"github.com/taskgrid/taskgrid/internal/testharness/netlab"
 )
 
@@ -170,6 +171,9 @@ func (s *Stack) startServices(ctx context.Context) error {
 		// and sends the second to its app, and the apps do the same from their side.
 		"DAPR_API_TOKEN": s.DaprToken.Reveal(),
 		"APP_API_TOKEN":  s.AppToken.Reveal(),
+	}
+	if !procs.Chosen(os.Environ()) { // placement, scheduler, sentry, the broker; apps and sidecars set their own
+		vars[procs.Env] = procs.For("", false)
 	}
 	s.env = mergeEnv(os.Environ(), vars)
 
