@@ -216,13 +216,9 @@ func (r *recentViews) apply(u Update) {
 		}
 		return
 	}
-	var at struct {
-		Attempts *int `json:"attempts"`
-	}
-	if json.Unmarshal(u.Data, &at) == nil && at.Attempts != nil && *at.Attempts < v.Attempts {
-		return
-	}
-	if next, err := mergeView(v, u); err == nil {
+	// One decode: an update without attempts keeps the view's, so only an earlier
+	// attempt's update has fewer.
+	if next, err := mergeView(v, u); err == nil && next.Attempts >= v.Attempts {
 		r.views[u.TaskID] = next
 	}
 }
