@@ -136,8 +136,8 @@ func start(out *console, a AppSpec, kind, dest, stamp, pidDir, bin string, args 
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = a.AppDirPath
 	cmd.Env = append(os.Environ(), appEnv(a)...)
-	if n := procs.For(a.AppID, kind == "daprd"); n != "" && !procs.Chosen(cmd.Env) {
-		cmd.Env = append(cmd.Env, procs.Env+"="+n) // the stack shares this machine: see package procs
+	if v, ok := procs.Setting(cmd.Env, a.AppID, kind == "daprd"); ok && v != "" {
+		cmd.Env = append(cmd.Env, procs.Env+"="+v) // the stack shares this machine: see package procs
 	}
 	cmd.SysProcAttr = sysProcAttr()
 	var sinks []io.Writer

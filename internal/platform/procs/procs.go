@@ -32,6 +32,16 @@ func For(appID string, sidecar bool) string {
 	return "1"
 }
 
+// Setting returns the GOMAXPROCS to set for a process of app appID (its sidecar if
+// sidecar) that inherits env (KEY=value entries): For's, or ok false when env sets
+// GOMAXPROCS already (the user's choice wins, and the process inherits it).
+func Setting(env []string, appID string, sidecar bool) (value string, ok bool) {
+	if Chosen(env) {
+		return "", false
+	}
+	return For(appID, sidecar), true
+}
+
 // Chosen reports whether env (a process environment, KEY=value entries) sets GOMAXPROCS
 // already: the user's choice wins over For.
 func Chosen(env []string) bool {

@@ -42,3 +42,22 @@ func TestChosen(t *testing.T) {
 		}
 	}
 }
+
+func TestSetting(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		env       []string
+		app       string
+		sidecar   bool
+		want      string
+		wantValue bool
+	}{
+		{[]string{"PATH=/bin"}, "storekeeper", true, "1", true},
+		{[]string{"PATH=/bin"}, "gateway", false, "", true},
+		{[]string{"PATH=/bin", "GOMAXPROCS=4"}, "storekeeper", true, "", false},
+	} {
+		if got, ok := Setting(tt.env, tt.app, tt.sidecar); got != tt.want || ok != tt.wantValue {
+			t.Errorf("Setting(%q, %q, %v) = %q, %v; want %q, %v", tt.env, tt.app, tt.sidecar, got, ok, tt.want, tt.wantValue)
+		}
+	}
+}

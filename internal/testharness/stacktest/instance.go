@@ -146,8 +146,8 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 	}
 	// Each sidecar registers its host's address with placement and name resolution.
 	vars := map[string]string{"DAPR_HOST_IP": hostIP(in.Host)}
-	if !procs.Chosen(os.Environ()) {
-		vars[procs.Env] = procs.For(in.ID, true)
+	if v, ok := procs.Setting(os.Environ(), in.ID, true); ok {
+		vars[procs.Env] = v
 	}
 	d, err := startProc(s.Dir, in.Name+"-daprd", withEnv(s.env, vars), s.Dir, in.Host, s.bins.daprd, args...)
 	if err != nil {
@@ -169,8 +169,8 @@ func (in *Instance) StartApp(ctx context.Context) error {
 	if s.opts.Profiling {
 		vars["PROFILING"] = "true"
 	}
-	if !procs.Chosen(os.Environ()) {
-		vars[procs.Env] = procs.For(in.ID, false)
+	if v, ok := procs.Setting(os.Environ(), in.ID, false); ok {
+		vars[procs.Env] = v
 	}
 	for k, v := range in.Env {
 		vars[k] = v

@@ -172,8 +172,8 @@ func (s *Stack) startServices(ctx context.Context) error {
 		"DAPR_API_TOKEN": s.DaprToken.Reveal(),
 		"APP_API_TOKEN":  s.AppToken.Reveal(),
 	}
-	if !procs.Chosen(os.Environ()) { // placement, scheduler, sentry, the broker; apps and sidecars set their own
-		vars[procs.Env] = procs.For("", false)
+	if v, ok := procs.Setting(os.Environ(), "", false); ok { // placement, scheduler, sentry, the broker; apps and sidecars set their own
+		vars[procs.Env] = v
 	}
 	s.env = mergeEnv(os.Environ(), vars)
 
