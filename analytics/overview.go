@@ -12,9 +12,9 @@ import (
 )
 
 // Activity reads the recent activity the gateways' overview shows from the ledger:
-// completions per minute, and failure and cancellation counts, over recent.Window before now. Minutes are
-// counted from the window's first minute by TIMESTAMPDIFF, so no time zone is involved
-// (the ledger keeps UTC).
+// completions per minute, and failure and cancellation counts, over recent.Window before
+// now. Minutes are counted from the window's first minute by TIMESTAMPDIFF, so no time
+// zone is involved (the ledger keeps UTC).
 func (l Ledger) Activity(ctx context.Context, now time.Time) (recent.Activity, error) {
 	since := now.UTC().Add(-recent.Window).Truncate(time.Minute)
 	a := recent.Activity{Since: since, At: now.UTC(), Completed: []recent.Minute{}}

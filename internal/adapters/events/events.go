@@ -53,7 +53,7 @@ func Publish(ctx context.Context, p Publisher, pubsub string, e Event) error {
 	}
 	if err := p.PublishEvent(ctx, pubsub, oe.topic, encodePack([]outEvent{oe}, []int{0}),
 		dapr.PublishEventWithContentType(PackContentType),
-		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": packID(e.ID, 1), "partitionKey": e.TaskID.String()})); err != nil {
+		dapr.PublishEventWithMetadata(packMetadata(e, 1))); err != nil {
 		return fmt.Errorf("publish %s: %w", e.ID, err)
 	}
 	return nil

@@ -337,10 +337,9 @@ func (o *Outbox) publishChunk(ctx context.Context, topic string, evs []outEvent,
 	packs := splitPacks(evs, chunk, o.packEvents)
 	entries := make([]any, len(packs))
 	for j, p := range packs {
-		first := evs[p[0]]
 		entries[j] = dapr.PublishEventsEvent{
 			EntryID: strconv.Itoa(j), Data: encodePack(evs, p), ContentType: PackContentType,
-			Metadata: map[string]string{"cloudevent.id": packID(first.ID, len(p)), "partitionKey": first.TaskID.String()},
+			Metadata: packMetadata(evs[p[0]].Event, len(p)),
 		}
 	}
 	resp := o.pub.PublishEvents(ctx, o.pubsub, topic, entries)

@@ -160,3 +160,9 @@ func packID(first string, n int) string {
 	}
 	return first + "+" + strconv.Itoa(n-1)
 }
+
+// packMetadata is the publish metadata of a pack of n events whose first event is first:
+// its CloudEvent id (packID), and its first event's task as the Kafka message key.
+func packMetadata(first Event, n int) map[string]string {
+	return map[string]string{"cloudevent.id": packID(first.ID, n), "partitionKey": first.TaskID.String()}
+}
