@@ -82,7 +82,7 @@ down: ## stop exactly what `make run` started, by PID
 
 .PHONY: test
 test: test-deps build ## unit and integration tests against the real stack, then each fuzz target for FUZZTIME (8s; 0 skips) (prints go test's summary)
-	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
+	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin TASKGRID_APP_BIN=$(BIN_DIR) && \
 	  deploy/scripts/gotest.sh
 
 .PHONY: test-short
@@ -92,7 +92,7 @@ test-short: ## unit tests only (no real stack)
 .PHONY: bench
 bench: deps build ## benchmarks of the whole system and the River peer (see README); BENCH_ARGS=-quick for a short run
 	@deploy/scripts/install-services.sh --bench
-	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin && \
+	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin TASKGRID_APP_BIN=$(BIN_DIR) && \
 	  deploy/scripts/bench.sh
 
 .PHONY: clean

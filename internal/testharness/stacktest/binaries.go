@@ -23,9 +23,9 @@ var (
 	buildErr  error
 )
 
-// buildBinaries builds the apps and the local broker once per test process (the Go
-// build cache makes repeats cheap) and finds the Dapr binaries: TASKGRID_DAPR_BIN when
-// set (make test sets it), else the pinned build in the cache, built when missing.
+// buildBinaries finds the apps and the local broker (see appBinaries) and the Dapr
+// binaries: TASKGRID_DAPR_BIN when set (make test sets it), else the pinned build in the
+// cache, built when missing.
 func buildBinaries(ctx context.Context, root string) (binaries, error) {
 	buildOnce.Do(func() { built, buildErr = build(ctx, root) })
 	return built, buildErr
@@ -51,27 +51,13 @@ func build(ctx context.Context, root string) (binaries, error) {
 		}
 	}
 
-	out, err := os.MkdirTemp("", "taskgrid-bin-")
-	binDir = out
-	if err != nil {
-		return b, fmt.Errorf("build binaries: %w", err)
-	}
 	pkgs := map[string]string{
 		"gateway": "./apps/gateway", "worker": "./apps/worker", "storekeeper": "./apps/storekeeper",
 		"analytics": "./analytics", "kafka-broker": "./deploy/kafka",
 	}
-	args := []string{"build", "-o", out + "/"}
-	for _, p := range pkgs {
-		args = append(args, p)
-	}
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = root
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return b, fmt.Errorf("go build: %w\n%s", err, msg)
-	}
-	b.apps = map[string]string{}
-	for name, p := range pkgs {
-		b.apps[name] = filepath.Join(out, filepath.Base(p))
+	var err error
+	if b.apps, err = appBinaries(ctx, root, pkgs); err != nil {
+		return b, err
 	}
 	b.kafka = b.apps["kafka-broker"]
 	delete(b.apps, "kafka-broker")
@@ -82,4 +68,40 @@ func removeBinaries() {
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+}
+
+// AppBinEnv names a directory that holds the apps and the broker already built from this
+// tree, each named as its key in build's list (gateway, worker, storekeeper, analytics,
+// kafka-broker). make test and make bench set it to bin/, which they build first, so the
+// dozen test processes that start stacks do not each link the same five binaries again
+// (about 6 s a process on 2 cores). Unset, each test process builds them once.
+const AppBinEnv = "TASKGRID_APP_BIN"
+
+func appBinaries(ctx context.Context, root string, pkgs map[string]string) (map[string]string, error) {
+	paths := map[string]string{}
+	if dir := os.Getenv(AppBinEnv); dir != "" {
+		for name := range pkgs {
+			paths[name] = filepath.Join(dir, name)
+			if _, err := os.Stat(paths[name]); err != nil {
+				return nil, fmt.Errorf("%s=%s: %w", AppBinEnv, dir, err)
+			}
+		}
+		return paths, nil
+	}
+	out, err := os.MkdirTemp("", "taskgrid-bin-")
+	binDir = out
+	if err != nil {
+		return nil, fmt.Errorf("build binaries: %w", err)
+	}
+	args := []string{"build", "-o", out + "/"}
+	for name, p := range pkgs {
+		args = append(args, p)
+		paths[name] = filepath.Join(out, filepath.Base(p))
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build: %w\n%s", err, msg)
+	}
+	return paths, nil
 }

@@ -1,15 +1,20 @@
 package stacktest
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 )
 
 // Ports come from below the kernel's ephemeral range (so no outgoing connection takes
-// one before its server binds it), are free when handed out, and never repeat.
+// one before its server binds it), are free when handed out, and never repeat, across
+// the blocks the process takes.
 func TestFreePortsAreOutsideTheEphemeralRangeAndDistinct(t *testing.T) {
 	seen := map[int]bool{}
-	for range 200 {
+	for range 2*portBlock + 10 {
 		p, err := FreePort()
 		if err != nil {
 			t.Fatal(err)
@@ -24,10 +29,10 @@ func TestFreePortsAreOutsideTheEphemeralRangeAndDistinct(t *testing.T) {
 		}
 		ln.Close()
 	}
-	// A port something listens on is skipped: take the next one the walk would try.
+	// A port something listens on is skipped: hold the next one the walk would try.
 	ports.Lock()
 	var ln net.Listener
-	for ln == nil && ports.next < portHigh {
+	for ln == nil && ports.next < ports.end {
 		if l, err := net.Listen("tcp", addr(ports.next)); err == nil {
 			ln = l
 		} else {
@@ -42,5 +47,60 @@ func TestFreePortsAreOutsideTheEphemeralRangeAndDistinct(t *testing.T) {
 	busy := ln.Addr().(*net.TCPAddr).Port
 	if p, err := FreePort(); err != nil || p == busy {
 		t.Fatalf("FreePort = %d, %v: want a port other than the busy %d", p, err, busy)
+	}
+}
+
+// A block another process holds is never walked: with every block but one locked
+// through lock files of their own (as another test process would hold them), the next
+// block this process takes is the free one, and the blocks it took are locked against
+// others.
+func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
+	if _, err := FreePort(); err != nil { // this process holds a block now
+		t.Fatal(err)
+	}
+	n := (portHigh - portLow) / portBlock
+	free := -1
+	var held []*os.File
+	defer func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}()
+	for b := range n {
+		f, err := os.OpenFile(filepath.Join(portLocks, fmt.Sprintf("block-%d", b)), os.O_CREATE|os.O_RDONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close() // this process's own blocks, or another test process's
+			continue
+		}
+		if free < 0 {
+			free = b // left for the claim below
+			f.Close()
+			continue
+		}
+		held = append(held, f)
+	}
+	if free < 0 {
+		t.Fatal("no free block to leave")
+	}
+	ports.Lock()
+	ports.next = ports.end // the current block is used up
+	ports.Unlock()
+	p, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lo := portLow + free*portBlock; p < lo || p >= lo+portBlock {
+		t.Fatalf("FreePort = %d: want a port of the one free block [%d, %d)", p, lo, lo+portBlock)
+	}
+	f, err := os.Open(filepath.Join(portLocks, fmt.Sprintf("block-%d", free)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+		t.Fatalf("block %d: another holder could lock it while this process walks it", free)
 	}
 }

@@ -112,11 +112,13 @@ func waitTCP(ctx context.Context, p *Proc, addr string) error {
 	}
 }
 
-// ports hands out free loopback ports, never the same one twice in a process.
+// ports hands out free loopback ports, never the same one twice in a process, and never
+// one that another process of this machine using FreePort may hand out: each process
+// takes blocks of the range for itself (see claimBlock) and walks only those.
 var ports struct {
 	sync.Mutex
-	used map[int]bool
-	next int
+	next, end int        // the rest of the current block: [next, end)
+	blocks    []*os.File // the blocks' lock files, held open while the process lives
 }
 
 // The ports a stack gets: below Linux's ephemeral range (32768–60999), where the kernel
@@ -125,38 +127,65 @@ var ports struct {
 // it is found free and the moment its server binds it; and above the fixed ports of
 // `make run` (all below 10000 or from 30001).
 const (
-	portLow  = 10000
-	portHigh = 30000
+	portLow   = 10000
+	portHigh  = 30000
+	portBlock = 200 // a stack uses about 40; the bench's and multihost's a few times that
 )
 
-// FreePort returns a loopback port that nothing listens on now. Each process walks the
-// range from its own starting point, so that stacks of test packages running at once
-// rarely try the same ports.
+// portLocks is the directory of the blocks' lock files, shared by the processes of the
+// machine.
+var portLocks = filepath.Join(os.TempDir(), "taskgrid-ports")
+
+// claimBlock takes a block of ports no other process holds: it locks the block's file
+// (flock, released by the kernel when the process ends, however it ends), trying the
+// blocks from a starting point of its own. Test packages run as processes of their own,
+// several at once (go test -p), each starting a stack: before the blocks, two of them
+// walking the same range from nearby starting points now and then handed out the same
+// port, found free by both, and the second server to bind it failed ("address already
+// in use").
+func claimBlock() error {
+	if err := os.MkdirAll(portLocks, 0o777|os.ModeSticky); err != nil {
+		return fmt.Errorf("port blocks: %w", err)
+	}
+	n := (portHigh - portLow) / portBlock
+	first := int((uint64(os.Getpid())*7919 + uint64(time.Now().UnixNano())) % uint64(n))
+	for i := range n {
+		b := (first + i) % n
+		f, err := os.OpenFile(filepath.Join(portLocks, fmt.Sprintf("block-%d", b)), os.O_CREATE|os.O_RDONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("port blocks: %w", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue // another process holds it
+		}
+		ports.blocks = append(ports.blocks, f)
+		ports.next, ports.end = portLow+b*portBlock, portLow+(b+1)*portBlock
+		return nil
+	}
+	return errors.New("find a free port: every block of ports is held by another process")
+}
+
+// FreePort returns a loopback port that nothing listens on now, from a block of ports
+// this process holds.
 func FreePort() (int, error) {
 	ports.Lock()
 	defer ports.Unlock()
-	if ports.used == nil {
-		ports.used = map[int]bool{}
-		ports.next = portLow + int((uint64(os.Getpid())*7919+uint64(time.Now().UnixNano()))%(portHigh-portLow))
+	for {
+		for ports.next < ports.end {
+			port := ports.next
+			ports.next++
+			ln, err := net.Listen("tcp", addr(port))
+			if err != nil {
+				continue // taken by something that does not take blocks
+			}
+			ln.Close()
+			return port, nil
+		}
+		if err := claimBlock(); err != nil {
+			return 0, err
+		}
 	}
-	for range portHigh - portLow {
-		port := ports.next
-		ports.next++
-		if ports.next == portHigh {
-			ports.next = portLow
-		}
-		if ports.used[port] {
-			continue
-		}
-		ln, err := net.Listen("tcp", addr(port))
-		if err != nil {
-			continue // taken
-		}
-		ln.Close()
-		ports.used[port] = true
-		return port, nil
-	}
-	return 0, errors.New("find a free port: none left")
 }
 
 func freePorts(n int) ([]int, error) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -13,9 +14,10 @@ import (
 // of skipping them.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
-// Main starts one stack for a test package, runs its tests, and stops the stack. With
-// -short, or when the stack cannot start outside CI, the tests run with Get skipping
-// them; in CI a failed start exits non-zero.
+// Main runs a test package whose tests share one stack, and stops the stack at the end.
+// The stack starts at the first Get, so a run that selects none of the package's tests
+// (go test -run ...) starts none. With -short, or when the stack cannot start outside CI,
+// Get skips the tests; in CI it fails them.
 func Main(m *testing.M, opts Options) { os.Exit(Run(m, opts)) }
 
 // Run is Main without the exit: it returns the exit code, for a TestMain that cleans up
@@ -27,6 +29,8 @@ func Run(m *testing.M, opts Options) int {
 }
 
 var (
+	mainOpts  *Options // set by Run: Get may start the stack
+	startOnce sync.Once
 	shared    *Stack
 	sharedErr error
 )
@@ -37,55 +41,62 @@ func run(m *testing.M, opts Options) int {
 		sharedErr = fmt.Errorf("integration test: skipped with -short")
 		return m.Run()
 	}
-	opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	shared, sharedErr = Start(ctx, opts)
-	cancel()
-	if sharedErr != nil {
-		fmt.Fprintf(os.Stderr, "stacktest: the stack did not start: %v\n", sharedErr)
-		if shared != nil {
-			fmt.Fprint(os.Stderr, shared.LogTail(30))
-		}
-		if InCI() {
-			if shared != nil {
-				keep := os.Getenv("TASKGRID_KEEP_STACK") != ""
-				shared.Stop(keep)
-				if keep {
-					fmt.Fprintf(os.Stderr, "stacktest: kept %s\n", shared.Dir)
-				}
-			}
-			return 1
-		}
-	}
+	mainOpts = &opts
 	code := m.Run()
 	if shared != nil {
-		// TASKGRID_KEEP_STACK=1 keeps the directory (data, logs) of a failed run;
-		// =always keeps it after a passing run too.
-		flag := os.Getenv("TASKGRID_KEEP_STACK")
-		keep := flag == "always" || (code != 0 && flag != "")
 		if code != 0 {
 			fmt.Fprint(os.Stderr, shared.LogTail(40))
 		}
-		shared.Stop(keep)
-		if keep {
-			fmt.Fprintf(os.Stderr, "stacktest: kept %s\n", shared.Dir)
-		}
+		stopShared(code != 0)
 	}
 	return code
 }
 
-// Get returns the package's shared stack. It skips the test when the stack was not
-// started (-short, or no stack outside CI) and fails it in CI.
+// startShared starts the package's stack, once. A stack that fails to start is stopped
+// at once, and sharedErr says why.
+func startShared() {
+	opts := *mainOpts
+	opts.Logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	shared, sharedErr = Start(ctx, opts)
+	if sharedErr == nil {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "stacktest: the stack did not start: %v\n", sharedErr)
+	if shared != nil {
+		fmt.Fprint(os.Stderr, shared.LogTail(30))
+		stopShared(true)
+		shared = nil
+	}
+}
+
+// stopShared stops the shared stack. TASKGRID_KEEP_STACK=1 keeps its directory (data,
+// logs) when failed is set; =always keeps it after a passing run too.
+func stopShared(failed bool) {
+	flag := os.Getenv("TASKGRID_KEEP_STACK")
+	keep := flag == "always" || (failed && flag != "")
+	shared.Stop(keep)
+	if keep {
+		fmt.Fprintf(os.Stderr, "stacktest: kept %s\n", shared.Dir)
+	}
+}
+
+// Get returns the package's shared stack, starting it at the first call. It skips the
+// test when the stack cannot start (-short, or no stack outside CI) and fails it in CI.
 func Get(t testing.TB) *Stack {
 	t.Helper()
+	if mainOpts == nil && sharedErr == nil {
+		t.Fatal("stacktest.Get called without stacktest.Main in TestMain")
+	}
+	if mainOpts != nil {
+		startOnce.Do(startShared)
+	}
 	if sharedErr != nil {
 		if InCI() && !testing.Short() {
 			t.Fatalf("stack unavailable in CI: %v", sharedErr)
 		}
 		t.Skipf("stack unavailable: %v", sharedErr)
-	}
-	if shared == nil {
-		t.Fatal("stacktest.Get called without stacktest.Main in TestMain")
 	}
 	return shared
 }
