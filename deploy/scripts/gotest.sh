@@ -22,7 +22,8 @@ go build -o bin/testreport ./deploy/testreport
 # order it is given them, and a package of a minute started last ran alone at the end.
 if [ $# -eq 0 ]; then
   all=$(go list ./...)
-  last=$( [ -f .run/test.json ] && sed -n 's/.*"Action":"\(pass\|fail\)","Package":"\([^"]*\)","Elapsed":\([0-9.]*\)}$/\3 \2/p' .run/test.json)
+  last=""
+  [ ! -f .run/test.json ] || last=$(sed -n 's/.*"Action":"\(pass\|fail\)","Package":"\([^"]*\)","Elapsed":\([0-9.]*\)}$/\3 \2/p' .run/test.json)
   e2e=$(grep '/internal/e2e' <<<"$all" | while read -r p; do
     echo "$(awk -v p="$p" '$2 == p { t = $1 } END { print t + 0 }' <<<"$last") $p"
   done | sort -k1,1nr -k2 | cut -d' ' -f2)
