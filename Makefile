@@ -81,9 +81,13 @@ down: ## stop exactly what `make run` started, by PID
 	@deploy/scripts/down.sh
 
 .PHONY: test
-test: test-deps build ## unit and integration tests against the real stack, then each fuzz target for FUZZTIME (8s; 0 skips) (prints go test's summary)
+test: test-deps build ## unit and integration tests against the real stack (prints go test's summary)
 	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin TASKGRID_APP_BIN=$(BIN_DIR) && \
 	  deploy/scripts/gotest.sh
+
+.PHONY: fuzz
+fuzz: check-go ## fuzz each target for FUZZTIME (8s each) for new failing inputs; CI runs it after make test
+	@deploy/scripts/gotest.sh --fuzz
 
 .PHONY: test-short
 test-short: ## unit tests only (no real stack)

@@ -2,8 +2,12 @@
 # Runs every test (unit and integration, against the real stack) and prints the failures
 # and a summary line. Integration tests start their own stack on free loopback ports
 # (internal/testharness/stacktest); with CI=true a stack that cannot start fails them, never skips.
-# Then, on a run of everything, each fuzz target runs for FUZZTIME (default 8s; 0 skips
-# them: deploy/scripts/gofuzz.sh), in the same report; a failing input fails the run.
+# Fuzzing for new inputs is not part of it: `make fuzz` (deploy/scripts/gofuzz.sh), which CI
+# runs after it. The tests run each target's checked-in corpus and seeds.
+#
+#   deploy/scripts/gotest.sh              # everything, with the chart's and Prometheus checks
+#   deploy/scripts/gotest.sh --fuzz       # the fuzz targets only, in the same report form
+#   deploy/scripts/gotest.sh ./apps/...   # some packages
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The compiler and the test processes collect garbage less often: a cold cache's test builds
@@ -20,7 +24,11 @@ go build -o bin/testreport ./deploy/testreport
 # Without arguments, the real-stack packages (internal/e2e/...) go first, the longest of
 # the last run first (alphabetically when there was none): go test starts packages in the
 # order it is given them, and a package of a minute started last ran alone at the end.
-if [ $# -eq 0 ]; then
+fuzz="" report=.run/test.json
+if [ "${1:-}" = --fuzz ]; then
+  fuzz=1 report=.run/fuzz.json
+  shift
+elif [ $# -eq 0 ]; then
   all=$(go list ./...)
   last=""
   [ ! -f .run/test.json ] || last=$(sed -n 's/.*"Action":"\(pass\|fail\)","Package":"\([^"]*\)","Elapsed":\([0-9.]*\)}$/\3 \2/p' .run/test.json)
@@ -32,6 +40,8 @@ if [ $# -eq 0 ]; then
 fi
 set +e
 (
+  # Fuzzing, each target for a bounded time (FUZZTIME): it looks for new failing inputs.
+  [ -z "$fuzz" ] || exec deploy/scripts/gofuzz.sh
   go test -json -count=1 -p "${TASKGRID_TEST_P:-3}" -timeout 40m "$@" 2>&1
   root=$?
   others=0
@@ -42,13 +52,10 @@ set +e
     for mod in deploy/kubernetes deploy/prometheus; do
       (cd "$mod" && go test -json -count=1 -timeout 20m ./... 2>&1) || others=$?
     done
-    # Fuzzing, each target for a bounded time, after the tests (which ran the checked-in
-    # corpora): it looks for new failing inputs.
-    deploy/scripts/gofuzz.sh || others=$?
   fi
   [ "$root" -eq 0 ] || exit "$root"
   exit "$others"
-) | tee .run/test.json | bin/testreport
+) | tee "$report" | bin/testreport
 statuses=("${PIPESTATUS[@]}")
 set -e
 # Either failing fails the run: go test's own statuses catch what the report cannot see.
