@@ -213,12 +213,16 @@ func TestAcrossHosts(t *testing.T) {
 			t.Fatal(err)
 		}
 		hosts["node-c"] = h
-		// Node b alone has two slots: most of these wait until node c comes.
-		ids, clients := submitFollowed(ctx, t, gateways, 16, 400)
+		// Node b alone has two slots: most of these wait until node c comes. Their 12 s of
+		// work on node b outlasts node c's start by far, even on a loaded machine (with
+		// 400 ms tasks, node b once ran all 16 before node c was placed).
+		ids, clients := submitFollowed(ctx, t, gateways, 16, 1500)
+		joining := time.Now()
 		nodeC, err = st.StartAppOn(ctx, "worker", h, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("node c ready %s after the tasks went in", time.Since(joining).Round(time.Millisecond))
 		perNode := map[string]int{}
 		for i, id := range ids {
 			v := clients[i].wait(ctx, t)
