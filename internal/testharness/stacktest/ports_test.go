@@ -53,8 +53,10 @@ func TestFreePortsAreOutsideTheEphemeralRangeAndDistinct(t *testing.T) {
 // A block another process holds is never walked: with every block but one locked
 // through lock files of their own (as another test process would hold them), the next
 // block this process takes is the free one, and the blocks it took are locked against
-// others.
+// others. The test uses a lock directory of its own, so that the blocks it holds for a
+// moment are not missed by the test processes running beside it.
 func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
+	isolatePorts(t)
 	if _, err := FreePort(); err != nil { // this process holds a block now
 		t.Fatal(err)
 	}
@@ -67,12 +69,12 @@ func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
 		}
 	}()
 	for b := range n {
-		f, err := os.OpenFile(filepath.Join(portLocks, fmt.Sprintf("block-%d", b)), os.O_CREATE|os.O_RDONLY, 0o644)
+		f, err := os.OpenFile(blockFile(b), os.O_CREATE|os.O_RDONLY, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close() // this process's own blocks, or another test process's
+			f.Close() // the block this process holds
 			continue
 		}
 		if free < 0 {
@@ -95,7 +97,7 @@ func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
 	if lo := portLow + free*portBlock; p < lo || p >= lo+portBlock {
 		t.Fatalf("FreePort = %d: want a port of the one free block [%d, %d)", p, lo, lo+portBlock)
 	}
-	f, err := os.Open(filepath.Join(portLocks, fmt.Sprintf("block-%d", free)))
+	f, err := os.Open(blockFile(free))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,4 +105,30 @@ func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
 		t.Fatalf("block %d: another holder could lock it while this process walks it", free)
 	}
+	ports.Lock()
+	ports.next = ports.end
+	ports.Unlock()
+	if _, err := FreePort(); err == nil {
+		t.Fatal("FreePort with every block held: want an error")
+	}
 }
+
+// isolatePorts gives the test a lock directory and a walk of its own, and puts the
+// process's back afterwards.
+func isolatePorts(t *testing.T) {
+	ports.Lock()
+	next, end, blocks, dir := ports.next, ports.end, ports.blocks, portLocks
+	ports.next, ports.end, ports.blocks = 0, 0, nil
+	portLocks = t.TempDir()
+	ports.Unlock()
+	t.Cleanup(func() {
+		ports.Lock()
+		for _, f := range ports.blocks {
+			f.Close()
+		}
+		ports.next, ports.end, ports.blocks, portLocks = next, end, blocks, dir
+		ports.Unlock()
+	})
+}
+
+func blockFile(b int) string { return filepath.Join(portLocks, fmt.Sprintf("block-%d", b)) }
