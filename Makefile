@@ -80,10 +80,13 @@ run-cli: up ## the same with the dapr CLI, `dapr run -f dapr.yaml` (compiles the
 down: ## stop exactly what `make run` started, by PID
 	@deploy/scripts/down.sh
 
+# What make test and make bench export for the stacks they start: deploy/local.env, the
+# runtime, and the apps they have just built into bin/ (stacktest.AppBinEnv).
+STACK_ENV = $(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin TASKGRID_APP_BIN=$(BIN_DIR)
+
 .PHONY: test
 test: test-deps build ## unit and integration tests against the real stack (prints go test's summary)
-	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin TASKGRID_APP_BIN=$(BIN_DIR) && \
-	  deploy/scripts/gotest.sh
+	@$(STACK_ENV) && deploy/scripts/gotest.sh
 
 .PHONY: fuzz
 fuzz: check-go ## fuzz each target for FUZZTIME (8s each) for new failing inputs; CI runs it after make test
@@ -96,8 +99,7 @@ test-short: ## unit tests only (no real stack)
 .PHONY: bench
 bench: deps build ## benchmarks of the whole system and the River peer (see README); BENCH_ARGS=-quick for a short run
 	@deploy/scripts/install-services.sh --bench
-	@$(LOCAL_ENV) && export TASKGRID_DAPR_BIN=$$(deploy/scripts/install-dapr.sh)/.dapr/bin TASKGRID_APP_BIN=$(BIN_DIR) && \
-	  deploy/scripts/bench.sh
+	@$(STACK_ENV) && deploy/scripts/bench.sh
 
 .PHONY: clean
 clean: down ## stop everything and delete bin/ and .run/ (local data)

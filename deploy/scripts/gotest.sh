@@ -24,7 +24,7 @@ go build -o bin/testreport ./deploy/testreport
 # Without arguments, the real-stack packages (internal/e2e/...) go first, the longest of
 # the last run first (alphabetically when there was none): go test starts packages in the
 # order it is given them, and a package of a minute started last ran alone at the end.
-fuzz="" report=.run/test.json
+fuzz="" whole="" report=.run/test.json
 if [ "${1:-}" = --fuzz ]; then
   fuzz=1 report=.run/fuzz.json
   shift

@@ -1,10 +1,8 @@
 package stacktest
 
 import (
-	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 )
@@ -60,7 +58,6 @@ func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
 	if _, err := FreePort(); err != nil { // this process holds a block now
 		t.Fatal(err)
 	}
-	n := (portHigh - portLow) / portBlock
 	free := -1
 	var held []*os.File
 	defer func() {
@@ -68,7 +65,7 @@ func TestFreePortsComeFromBlocksNoOtherProcessHolds(t *testing.T) {
 			f.Close()
 		}
 	}()
-	for b := range n {
+	for b := range portBlocks {
 		f, err := os.OpenFile(blockFile(b), os.O_CREATE|os.O_RDONLY, 0o644)
 		if err != nil {
 			t.Fatal(err)
@@ -130,5 +127,3 @@ func isolatePorts(t *testing.T) {
 		ports.Unlock()
 	})
 }
-
-func blockFile(b int) string { return filepath.Join(portLocks, fmt.Sprintf("block-%d", b)) }

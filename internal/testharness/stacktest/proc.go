@@ -127,14 +127,18 @@ var ports struct {
 // it is found free and the moment its server binds it; and above the fixed ports of
 // `make run` (all below 10000 or from 30001).
 const (
-	portLow   = 10000
-	portHigh  = 30000
-	portBlock = 200 // a stack uses about 40; the bench's and multihost's a few times that
+	portLow    = 10000
+	portHigh   = 30000
+	portBlock  = 200 // a stack uses about 40; the bench's and multihost's a few times that
+	portBlocks = (portHigh - portLow) / portBlock
 )
 
 // portLocks is the directory of the blocks' lock files, shared by the processes of the
 // machine.
 var portLocks = filepath.Join(os.TempDir(), "taskgrid-ports")
+
+// blockFile is the lock file of block b (ports from portLow+b*portBlock).
+func blockFile(b int) string { return filepath.Join(portLocks, fmt.Sprintf("block-%d", b)) }
 
 // claimBlock takes a block of ports no other process holds: it locks the block's file
 // (flock, released by the kernel when the process ends, however it ends), trying the
@@ -147,11 +151,10 @@ func claimBlock() error {
 	if err := os.MkdirAll(portLocks, 0o777|os.ModeSticky); err != nil {
 		return fmt.Errorf("port blocks: %w", err)
 	}
-	n := (portHigh - portLow) / portBlock
-	first := int((uint64(os.Getpid())*7919 + uint64(time.Now().UnixNano())) % uint64(n))
-	for i := range n {
-		b := (first + i) % n
-		f, err := os.OpenFile(filepath.Join(portLocks, fmt.Sprintf("block-%d", b)), os.O_CREATE|os.O_RDONLY, 0o644)
+	first := int((uint64(os.Getpid())*7919 + uint64(time.Now().UnixNano())) % portBlocks)
+	for i := range portBlocks {
+		b := (first + i) % portBlocks
+		f, err := os.OpenFile(blockFile(b), os.O_CREATE|os.O_RDONLY, 0o644)
 		if err != nil {
 			return fmt.Errorf("port blocks: %w", err)
 		}
