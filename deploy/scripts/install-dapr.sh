@@ -194,16 +194,28 @@ download_modules() {
 # wall on 2 cores), for more memory per compile (the machine has far more than 2 compiles need).
 build_gogc=${TASKGRID_BUILD_GOGC:-400}
 
+# What the compiler leaves out, measured on sentry alone from an empty build cache (GOGC=400,
+# wall on 2 cores / user+sys CPU): 172 s / 330 s as Go builds by default; 155 s / 298 s without
+# DWARF (-dwarf=false: the links strip it anyway, -w); 141 s / 270 s with the Kubernetes client,
+# its API types, the CRD types and controller-runtime also compiled without optimisation and
+# inlining (-N -l). Those four are for Kubernetes mode (the operator's client, the injector, the
+# Kubernetes secret store and name resolver) and never run in standalone mode, which is what is
+# built here; API machinery and k8s.io/utils, which the runtime uses in every mode, stay
+# optimised. The binaries behave the same.
+unoptimised=(k8s.io/api/... k8s.io/client-go/... k8s.io/apiextensions-apiserver/... sigs.k8s.io/controller-runtime/...)
+gcflags=(-gcflags=all=-dwarf=false)
+for p in "${unoptimised[@]}"; do gcflags+=("-gcflags=$p=-N -l -dwarf=false"); done
+
 build_runtime() {
   cd "$(cat "$work/dapr.dir")"
-  GOGC=$build_gogc go build -trimpath \
+  GOGC=$build_gogc go build -trimpath "${gcflags[@]}" \
     -ldflags "-s -w -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v$DAPR_RUNTIME_VERSION -X github.com/dapr/dapr/pkg/buildinfo.version=$DAPR_RUNTIME_VERSION" \
     -o "$work/out/" "${runtime_pkgs[@]}"
 }
 
 build_cli() {
   cd "$(cat "$work/cli.dir")"
-  GOGC=$build_gogc go build -trimpath -ldflags "-s -w -X main.version=$DAPR_CLI_VERSION -X main.apiVersion=1.0" -o "$work/out/dapr" .
+  GOGC=$build_gogc go build -trimpath "${gcflags[@]}" -ldflags "-s -w -X main.version=$DAPR_CLI_VERSION -X main.apiVersion=1.0" -o "$work/out/dapr" .
 }
 
 runtime_pkgs=()
