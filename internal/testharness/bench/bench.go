@@ -101,6 +101,7 @@ type Measure struct {
 const (
 	BreakdownCPU   = "cpu"   // CPU per task by process group: "CPU per task: <group>"
 	BreakdownCalls = "calls" // sidecar calls per task by kind: "calls per task: <kind>[: <what>]"
+	BreakdownHops  = "hops"  // mean latency of each leg: "latency by leg: <leg>"
 
 	cpuPrefix   = "CPU per task: "
 	callsPrefix = "calls per task: "
@@ -113,6 +114,8 @@ func breakdownOf(name string) string {
 		return BreakdownCPU
 	case strings.HasPrefix(name, callsPrefix) && name != appCallsName:
 		return BreakdownCalls
+	case strings.HasPrefix(name, hopsPrefix):
+		return BreakdownHops
 	}
 	return ""
 }
@@ -152,7 +155,7 @@ func scenarios(c Config) []scenario {
 		{name: "burst", describe: fmt.Sprintf("%d noop tasks submitted over HTTP by %d clients, %d workers; first submit to last SSE completion", c.BurstTasks, c.BurstClients, 2*c.WorkersPerNode), run: burst},
 		{name: "peer-river", describe: fmt.Sprintf("the burst's %d no-op jobs on River and PostgreSQL, %d workers, %d inserting clients; first insert to last completion (run before the stack starts)", c.BurstTasks, peerWorkers(c), c.BurstClients), run: peerRiver, noStack: true},
 		{name: "paced", describe: fmt.Sprintf("%d tasks/s for %s, workers idle at the start; sustained if completions keep up with the offer and the backlog does not grow", c.PacedRate, c.PacedDuration), run: func(ctx context.Context, e *Env) ([]Measure, error) { return paced(ctx, e, c.PacedRate) }},
-		{name: "paced-light", describe: fmt.Sprintf("%d tasks/s for %s: workers idle throughout", c.PacedLightRate, c.PacedDuration), run: func(ctx context.Context, e *Env) ([]Measure, error) { return paced(ctx, e, c.PacedLightRate) }},
+		{name: "paced-light", describe: fmt.Sprintf("%d tasks/s for %s: workers idle throughout", c.PacedLightRate, c.PacedDuration), run: func(ctx context.Context, e *Env) ([]Measure, error) { return pacedLight(ctx, e, c.PacedLightRate) }},
 		{name: "recovery-app", describe: fmt.Sprintf("worker app killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), run: func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "app") }},
 		{name: "recovery-sidecar", describe: fmt.Sprintf("worker sidecar killed (SIGKILL) holding %d tasks; kill to running again on another node", c.WorkersPerNode), run: func(ctx context.Context, e *Env) ([]Measure, error) { return recovery(ctx, e, "sidecar") }},
 		{name: "analytics", describe: fmt.Sprintf("%d lifecycle events through Kafka, the analytics sidecar and the MySQL binding", c.IngestEvents), run: ingest},

@@ -1,11 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -500,5 +502,122 @@ func TestOfferKeepsTheRate(t *testing.T) {
 	cancel()
 	if err := offer(ctx, time.Now(), 10, 1, func() {}, func() {}); err == nil {
 		t.Error("a cancelled offer gave no error")
+	}
+}
+
+// scrapeLatencyFixture is testdata/daprd-latency.txt (the latency histograms of real
+// sidecars) as the stack's scraper reads it.
+func scrapeLatencyFixture(t *testing.T) stacktest.Metrics {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join("testdata", "daprd-latency.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(text) }))
+	defer srv.Close()
+	m, err := stacktest.ScrapeMetrics(t.Context(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestHopMeasures(t *testing.T) {
+	after := scrapeLatencyFixture(t)
+	means := func(before, after sidecarScrape) map[string]float64 {
+		got := map[string]float64{}
+		for _, m := range hopMeasures(before, after) {
+			if m.Unit != "ms" || breakdownOf(m.Name) != BreakdownHops {
+				t.Errorf("%q: unit %q, breakdown %q", m.Name, m.Unit, breakdownOf(m.Name))
+			}
+			got[m.Name] = m.Value
+		}
+		return got
+	}
+	// Every leg is read from series daprd really prints.
+	whole := means(sidecarScrape{}, sidecarScrape{"a": after})
+	for _, r := range hopRows {
+		if _, ok := whole[hopsPrefix+r.name]; !ok {
+			t.Errorf("leg %q: no series of %s %v in daprd's metrics", r.name, r.metric, r.labels)
+		}
+	}
+	results := hopsPrefix + "sidecar → app, the storekeeper's POST /results (files, fsyncs, record, publish)"
+	sum := `dapr_http_client_roundtrip_latency_sum{app_id="storekeeper",method="POST",path="/results",status="200"}`
+	count := `dapr_http_client_roundtrip_latency_count{app_id="storekeeper",method="POST",path="/results",status="200"}`
+	if after[sum] == 0 || after[count] == 0 {
+		t.Fatalf("the fixture lacks %s", sum)
+	}
+	if want := after[sum] / after[count]; math.Abs(whole[results]-want) > 1e-9 {
+		t.Errorf("POST /results mean = %v, want %v", whole[results], want)
+	}
+
+	// Only the growth between the scrapes counts: 10 calls of 3 ms since the first.
+	before := stacktest.Metrics{}
+	for s, v := range after {
+		before[s] = v
+	}
+	before[sum], before[count] = after[sum]-30, after[count]-10
+	grown := means(sidecarScrape{"a": before}, sidecarScrape{"a": after})
+	if math.Abs(grown[results]-3) > 1e-9 {
+		t.Errorf("POST /results mean of the growth = %v, want 3", grown[results])
+	}
+	if len(grown) != 1 {
+		t.Errorf("legs without calls in the window are reported: %v", grown)
+	}
+	// A sidecar that restarted in between (its sums went down) counts whole.
+	before[sum], before[count] = after[sum]+100, after[count]+50
+	if got := means(sidecarScrape{"a": before}, sidecarScrape{"a": after}); math.Abs(got[results]-whole[results]) > 1e-9 {
+		t.Errorf("restarted sidecar: POST /results mean = %v, want %v", got[results], whole[results])
+	}
+
+	var b bytes.Buffer
+	f := Summarize("paced-light", results, "ms", []float64{7.9})
+	f.Breakdown = breakdownOf(f.Name)
+	rep := &Report{Config: QuickConfig(), Figures: []Figure{f}}
+	if err := rep.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Latency by leg") || !strings.Contains(b.String(), "the storekeeper's POST /results") {
+		t.Errorf("the table lacks the latency breakdown:\n%s", b.String())
+	}
+}
+
+// The wake-up probe reads Redis's answers; anything but PONG is an error, not a figure.
+func TestWakeups(t *testing.T) {
+	serve := func(answer string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for {
+				if _, err := r.ReadString('\n'); err != nil {
+					return
+				}
+				if _, err := c.Write([]byte(answer)); err != nil {
+					return
+				}
+			}
+		}()
+		return ln.Addr().String()
+	}
+	ms, err := wakeups(t.Context(), serve("+PONG\r\n"))
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("wakeups = %v, %v; want two figures", ms, err)
+	}
+	for _, m := range ms {
+		if m.Value <= 0 || m.Unit != "ms" {
+			t.Errorf("%s = %v %s", m.Name, m.Value, m.Unit)
+		}
+	}
+	if _, err := wakeups(t.Context(), serve("-NOAUTH Authentication required.\r\n")); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Errorf("an error answer gave %v, want it reported", err)
 	}
 }

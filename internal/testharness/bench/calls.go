@@ -380,11 +380,12 @@ func dumpDeltas(dir string, before, after sidecarScrape) error {
 }
 
 // window measures what the stack spent between its start and its end: CPU by process
-// group and sidecar calls by kind.
+// group, sidecar calls by kind and their latencies.
 type window struct {
 	st      *stacktest.Stack
 	cpu     *cpuWindow
-	metrics sidecarScrape
+	metrics sidecarScrape // at the start
+	after   sidecarScrape // at the end
 }
 
 func startWindow(ctx context.Context, st *stacktest.Stack) (*window, error) {
@@ -403,6 +404,7 @@ func (w *window) end(ctx context.Context) (map[string]float64, float64, callCoun
 	if err != nil {
 		return nil, 0, nil, err
 	}
+	w.after = m
 	if dir := os.Getenv("TASKGRID_BENCH_METRICS_DIR"); dir != "" {
 		if err := dumpDeltas(dir, w.metrics, m); err != nil {
 			return nil, 0, nil, err

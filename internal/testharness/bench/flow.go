@@ -189,7 +189,8 @@ func lastNotified(ts []timing) time.Time {
 }
 
 // costs reports what the stack spent on n tasks in a window: CPU per task by process
-// group and in all, cores in use over elapsed seconds, and sidecar calls per task by kind.
+// group and in all, cores in use over elapsed seconds, sidecar calls per task by kind, and
+// the mean latency of each leg.
 func costs(ctx context.Context, w *window, n int, elapsed float64) ([]Measure, error) {
 	cpu, self, calls, err := w.end(ctx)
 	if err != nil {
@@ -197,7 +198,22 @@ func costs(ctx context.Context, w *window, n int, elapsed float64) ([]Measure, e
 	}
 	ms := cpuMeasures(cpu, self, n)
 	ms = append(ms, Measure{Name: "CPU in use (all processes of the stack)", Unit: "cores", Value: cpuTotal(cpu) / elapsed})
-	return append(ms, callMeasures(calls, n)...), nil
+	ms = append(ms, callMeasures(calls, n)...)
+	return append(ms, hopMeasures(w.metrics, w.after)...), nil
+}
+
+// pacedLight is paced at a light rate, followed by the machine's wake-up probe (see
+// hops.go), which a light load's latencies are to be read with.
+func pacedLight(ctx context.Context, e *Env, rate int) ([]Measure, error) {
+	ms, err := paced(ctx, e, rate)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wakeups(ctx, e.Stack.RedisAddr)
+	if err != nil {
+		return nil, err
+	}
+	return append(ms, w...), nil
 }
 
 // burst submits BurstTasks noop tasks from BurstClients clients at once, each task

@@ -40,7 +40,7 @@ type Setting struct {
 
 // WriteTable prints the report: the scenarios (with their settings), the main table
 // of figures (median, min, max), then the breakdowns, every figure of the JSON once:
-// CPU per task by process group and sidecar calls per task by kind, a column per
+// CPU per task by process group, sidecar calls per task by kind and latency by leg, a column per
 // scenario, and taskgrid's burst against River's beside River's settings.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "taskgrid benchmark, %s, %d CPUs, %s, %d run(s) per scenario\n\n",
@@ -73,6 +73,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	if err := r.writeBreakdown(w, BreakdownCalls, "Sidecar calls per task by kind, from daprd's metrics (median, min–max of the runs; a kind's total counts the calls apps make on their sidecars)", "calls per task: ", appCallsName, "all app → sidecar calls"); err != nil {
+		return err
+	}
+	if err := r.writeBreakdown(w, BreakdownHops, "Latency by leg, ms: the mean of each kind of call on a task's way, from daprd's histograms (median, min–max of the runs; a leg includes the legs it waits for)", hopsPrefix, "", ""); err != nil {
 		return err
 	}
 	return r.writeComparison(w)
