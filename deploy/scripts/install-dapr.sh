@@ -175,14 +175,18 @@ make_tree() {
   echo "$dst" >"$work/dapr.dir"
 }
 
+# The go command fetches as many modules at once as its GOMAXPROCS: two here. Downloading is
+# waiting on the network more than computing, so the listing runs with 16: the runtime's 171
+# modules took 21 s with 2 and 9 s with 16 on an idle 2-core machine (empty module cache); in
+# a fresh `make run` the apps compile meanwhile and the step took 54-60 s with 2.
 download_modules() {
   local pids=() p rc=0
   if [ ${#runtime_bins[@]} -gt 0 ]; then
-    (cd "$(cat "$work/dapr.dir")" && go list -deps "${runtime_pkgs[@]}" >/dev/null) &
+    (cd "$(cat "$work/dapr.dir")" && GOMAXPROCS=16 go list -deps "${runtime_pkgs[@]}" >/dev/null) &
     pids+=($!)
   fi
   if [ -n "$need_cli" ]; then
-    (cd "$(cat "$work/cli.dir")" && go list -deps . >/dev/null) &
+    (cd "$(cat "$work/cli.dir")" && GOMAXPROCS=16 go list -deps . >/dev/null) &
     pids+=($!)
   fi
   for p in "${pids[@]}"; do wait "$p" || rc=$?; done
