@@ -20,11 +20,12 @@ import (
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
-// scrapeFixture serves testdata/daprd-metrics.txt as a daprd metrics port would and
-// scrapes it with the stack's own scraper.
-func scrapeFixture(t *testing.T) stacktest.Metrics {
+// scrapeFixture serves testdata/<name> (daprd-metrics.txt: the counters of a worker's
+// sidecar; daprd-latency.txt: the latency histograms of real sidecars) as a daprd metrics
+// port would and scrapes it with the stack's own scraper.
+func scrapeFixture(t *testing.T, name string) stacktest.Metrics {
 	t.Helper()
-	text, err := os.ReadFile(filepath.Join("testdata", "daprd-metrics.txt"))
+	text, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ var want = callCounts{
 }
 
 func TestCountCallsFromDaprdMetrics(t *testing.T) {
-	after := scrapeFixture(t)
+	after := scrapeFixture(t, "daprd-metrics.txt")
 	got := callCounts{}
 	if err := countCalls(nil, after, got); err != nil {
 		t.Fatal(err)
@@ -505,25 +506,8 @@ func TestOfferKeepsTheRate(t *testing.T) {
 	}
 }
 
-// scrapeLatencyFixture is testdata/daprd-latency.txt (the latency histograms of real
-// sidecars) as the stack's scraper reads it.
-func scrapeLatencyFixture(t *testing.T) stacktest.Metrics {
-	t.Helper()
-	text, err := os.ReadFile(filepath.Join("testdata", "daprd-latency.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(text) }))
-	defer srv.Close()
-	m, err := stacktest.ScrapeMetrics(t.Context(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func TestHopMeasures(t *testing.T) {
-	after := scrapeLatencyFixture(t)
+	after := scrapeFixture(t, "daprd-latency.txt")
 	means := func(before, after sidecarScrape) map[string]float64 {
 		got := map[string]float64{}
 		for _, m := range hopMeasures(before, after) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
 	"strings"
 	"time"
 
@@ -66,10 +65,7 @@ func hopMeasures(before, after sidecarScrape) []Measure {
 // sidecar's counters start at zero when it restarted in between.
 func delta(before, after stacktest.Metrics, name string, labels []string) float64 {
 	a := after.Sum(name, labels...)
-	if before == nil {
-		return a
-	}
-	if d := a - before.Sum(name, labels...); d >= 0 {
+	if d := a - before.Sum(name, labels...); d >= 0 { // a sidecar not scraped before (nil) sums to 0
 		return d
 	}
 	return a
@@ -114,8 +110,7 @@ func wakeups(ctx context.Context, redisAddr string) ([]Measure, error) {
 			}
 			rtts[i] = rtt
 		}
-		slices.Sort(rtts)
-		return float64(rtts[len(rtts)/2].Microseconds()) / 1000, nil
+		return Millis(Quantile(rtts, 0.5)), nil
 	}
 	busy, err := median(0)
 	if err != nil {

@@ -16,7 +16,7 @@ type Figure struct {
 	Min      float64   `json:"min"`
 	Max      float64   `json:"max"`
 	Runs     []float64 `json:"runs"`
-	// Breakdown names the breakdown table the figure is printed in (cpu, calls), if any.
+	// Breakdown names the breakdown table the figure is printed in (cpu, calls, hops), if any.
 	Breakdown string `json:"breakdown,omitempty"`
 }
 
