@@ -81,7 +81,9 @@ func goModVersions(r io.Reader) (map[string]string, error) {
 
 // ownVersion names the modules the apps keep at a version of their own, and why: the local
 // Kafka broker (kfake, deploy/kafka) needs newer compression libraries than Dapr's Kafka
-// client, and going back would remove kfake; they are a few seconds of compile.
+// client, and going back would remove kfake; they are a few seconds of compile. A module
+// moved ahead of the runtime on purpose (a security fix the apps need before Dapr ships it)
+// goes here too, with its reason: it costs only its packages' compile on a fresh machine.
 var ownVersion = map[string]string{
 	"github.com/klauspost/compress": "kfake needs v1.20 or later",
 	"github.com/pierrec/lz4/v4":     "kfake needs v4.1.33 or later",
