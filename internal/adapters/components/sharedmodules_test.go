@@ -26,8 +26,9 @@ import (
 // goModVersions reads the versions a go.mod selects for the modules it requires, with its
 // replace directives applied (a replaced module maps to "new-path version").
 func goModVersions(r io.Reader) (map[string]string, error) {
+	type replacement struct{ version, to string } // version "": every version
 	required := map[string]string{}
-	replaced := map[string]string{}
+	replaced := map[string]replacement{}
 	block := ""
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -62,18 +63,21 @@ func goModVersions(r io.Reader) (map[string]string, error) {
 			if arrow < 1 || arrow > 2 || len(f)-arrow-1 < 1 || len(f)-arrow-1 > 2 {
 				return nil, fmt.Errorf("line %d: replace wants old [version] => new [version]: %q", n, line)
 			}
-			if arrow == 2 && required[f[0]] != "" && required[f[0]] != f[1] {
-				continue // replaces a version the build does not select
+			r := replacement{to: strings.Join(f[arrow+1:], " ")}
+			if arrow == 2 {
+				r.version = f[1]
 			}
-			replaced[f[0]] = strings.Join(f[arrow+1:], " ")
+			replaced[f[0]] = r
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	for mod, to := range replaced {
-		if _, ok := required[mod]; ok {
-			required[mod] = to
+	// Replace directives may come before the requires; one of a single version applies only
+	// when that is the version required.
+	for mod, r := range replaced {
+		if v, ok := required[mod]; ok && (r.version == "" || r.version == v) {
+			required[mod] = r.to
 		}
 	}
 	return required, nil
@@ -116,6 +120,12 @@ func TestGoModVersions(t *testing.T) {
 			gomod: "module example.com/m\n\ngo 1.26\n\nrequire example.com/a v1.0.0\n\n" +
 				"require (\n\texample.com/b v1.2.0 // indirect\n\t// a comment\n\texample.com/c v0.1.0\n)\n",
 			want: map[string]string{"example.com/a": "v1.0.0", "example.com/b": "v1.2.0", "example.com/c": "v0.1.0"},
+		},
+		{
+			name: "replacements before the requires: of the required version, and of another",
+			gomod: "replace example.com/a v1.0.0 => example.com/a v1.0.1\nreplace example.com/b v0.9.0 => example.com/b v0.9.1\n\n" +
+				"require (\n\texample.com/a v1.0.0\n\texample.com/b v1.0.0\n)\n",
+			want: map[string]string{"example.com/a": "example.com/a v1.0.1", "example.com/b": "v1.0.0"},
 		},
 		{
 			name: "replacements, of every version and of the selected one; one of another version is not applied",
