@@ -279,13 +279,18 @@ func countCalls(before, after stacktest.Metrics, into callCounts) error {
 		if !ok {
 			continue
 		}
-		d := v - before[series]
-		if d < 0 {
-			d = v
-		}
-		into[row] += d
+		into[row] += growth(before[series], v)
 	}
 	return nil
+}
+
+// growth is how much a counter grew from one scrape to the next. A counter that went down
+// belongs to a sidecar that restarted in between: all of its value is new.
+func growth(before, after float64) float64 {
+	if d := after - before; d >= 0 {
+		return d
+	}
+	return after
 }
 
 // callMeasures reports calls per task of every row and each kind's total (the "calls"

@@ -61,14 +61,10 @@ func hopMeasures(before, after sidecarScrape) []Measure {
 	return ms
 }
 
-// delta is how much the series of name with labels grew from before to after; a
-// sidecar's counters start at zero when it restarted in between.
+// delta is how much the series of name with labels grew from before to after (a sidecar
+// not scraped before, nil, sums to 0).
 func delta(before, after stacktest.Metrics, name string, labels []string) float64 {
-	a := after.Sum(name, labels...)
-	if d := a - before.Sum(name, labels...); d >= 0 { // a sidecar not scraped before (nil) sums to 0
-		return d
-	}
-	return a
+	return growth(before.Sum(name, labels...), after.Sum(name, labels...))
 }
 
 // wakeups measures a PING round trip to Redis, back to back and after 10 ms of quiet,
