@@ -55,10 +55,21 @@ type peer struct {
 	tmp string // holds bin
 }
 
-// close stops PostgreSQL and removes the peer's files.
-func (p *peer) close(keep bool) {
+// stop stops PostgreSQL and keeps its files (close removes them).
+func (p *peer) stop() {
 	if p.pg != nil {
-		p.pg.stop(keep)
+		p.pg.stop()
+	}
+}
+
+// close stops PostgreSQL and removes the peer's files unless keep.
+func (p *peer) close(keep bool) {
+	p.stop()
+	if keep {
+		return
+	}
+	if p.pg != nil {
+		os.RemoveAll(p.pg.dir)
 	}
 	if p.tmp != "" {
 		os.RemoveAll(p.tmp)
@@ -272,7 +283,8 @@ func startPostgres(ctx context.Context) (pg *pgCluster, err error) {
 	pg = &pgCluster{dir: dir}
 	defer func() {
 		if err != nil {
-			pg.stop(false)
+			pg.stop()
+			os.RemoveAll(pg.dir)
 		}
 	}()
 	if uid >= 0 {
@@ -335,21 +347,20 @@ func startPostgres(ctx context.Context) (pg *pgCluster, err error) {
 	}
 }
 
-// stop asks the server for a fast shutdown (SIGINT to the postmaster's PID), kills it
-// after 30 s, and removes its directory unless keep.
-func (pg *pgCluster) stop(keep bool) {
-	if pg.cmd != nil {
-		_ = pg.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-pg.done:
-		case <-time.After(30 * time.Second):
-			_ = pg.cmd.Process.Kill()
-			<-pg.done
-		}
+// stop asks the server for a fast shutdown (SIGINT to the postmaster's PID) and kills
+// it after 30 s; a second call does nothing. Its directory stays.
+func (pg *pgCluster) stop() {
+	if pg.cmd == nil {
+		return
 	}
-	if !keep {
-		os.RemoveAll(pg.dir)
+	_ = pg.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-pg.done:
+	case <-time.After(30 * time.Second):
+		_ = pg.cmd.Process.Kill()
+		<-pg.done
 	}
+	pg.cmd = nil
 }
 
 // findRepoRoot is the directory above the working directory that holds the peer's module.
