@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
@@ -417,11 +419,20 @@ func TestRiverPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := p.pg.pid()
+	pid, dir := p.pg.pid(), p.pg.dir
 	defer func() {
-		p.close(false)
+		// stop ends PostgreSQL and keeps its files (Run removes them when the benchmark
+		// ends: see the comment there); close removes them.
+		p.stop()
 		if err := syscallKill0(pid); err == nil {
-			t.Errorf("postgres (pid %d) still running after close", pid)
+			t.Errorf("postgres (pid %d) still running after stop", pid)
+		}
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("stop removed PostgreSQL's directory: %v", err)
+		}
+		p.close(false)
+		if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("PostgreSQL's directory %s left after close: %v", dir, err)
 		}
 	}()
 	c := QuickConfig()
