@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -196,6 +197,14 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	}
 
 	rep := &Report{Started: time.Now().UTC(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Config: cfg}
+	if fs, err := fileSystemOf(os.TempDir()); err != nil { // where the stack's directory goes
+		logf("bench: the file system of %s: %v", os.TempDir(), err)
+	} else {
+		rep.FileSystem = &fs
+		if note := fs.Note(); note != "" {
+			logf("bench: %s", note)
+		}
+	}
 	e := &Env{Config: cfg, Logf: logf}
 	defer func() {
 		if e.peer != nil {

@@ -16,13 +16,15 @@ import (
 
 // Report is the outcome of one benchmark: every figure, and what produced it.
 type Report struct {
-	Started   time.Time      `json:"started"`
-	Finished  time.Time      `json:"finished"`
-	CPUs      int            `json:"cpus"`
-	GoVersion string         `json:"go_version"`
-	Config    Config         `json:"config"`
-	Scenarios []ScenarioInfo `json:"scenarios"`
-	Figures   []Figure       `json:"figures"`
+	Started   time.Time `json:"started"`
+	Finished  time.Time `json:"finished"`
+	CPUs      int       `json:"cpus"`
+	GoVersion string    `json:"go_version"`
+	Config    Config    `json:"config"`
+	// FileSystem holds the stack's directory (nil: not found out).
+	FileSystem *FileSystem    `json:"file_system,omitempty"`
+	Scenarios  []ScenarioInfo `json:"scenarios"`
+	Figures    []Figure       `json:"figures"`
 }
 
 // ScenarioInfo says what a scenario did, and with which settings (the River peer's).
@@ -45,6 +47,9 @@ type Setting struct {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "taskgrid benchmark, %s, %d CPUs, %s, %d run(s) per scenario\n\n",
 		r.Started.Format(time.RFC3339), r.CPUs, r.GoVersion, r.Config.Runs)
+	if r.FileSystem != nil && r.FileSystem.Note() != "" {
+		fmt.Fprintf(w, "%s\n\n", r.FileSystem.Note())
+	}
 	for _, s := range r.Scenarios {
 		fmt.Fprintf(w, "  %-17s %s\n", s.Name, s.Describe)
 		if s.Name != "vs-river" {
