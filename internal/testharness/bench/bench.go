@@ -255,11 +255,8 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	}
 	if e.peer != nil {
 		// PostgreSQL stops now; its files (about a thousand) go when the benchmark ends.
-		// Removed here, they made the burst that follows pay for them: on ext4 without a
-		// journal (this machine's root) the kernel will not reuse an inode deleted less
-		// than 60 s ago (360 s while its inode table block is dirty), and each new inode
-		// skips them one by one (fs/ext4/ialloc.c, recently_deleted), so the storekeeper's
-		// result files cost it up to twice the CPU.
+		// Removed here, on ext4 without a journal (see FileSystem) they made the burst
+		// that follows pay for them: its result files cost the storekeeper more CPU.
 		e.peer.stop()
 	}
 	if len(withStack) == 0 {
