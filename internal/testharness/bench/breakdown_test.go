@@ -295,6 +295,23 @@ func TestSustained(t *testing.T) {
 	if _, _, _, _, ok := sustained(nil, 100); ok {
 		t.Error("no samples judged sustained")
 	}
+	// The quick paced-light run: 10/s for 3 s, every task done within 20 ms, the last one
+	// submitted as the last sample is taken. One task in flight is not a growing backlog;
+	// two more than at the start are, over so short a run.
+	light := func(end int64) []backlogSample {
+		var out []backlogSample
+		for i := int64(0); i <= 30; i++ {
+			out = append(out, backlogSample{at: time.Duration(i) * 100 * time.Millisecond, finished: i})
+		}
+		out[30].backlog = end // submitted on top of the 30 done
+		return out
+	}
+	if _, _, growth, _, ok := sustained(light(1), 10); !ok {
+		t.Errorf("light run ending with one task in flight judged not sustained (growth %v)", growth)
+	}
+	if _, _, growth, _, ok := sustained(light(2), 10); ok {
+		t.Errorf("light run ending with two tasks more waiting judged sustained (growth %v)", growth)
+	}
 }
 
 func TestCompareWithRiverAndReport(t *testing.T) {

@@ -272,7 +272,9 @@ type backlogSample struct {
 // for offered (the last sample is at its end): the backlog at 10 % of the window and at
 // its end, how fast it grew in between (tasks/s), the rate of completions over the
 // second half against the rate offered, and whether the stack kept up: completions at
-// 95 % of the offer or more and a backlog growing by less than 2 % of it.
+// 95 % of the offer or more and a backlog growing by less than 2 % of it, or by one task
+// at most (the last sample is taken as the last task is submitted, so a short, light run
+// ends with it in flight: 10/s for 3 s read as growing by 0.4 tasks/s).
 func sustained(samples []backlogSample, rate float64) (first, last backlogSample, growth, ratio float64, ok bool) {
 	if len(samples) < 2 {
 		return
@@ -295,7 +297,7 @@ func sustained(samples []backlogSample, rate float64) (first, last backlogSample
 	if d := (end.at - mid.at).Seconds(); d > 0 && rate > 0 {
 		ratio = float64(end.finished-mid.finished) / d / rate
 	}
-	ok = ratio >= 0.95 && growth < 0.02*rate
+	ok = ratio >= 0.95 && (growth < 0.02*rate || last.backlog-first.backlog <= 1)
 	return
 }
 
