@@ -7,16 +7,8 @@ import (
 	"testing"
 
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
+	"github.com/taskgrid/taskgrid/internal/adapters/mysqlbinding"
 )
-
-func TestStatements(t *testing.T) {
-	t.Parallel()
-	text := "-- a comment\nCREATE TABLE a (\n  x INT\n);\n\n-- another\nINSERT IGNORE INTO a VALUES (1);\nSELECT 1"
-	want := []string{"CREATE TABLE a (\n  x INT\n)", "INSERT IGNORE INTO a VALUES (1)", "SELECT 1"}
-	if got := statements(text); !slices.Equal(got, want) {
-		t.Fatalf("statements = %q, want %q", got, want)
-	}
-}
 
 // Every migration file splits into statements, and the first creates the ledger.
 func TestMigrationFiles(t *testing.T) {
@@ -25,7 +17,7 @@ func TestMigrationFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stmts := statements(string(text))
+	stmts := mysqlbinding.Statements(string(text))
 	if len(stmts) < 5 || !slices.ContainsFunc(stmts, func(s string) bool { return len(s) > 30 && s[:30] == "CREATE TABLE IF NOT EXISTS eve" }) {
 		t.Fatalf("001_events.sql gives %d statements: %q", len(stmts), stmts)
 	}

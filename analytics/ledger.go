@@ -75,7 +75,7 @@ var percentilesSQL string
 // percentileStatements recompute the percentiles of some windows, by grain: the one
 // statement of percentiles.sql, filled in for each.
 var percentileStatements = func() map[string]string {
-	stmt := statements(percentilesSQL)[0]
+	stmt := one(percentilesSQL)
 	return map[string]string{
 		"minute": strings.NewReplacer("{grain}", "minute", "{unit}", "MINUTE").Replace(stmt),
 		"hour":   strings.NewReplacer("{grain}", "hour", "{unit}", "HOUR").Replace(stmt),
@@ -83,18 +83,30 @@ var percentileStatements = func() map[string]string {
 }()
 
 // windowStats are the statements that recompute the statistics of the dirty minutes.
-var windowStats = statements(windowStatsSQL)
+var windowStats = mysqlbinding.Statements(windowStatsSQL)
 
-// touchedTasks selects the tasks with events in the ledger range (seq > ? AND seq <= ?).
-const touchedTasks = `SELECT task_id FROM (SELECT DISTINCT task_id FROM events WHERE seq > ? AND seq <= ?) AS touched`
+// markDirty records, as needing their statistics recomputed, the minutes that the facts
+// of the tasks with events in a ledger range fall in; facts recomputes those tasks' facts
+// (both take the range's bounds: seq > ? AND seq <= ?).
+var (
+	markDirty = one(markDirtySQL)
+	facts     = one(factsSQL)
+)
 
-// markDirty records the minutes that the facts of the touched tasks fall in (accepted,
-// first start, completion, failure, cancel) as needing their statistics recomputed.
-const markDirty = `INSERT IGNORE INTO stats_dirty (minute)
-SELECT DISTINCT DATE_FORMAT(CASE k.n WHEN 1 THEN f.accepted_at WHEN 2 THEN f.first_started_at WHEN 3 THEN f.completed_at WHEN 4 THEN f.failed_at ELSE f.cancelled_at END, '%Y-%m-%d %H:%i:00') AS m
-FROM task_facts f JOIN (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5) AS k
-WHERE f.task_id IN (` + touchedTasks + `)
-HAVING m IS NOT NULL`
+//go:embed sql/mark_dirty.sql
+var markDirtySQL string
+
+//go:embed sql/facts.sql
+var factsSQL string
+
+// one is the single statement of a SQL file.
+func one(text string) string {
+	stmts := mysqlbinding.Statements(text)
+	if len(stmts) != 1 {
+		panic(fmt.Sprintf("want one statement, got %d", len(stmts)))
+	}
+	return stmts[0]
+}
 
 // Trigger runs one micro-batch: it recomputes the facts of every task with events that
 // arrived since the last trigger, straight from the ledger (so late, repeated or
@@ -120,20 +132,7 @@ func (l Ledger) Trigger(ctx context.Context, now time.Time) (int, error) {
 		if err := l.DB.Exec(ctx, markDirty, last, upto); err != nil {
 			return 0, fmt.Errorf("trigger: mark windows: %w", err)
 		}
-		if err := l.DB.Exec(ctx, `REPLACE INTO task_facts
-  (task_id, task_type, accepted_at, first_started_at, last_started_at, completed_at, failed_at, cancelled_at, starts, failed_attempts)
-SELECT task_id, MAX(task_type),
-  MIN(CASE WHEN kind = 'accepted' THEN event_time END),
-  MIN(CASE WHEN kind = 'started' THEN event_time END),
-  MAX(CASE WHEN kind = 'started' THEN event_time END),
-  MIN(CASE WHEN kind = 'completed' THEN event_time END),
-  MIN(CASE WHEN kind = 'failed' THEN event_time END),
-  MIN(CASE WHEN kind = 'cancelled' THEN event_time END),
-  COUNT(DISTINCT CASE WHEN kind = 'started' THEN attempt END),
-  COUNT(DISTINCT CASE WHEN kind = 'attempt_failed' THEN attempt END)
-FROM events
-WHERE task_id IN (`+touchedTasks+`)
-GROUP BY task_id`, last, upto); err != nil {
+		if err := l.DB.Exec(ctx, facts, last, upto); err != nil {
 			return 0, fmt.Errorf("trigger: task facts: %w", err)
 		}
 		if err := l.DB.Exec(ctx, markDirty, last, upto); err != nil {

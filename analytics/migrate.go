@@ -53,7 +53,7 @@ func Migrate(ctx context.Context, db SQL) error {
 		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		for _, stmt := range statements(string(text)) {
+		for _, stmt := range mysqlbinding.Statements(string(text)) {
 			if err := db.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("migrate %s: %w", f, err)
 			}
@@ -63,25 +63,4 @@ func Migrate(ctx context.Context, db SQL) error {
 		}
 	}
 	return nil
-}
-
-// statements splits SQL text at semicolons that end a line, dropping "--" comment lines.
-func statements(text string) []string {
-	var out []string
-	var cur strings.Builder
-	for line := range strings.Lines(text) {
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
-			continue
-		}
-		cur.WriteString(line)
-		if strings.HasSuffix(trimmed, ";") {
-			out = append(out, strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"))
-			cur.Reset()
-		}
-	}
-	if s := strings.TrimSpace(cur.String()); s != "" {
-		out = append(out, s)
-	}
-	return out
 }

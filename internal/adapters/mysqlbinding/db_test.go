@@ -2,6 +2,7 @@ package mysqlbinding
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 )
 
@@ -17,5 +18,24 @@ func TestInt(t *testing.T) {
 		if (err == nil) != tt.ok || n != tt.want {
 			t.Errorf("Int(%s) = %d, %v; want %d, ok=%v", tt.in, n, err, tt.want, tt.ok)
 		}
+	}
+}
+
+func TestStatements(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, text string
+		want       []string
+	}{
+		{"comments dropped, split at line ends", "-- a comment\nCREATE TABLE a (\n  x INT\n);\n\n-- another\nINSERT IGNORE INTO a VALUES (1);\nSELECT 1",
+			[]string{"CREATE TABLE a (\n  x INT\n)", "INSERT IGNORE INTO a VALUES (1)", "SELECT 1"}},
+		{"a semicolon inside a line does not split", "SELECT ';' AS x; -- no\nSELECT 2;", []string{"SELECT ';' AS x; -- no\nSELECT 2"}},
+		{"nothing but comments", "-- only\n\n", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Statements(tt.text); !slices.Equal(got, tt.want) {
+				t.Fatalf("Statements = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
