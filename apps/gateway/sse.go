@@ -132,12 +132,16 @@ const recheckAfter = 4
 
 // run sends the snapshot, then the updates, until a terminal event is sent (nil), the
 // client goes away, a write fails or the hub closes.
+//
+// The terminal event is not flushed by itself: the handler returns right after it, and
+// net/http writes what is buffered together with the end of the response, one write
+// where a flush first would make two (and two wake-ups of the client).
 func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat time.Duration) error {
 	if err := s.sendView(UpdateStatus, s.view); err != nil {
 		return err
 	}
 	if s.view.Status.Terminal() {
-		return s.flushAfter(s.sendView(string(s.view.Status), s.view))
+		return s.sendView(string(s.view.Status), s.view)
 	}
 	if err := s.flush(); err != nil {
 		return err
@@ -168,11 +172,15 @@ func (s *eventStream) run(ctx context.Context, updates <-chan Update, heartbeat 
 }
 
 // applyWaiting applies u and the updates that wait behind it (a start and a completion
-// often arrive together), then flushes them in one write.
+// often arrive together), then flushes them in one write; after a terminal event it
+// leaves them to the end of the response (see run).
 func (s *eventStream) applyWaiting(ctx context.Context, u Update, updates <-chan Update) (done bool, err error) {
 	for {
-		if done, err = s.apply(ctx, u); err != nil || done {
+		if done, err = s.apply(ctx, u); err != nil {
 			return done, s.flushAfter(err)
+		}
+		if done {
+			return true, nil
 		}
 		var ok bool
 		select {
@@ -202,7 +210,7 @@ func (s *eventStream) checkRecord(ctx context.Context) (done bool, err error) {
 	if !v.Status.Terminal() {
 		return false, nil
 	}
-	return true, s.flushAfter(s.sendView(string(v.Status), v))
+	return true, s.sendView(string(v.Status), v) // flushed with the end of the response (see run)
 }
 
 // apply sends the event for u, if any, and reports whether it was the terminal one.
