@@ -105,13 +105,26 @@ func (k *Keeper) serveStore(w http.ResponseWriter, r *http.Request) {
 // per result, in order. Each step is idempotent, so a worker may send a result again
 // (a retry, or a presumed-dead worker finishing late) and the user still sees one
 // result and one completion.
+//
+// The records are read while the files are written (taskstore.Prefetch), so the read's
+// round trip through the sidecar overlaps the files' fsyncs; nothing is changed before
+// the files are on disk, and a record changed since the read (a cancel) is found by its
+// ETag and updated from its current version.
 func (k *Keeper) Store(ctx context.Context, b task.StoreBatch) task.StoreReply {
 	items := make([]item, len(b.Results))
+	ids := make([]uuid.UUID, 0, len(b.Results))
+	seen := make(map[uuid.UUID]bool, len(b.Results))
 	for i, req := range b.Results {
 		items[i] = item{req: req, out: task.StoreOutcome{TaskID: req.TaskID}, repeatOf: -1}
+		if !seen[req.TaskID] {
+			seen[req.TaskID] = true
+			ids = append(ids, req.TaskID)
+		}
 	}
+	read := make(chan taskstore.Prefetched, 1)
+	go func() { read <- k.tasks.Prefetch(ctx, ids) }()
 	k.write(ctx, items)
-	k.complete(ctx, items)
+	k.complete(ctx, items, <-read)
 	k.publish(ctx, items)
 	reply := task.StoreReply{Outcomes: make([]task.StoreOutcome, len(items))}
 	for i, it := range items {
@@ -181,7 +194,7 @@ func (k *Keeper) fail(ctx context.Context, it *item, step string, err error) {
 // complete marks the tasks of the written results completed, in one update of their
 // records. A task listed twice in the batch is completed by its first result; the later
 // ones share its outcome (the first file written is the one kept anyway).
-func (k *Keeper) complete(ctx context.Context, items []item) {
+func (k *Keeper) complete(ctx context.Context, items []item, read taskstore.Prefetched) {
 	first := map[uuid.UUID]int{} // task → its first written item
 	var ids []uuid.UUID
 	for i := range items {
@@ -201,7 +214,7 @@ func (k *Keeper) complete(ctx context.Context, items []item) {
 	now := time.Now().UTC()
 	// UpdateMany may call fn for several records at once and again for one record on a
 	// conflict: each call writes only its own record's item, the last call winning.
-	results := k.tasks.UpdateMany(ctx, ids, func(rec *task.Record) error {
+	results := k.tasks.UpdateManyRead(ctx, ids, read, func(rec *task.Record) error {
 		i, ok := first[rec.ID]
 		if !ok {
 			return errors.New("record of another task")

@@ -52,10 +52,43 @@ const fallbackConcurrency = 32
 // An id listed twice is updated twice, the second time on what the first made, as two
 // consecutive Updates would (the repeat costs its own calls).
 func (s *Store) UpdateMany(ctx context.Context, ids []uuid.UUID, fn func(*task.Record) error) []Result {
+	return s.UpdateManyRead(ctx, ids, Prefetched{}, fn)
+}
+
+// Prefetched is a read of task records taken ahead of their update (Prefetch), so that
+// the read overlaps other work: the storekeeper writes its result files meanwhile.
+type Prefetched struct {
+	items map[string]*dapr.BulkStateItem // by key; nil: nothing read
+}
+
+// Prefetch reads the records of ids in one call, for UpdateManyRead. A read that fails
+// is no error here: UpdateManyRead reads again.
+func (s *Store) Prefetch(ctx context.Context, ids []uuid.UUID) Prefetched {
+	idx := make([]int, len(ids))
+	for i := range idx {
+		idx[i] = i
+	}
+	items, err := s.bulkGet(ctx, ids, idx)
+	if err != nil {
+		return Prefetched{}
+	}
+	for _, id := range ids { // a key the answer leaves out does not exist
+		if k := recordKey(id); items[k] == nil {
+			items[k] = &dapr.BulkStateItem{Key: k}
+		}
+	}
+	return Prefetched{items: items}
+}
+
+// UpdateManyRead is UpdateMany starting from the records in read, taken by Prefetch
+// before: the records it lacks (or all, when the read failed) are read now. A record
+// changed since the read is found by its ETag, as any concurrent change is, and updated
+// again from its current version.
+func (s *Store) UpdateManyRead(ctx context.Context, ids []uuid.UUID, read Prefetched, fn func(*task.Record) error) []Result {
 	results := make([]Result, len(ids))
 	fn = keepOnError(fn)
 	first, repeats := splitRepeats(ids)
-	s.updateBatch(ctx, ids, first, fn, results)
+	s.updateBatch(ctx, ids, first, fn, results, read)
 	for _, i := range repeats {
 		rec, changed, err := s.update(ctx, ids[i], fn)
 		results[i] = Result{Record: rec, Changed: changed, Err: err}
@@ -100,12 +133,16 @@ type pendingWrite struct {
 	etag string
 }
 
-// updateBatch updates the records ids[i] for every i in idx (distinct ids).
-func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn func(*task.Record) error, results []Result) {
+// updateBatch updates the records ids[i] for every i in idx (distinct ids), from read
+// when it has them all.
+func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn func(*task.Record) error, results []Result, read Prefetched) {
 	if len(idx) == 0 {
 		return
 	}
-	items, err := s.bulkGet(ctx, ids, idx)
+	items, err := read.items, error(nil)
+	if !read.covers(ids, idx) {
+		items, err = s.bulkGet(ctx, ids, idx)
+	}
 	if err != nil {
 		for _, i := range idx {
 			results[i].Err = fmt.Errorf("get task %s: %w", ids[i], err)
@@ -141,6 +178,19 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 	for _, w := range writes {
 		results[w.i] = Result{Record: w.rec, Changed: true}
 	}
+}
+
+// covers reports whether p holds the records ids[i] for every i in idx.
+func (p Prefetched) covers(ids []uuid.UUID, idx []int) bool {
+	if p.items == nil {
+		return false
+	}
+	for _, i := range idx {
+		if _, ok := p.items[recordKey(ids[i])]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // bulkGet reads the records ids[i], i in idx, in one call, by key.

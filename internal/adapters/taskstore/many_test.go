@@ -82,7 +82,11 @@ func TestUpdateMany(t *testing.T) {
 		behave []string
 		// setup runs before UpdateMany; ids are the records' ids, in order.
 		setup func(f *fakeState, ids []uuid.UUID)
-		want  []outcome
+		// prefetch, when set, runs UpdateManyRead after a Prefetch of the first prefetch
+		// ids (all: len(ids)); afterPrefetch runs between the two.
+		prefetch      int
+		afterPrefetch func(f *fakeState, ids []uuid.UUID)
+		want          []outcome
 		// Calls expected: bulk reads, transactions, single saves (the fallback's Updates).
 		bulkGets, txs, saves int
 		fnCalls              []int // per record
@@ -183,6 +187,45 @@ func TestUpdateMany(t *testing.T) {
 			want:     []outcome{{err: errAny}, changed(1)},
 			bulkGets: 1, txs: 1, fnCalls: []int{0, 1},
 		},
+		{
+			name:     "prefetched: no read of its own, one transaction",
+			behave:   []string{inc, inc, missing},
+			prefetch: 3,
+			want:     []outcome{changed(1), changed(1), refused(ErrNotFound)},
+			bulkGets: 1, txs: 1, fnCalls: []int{1, 1, 0},
+		},
+		{
+			name:     "changed after the prefetch: found by its ETag, redone on the fresh version",
+			behave:   []string{inc, inc, inc},
+			prefetch: 3,
+			afterPrefetch: func(f *fakeState, ids []uuid.UUID) {
+				otherWriter(f, ids[1], 0.5)
+			},
+			want:     []outcome{changed(1), {changed: true, attempts: 1, progress: 0.5}, changed(1)},
+			bulkGets: 2, txs: 1, saves: 1, fnCalls: []int{1, 2, 1},
+		},
+		{
+			name:     "the prefetch failed: read again",
+			behave:   []string{inc, inc},
+			prefetch: 2,
+			setup: func(f *fakeState, _ []uuid.UUID) {
+				f.bulkGetErr = func(n int) error {
+					if n == 1 {
+						return errors.New("sidecar restarting")
+					}
+					return nil
+				}
+			},
+			want:     []outcome{changed(1), changed(1)},
+			bulkGets: 2, txs: 1, fnCalls: []int{1, 1},
+		},
+		{
+			name:     "the prefetch lacks a record: read again",
+			behave:   []string{inc, inc},
+			prefetch: 1,
+			want:     []outcome{changed(1), changed(1)},
+			bulkGets: 2, txs: 1, fnCalls: []int{1, 1},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,7 +271,16 @@ func TestUpdateMany(t *testing.T) {
 				return nil
 			}
 
-			results := s.UpdateMany(t.Context(), ids, fn)
+			var results []Result
+			if tc.prefetch > 0 {
+				read := s.Prefetch(t.Context(), ids[:tc.prefetch])
+				if tc.afterPrefetch != nil {
+					tc.afterPrefetch(f, ids)
+				}
+				results = s.UpdateManyRead(t.Context(), ids, read, fn)
+			} else {
+				results = s.UpdateMany(t.Context(), ids, fn)
+			}
 
 			if len(results) != len(ids) {
 				t.Fatalf("%d results for %d ids", len(results), len(ids))
