@@ -64,6 +64,9 @@ type Prefetched struct {
 // Prefetch reads the records of ids in one call, for UpdateManyRead. A read that fails
 // is no error here: UpdateManyRead reads again.
 func (s *Store) Prefetch(ctx context.Context, ids []uuid.UUID) Prefetched {
+	if len(ids) == 0 {
+		return Prefetched{items: map[string]*dapr.BulkStateItem{}} // nothing to read: no call
+	}
 	idx := make([]int, len(ids))
 	for i := range idx {
 		idx[i] = i

@@ -356,6 +356,12 @@ func TestUpdateManyNothing(t *testing.T) {
 	if f.bulkGets+f.txs != 0 {
 		t.Errorf("UpdateMany(nil) made %d calls", f.bulkGets+f.txs)
 	}
+	if got := s.UpdateManyRead(t.Context(), nil, s.Prefetch(t.Context(), nil), func(*task.Record) error { return nil }); len(got) != 0 {
+		t.Errorf("UpdateManyRead(nil) = %v", got)
+	}
+	if f.bulkGets+f.txs != 0 {
+		t.Errorf("Prefetch(nil) and UpdateManyRead(nil) made %d calls", f.bulkGets+f.txs)
+	}
 }
 
 func TestCreateMany(t *testing.T) {
