@@ -53,6 +53,10 @@ func run() error {
 	flag.IntVar(&cfg.ChaosRate, "chaos.rate", cfg.ChaosRate, "tasks per second in the chaos run")
 	flag.DurationVar(&cfg.ChaosEvery, "chaos.every", cfg.ChaosEvery, "time between two kills in the chaos run")
 	flag.DurationVar(&cfg.ChaosDown, "chaos.down", cfg.ChaosDown, "how long a killed process stays down in the chaos run")
+	flag.Func("chaos.kill", "comma-separated kinds of process the chaos run kills (default all: "+strings.Join(bench.ChaosKinds, ", ")+")", func(v string) error {
+		cfg.ChaosKill = strings.Split(v, ",")
+		return nil
+	})
 	flag.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "LOG_LEVEL of the apps")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of every app and daprd, taken during each burst and paced run, into this directory")
 	verbose := flag.Bool("v", false, "print the stack's progress")

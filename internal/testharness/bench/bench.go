@@ -49,6 +49,8 @@ type Config struct {
 	ChaosRate     int
 	ChaosEvery    time.Duration
 	ChaosDown     time.Duration
+	// ChaosKill names the kinds of process the chaos run kills (ChaosKinds); empty: all.
+	ChaosKill []string
 
 	DepthSmall   int // waiting tasks in the small depth case
 	DepthLarge   int // waiting tasks in the large depth case
@@ -130,6 +132,9 @@ type Env struct {
 
 	peer     *peer                // the River peer, started by its first run
 	settings map[string][]Setting // by scenario, printed beside its figures
+	// keep, when set by a scenario (a task lost in the chaos run), keeps the stack's
+	// directory whatever Config.Keep says, and says why.
+	keep string
 }
 
 func (e *Env) setSettings(scenario string, s []Setting) {
@@ -278,8 +283,11 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	defer stacktest.RemoveBinaries()
 	if st != nil {
 		defer func() {
-			st.Stop(cfg.Keep)
-			if cfg.Keep {
+			st.Stop(cfg.Keep || e.keep != "")
+			switch {
+			case e.keep != "":
+				logf("bench: the stack's logs and data are kept in %s (%s)", st.Dir, e.keep)
+			case cfg.Keep:
 				logf("bench: the stack's logs and data are kept in %s", st.Dir)
 			}
 		}()

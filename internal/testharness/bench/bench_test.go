@@ -163,3 +163,26 @@ func TestParseStatCPU(t *testing.T) {
 		t.Errorf("own CPU time = %v, %v", v, err)
 	}
 }
+
+// The chaos run kills the kinds named, every kind when none is, and refuses a kind it
+// does not know.
+func TestChaosKill(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		names   []string
+		want    []string
+		wantErr bool
+	}{
+		{"none named: every kind", nil, ChaosKinds, false},
+		{"some named", []string{"placement", "worker app"}, []string{"placement", "worker app"}, false},
+		{"an unknown kind", []string{"placement", "etcd"}, nil, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := chaosKill(tt.names)
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Fatalf("chaosKill(%q) = %q, %v; want %q (error: %v)", tt.names, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}

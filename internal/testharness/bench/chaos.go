@@ -18,11 +18,25 @@ import (
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
-// chaosKinds are the kinds of process chaos kills: each app's process and its sidecar,
+// ChaosKinds are the kinds of process chaos kills: each app's process and its sidecar,
 // and every service of the stack.
-var chaosKinds = []string{
+var ChaosKinds = []string{
 	"gateway app", "gateway sidecar", "worker app", "worker sidecar", "storekeeper app", "storekeeper sidecar",
 	"analytics app", "analytics sidecar", "placement", "scheduler", "redis", "kafka", "mariadb",
+}
+
+// chaosKill returns the kinds of process the chaos run kills: those named (each one of
+// ChaosKinds), or all when none is.
+func chaosKill(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return ChaosKinds, nil
+	}
+	for _, n := range names {
+		if !slices.Contains(ChaosKinds, n) {
+			return nil, fmt.Errorf("chaos: no kind of process %q (kinds: %s)", n, strings.Join(ChaosKinds, ", "))
+		}
+	}
+	return names, nil
 }
 
 // chaosTask is one task of the chaos load, as its client saw it.
@@ -134,6 +148,10 @@ type kill struct {
 // leaves every process of the stack running.
 func chaos(ctx context.Context, e *Env) ([]Measure, error) {
 	c, st := e.Config, e.Stack
+	kinds, err := chaosKill(c.ChaosKill)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.ChaosDuration+8*time.Minute)
 	defer cancel()
 	gw := st.Gateway()
@@ -165,7 +183,7 @@ func chaos(ctx context.Context, e *Env) ([]Measure, error) {
 		if loadCtx.Err() != nil {
 			break
 		}
-		k := &kill{kind: chaosKinds[rand.IntN(len(chaosKinds))]}
+		k := &kill{kind: kinds[rand.IntN(len(kinds))]}
 		if err := killAndRestart(ctx, st, k, c.ChaosDown); err != nil {
 			return nil, fmt.Errorf("chaos: %s: %w", k.kind, err)
 		}
@@ -190,6 +208,9 @@ func chaos(ctx context.Context, e *Env) ([]Measure, error) {
 			lost++
 			e.Logf("bench: chaos: task %s not completed: %s %v", t.id, v.Status, err)
 		}
+	}
+	if lost > 0 {
+		e.keep = fmt.Sprintf("the chaos run lost %d tasks: look for them in the logs and in Redis's data", lost)
 	}
 	streamsDone := make(chan struct{})
 	go func() { load.wg.Wait(); close(streamsDone) }()
@@ -239,14 +260,14 @@ func chaos(ctx context.Context, e *Env) ([]Measure, error) {
 			byKind[k.kind] = append(byKind[k.kind], k.recovered)
 		}
 	}
-	kinds := slices.Sorted(func(yield func(string) bool) {
+	killed := slices.Sorted(func(yield func(string) bool) {
 		for k := range byKind {
 			if !yield(k) {
 				return
 			}
 		}
 	})
-	for _, kind := range kinds {
+	for _, kind := range killed {
 		ds := byKind[kind]
 		ms = append(ms,
 			Measure{"recovery, " + kind + " killed: p50", "s", Quantile(ds, 0.5).Seconds()},
