@@ -56,6 +56,12 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		defer cancel()
 		var reply queue.PushReply
 		err := actorhost.Call(ctx, app.Dapr, components.WorkerActor(node), grants[0].Slot, components.WorkerRun, queue.PushRequest{Grants: grants}, &reply)
+		switch {
+		case err != nil:
+			logger.WarnContext(ctx, "push to a worker node failed; its attempts go back to the queue", "node", node, "attempts", queue.AttemptIDs(grants), "error", err)
+		case len(reply.Refused) > 0:
+			logger.DebugContext(ctx, "a worker node refused pushed attempts; they go back to the queue", "node", node, "refused", reply.Refused)
+		}
 		return reply.Refused, err
 	})
 	app.Registry.MustRegister(queueActor)

@@ -29,7 +29,7 @@ func NewSlotActor(logger *slog.Logger, slots []string, node *Node) *SlotActor {
 }
 
 // Invoke runs an actor method.
-func (s *SlotActor) Invoke(_ context.Context, slot, method string, body []byte) ([]byte, error) {
+func (s *SlotActor) Invoke(ctx context.Context, slot, method string, body []byte) ([]byte, error) {
 	if method != components.WorkerRun {
 		return nil, actorhost.ErrMethodNotFound
 	}
@@ -42,7 +42,9 @@ func (s *SlotActor) Invoke(_ context.Context, slot, method string, body []byte) 
 	}
 	// Taken means held: the queue's lease covers it from here, so the answer does not
 	// wait for the start to be recorded.
-	return json.Marshal(queue.PushReply{Refused: s.node.Take(req.Grants)})
+	refused := s.node.Take(req.Grants)
+	s.logger.DebugContext(ctx, "pushed attempts", "attempts", queue.AttemptIDs(req.Grants), "refused", refused)
+	return json.Marshal(queue.PushReply{Refused: refused})
 }
 
 // Remind is not used: the slots register no reminders.

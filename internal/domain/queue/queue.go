@@ -59,6 +59,15 @@ type Grant struct {
 	Assignment task.Assignment `json:"assignment"`
 }
 
+// AttemptIDs names the attempts of grants (for logs).
+func AttemptIDs(grants []Grant) []task.AttemptID {
+	ids := make([]task.AttemptID, len(grants))
+	for i, g := range grants {
+		ids[i] = g.Assignment.ID()
+	}
+	return ids
+}
+
 // PushFunc hands grants to the worker node, all for its slots, in one call. It returns
 // the attempts the node refused (a slot busy, the node draining); an error means the
 // node took none of them.

@@ -977,3 +977,16 @@ func TestCancelRemembersTheLatest(t *testing.T) {
 		t.Fatalf("remembered %d, first kept %v", len(w.q.cancelled), w.q.isCancelled(as[10].TaskID))
 	}
 }
+
+func TestAttemptIDs(t *testing.T) {
+	t.Parallel()
+	a, b := uuid.New(), uuid.New()
+	grants := []Grant{{Slot: "n-0", Assignment: task.Assignment{TaskID: a, Attempt: 1}}, {Assignment: task.Assignment{TaskID: b, Attempt: 3}}}
+	want := []task.AttemptID{{TaskID: a, Attempt: 1}, {TaskID: b, Attempt: 3}}
+	if got := AttemptIDs(grants); !slices.Equal(got, want) {
+		t.Fatalf("AttemptIDs = %v, want %v", got, want)
+	}
+	if got := AttemptIDs(nil); len(got) != 0 {
+		t.Fatalf("AttemptIDs(nil) = %v", got)
+	}
+}
