@@ -65,6 +65,15 @@ type Actor struct {
 	queues map[string]*queue.Queue
 	depths map[string]queue.Depth // last known depth per queue, for metrics
 	lost   map[string]int         // leases found lost per queue (by this process's queue.Queue)
+	// turns holds, per queue id, the turn running in this process. The sidecar's actor
+	// lock does not cover a turn the sidecar gave up on: daprd v1.18 halts every actor
+	// when it loses placement (and those placed elsewhere after a dissemination) by
+	// cancelling the call in flight and deactivating the actor at once, while the app
+	// may still be writing that turn's state (a queue's write is not cut short). The
+	// next activation's first turn waits here for it: started earlier, it would work from
+	// the state before that write and put its entries on the keys the write uses, losing
+	// tasks. Kept across deactivations (one per queue id).
+	turns map[string]*sync.Mutex
 }
 
 // NewActor returns the TaskQueue actor type; push hands attempts to worker nodes.
@@ -72,6 +81,7 @@ func NewActor(logger *slog.Logger, state actorhost.StateClient, push queue.PushF
 	return &Actor{
 		logger: logger.With("component", "queue"), state: state, push: push,
 		queues: map[string]*queue.Queue{}, depths: map[string]queue.Depth{}, lost: map[string]int{},
+		turns: map[string]*sync.Mutex{},
 	}
 }
 
@@ -87,6 +97,20 @@ func (a storeAdapter) Apply(ctx context.Context, ops []queue.Op) error {
 	return a.s.Apply(ctx, ws...)
 }
 
+// turn waits for the turn of queue id running in this process, if any, and returns
+// the function that ends the caller's (see Actor.turns).
+func (a *Actor) turn(id string) (end func()) {
+	a.mu.Lock()
+	l, ok := a.turns[id]
+	if !ok {
+		l = &sync.Mutex{}
+		a.turns[id] = l
+	}
+	a.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
 func (a *Actor) get(id string) *queue.Queue {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -100,6 +124,7 @@ func (a *Actor) get(id string) *queue.Queue {
 
 // Invoke runs one queue method.
 func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]byte, error) {
+	defer a.turn(id)()
 	q := a.get(id)
 	var reply any
 	var err error
@@ -155,6 +180,7 @@ func (a *Actor) Remind(ctx context.Context, id, name string, _ []byte) (bool, er
 	if name != SweepReminder {
 		return true, nil
 	}
+	defer a.turn(id)()
 	q := a.get(id)
 	err := q.Sweep(ctx)
 	a.observe(id, q)

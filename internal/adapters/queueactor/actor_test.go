@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,5 +155,71 @@ func TestActorRefusals(t *testing.T) {
 		if _, err := a.Invoke(t.Context(), DefaultID, tt.method, []byte(tt.body)); !errors.Is(err, tt.want) {
 			t.Errorf("%s %s = %v, want %v", tt.method, tt.body, err, tt.want)
 		}
+	}
+}
+
+// heldActorState is memActorState whose first transaction waits until release is
+// closed (a write slow to land), telling saving when it has begun.
+type heldActorState struct {
+	memActorState
+	saves           atomic.Int32
+	saving, release chan struct{}
+}
+
+func (h *heldActorState) SaveStateTransactionally(ctx context.Context, typ, id string, ops []*dapr.ActorStateOperation) error {
+	if h.saves.Add(1) == 1 {
+		close(h.saving)
+		<-h.release
+	}
+	return h.memActorState.SaveStateTransactionally(ctx, typ, id, ops)
+}
+
+// A sidecar deactivates an actor without waiting for its call in flight (daprd v1.18
+// halts every actor when it loses placement: it cancels the call's context, then calls
+// the app's deactivation at once). The turn still running in the app must end before
+// the next activation's first turn reads the state: otherwise that turn works from the
+// state before the old turn's write, and writes its entry on the key the old turn
+// wrote, losing a task.
+func TestActorTurnOutlivesDeactivation(t *testing.T) {
+	t.Parallel()
+	state := &heldActorState{memActorState: memActorState{data: map[string][]byte{}}, saving: make(chan struct{}), release: make(chan struct{})}
+	a := NewActor(slog.New(slog.NewTextHandler(io.Discard, nil)), state, func(context.Context, string, []queue.Grant) ([]task.AttemptID, error) {
+		return nil, nil
+	})
+	enqueue := func(id uuid.UUID) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			body, _ := json.Marshal(EnqueueRequest{Assignments: []task.Assignment{{TaskID: id, Attempt: 1, Priority: task.PriorityNormal}}})
+			_, err := a.Invoke(context.Background(), DefaultID, MethodEnqueue, body)
+			done <- err
+		}()
+		return done
+	}
+	first := enqueue(uuid.New())
+	<-state.saving // the first turn's write is on its way
+	a.Deactivate(t.Context(), DefaultID)
+	second := enqueue(uuid.New())
+	var secondErr error
+	ended := false
+	select {
+	case secondErr = <-second:
+		ended = true
+		t.Errorf("the next activation's turn ended (%v) while the deactivated one was still writing", secondErr)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(state.release)
+	if err := <-first; err != nil {
+		t.Fatalf("first enqueue: %v", err)
+	}
+	if !ended {
+		secondErr = <-second
+	}
+	if secondErr != nil {
+		t.Fatalf("second enqueue: %v", secondErr)
+	}
+	a.Deactivate(t.Context(), DefaultID) // read what the store holds
+	var d queue.Depth
+	if err := invoke(t, a, MethodDepth, nil, &d); err != nil || d.Normal != 2 {
+		t.Fatalf("depth = %+v, %v; want both tasks waiting", d, err)
 	}
 }
