@@ -368,9 +368,14 @@ func TestStatisticsQueries(t *testing.T) {
 	}
 }
 
+// querier is a database or one of its connections.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // queryStrings runs a query and returns its rows as column → text.
-func queryStrings(ctx context.Context, db *sql.DB, q string) ([]map[string]string, error) {
-	rows, err := db.QueryContext(ctx, q)
+func queryStrings(ctx context.Context, db querier, q string, args ...any) ([]map[string]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

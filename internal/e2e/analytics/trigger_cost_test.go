@@ -89,52 +89,19 @@ func TestTriggerReadsWhatNewEventsTouch(t *testing.T) {
 	insertTasks(ctx, t, conn, backlogTasks, time.Now().UTC().Add(-time.Hour))
 	for _, s := range trigger[:2] { // mark_dirty.sql, facts.sql
 		for _, row := range explain(ctx, t, conn, s.sql, s.args(latest, maxSeq(ctx, t, conn))...) {
-			if !strings.HasPrefix(row.table, "<") && (row.access == "ALL" || row.access == "index") {
+			if table, access := row["table"], row["type"]; !strings.HasPrefix(table, "<") && (access == "ALL" || access == "index") {
 				t.Errorf("%s, new events %d%% of the ledger: %s read in full (%s access, %s rows)", s.name,
-					100*backlogTasks/(backlogTasks+historyTasks+touchedTasks), row.table, row.access, row.rows)
+					100*backlogTasks/(backlogTasks+historyTasks+touchedTasks), table, access, row["rows"])
 			}
 		}
 	}
 }
 
-// planRow is a line of EXPLAIN: a table, how it is read, how many rows are expected.
-type planRow struct{ table, access, rows string }
-
-func explain(ctx context.Context, t *testing.T, conn *sql.Conn, query string, args ...any) []planRow {
+// explain returns the plan of query: a row per table read, by column (table, type, rows...).
+func explain(ctx context.Context, t *testing.T, conn *sql.Conn, query string, args ...any) []map[string]string {
 	t.Helper()
-	rows, err := conn.QueryContext(ctx, "EXPLAIN "+query, args...)
+	plan, err := queryStrings(ctx, conn, "EXPLAIN "+query, args...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []planRow
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		var r planRow
-		for i, c := range cols {
-			switch c {
-			case "table":
-				r.table = vals[i].String
-			case "type":
-				r.access = vals[i].String
-			case "rows":
-				r.rows = vals[i].String
-			}
-		}
-		plan = append(plan, r)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if len(plan) == 0 {
