@@ -64,12 +64,12 @@ func (p *peer) stop() {
 
 // close stops PostgreSQL and removes the peer's files unless keep.
 func (p *peer) close(keep bool) {
-	p.stop()
 	if keep {
+		p.stop()
 		return
 	}
 	if p.pg != nil {
-		os.RemoveAll(p.pg.dir)
+		p.pg.remove()
 	}
 	if p.tmp != "" {
 		os.RemoveAll(p.tmp)
@@ -283,8 +283,7 @@ func startPostgres(ctx context.Context) (pg *pgCluster, err error) {
 	pg = &pgCluster{dir: dir}
 	defer func() {
 		if err != nil {
-			pg.stop()
-			os.RemoveAll(pg.dir)
+			pg.remove()
 		}
 	}()
 	if uid >= 0 {
@@ -361,6 +360,12 @@ func (pg *pgCluster) stop() {
 		<-pg.done
 	}
 	pg.cmd = nil
+}
+
+// remove stops the server and removes its directory.
+func (pg *pgCluster) remove() {
+	pg.stop()
+	os.RemoveAll(pg.dir)
 }
 
 // findRepoRoot is the directory above the working directory that holds the peer's module.
