@@ -221,7 +221,7 @@ func TestCPUUsedByGroup(t *testing.T) {
 			t.Errorf("group %s missing (every group is reported, zero or not)", g)
 		}
 	}
-	ms := cpuMeasures(used, 0.25, 100)
+	ms := cpuMeasures(used, 0.25, 3.0, 100) // the machine: 0.5 s more than the stack and the clients
 	var sum, total float64
 	for _, m := range ms {
 		switch {
@@ -229,6 +229,10 @@ func TestCPUUsedByGroup(t *testing.T) {
 			total = m.Value
 			if breakdownOf(m.Name) != "" {
 				t.Errorf("the total belongs in the main table")
+			}
+		case strings.HasSuffix(m.Name, cpuOthersName):
+			if math.Abs(m.Value-5) > 1e-9 {
+				t.Errorf("kernel threads and others %v ms per task, want 5", m.Value)
 			}
 		case strings.Contains(m.Name, "not in the total"):
 			if m.Value != 2.5 {
@@ -244,8 +248,33 @@ func TestCPUUsedByGroup(t *testing.T) {
 	if math.Abs(total-22.5) > 1e-9 || math.Abs(sum-total) > 1e-9 {
 		t.Errorf("total %v ms per task, groups add up to %v; want 22.5 both", total, sum)
 	}
-	if ms[len(ms)-3].Name != "CPU per task: sentry" {
-		t.Errorf("an unknown group comes after the known ones: %v", ms[len(ms)-3].Name)
+	if ms[len(ms)-4].Name != "CPU per task: sentry" {
+		t.Errorf("an unknown group comes after the known ones: %v", ms[len(ms)-4].Name)
+	}
+}
+
+func TestParseMachineCPU(t *testing.T) {
+	for _, tt := range []struct {
+		name, stat string
+		want       float64
+		wantErr    bool
+	}{
+		// user nice system idle iowait irq softirq steal guest guest_nice: busy is user,
+		// nice, system, irq and softirq (guest time is in user already).
+		{"busy without idle, I/O wait and steal", "cpu  1000 20 300 9000 400 5 75 600 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n", 14, false},
+		{"not the cpu line first", "cpu0 1 2 3 4 5 6 7 8\n", 0, true},
+		{"too short", "cpu 1 2 3\n", 0, true},
+		{"not a number", "cpu 1 2 x 4 5 6 7 8\n", 0, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseMachineCPU(tt.stat)
+			if (err != nil) != tt.wantErr || math.Abs(got-tt.want) > 1e-9 {
+				t.Errorf("parseMachineCPU = %v, %v; want %v, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	if v := machineCPU(); v <= 0 {
+		t.Errorf("machineCPU() = %v: this machine has been busy since it booted", v)
 	}
 }
 
@@ -341,7 +370,7 @@ func TestCompareWithRiverAndReport(t *testing.T) {
 
 	// The report prints every figure once, breakdowns in their tables, and the JSON
 	// carries the same figures with their breakdown.
-	cpu := cpuMeasures(map[string]float64{"gateway app": 1, "redis": 0.5}, 0.1, 100)
+	cpu := cpuMeasures(map[string]float64{"gateway app": 1, "redis": 0.5}, 0.1, 2, 100)
 	calls := callMeasures(want, 100)
 	for _, m := range append(cpu, calls...) {
 		f := Summarize("burst", m.Name, m.Unit, []float64{m.Value})

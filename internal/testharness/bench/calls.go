@@ -402,19 +402,19 @@ func startWindow(ctx context.Context, st *stacktest.Stack) (*window, error) {
 }
 
 // end returns the CPU used by the stack's processes (seconds, by group), by the
-// benchmark's own process, and the sidecar calls made, since start.
-func (w *window) end(ctx context.Context) (map[string]float64, float64, callCounts, error) {
-	cpu, self := w.cpu.stop()
+// benchmark's own process and by the machine, and the sidecar calls made, since start.
+func (w *window) end(ctx context.Context) (cpuSpent, callCounts, error) {
+	cpu := w.cpu.stop()
 	m, err := scrapeSidecars(ctx, w.st)
 	if err != nil {
-		return nil, 0, nil, err
+		return cpuSpent{}, nil, err
 	}
 	w.after = m
 	if dir := os.Getenv("TASKGRID_BENCH_METRICS_DIR"); dir != "" {
 		if err := dumpDeltas(dir, w.metrics, m); err != nil {
-			return nil, 0, nil, err
+			return cpuSpent{}, nil, err
 		}
 	}
 	calls, err := callsBetween(w.metrics, m)
-	return cpu, self, calls, err
+	return cpu, calls, err
 }

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"fmt"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
@@ -121,7 +124,7 @@ func cpuTotal(used map[string]float64) float64 {
 // cpuMeasures reports ms of CPU per task of every group (the "cpu" breakdown), their
 // total ("all processes of the stack", in the main table), and the benchmark's own process
 // (the clients: not in the total).
-func cpuMeasures(used map[string]float64, self float64, tasks int) []Measure {
+func cpuMeasures(used map[string]float64, self, machine float64, tasks int) []Measure {
 	per := func(s float64) float64 { return s * 1000 / float64(max(tasks, 1)) }
 	groups := slices.Clone(cpuGroups)
 	for g := range used {
@@ -136,7 +139,43 @@ func cpuMeasures(used map[string]float64, self float64, tasks int) []Measure {
 	}
 	return append(ms,
 		Measure{Name: cpuTotalName, Unit: "ms", Value: per(cpuTotal(used))},
-		Measure{Name: cpuPrefix + "bench clients (not in the total)", Unit: "ms", Value: per(self)})
+		Measure{Name: cpuPrefix + "bench clients (not in the total)", Unit: "ms", Value: per(self)},
+		Measure{Name: cpuPrefix + cpuOthersName, Unit: "ms", Value: per(max(machine-cpuTotal(used)-self, 0))})
+}
+
+// cpuOthersName is the figure of the machine's CPU that neither the stack's processes nor
+// the clients used: the kernel's own threads (write-back of the stack's files, for one:
+// a syncfs hands it to them), anything else running.
+const cpuOthersName = "kernel threads, other processes (not in the total)"
+
+// machineCPU is the CPU time every core of the machine has spent busy (user, nice,
+// system, interrupts; not idle, I/O wait or steal), in seconds, from /proc/stat.
+func machineCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	v, _ := parseMachineCPU(string(data))
+	return v
+}
+
+// parseMachineCPU reads the busy time of the "cpu" line of /proc/stat (clock ticks of
+// 1/100 s, as in parseStatCPU).
+func parseMachineCPU(stat string) (float64, error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 8 || fields[0] != "cpu" {
+		return 0, fmt.Errorf("malformed /proc/stat line %q", line)
+	}
+	var busy float64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseFloat(fields[i], 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed /proc/stat line %q: %w", line, err)
+		}
+		busy += v
+	}
+	return busy / 100, nil
 }
 
 // cpuTotalName is the figure of CPU per task over every process of the stack.
@@ -153,16 +192,25 @@ func selfCPU() float64 {
 
 // cpuWindow measures the stack's CPU between start and stop.
 type cpuWindow struct {
-	st     *stacktest.Stack
-	before cpuSnapshot
-	self   float64
+	st      *stacktest.Stack
+	before  cpuSnapshot
+	self    float64
+	machine float64
 }
 
 func startCPU(st *stacktest.Stack) *cpuWindow {
-	return &cpuWindow{st: st, before: takeCPU(st), self: selfCPU()}
+	return &cpuWindow{st: st, before: takeCPU(st), self: selfCPU(), machine: machineCPU()}
 }
 
-// stop returns the CPU used by group and by the benchmark itself since start.
-func (w *cpuWindow) stop() (map[string]float64, float64) {
-	return cpuUsed(w.before, takeCPU(w.st)), selfCPU() - w.self
+// cpuSpent is what a window measured: CPU seconds by group of the stack's processes, of
+// the benchmark itself (the clients) and of the whole machine.
+type cpuSpent struct {
+	used          map[string]float64
+	self, machine float64
+}
+
+// stop returns the CPU used by group, by the benchmark itself and by the machine since
+// start.
+func (w *cpuWindow) stop() cpuSpent {
+	return cpuSpent{cpuUsed(w.before, takeCPU(w.st)), selfCPU() - w.self, machineCPU() - w.machine}
 }

@@ -192,12 +192,12 @@ func lastNotified(ts []timing) time.Time {
 // group and in all, cores in use over elapsed seconds, sidecar calls per task by kind, and
 // the mean latency of each leg.
 func costs(ctx context.Context, w *window, n int, elapsed float64) ([]Measure, error) {
-	cpu, self, calls, err := w.end(ctx)
+	cpu, calls, err := w.end(ctx)
 	if err != nil {
 		return nil, err
 	}
-	ms := cpuMeasures(cpu, self, n)
-	ms = append(ms, Measure{Name: "CPU in use (all processes of the stack)", Unit: "cores", Value: cpuTotal(cpu) / elapsed})
+	ms := cpuMeasures(cpu.used, cpu.self, cpu.machine, n)
+	ms = append(ms, Measure{Name: "CPU in use (all processes of the stack)", Unit: "cores", Value: cpuTotal(cpu.used) / elapsed})
 	ms = append(ms, callMeasures(calls, n)...)
 	return append(ms, hopMeasures(w.metrics, w.after)...), nil
 }
