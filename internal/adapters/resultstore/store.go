@@ -68,6 +68,10 @@ type Store struct {
 	// noTmpfile is set once the file system refused an unnamed file: every write then
 	// goes the named way at once.
 	noTmpfile atomic.Bool
+	// dataSyncs group-commits the syncs of written files before they go into place
+	// (syncData); opens numbers the files it syncs (syncPlan).
+	dataSyncs *batch.Batcher[openFile]
+	opens     atomic.Uint64
 }
 
 // errNoTmpfile: the file system cannot make unnamed files (see linkNew).
@@ -82,7 +86,10 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open result store %s: %w", root, err)
 	}
-	return &Store{root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}]), dirs: make(map[string]*os.File)}, nil
+	return &Store{
+		root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}]), dirs: make(map[string]*os.File),
+		dataSyncs: batch.New(context.Background(), 0, syncFiles),
+	}, nil
 }
 
 // Close releases the root directory.
@@ -90,7 +97,7 @@ func (s *Store) Close() error { return s.root.Close() }
 
 // Write stores a task's result durably and returns where it is. Each file (the binary files first,
 // the JSON last) is written to a temp file .<id>.<suffix>.tmp-<random> in the target directory and
-// fsynced; then, holding the task's lock, the binary files are renamed into place, the directory is
+// made durable (fsynced, or synced with the files other writers wrote at the moment); then, holding the task's lock, the binary files are renamed into place, the directory is
 // fsynced, the JSON is hard-linked into place and the directory is fsynced again. Missing
 // directories are created and their entries fsynced.
 //
@@ -161,7 +168,7 @@ func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.
 	}
 	marked, err := exists(d, "."+id.String()+".partial")
 	if err == nil && !marked {
-		existed, err = linkNew(d, id.String()+"."+resultSuffix, result)
+		existed, err = s.linkNew(d, id.String()+"."+resultSuffix, result)
 	}
 	switch {
 	case errors.Is(err, errNoTmpfile):
@@ -364,19 +371,20 @@ func (s *Store) writeTemps(ctx context.Context, dir string, id uuid.UUID, result
 	return st, nil
 }
 
-// writeTemp writes data to a new temp file in dir, fsyncs it and returns its path. The random part
+// writeTemp writes data to a new temp file in dir, makes it durable (syncData) and returns its path. The random part
 // of the name means a temp file left by a crash never collides with a later write.
 func (s *Store) writeTemp(dir string, id uuid.UUID, suffix string, data []byte) (string, error) {
 	name := dir + "/." + id.String() + "." + suffix + ".tmp-" + rand.Text()
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	file, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(data)
+	f := s.open(file)
+	_, err = file.Write(data)
 	if err == nil {
-		err = f.Sync()
+		err = s.syncData(f)
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := file.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {

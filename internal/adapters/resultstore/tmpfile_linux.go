@@ -10,12 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// linkNew writes data to a new unnamed file in directory d (O_TMPFILE), fsyncs it, and links
-// it into d as name: the file appears whole or not at all, and no temp name is created and
+// linkNew writes data to a new unnamed file in directory d (O_TMPFILE), makes it durable
+// (syncData, with the other files written at the moment), and links it into d as name: the file appears whole or not at all, and no temp name is created and
 // removed (on ext4 here, creating and unlinking a named temp file cost ten times the CPU of
 // the whole write). existed reports that name was there already (nothing changed).
 // errNoTmpfile means the file system has no O_TMPFILE; the caller writes a named temp file.
-func linkNew(d *os.File, name string, data []byte) (existed bool, err error) {
+func (s *Store) linkNew(d *os.File, name string, data []byte) (existed bool, err error) {
 	fd, err := unix.Openat(int(d.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, filePerm)
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
 		return false, errNoTmpfile
@@ -23,12 +23,12 @@ func linkNew(d *os.File, name string, data []byte) (existed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	if _, err := f.Write(data); err != nil {
+	f := s.open(os.NewFile(uintptr(fd), name))
+	defer f.f.Close()
+	if _, err := f.f.Write(data); err != nil {
 		return false, err
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.syncData(f); err != nil {
 		return false, err
 	}
 	err = unix.Linkat(fd, "", int(d.Fd()), name, unix.AT_EMPTY_PATH)
