@@ -15,6 +15,8 @@ import (
 	"github.com/google/uuid"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
 	"github.com/taskgrid/taskgrid/internal/platform/runner"
@@ -259,7 +261,7 @@ func TestEventsStreamCaps(t *testing.T) {
 	}
 
 	// A terminal event ends every stream, and frees every place.
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateCompleted, Data: json.RawMessage(`{"result":{"path":"x"}}`)})
+	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateCompleted, Patch: viewPatch{Result: &task.Location{Path: "x"}}})
 	for _, c := range []*sseClient{a2, b1, a3} {
 		if f := c.nextEvent(t); f.Event != "completed" {
 			t.Errorf("got %s, want completed", f)
@@ -312,11 +314,11 @@ func TestEventsOutliveServerTimeouts(t *testing.T) {
 			beats++
 		}
 	}
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateProgress, Data: json.RawMessage(`{"progress":0.5}`)})
+	env.hub.Publish(progressUpdate(rec.ID, 0.5))
 	if f := c.nextEvent(t); f.Event != UpdateProgress {
 		t.Fatalf("got %s, want progress", f)
 	}
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateCompleted, Data: json.RawMessage(`{"result":{"path":"x"}}`)})
+	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateCompleted, Patch: viewPatch{Result: &task.Location{Path: "x"}}})
 	if f := c.nextEvent(t); f.Event != UpdateCompleted {
 		t.Fatalf("got %s, want completed", f)
 	}

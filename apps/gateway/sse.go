@@ -218,7 +218,7 @@ func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error
 	if u.Kind == UpdateProgress {
 		p, ok := progressOf(u)
 		if !ok {
-			s.logger.WarnContext(ctx, "malformed progress update ignored", "data", string(u.Data))
+			s.logger.WarnContext(ctx, "progress update without a progress ignored")
 			return false, nil
 		}
 		s.view.Progress = p
@@ -228,11 +228,7 @@ func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error
 		}
 		return false, s.send(UpdateProgress, data)
 	}
-	next, err := mergeView(s.view, u)
-	if err != nil {
-		s.logger.WarnContext(ctx, "malformed update ignored", "kind", u.Kind, "error", err)
-		return false, nil
-	}
+	next := mergeView(s.view, u)
 	if next.Status.Terminal() {
 		return true, s.sendView(string(next.Status), next)
 	}
@@ -241,36 +237,53 @@ func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error
 
 // progressOf is the progress a progress update carries, clamped to [0,1].
 func progressOf(u Update) (float64, bool) {
-	var p struct {
-		Progress *float64 `json:"progress"`
-	}
-	if err := json.Unmarshal(u.Data, &p); err != nil || p.Progress == nil || math.IsNaN(*p.Progress) {
+	p := u.Patch.Progress
+	if p == nil || math.IsNaN(*p) {
 		return 0, false
 	}
-	return min(max(*p.Progress, 0), 1), true
+	return min(max(*p, 0), 1), true
 }
 
-// mergeView returns v with the fields of u.Data, a (partial) task view, set over it. The
-// status of a terminal update is its kind.
-func mergeView(v taskView, u Update) (taskView, error) {
-	next := v
-	// Decoding into next must not write through pointers it shares with v.
-	next.StartedAt, next.FinishedAt, next.Result = clonePtr(v.StartedAt), clonePtr(v.FinishedAt), clonePtr(v.Result)
-	if data := bytes.TrimSpace(u.Data); len(data) > 0 {
-		if err := json.Unmarshal(data, &next); err != nil {
-			return v, fmt.Errorf("decode %s update of task %s: %w", u.Kind, u.TaskID, err)
-		}
+// mergeView returns v with the fields u.Patch sets set over it. The status of a terminal
+// update is its kind. What v points to is not changed: a patch's pointers are copied.
+func mergeView(v taskView, u Update) taskView {
+	p := u.Patch
+	if p.Attempts != nil {
+		v.Attempts = *p.Attempts
 	}
-	next.ID = v.ID
+	if p.Priority != "" {
+		v.Priority = p.Priority
+	}
+	if p.Status != "" {
+		v.Status = p.Status
+	}
+	if p.Progress != nil {
+		v.Progress = *p.Progress
+	}
+	if p.StartedAt != nil {
+		v.StartedAt = clonePtr(p.StartedAt)
+	}
+	if p.FinishedAt != nil {
+		v.FinishedAt = clonePtr(p.FinishedAt)
+	}
+	if p.Worker != "" {
+		v.Worker = p.Worker
+	}
+	if p.Result != nil {
+		v.Result = clonePtr(p.Result)
+	}
+	if p.Error != nil {
+		v.Error = *p.Error
+	}
 	switch u.Kind {
 	case UpdateCompleted:
-		next.Status = task.StatusCompleted
+		v.Status = task.StatusCompleted
 	case UpdateFailed:
-		next.Status = task.StatusFailed
+		v.Status = task.StatusFailed
 	case UpdateCancelled:
-		next.Status = task.StatusCancelled
+		v.Status = task.StatusCancelled
 	}
-	return next.sanitized(), nil
+	return v.sanitized()
 }
 
 func clonePtr[T any](p *T) *T {

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -22,20 +22,30 @@ const (
 	UpdateCancelled = "cancelled" // terminal: the task was cancelled by its user
 )
 
-// Update is one change of a task, for the streams that watch it.
-//
-// Data depends on Kind:
-//   - UpdateProgress: {"progress": 0.42}, a fraction in [0,1].
-//   - UpdateStatus, UpdateCompleted, UpdateFailed: a JSON object with the task view's
-//     fields (see taskView), all or some of them, e.g. {"status":"running","attempts":1,
-//     "started_at":"..."}. Each stream merges it into the view it has sent so far, so a
-//     partial view (built from a lifecycle event, which lacks e.g. created_at) is enough.
-//     For UpdateCompleted and UpdateFailed the status is implied by Kind; completed should
-//     carry "result" (the Location) and failed should carry "error".
+// Update is one change of a task, for the streams that watch it: Patch holds the fields
+// of the task's view that it sets (for UpdateProgress, only Progress, a fraction in
+// [0,1]). Each stream merges it into the view it has sent so far (mergeView), so a
+// partial view (built from a lifecycle event, which lacks e.g. created_at) is enough. For
+// UpdateCompleted, UpdateFailed and UpdateCancelled the status is implied by Kind;
+// completed should carry Result (the Location) and failed Error.
 type Update struct {
 	TaskID uuid.UUID
 	Kind   string
-	Data   json.RawMessage
+	Patch  viewPatch
+}
+
+// viewPatch is the part of a task's view an update sets: each field that is not nil (or
+// not empty) replaces the view's.
+type viewPatch struct {
+	Attempts   *int
+	Priority   task.Priority
+	Status     task.Status
+	Progress   *float64
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	Worker     string
+	Result     *task.Location
+	Error      *string
 }
 
 // terminal reports whether u ends a stream.
@@ -216,9 +226,9 @@ func (r *recentViews) apply(u Update) {
 		}
 		return
 	}
-	// One decode: an update without attempts keeps the view's, so only an earlier
-	// attempt's update has fewer.
-	if next, err := mergeView(v, u); err == nil && next.Attempts >= v.Attempts {
+	// An update without attempts keeps the view's, so only an earlier attempt's update
+	// has fewer.
+	if next := mergeView(v, u); next.Attempts >= v.Attempts {
 		r.views[u.TaskID] = next
 	}
 }
@@ -347,49 +357,42 @@ func (s *subscriber) run() {
 }
 
 // updateFromEvent turns a lifecycle event from the bus into the update the hub publishes.
-// Its Data is a partial task view: an event lacks e.g. the directory and creation time,
+// Its Patch is a partial task view: an event lacks e.g. the directory and creation time,
 // which each stream keeps from the record it read. A failed attempt is silent: the task
 // is pending again. Events of other kinds give an Update with no Kind, which Publish
 // ignores.
-// withStart adds when the last attempt started, and where, to a terminal update: its
-// event may arrive before the start event (they come from different publishers).
-func withStart(data map[string]any, e events.Event) {
-	if e.StartedAt != nil {
-		data["started_at"] = e.StartedAt
-	}
-	if e.Worker != "" {
-		data["worker"] = e.Worker
-	}
-}
-
 func updateFromEvent(e events.Event) Update {
 	u := Update{TaskID: e.TaskID}
-	data := map[string]any{"attempts": e.Attempt}
-	if e.Priority != "" {
-		data["priority"] = e.Priority
-	}
+	at, attempt := e.Time, e.Attempt
+	p := viewPatch{Attempts: &attempt, Priority: e.Priority}
 	switch e.Kind {
 	case events.KindProgress:
-		u.Kind, data = UpdateProgress, map[string]any{"progress": e.Progress}
+		progress := e.Progress
+		u.Kind, p = UpdateProgress, viewPatch{Progress: &progress}
 	case events.KindAccepted, events.KindAttemptFailed:
-		u.Kind, data["status"] = UpdateStatus, task.StatusPending
+		u.Kind, p.Status = UpdateStatus, task.StatusPending
 	case events.KindStarted:
-		u.Kind, data["status"], data["started_at"], data["progress"] = UpdateStatus, task.StatusRunning, e.Time, 0
+		u.Kind, p.Status, p.StartedAt, p.Progress = UpdateStatus, task.StatusRunning, &at, new(float64)
 	case events.KindCompleted:
-		u.Kind, data["status"], data["finished_at"], data["progress"] = UpdateCompleted, task.StatusCompleted, e.Time, 1
-		withStart(data, e)
-		if e.Result != nil {
-			data["result"] = e.Result
-		}
+		done := 1.0
+		u.Kind, p.Status, p.FinishedAt, p.Progress, p.Result = UpdateCompleted, task.StatusCompleted, &at, &done, e.Result
+		withStart(&p, e)
 	case events.KindFailed:
-		u.Kind, data["status"], data["finished_at"], data["error"] = UpdateFailed, task.StatusFailed, e.Time, e.Error
-		withStart(data, e)
+		reason := e.Error
+		u.Kind, p.Status, p.FinishedAt, p.Error = UpdateFailed, task.StatusFailed, &at, &reason
+		withStart(&p, e)
 	case events.KindCancelled:
-		u.Kind, data["status"], data["finished_at"] = UpdateCancelled, task.StatusCancelled, e.Time
-		withStart(data, e)
+		u.Kind, p.Status, p.FinishedAt = UpdateCancelled, task.StatusCancelled, &at
+		withStart(&p, e)
 	default:
 		return u
 	}
-	u.Data, _ = json.Marshal(data) // plain values: encoding cannot fail
+	u.Patch = p
 	return u
+}
+
+// withStart adds when the last attempt started, and where, to a terminal update: its
+// event may arrive before the start event (they come from different publishers).
+func withStart(p *viewPatch, e events.Event) {
+	p.StartedAt, p.Worker = e.StartedAt, e.Worker
 }

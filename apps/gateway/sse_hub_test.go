@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,20 +23,22 @@ func newTestHub(t *testing.T) *SSEHub {
 	return h
 }
 
-// upd returns an update of kind whose Data records seq.
+// progressUpdate returns a progress update of task id.
+func progressUpdate(id uuid.UUID, p float64) Update {
+	return Update{TaskID: id, Kind: UpdateProgress, Patch: viewPatch{Progress: &p}}
+}
+
+// upd returns an update of kind that records seq (as its attempts).
 func upd(id uuid.UUID, kind string, seq int) Update {
-	return Update{TaskID: id, Kind: kind, Data: json.RawMessage(fmt.Sprintf(`{"seq":%d}`, seq))}
+	return Update{TaskID: id, Kind: kind, Patch: viewPatch{Attempts: &seq}}
 }
 
 func seqOf(t *testing.T, u Update) int {
 	t.Helper()
-	var d struct {
-		Seq *int `json:"seq"`
+	if u.Patch.Attempts == nil {
+		t.Fatalf("update %s %+v has no seq", u.Kind, u.Patch)
 	}
-	if err := json.Unmarshal(u.Data, &d); err != nil || d.Seq == nil {
-		t.Fatalf("update %s %s has no seq: %v", u.Kind, u.Data, err)
-	}
-	return *d.Seq
+	return *u.Patch.Attempts
 }
 
 // receive takes one update from ch, failing after a timeout or if ch is closed.
@@ -98,7 +101,7 @@ func TestHubDeliversInOrderToEachSubscriber(t *testing.T) {
 		for i, k := range kinds {
 			u := receive(t, ch)
 			if u.TaskID != id || u.Kind != k || seqOf(t, u) != i {
-				t.Errorf("subscriber %s: update %d = %s %s, want %s seq %d", name, i, u.Kind, u.Data, k, i)
+				t.Errorf("subscriber %s: update %d = %s %+v, want %s seq %d", name, i, u.Kind, u.Patch, k, i)
 			}
 		}
 	}
@@ -111,9 +114,9 @@ func TestHubIgnoresInvalidUpdates(t *testing.T) {
 	id := uuid.New()
 	ch, cancel := h.Subscribe(id)
 	defer cancel()
-	h.Publish(Update{TaskID: id, Kind: "bogus", Data: json.RawMessage(`{}`)})
-	h.Publish(Update{TaskID: id, Kind: "", Data: json.RawMessage(`{}`)})
-	h.Publish(Update{TaskID: uuid.Nil, Kind: UpdateProgress, Data: json.RawMessage(`{}`)})
+	h.Publish(Update{TaskID: id, Kind: "bogus"})
+	h.Publish(Update{TaskID: id, Kind: ""})
+	h.Publish(Update{TaskID: uuid.Nil, Kind: UpdateProgress})
 	h.Publish(upd(id, UpdateProgress, 7))
 	if u := receive(t, ch); u.Kind != UpdateProgress || seqOf(t, u) != 7 {
 		t.Errorf("first update %+v, want the valid progress update (seq 7)", u)
@@ -200,10 +203,6 @@ func TestHubConcurrent(t *testing.T) {
 		perPub      = 300
 		subscribers = 24
 	)
-	type tagged struct {
-		Pub int `json:"pub"`
-		Seq int `json:"seq"`
-	}
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for p := range publishers {
@@ -214,8 +213,8 @@ func TestHubConcurrent(t *testing.T) {
 				if i%10 == 0 {
 					kind = UpdateStatus
 				}
-				data, _ := json.Marshal(tagged{Pub: p, Seq: i})
-				h.Publish(Update{TaskID: ids[(p+i)%len(ids)], Kind: kind, Data: data})
+				// The publisher in Worker, its sequence in Attempts.
+				h.Publish(Update{TaskID: ids[(p+i)%len(ids)], Kind: kind, Patch: viewPatch{Worker: strconv.Itoa(p), Attempts: &i}})
 			}
 		})
 	}
@@ -233,16 +232,17 @@ func TestHubConcurrent(t *testing.T) {
 						errs <- fmt.Errorf("subscriber %d: channel closed before cancel", s)
 						return
 					}
-					var d tagged
-					if err := json.Unmarshal(u.Data, &d); err != nil {
-						errs <- fmt.Errorf("subscriber %d: %w", s, err)
+					pub, err := strconv.Atoi(u.Patch.Worker)
+					if err != nil || u.Patch.Attempts == nil {
+						errs <- fmt.Errorf("subscriber %d: update %+v without its publisher and sequence", s, u.Patch)
 						return
 					}
-					if prev, ok := last[d.Pub]; ok && d.Seq <= prev {
-						errs <- fmt.Errorf("subscriber %d: publisher %d's seq %d after %d", s, d.Pub, d.Seq, prev)
+					seq := *u.Patch.Attempts
+					if prev, ok := last[pub]; ok && seq <= prev {
+						errs <- fmt.Errorf("subscriber %d: publisher %d's seq %d after %d", s, pub, seq, prev)
 						return
 					}
-					last[d.Pub] = d.Seq
+					last[pub] = seq
 				case <-time.After(200 * time.Millisecond): // the publishers are done
 					return
 				}
@@ -450,37 +450,38 @@ func TestUpdateFromEvent(t *testing.T) {
 	id := uuid.New()
 	at := time.Date(2030, 6, 7, 8, 9, 10, 0, time.UTC)
 	loc := &task.Location{Directory: "d", Path: "d/x.json", Bytes: 9, SHA256: "abc"}
-	const atJSON = `"2030-06-07T08:09:10Z"`
+	num := func(n int) *int { return &n }
+	frac := func(f float64) *float64 { return &f }
+	text := func(s string) *string { return &s }
 	tests := []struct {
-		name     string
-		event    events.Event
-		wantKind string
-		wantData string // JSON; "" for no data
+		name      string
+		event     events.Event
+		wantKind  string
+		wantPatch viewPatch
 	}{
 		{"progress", events.Event{Kind: events.KindProgress, TaskID: id, Attempt: 2, Priority: task.PriorityHigh, Progress: 0.42, Time: at},
-			UpdateProgress, `{"progress":0.42}`},
+			UpdateProgress, viewPatch{Progress: frac(0.42)}},
 		{"accepted", events.Event{Kind: events.KindAccepted, TaskID: id, Attempt: 0, Priority: task.PriorityNormal, Time: at},
-			UpdateStatus, `{"attempts":0,"priority":"normal","status":"pending"}`},
+			UpdateStatus, viewPatch{Attempts: num(0), Priority: task.PriorityNormal, Status: task.StatusPending}},
 		{"attempt failed", events.Event{Kind: events.KindAttemptFailed, TaskID: id, Attempt: 1, Priority: task.PriorityHigh, Error: "crash", Time: at},
-			UpdateStatus, `{"attempts":1,"priority":"high","status":"pending"}`},
+			UpdateStatus, viewPatch{Attempts: num(1), Priority: task.PriorityHigh, Status: task.StatusPending}},
 		{"started", events.Event{Kind: events.KindStarted, TaskID: id, Attempt: 1, Priority: task.PriorityNormal, Time: at},
-			UpdateStatus, `{"attempts":1,"priority":"normal","status":"running","started_at":` + atJSON + `,"progress":0}`},
+			UpdateStatus, viewPatch{Attempts: num(1), Priority: task.PriorityNormal, Status: task.StatusRunning, StartedAt: &at, Progress: frac(0)}},
 		{"started without priority", events.Event{Kind: events.KindStarted, TaskID: id, Attempt: 3, Time: at},
-			UpdateStatus, `{"attempts":3,"status":"running","started_at":` + atJSON + `,"progress":0}`},
+			UpdateStatus, viewPatch{Attempts: num(3), Status: task.StatusRunning, StartedAt: &at, Progress: frac(0)}},
 		{"completed", events.Event{Kind: events.KindCompleted, TaskID: id, Attempt: 1, Priority: task.PriorityNormal, Time: at, Result: loc},
-			UpdateCompleted, `{"attempts":1,"priority":"normal","status":"completed","finished_at":` + atJSON +
-				`,"progress":1,"result":{"directory":"d","path":"d/x.json","bytes":9,"sha256":"abc"}}`},
+			UpdateCompleted, viewPatch{Attempts: num(1), Priority: task.PriorityNormal, Status: task.StatusCompleted, FinishedAt: &at, Progress: frac(1), Result: loc}},
 		{"completed before its start event arrived", events.Event{Kind: events.KindCompleted, TaskID: id, Attempt: 2, Time: at, StartedAt: &at, Worker: "n/n-0"},
-			UpdateCompleted, `{"attempts":2,"status":"completed","finished_at":` + atJSON + `,"progress":1,"started_at":` + atJSON + `,"worker":"n/n-0"}`},
+			UpdateCompleted, viewPatch{Attempts: num(2), Status: task.StatusCompleted, FinishedAt: &at, Progress: frac(1), StartedAt: &at, Worker: "n/n-0"}},
 		{"failed with its last start", events.Event{Kind: events.KindFailed, TaskID: id, Attempt: 5, Time: at, StartedAt: &at, Error: "gave up"},
-			UpdateFailed, `{"attempts":5,"status":"failed","finished_at":` + atJSON + `,"error":"gave up","started_at":` + atJSON + `}`},
+			UpdateFailed, viewPatch{Attempts: num(5), Status: task.StatusFailed, FinishedAt: &at, Error: text("gave up"), StartedAt: &at}},
 		{"completed without result", events.Event{Kind: events.KindCompleted, TaskID: id, Attempt: 1, Time: at},
-			UpdateCompleted, `{"attempts":1,"status":"completed","finished_at":` + atJSON + `,"progress":1}`},
+			UpdateCompleted, viewPatch{Attempts: num(1), Status: task.StatusCompleted, FinishedAt: &at, Progress: frac(1)}},
 		{"failed", events.Event{Kind: events.KindFailed, TaskID: id, Attempt: 5, Priority: task.PriorityHigh, Time: at, Error: "gave up"},
-			UpdateFailed, `{"attempts":5,"priority":"high","status":"failed","finished_at":` + atJSON + `,"error":"gave up"}`},
+			UpdateFailed, viewPatch{Attempts: num(5), Priority: task.PriorityHigh, Status: task.StatusFailed, FinishedAt: &at, Error: text("gave up")}},
 		{"cancelled while running", events.Event{Kind: events.KindCancelled, TaskID: id, Attempt: 1, Time: at, StartedAt: &at, Worker: "n/n-0"},
-			UpdateCancelled, `{"attempts":1,"status":"cancelled","finished_at":` + atJSON + `,"started_at":` + atJSON + `,"worker":"n/n-0"}`},
-		{"unknown kind", events.Event{Kind: "exploded", TaskID: id, Attempt: 1, Time: at}, "", ""},
+			UpdateCancelled, viewPatch{Attempts: num(1), Status: task.StatusCancelled, FinishedAt: &at, StartedAt: &at, Worker: "n/n-0"}},
+		{"unknown kind", events.Event{Kind: "exploded", TaskID: id, Attempt: 1, Time: at}, "", viewPatch{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -489,24 +490,17 @@ func TestUpdateFromEvent(t *testing.T) {
 			if u.TaskID != id || u.Kind != tt.wantKind {
 				t.Errorf("update %s %s, want %s for task %s", u.TaskID, u.Kind, tt.wantKind, id)
 			}
-			if tt.wantData == "" {
-				if len(u.Data) != 0 {
-					t.Errorf("data %s, want none", u.Data)
-				}
-				return
-			}
-			var got, want any
-			if err := json.Unmarshal(u.Data, &got); err != nil {
-				t.Fatalf("data %s: %v", u.Data, err)
-			}
-			if err := json.Unmarshal([]byte(tt.wantData), &want); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("data %s, want %s", u.Data, tt.wantData)
+			if !reflect.DeepEqual(u.Patch, tt.wantPatch) {
+				t.Errorf("patch %s, want %s", describePatch(u.Patch), describePatch(tt.wantPatch))
 			}
 		})
 	}
+}
+
+// describePatch shows what a patch's pointers point to.
+func describePatch(p viewPatch) string {
+	b, _ := json.Marshal(p)
+	return string(b)
 }
 
 // TestUpdateFromEventUnknownKindIgnored: the update of an unknown event reaches no stream.

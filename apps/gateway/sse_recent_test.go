@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
@@ -85,7 +84,8 @@ func TestRecentViewsBounded(t *testing.T) {
 		t.Error("a dropped view is still there")
 	}
 	// An update of a task not remembered adds nothing.
-	r.apply(Update{TaskID: uuid.New(), Kind: UpdateStatus, Data: json.RawMessage(`{"status":"running","attempts":1}`)})
+	one := 1
+	r.apply(Update{TaskID: uuid.New(), Kind: UpdateStatus, Patch: viewPatch{Status: task.StatusRunning, Attempts: &one}})
 	if len(r.views) != 2 {
 		t.Errorf("%d views held after an update of an unknown task, want 2", len(r.views))
 	}

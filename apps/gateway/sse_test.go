@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -254,7 +255,7 @@ func TestEventsPendingTaskUntilCompleted(t *testing.T) {
 	started := events.Event{Kind: events.KindStarted, TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Time: startedAt}
 	env.hub.Publish(updateFromEvent(started))
 	env.hub.Publish(updateFromEvent(started)) // a duplicate (at-least-once delivery) changes nothing: no event
-	env.hub.Publish(Update{TaskID: other.ID, Kind: UpdateProgress, Data: json.RawMessage(`{"progress":0.9}`)})
+	env.hub.Publish(progressUpdate(other.ID, 0.9))
 	env.hub.Publish(updateFromEvent(events.Event{Kind: events.KindProgress, TaskID: rec.ID, Attempt: 1, Progress: 0.25}))
 	env.hub.Publish(updateFromEvent(events.Event{Kind: events.KindProgress, TaskID: rec.ID, Attempt: 1, Progress: 0.5}))
 	env.hub.Publish(updateFromEvent(events.Event{Kind: events.KindCompleted, TaskID: rec.ID, Attempt: 1, Priority: task.PriorityNormal, Time: finishedAt, Result: loc}))
@@ -468,7 +469,7 @@ func TestEventsHeartbeat(t *testing.T) {
 		}
 	}
 	// The stream is still alive: an update still gets through.
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateProgress, Data: json.RawMessage(`{"progress":0.5}`)})
+	env.hub.Publish(progressUpdate(rec.ID, 0.5))
 	if f := c.nextEvent(t); f.Event != "progress" {
 		t.Errorf("event after pings %s, want progress", f)
 	}
@@ -489,7 +490,8 @@ func TestEventsNoHeartbeatWithinInterval(t *testing.T) {
 	}
 }
 
-// TestEventsProgressUpdates checks clamping and that malformed updates are skipped, not fatal.
+// TestEventsProgressUpdates checks clamping, and that a progress update without a
+// progress (or not a number) is skipped, not fatal.
 func TestEventsProgressUpdates(t *testing.T) {
 	t.Parallel()
 	env := newTestEnv(t, nil)
@@ -499,11 +501,12 @@ func TestEventsProgressUpdates(t *testing.T) {
 	c := openEvents(t, srv, rec.ID)
 	c.nextEvent(t)
 
-	for _, data := range []string{`{"progress":1.5}`, `not json`, `{"percent":3}`, `{"progress":null}`, `{"progress":-2}`, `{"progress":0.125}`} {
-		env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateProgress, Data: json.RawMessage(data)})
-	}
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateStatus, Data: json.RawMessage(`{"status":`)}) // malformed: skipped
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateStatus, Data: json.RawMessage(`{"status":"running","id":"` + uuid.NewString() + `"}`)})
+	env.hub.Publish(progressUpdate(rec.ID, 1.5))
+	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateProgress}) // no progress: skipped
+	env.hub.Publish(progressUpdate(rec.ID, math.NaN()))           // skipped
+	env.hub.Publish(progressUpdate(rec.ID, -2))
+	env.hub.Publish(progressUpdate(rec.ID, 0.125))
+	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateStatus, Patch: viewPatch{Status: task.StatusRunning}})
 	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateCompleted})
 
 	var got []string
@@ -559,11 +562,12 @@ func TestEventsClientMetric(t *testing.T) {
 	waitFor(t, "hub clients to drop to 1", func() bool { return env.hub.Clients() == 1 })
 
 	// The other stream is unaffected.
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateProgress, Data: json.RawMessage(`{"progress":0.5}`)})
+	env.hub.Publish(progressUpdate(rec.ID, 0.5))
 	if f := c2.nextEvent(t); f.Event != "progress" {
 		t.Errorf("remaining stream got %s, want progress", f)
 	}
-	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateFailed, Data: json.RawMessage(`{"error":"x"}`)})
+	reason := "x"
+	env.hub.Publish(Update{TaskID: rec.ID, Kind: UpdateFailed, Patch: viewPatch{Error: &reason}})
 	if f := c2.nextEvent(t); f.Event != "failed" {
 		t.Errorf("remaining stream got %s, want failed", f)
 	}
