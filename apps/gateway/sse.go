@@ -77,9 +77,8 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 
-	logger := a.logger.With("task_id", id)
-	logger.DebugContext(ctx, "event stream started", "last_event_id", r.Header.Get("Last-Event-ID"))
-	s := &eventStream{w: w, rc: rc, logger: logger, metrics: a.metrics, view: view}
+	a.logger.DebugContext(ctx, "event stream started", "task_id", id, "last_event_id", r.Header.Get("Last-Event-ID"))
+	s := &eventStream{w: w, rc: rc, logger: a.logger, metrics: a.metrics, view: view}
 	if remembered {
 		// The view came from the feed alone: check it against the record once, after
 		// recheckAfter heartbeats, in case the feed lost an update of this task (its
@@ -90,7 +89,7 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	err = s.run(ctx, updates, a.cfg.HeartbeatInterval)
-	logger.DebugContext(ctx, "event stream ended", "events", s.sent, "reason", endReason(err))
+	a.logger.DebugContext(ctx, "event stream ended", "task_id", id, "events", s.sent, "reason", endReason(err))
 }
 
 // endReason describes why a stream ended, for the log.
@@ -204,7 +203,7 @@ func (s *eventStream) checkRecord(ctx context.Context) (done bool, err error) {
 	v, rerr := s.recheck(ctx)
 	s.recheck = nil
 	if rerr != nil {
-		s.logger.WarnContext(ctx, "could not check the stream's view against the record", "error", rerr)
+		s.logger.WarnContext(ctx, "could not check the stream's view against the record", "task_id", s.view.ID, "error", rerr)
 		return false, nil
 	}
 	if !v.Status.Terminal() {
@@ -218,7 +217,7 @@ func (s *eventStream) apply(ctx context.Context, u Update) (done bool, err error
 	if u.Kind == UpdateProgress {
 		p, ok := progressOf(u)
 		if !ok {
-			s.logger.WarnContext(ctx, "progress update without a progress ignored")
+			s.logger.WarnContext(ctx, "progress update without a progress ignored", "task_id", s.view.ID)
 			return false, nil
 		}
 		s.view.Progress = p

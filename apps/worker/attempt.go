@@ -28,7 +28,11 @@ import (
 // storekeeper together with its result, which saves a record write and an event
 // publish per task.
 func (n *Node) run(a *attempt) {
-	log := n.logger.With("slot", a.slot, "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt)
+	// The attempt's attributes go with each line logged, not into a logger made for every
+	// attempt: the JSON handler formats a logger's attributes when it is made.
+	attrs := func(args ...any) []any {
+		return append([]any{"slot", a.slot, "task_id", a.grant.Assignment.TaskID, "attempt", a.grant.Assignment.Attempt}, args...)
+	}
 	started := make(chan struct{})
 	var startErr error
 	start := func() {
@@ -102,7 +106,7 @@ func (n *Node) run(a *attempt) {
 	if a.faulty {
 		<-started
 		n.vanish(a)
-		log.Warn("fault injection: the worker process dies before storing the result")
+		n.logger.Warn("fault injection: the worker process dies before storing the result", attrs()...)
 		return
 	}
 	if a.out.Failure == "" {
@@ -122,7 +126,7 @@ func (n *Node) run(a *attempt) {
 	<-published
 	if a.out.Failure != "" {
 		a.reason = a.out.Failure + ": " + a.out.Err.Error()
-		log.Info("attempt failed", "failure", a.out.Failure, "error", a.out.Err)
+		n.logger.Info("attempt failed", attrs("failure", a.out.Failure, "error", a.out.Err)...)
 		n.fail(a)
 		return
 	}
