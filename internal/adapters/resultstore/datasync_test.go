@@ -69,14 +69,14 @@ func TestSyncFiles(t *testing.T) {
 		return out
 	}
 	for _, n := range []int{1, 5} {
-		if err := syncFiles(t.Context(), create(n)); err != nil {
+		if err := s.syncFiles(t.Context(), create(n)); err != nil {
 			t.Errorf("sync of %d files: %v", n, err)
 		}
 	}
 	for _, n := range []int{1, 5} {
 		batch := create(n)
 		batch[n-1].f.Close()
-		if err := syncFiles(t.Context(), batch); err == nil {
+		if err := s.syncFiles(t.Context(), batch); err == nil {
 			t.Errorf("sync of %d files, one of them closed: no error", n)
 		}
 	}
@@ -91,7 +91,7 @@ func TestConcurrentWritesShareSyncs(t *testing.T) {
 	s.dataSyncs = batch.New(context.Background(), 0, func(ctx context.Context, fs []openFile) error {
 		calls.Add(1)
 		files.Add(int64(len(fs)))
-		return syncFiles(ctx, fs)
+		return s.syncFiles(ctx, fs)
 	})
 	const writers = 64
 	ids := make([]uuid.UUID, writers)

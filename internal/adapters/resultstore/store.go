@@ -72,6 +72,8 @@ type Store struct {
 	// (syncData); opens numbers the files it syncs (syncPlan).
 	dataSyncs *batch.Batcher[openFile]
 	opens     atomic.Uint64
+	// noSyncfs is set once syncfs(2) was refused: batches are fsynced file by file then.
+	noSyncfs atomic.Bool
 }
 
 // errNoTmpfile: the file system cannot make unnamed files (see linkNew).
@@ -86,10 +88,9 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open result store %s: %w", root, err)
 	}
-	return &Store{
-		root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}]), dirs: make(map[string]*os.File),
-		dataSyncs: batch.New(context.Background(), 0, syncFiles),
-	}, nil
+	s := &Store{root: r, durable: make(map[string]struct{}), dirSyncs: make(map[string]*batch.Batcher[struct{}]), dirs: make(map[string]*os.File)}
+	s.dataSyncs = batch.New(context.Background(), 0, s.syncFiles)
+	return s, nil
 }
 
 // Close releases the root directory.

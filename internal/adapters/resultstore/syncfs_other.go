@@ -5,4 +5,4 @@ package resultstore
 import "context"
 
 // syncFiles fsyncs each file of a batch (syncfs(2) is Linux's).
-func syncFiles(_ context.Context, files []openFile) error { return syncEach(files) }
+func (*Store) syncFiles(_ context.Context, files []openFile) error { return syncEach(files) }
