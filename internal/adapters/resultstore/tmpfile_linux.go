@@ -11,9 +11,9 @@ import (
 )
 
 // linkNew writes data to a new unnamed file in directory d (O_TMPFILE), makes it durable
-// (syncData, with the other files written at the moment), and links it into d as name: the file appears whole or not at all, and no temp name is created and
-// removed (on ext4 here, creating and unlinking a named temp file cost ten times the CPU of
-// the whole write). existed reports that name was there already (nothing changed).
+// (syncData, with the other files written at the moment), and links it into d as name: the
+// file appears whole or not at all, and no temp name is created and removed (on ext4 here,
+// creating and unlinking a named temp file cost ten times the CPU of the whole write). existed reports that name was there already (nothing changed).
 // errNoTmpfile means the file system has no O_TMPFILE; the caller writes a named temp file.
 func (s *Store) linkNew(d *os.File, name string, data []byte) (existed bool, err error) {
 	fd, err := unix.Openat(int(d.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, filePerm)
