@@ -186,3 +186,16 @@ func TestChaosKill(t *testing.T) {
 		})
 	}
 }
+
+func TestSubmittedFrom(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) timing { return timing{submitted: t0.Add(d)} }
+	ts := []timing{at(0), at(1999 * time.Millisecond), at(2 * time.Second), at(5 * time.Second), at(time.Second)}
+	got := submittedFrom(ts, t0.Add(steadyAfter))
+	if len(got) != 2 || !got[0].submitted.Equal(t0.Add(2*time.Second)) || !got[1].submitted.Equal(t0.Add(5*time.Second)) {
+		t.Errorf("submittedFrom = %v, want the tasks submitted at 2 s and 5 s", got)
+	}
+	if got := submittedFrom(ts, t0.Add(time.Minute)); len(got) != 0 {
+		t.Errorf("from after the last: %v, want none", got)
+	}
+}
