@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
@@ -30,6 +31,15 @@ type Config struct {
 	// A task re-queued at high priority then waits behind about this much work per
 	// node at most. Defaults to 250ms; 0 keeps the buffer at Prefetch.
 	PrefetchHorizon time.Duration
+	// SyncGap is the least time between two syncs of a busy node (one whose buffer
+	// still holds work when something changes after a sync): under load, a node reports
+	// what ended and takes new work in rounds of SyncGap, so that one sync, one turn of
+	// the queue actor, carries a round's work and every batch after it grows. Work
+	// submitted meanwhile waits for the next round. A node that needs work syncs at once.
+	// Defaults to 100ms; lower it for lower latency under load at more CPU per task (0:
+	// no rounds). At most PrefetchHorizon's worth of work is taken per round, and the
+	// wait ends early when the buffer runs dry with more work in the queue.
+	SyncGap time.Duration
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
 	// giving them back to the queue. Defaults to 30s.
 	DrainTimeout time.Duration
@@ -52,6 +62,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	cfg.Prefetch = r.Int("PREFETCH", cfg.PoolSize, 0, 4096)
 	cfg.PrefetchHorizon = r.Duration("PREFETCH_HORIZON", PrefetchHorizonDefault, 0, 10*time.Second)
+	cfg.SyncGap = r.Duration("SYNC_GAP", SyncGapDefault, 0, queue.HeartbeatInterval)
 	return cfg, r.Err()
 }
 

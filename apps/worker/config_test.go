@@ -30,6 +30,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.DrainTimeout != 30*time.Second {
 		t.Errorf("DrainTimeout = %s, want 30s", cfg.DrainTimeout)
 	}
+	if cfg.SyncGap != 100*time.Millisecond {
+		t.Errorf("SyncGap = %s, want 100ms", cfg.SyncGap)
+	}
 	if cfg.AppID != "worker" || cfg.PublicPort != 8081 || cfg.Port != 8091 {
 		t.Errorf("AppID, PublicPort, Port = %q, %d, %d; want worker, 8081, 8091", cfg.AppID, cfg.PublicPort, cfg.Port)
 	}
@@ -42,7 +45,7 @@ func TestLoadValues(t *testing.T) {
 	t.Parallel()
 	cfg, err := Load(getenv(map[string]string{
 		"NODE_ID": " worker-b ", "POOL_SIZE": "3", "WORKER_FAULT_RATE": "0.25", "DRAIN_TIMEOUT": "0s",
-		"APP_ID": "w2", "APP_PORT": "9000",
+		"APP_ID": "w2", "APP_PORT": "9000", "SYNC_GAP": "20ms",
 	}))
 	if err != nil {
 		t.Fatalf("Load = %v", err)
@@ -50,6 +53,9 @@ func TestLoadValues(t *testing.T) {
 	if cfg.NodeID != "worker-b" || cfg.PoolSize != 3 || cfg.FaultRate != 0.25 || cfg.DrainTimeout != 0 {
 		t.Errorf("cfg = {NodeID %q PoolSize %d FaultRate %v DrainTimeout %s}, want {worker-b 3 0.25 0s}",
 			cfg.NodeID, cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout)
+	}
+	if cfg.SyncGap != 20*time.Millisecond {
+		t.Errorf("SyncGap = %s, want 20ms", cfg.SyncGap)
 	}
 	if cfg.AppID != "w2" || cfg.Port != 9000 {
 		t.Errorf("AppID, Port = %q, %d; want w2, 9000", cfg.AppID, cfg.Port)
@@ -75,6 +81,9 @@ func TestLoadErrors(t *testing.T) {
 		{"DRAIN_TIMEOUT", "-1s"},
 		{"DRAIN_TIMEOUT", "2h"},
 		{"DRAIN_TIMEOUT", "soon"},
+		{"SYNC_GAP", "-1ms"},
+		{"SYNC_GAP", "501ms"}, // past a heartbeat
+		{"SYNC_GAP", "100"},
 		{"APP_PORT", "0"},
 		{"DAPR_GRPC_PORT", "70000"},
 	}
@@ -94,13 +103,13 @@ func TestLoadErrors(t *testing.T) {
 	t.Run("bounds are accepted", func(t *testing.T) {
 		t.Parallel()
 		cfg, err := Load(getenv(map[string]string{
-			"POOL_SIZE": "1024", "WORKER_FAULT_RATE": "1", "DRAIN_TIMEOUT": "1h",
+			"POOL_SIZE": "1024", "WORKER_FAULT_RATE": "1", "DRAIN_TIMEOUT": "1h", "SYNC_GAP": "500ms",
 		}))
 		if err != nil {
 			t.Fatalf("Load = %v", err)
 		}
-		if cfg.PoolSize != 1024 || cfg.FaultRate != 1 || cfg.DrainTimeout != time.Hour {
-			t.Errorf("cfg = %d %v %s, want 1024 1 1h", cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout)
+		if cfg.PoolSize != 1024 || cfg.FaultRate != 1 || cfg.DrainTimeout != time.Hour || cfg.SyncGap != 500*time.Millisecond {
+			t.Errorf("cfg = %d %v %s %s, want 1024 1 1h 500ms", cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout, cfg.SyncGap)
 		}
 	})
 

@@ -73,6 +73,7 @@ type Node struct {
 	progressEvery time.Duration // the most often an attempt publishes progress
 	restartAfter  time.Duration // how long a slot whose process died stays down
 	startGrace    time.Duration // a computation shorter than this has its start recorded with its result
+	syncGap       time.Duration // the least time between two syncs of a busy node (Config.SyncGap)
 
 	ctx    context.Context // attempts run under it; cancelled when the drain time is up
 	cancel context.CancelFunc
@@ -136,8 +137,8 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 	n := &Node{
 		logger: logger.With("component", "node"), name: name, slots: slots, incarnation: uuid.NewString(),
 		exec: exec, svc: svc, metrics: metrics, progressEvery: ProgressIntervalDefault, restartAfter: time.Second,
-		startGrace: StartGraceDefault,
-		prefetch:   len(slots), horizon: PrefetchHorizonDefault,
+		startGrace: StartGraceDefault, syncGap: SyncGapDefault,
+		prefetch: len(slots), horizon: PrefetchHorizonDefault,
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}, down: map[string]time.Time{},
 	}
@@ -357,14 +358,8 @@ func (n *Node) signal() {
 	}
 }
 
-// Run syncs with the queue until ctx ends: at once when something changed, every
-// queue.HeartbeatInterval otherwise.
-//
-// A sync that only reports (attempts ended while the buffer still holds work) waits
-// until syncGap after the previous one, so that under load each sync, one turn of the
-// queue actor, carries many reports and leaves turns for submissions; a node that needs
-// work (a slot free with the buffer empty, or the buffer below half of what it wants)
-// syncs at once.
+// Run syncs with the queue until ctx ends: when something changed (see holdWhileBusy),
+// and every queue.HeartbeatInterval otherwise.
 func (n *Node) Run(ctx context.Context) {
 	tick := time.NewTicker(queue.HeartbeatInterval)
 	defer tick.Stop()
@@ -380,18 +375,54 @@ func (n *Node) Run(ctx context.Context) {
 		case <-tick.C:
 			continue
 		}
-		if wait := time.Until(last.Add(syncGap)); wait > 0 && !n.needsWork() {
-			select {
-			case <-ctx.Done():
+		n.holdWhileBusy(ctx, last)
+	}
+}
+
+// holdWhileBusy decides, at the first change after the sync at last, when the next sync
+// goes. A node that needs work then (a slot free with nothing buffered, or the buffer
+// below half of what it wants) syncs at once: at light load a task's next one is not
+// held back. A node that is busy then (its buffer still holds work) syncs syncGap after
+// the last one, whatever happens meanwhile: under load it works in rounds, and one sync
+// (one turn of the queue actor, one state transaction) reports and takes a round's work.
+// The rounds are what make a node's batches large all the way down (starts, results,
+// events), and what takes most of the CPU per task off under load (README, "The ninth
+// session of 2026-12-06"); their price is that work submitted meanwhile waits for the
+// round, and a slot whose buffer ran dry idles until it. One thing ends the wait early:
+// the buffer runs dry while the queue holds more than the node took at its last sync
+// (it gave all the node asked for), so the rounds never leave slots idle with work
+// waiting in the queue, whatever the pace.
+func (n *Node) holdWhileBusy(ctx context.Context, last time.Time) {
+	wait := time.Until(last.Add(n.syncGap))
+	if wait <= 0 || n.needsWork() {
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-n.wake:
+			if n.dryWithBacklog() {
 				return
-			case <-time.After(wait):
 			}
 		}
 	}
 }
 
-// syncGap is the least time between two syncs that only report.
-const syncGap = 20 * time.Millisecond
+// SyncGapDefault is the least time between two syncs of a busy node (Config.SyncGap).
+const SyncGapDefault = 100 * time.Millisecond
+
+// dryWithBacklog reports whether a slot is free with nothing buffered while more work
+// waits in the queue (its last reply gave all the node asked for), or the node drains.
+func (n *Node) dryWithBacklog() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.draining || n.backlog && len(n.buffer) == 0 && n.freeSlot(time.Now()) != ""
+}
 
 // needsWork reports whether the node should ask the queue for work now: a slot is free
 // and nothing is buffered for it, or the buffer is below half of what the node wants.

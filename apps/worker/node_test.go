@@ -133,6 +133,7 @@ func (f *fakeEvents) kinds(id uuid.UUID) []string {
 type fakeQueue struct {
 	mu    sync.Mutex
 	reqs  []queue.SyncRequest
+	at    []time.Time // when each sync came
 	reply queue.SyncReply
 	err   error
 }
@@ -141,6 +142,7 @@ func (f *fakeQueue) Sync(_ context.Context, req queue.SyncRequest) (queue.SyncRe
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reqs = append(f.reqs, req)
+	f.at = append(f.at, time.Now())
 	r := f.reply
 	f.reply = queue.SyncReply{}
 	return r, f.err
@@ -670,4 +672,74 @@ func TestCancelledAttempts(t *testing.T) {
 			t.Error("a result of the cancelled attempt was stored")
 		}
 	})
+}
+
+// When a node syncs again after a sync that gave it work: at once when it needs work at
+// the first change after it, in rounds of syncGap while it is busy, and early when its
+// buffer runs dry with more work in the queue.
+func TestSyncRounds(t *testing.T) {
+	tests := []struct {
+		name     string
+		slots    []string
+		gap      time.Duration
+		prefetch int      // the buffer the node wants (0: as many as its slots)
+		give     []string // the sleep of each attempt the first sync gives (ms), slots first
+		within   time.Duration
+		after    time.Duration // the second sync comes within [after, within) of the first
+	}{
+		{name: "idle at the first change: at once", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
+			give: []string{"10"}, after: 10 * time.Millisecond, within: 20 * time.Millisecond},
+		// Asked for 6, given 5: nothing more waits. At the first change (10 ms) 2 are
+		// buffered, half of the 4 wanted; the slots run dry at 40 ms and wait.
+		{name: "busy at the first change: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond, prefetch: 4,
+			give: []string{"10", "30", "10", "10", "10"}, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
+		{name: "busy, no rounds: at once", slots: []string{"vm-0", "vm-1"}, gap: 0, prefetch: 4,
+			give: []string{"10", "30", "10", "10", "10"}, after: 10 * time.Millisecond, within: 20 * time.Millisecond},
+		// Asked for 2, given 2: more may wait. Dry at 20 ms.
+		{name: "dry with work in the queue: before the round's end", slots: []string{"vm-0"}, gap: 100 * time.Millisecond,
+			give: []string{"10", "10"}, after: 20 * time.Millisecond, within: 30 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newNodeEnv(t, tt.slots...)
+				defer e.close()
+				e.node.syncGap = tt.gap
+				if tt.prefetch > 0 {
+					e.node.prefetch = tt.prefetch
+				}
+				var given []queue.Grant
+				for i, ms := range tt.give {
+					slot := ""
+					if i < len(tt.slots) {
+						slot = tt.slots[i]
+					}
+					given = append(given, e.submit("sleep", `{"ms":`+ms+`}`, slot))
+				}
+				e.queue.reply = queue.SyncReply{Given: given}
+				ctx, stop := context.WithCancel(t.Context())
+				done := make(chan struct{})
+				go func() { defer close(done); e.node.Run(ctx) }()
+				time.Sleep(200 * time.Millisecond) // fake time: less than a heartbeat after the round
+				stop()
+				<-done
+				e.queue.mu.Lock()
+				defer e.queue.mu.Unlock()
+				if len(e.queue.at) < 2 {
+					t.Fatalf("%d syncs, want at least 2", len(e.queue.at))
+				}
+				second := e.queue.at[1].Sub(e.queue.at[0])
+				if second < tt.after || second >= tt.within {
+					t.Errorf("second sync %v after the first, want within [%v, %v)", second, tt.after, tt.within)
+				}
+				var reported int
+				for _, req := range e.queue.reqs {
+					reported += len(req.Done)
+				}
+				if reported != len(tt.give) {
+					t.Errorf("%d attempts reported done in %d syncs, want %d", reported, len(e.queue.reqs), len(tt.give))
+				}
+			})
+		})
+	}
 }
