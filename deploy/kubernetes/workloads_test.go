@@ -285,6 +285,10 @@ func TestWorkerNodes(t *testing.T) {
 			if n, err := strconv.Atoi(env["POOL_SIZE"].Value); err != nil || n < 1 {
 				t.Errorf("POOL_SIZE %q", env["POOL_SIZE"].Value)
 			}
+			// SYNC_GAP only when the values set it (the worker's default otherwise).
+			if gap, ok := env["SYNC_GAP"]; strings.Contains(name, "sync-gap") != ok || ok && gap.Value != "20ms" {
+				t.Errorf("SYNC_GAP %q (set: %v), want 20ms where the values set it and nothing elsewhere", gap.Value, ok)
+			}
 			drain, err := time.ParseDuration(env["DRAIN_TIMEOUT"].Value)
 			if err != nil || drain <= 0 {
 				t.Fatalf("DRAIN_TIMEOUT %q: %v", env["DRAIN_TIMEOUT"].Value, err)
