@@ -54,11 +54,12 @@ type DaprBackend struct {
 	settling     sync.WaitGroup
 }
 
-// NewDaprBackend returns the gateway's backend.
-func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchSender) *DaprBackend {
+// NewDaprBackend returns the gateway's backend. here is the queue actor type this
+// process hosts (nil: every queue call goes through the sidecar).
+func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchSender, here *queueactor.Actor) *DaprBackend {
 	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
-		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client},
+		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client, Here: here},
 		settleBudget: settleBudget,
 	}
 	b.enqueues = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, as []task.Assignment) error {

@@ -41,10 +41,6 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	hub.Streams().SetLimits(cfg.Streams)
 	app.Registry.MustRegister(hub.Streams())
 	app.Server.OnShutdown(hub.Close)
-	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox), catalog.Default(), hub, NewMetrics(app.Registry))
-	api.Mount(app.Server.Router)
-	MountWeb(app.Server.Router)
-
 	// The task queue actor lives in the gateway; it pushes work to worker nodes, one
 	// call per node for all of the node's slots it hands work at once. The push runs
 	// after the queue's turn (its leases are written first), and is bounded: while Dapr
@@ -68,6 +64,11 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	host := actorhost.New(logger, nil)
 	host.Register(components.QueueActor, queueActor)
 	host.Mount(app.Server.Channel)
+	// The backend's enqueues go to the queue actor in this process while the sidecar has
+	// it active here (one gateway of several has it), through the sidecar otherwise.
+	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox, queueActor), catalog.Default(), hub, NewMetrics(app.Registry))
+	api.Mount(app.Server.Router)
+	MountWeb(app.Server.Router)
 
 	// Every lifecycle event, for the SSE streams this instance serves and the overview,
 	// delivered in bulk by the sidecar. A failed attempt is for the overview only: the

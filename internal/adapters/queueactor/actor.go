@@ -72,8 +72,13 @@ type Actor struct {
 	// may still be writing that turn's state (a queue's write is not cut short). The
 	// next activation's first turn waits here for it: started earlier, it would work from
 	// the state before that write and put its entries on the keys the write uses, losing
-	// tasks. Kept across deactivations (one per queue id).
+	// tasks. Kept across deactivations (one per queue id). Calls made in this process
+	// (EnqueueHere) take their turns here too.
 	turns map[string]*sync.Mutex
+	// hosted holds the queue ids the sidecar has active in this process: set by a call
+	// it delivered, cleared when it deactivates the actor or a call made here fails.
+	hosted map[string]bool
+	here   map[string]int // enqueue calls made in this process, per queue id (metrics)
 }
 
 // NewActor returns the TaskQueue actor type; push hands attempts to worker nodes.
@@ -81,7 +86,7 @@ func NewActor(logger *slog.Logger, state actorhost.StateClient, push queue.PushF
 	return &Actor{
 		logger: logger.With("component", "queue"), state: state, push: push,
 		queues: map[string]*queue.Queue{}, depths: map[string]queue.Depth{}, lost: map[string]int{},
-		turns: map[string]*sync.Mutex{},
+		turns: map[string]*sync.Mutex{}, hosted: map[string]bool{}, here: map[string]int{},
 	}
 }
 
@@ -122,9 +127,10 @@ func (a *Actor) get(id string) *queue.Queue {
 	return q
 }
 
-// Invoke runs one queue method.
+// Invoke runs one queue method, called through the sidecar.
 func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]byte, error) {
 	defer a.turn(id)()
+	a.setHosted(id, true)
 	q := a.get(id)
 	var reply any
 	var err error
@@ -163,6 +169,46 @@ func (a *Actor) Invoke(ctx context.Context, id, method string, body []byte) ([]b
 	return json.Marshal(reply)
 }
 
+// EnqueueHere adds assignments to queue id in this process, without the sidecar's two
+// legs of an actor call (app → sidecar → app), when the sidecar has the actor active
+// here (hosted is false otherwise: call through the sidecar then). The turn is taken
+// as for a call the sidecar delivers, and what makes it safe is the queue's write: the
+// sidecar refuses an actor-state transaction of an actor it does not have active
+// (daprd checks its actor table, under the placement lock that a move of the actor
+// takes), so a turn here after the actor moved elsewhere writes nothing and fails. A
+// failed call here leaves the next ones to the sidecar until it delivers a call again.
+func (a *Actor) EnqueueHere(ctx context.Context, id string, as []task.Assignment) (n int, hosted bool, err error) {
+	if !a.isHosted(id) {
+		return 0, false, nil
+	}
+	defer a.turn(id)()
+	if !a.isHosted(id) { // deactivated while this call waited for its turn
+		return 0, false, nil
+	}
+	q := a.get(id)
+	n, err = q.Enqueue(ctx, as)
+	a.observe(id, q)
+	a.mu.Lock()
+	a.here[id]++
+	if err != nil {
+		a.hosted[id] = false
+	}
+	a.mu.Unlock()
+	return n, true, err
+}
+
+func (a *Actor) isHosted(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hosted[id]
+}
+
+func (a *Actor) setHosted(id string, on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.hosted[id] = on
+}
+
 // observe keeps the queue's depth and lost leases for metrics, from what the queue
 // keeps in memory after the call (no store read).
 func (a *Actor) observe(id string, q *queue.Queue) {
@@ -181,6 +227,7 @@ func (a *Actor) Remind(ctx context.Context, id, name string, _ []byte) (bool, er
 		return true, nil
 	}
 	defer a.turn(id)()
+	a.setHosted(id, true)
 	q := a.get(id)
 	err := q.Sweep(ctx)
 	a.observe(id, q)
@@ -193,6 +240,7 @@ func (a *Actor) Deactivate(_ context.Context, id string) {
 	defer a.mu.Unlock()
 	delete(a.queues, id)
 	delete(a.depths, id)
+	delete(a.hosted, id)
 }
 
 // Describe implements prometheus.Collector.
@@ -202,6 +250,7 @@ var (
 	depthDesc  = prometheus.NewDesc("taskgrid_queue_depth", "Tasks waiting in the queue, by priority (queues hosted by this process).", []string{"queue", "priority"}, nil)
 	leasedDesc = prometheus.NewDesc("taskgrid_queue_leased", "Attempts handed to worker slots and not reported finished.", []string{"queue"}, nil)
 	lostDesc   = prometheus.NewDesc("taskgrid_queue_leases_lost_total", "Leases found lost (node dead, restarted or silent) and their tasks queued again, by this process.", []string{"queue"}, nil)
+	hereDesc   = prometheus.NewDesc("taskgrid_queue_enqueues_here_total", "Enqueue calls this process made to the queue it hosts, without its sidecar (see EnqueueHere).", []string{"queue"}, nil)
 	idleDesc   = prometheus.NewDesc("taskgrid_queue_idle_slots", "Worker slots waiting for work, as the queue sees them.", []string{"queue"}, nil)
 )
 
@@ -218,12 +267,18 @@ func (a *Actor) Collect(ch chan<- prometheus.Metric) {
 	for id, n := range a.lost {
 		ch <- prometheus.MustNewConstMetric(lostDesc, prometheus.CounterValue, float64(n), id)
 	}
+	for id, n := range a.here {
+		ch <- prometheus.MustNewConstMetric(hereDesc, prometheus.CounterValue, float64(n), id)
+	}
 }
 
 // Client calls the queue actor through the sidecar.
 type Client struct {
 	Invoker actorhost.Invoker
 	ID      string // queue actor id; DefaultID when empty
+	// Here, when set, is the queue actor type of this process: an enqueue goes to it
+	// directly while the actor is active here (see Actor.EnqueueHere).
+	Here *Actor
 }
 
 func (c Client) id() string {
@@ -235,6 +290,14 @@ func (c Client) id() string {
 
 // Enqueue adds assignments.
 func (c Client) Enqueue(ctx context.Context, as ...task.Assignment) (int, error) {
+	if c.Here != nil {
+		if n, hosted, err := c.Here.EnqueueHere(ctx, c.id(), as); hosted {
+			if err != nil {
+				return n, fmt.Errorf("enqueue in this process: %w", err)
+			}
+			return n, nil
+		}
+	}
 	var reply EnqueueReply
 	err := actorhost.Call(ctx, c.Invoker, components.QueueActor, c.id(), MethodEnqueue, EnqueueRequest{Assignments: as}, &reply)
 	return reply.Dispatched, err

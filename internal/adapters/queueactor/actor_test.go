@@ -223,3 +223,116 @@ func TestActorTurnOutlivesDeactivation(t *testing.T) {
 		t.Fatalf("depth = %+v, %v; want both tasks waiting", d, err)
 	}
 }
+
+// refusingActorState is memActorState whose sidecar no longer has the actor active: it
+// refuses writes, as daprd does (ErrActorInstanceMissing), while refuse is set.
+type refusingActorState struct {
+	memActorState
+	refuse atomic.Bool
+}
+
+func (r *refusingActorState) SaveStateTransactionally(ctx context.Context, typ, id string, ops []*dapr.ActorStateOperation) error {
+	if r.refuse.Load() {
+		return errors.New("rpc error: code = Internal desc = actor instance is missing")
+	}
+	return r.memActorState.SaveStateTransactionally(ctx, typ, id, ops)
+}
+
+// An enqueue goes to the queue in this process only while the sidecar has the actor
+// active here: from the first call it delivers until it deactivates the actor, or until
+// a call made here fails (the sidecar refused its write); then the sidecar's path
+// again, until it delivers a call. Each call made here takes a turn and is counted.
+func TestEnqueueHere(t *testing.T) {
+	t.Parallel()
+	state := &refusingActorState{memActorState: memActorState{data: map[string][]byte{}}}
+	a := NewActor(slog.New(slog.NewTextHandler(io.Discard, nil)), state, nil)
+	one := func() []task.Assignment {
+		return []task.Assignment{{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}}
+	}
+	here := func(step string, wantHosted, wantErr bool) {
+		t.Helper()
+		_, hosted, err := a.EnqueueHere(t.Context(), DefaultID, one())
+		if hosted != wantHosted || (err != nil) != wantErr {
+			t.Fatalf("%s: EnqueueHere hosted %v, error %v; want hosted %v, error %v", step, hosted, err, wantHosted, wantErr)
+		}
+	}
+	depth := func() uint64 {
+		t.Helper()
+		var d queue.Depth
+		if err := invoke(t, a, MethodDepth, nil, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Normal
+	}
+
+	here("before the sidecar delivered a call", false, false)
+	if n := depth(); n != 0 { // the sidecar delivers its first call
+		t.Fatalf("depth %d, want 0", n)
+	}
+	here("once the sidecar delivered a call", true, false)
+	here("again", true, false)
+	if n := depth(); n != 2 {
+		t.Fatalf("depth %d after two enqueues here, want 2", n)
+	}
+	a.Deactivate(t.Context(), DefaultID)
+	here("after the sidecar deactivated the actor", false, false)
+	if n := depth(); n != 2 { // delivered again: active here once more
+		t.Fatalf("depth %d, want 2", n)
+	}
+	state.refuse.Store(true) // the actor moved away without a deactivation seen yet
+	here("while the sidecar refuses its writes", true, true)
+	here("after a call here failed", false, false)
+	state.refuse.Store(false)
+	if n := depth(); n != 2 {
+		t.Fatalf("depth %d: the refused enqueue changed the queue", n)
+	}
+	here("once the sidecar delivered a call again", true, false)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(a)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls float64
+	for _, f := range families {
+		if f.GetName() == "taskgrid_queue_enqueues_here_total" {
+			calls = f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if calls != 4 {
+		t.Errorf("taskgrid_queue_enqueues_here_total = %v, want 4 (the calls that took a turn here)", calls)
+	}
+}
+
+// The client goes to the queue in this process when it is active here, and through the
+// sidecar otherwise.
+func TestClientEnqueueHere(t *testing.T) {
+	t.Parallel()
+	state := &memActorState{data: map[string][]byte{}}
+	a := NewActor(slog.New(slog.NewTextHandler(io.Discard, nil)), state, nil)
+	sidecar := &countingInvoker{a: a}
+	c := Client{Invoker: sidecar, Here: a}
+	as := []task.Assignment{{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}}
+	if _, err := c.Enqueue(t.Context(), as...); err != nil || sidecar.calls != 1 {
+		t.Fatalf("first enqueue: %v, %d sidecar calls; want it through the sidecar", err, sidecar.calls)
+	}
+	if _, err := c.Enqueue(t.Context(), as[0]); err != nil || sidecar.calls != 1 {
+		t.Fatalf("second enqueue: %v, %d sidecar calls; want it here", err, sidecar.calls)
+	}
+}
+
+// countingInvoker is a sidecar that delivers actor calls to a in this process.
+type countingInvoker struct {
+	a     *Actor
+	calls int
+}
+
+func (c *countingInvoker) InvokeActor(ctx context.Context, in *dapr.InvokeActorRequest) (*dapr.InvokeActorResponse, error) {
+	c.calls++
+	out, err := c.a.Invoke(ctx, in.ActorID, in.Method, in.Data)
+	if err != nil {
+		return nil, err
+	}
+	return &dapr.InvokeActorResponse{Data: out}, nil
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 
 // profileStack takes a CPU profile of every app and every daprd of the stack at once,
 // for seconds, starting after delay, and writes each to dir/<scenario>-<instance>[-daprd].pprof
-// (read with `go tool pprof`). It runs in the background of a scenario and returns at
+// (read with `go tool pprof`), and one of the bench's own process (its clients) to
+// dir/<scenario>-bench.pprof. It runs in the background of a scenario and returns at
 // once; wait on the returned func for the files. Failures are logged, not returned: a
 // profile is an aid for reading the figures, not one of them.
 func profileStack(ctx context.Context, e *Env, scenario string, delay, seconds time.Duration) (wait func()) {
@@ -35,6 +37,11 @@ func profileStack(ctx context.Context, e *Env, scenario string, delay, seconds t
 			return
 		}
 		var each sync.WaitGroup
+		each.Go(func() {
+			if err := profileSelf(ctx, seconds, filepath.Join(dir, scenario+"-bench.pprof")); err != nil {
+				e.Logf("bench: profile of the bench: %v", err)
+			}
+		})
 		for _, id := range stacktest.AllApps {
 			for _, in := range e.Stack.Apps(id) {
 				for _, sidecar := range []bool{false, true} {
@@ -54,6 +61,24 @@ func profileStack(ctx context.Context, e *Env, scenario string, delay, seconds t
 		e.Logf("bench: CPU profiles of %s written to %s", scenario, dir)
 	})
 	return wg.Wait
+}
+
+// profileSelf writes a CPU profile of this process, for d, to path.
+func profileSelf(ctx context.Context, d time.Duration, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	pprof.StopCPUProfile()
+	return f.Close()
 }
 
 func fetchProfile(ctx context.Context, base string, d time.Duration, path string) error {
