@@ -545,13 +545,20 @@ func (q *Queue) commit(ctx context.Context, t *txn) error {
 		}
 		ops = append(ops, Op{Key: leaseKey(node), Value: data})
 	}
-	data, err := json.Marshal(t.m)
-	if err != nil {
-		return fmt.Errorf("encode queue meta: %w", err)
+	// The meta key is written with every other write (its revision moves), and on its
+	// own only when it changed: only then is it compared, encoded as it stands.
+	changed := len(ops) > 0
+	if !changed {
+		data, err := json.Marshal(t.m)
+		if err != nil {
+			return fmt.Errorf("encode queue meta: %w", err)
+		}
+		changed = !sameJSON(q.m, data)
 	}
-	if len(ops) > 0 || !sameJSON(q.m, data) {
+	if changed {
 		t.m.Rev = q.m.Rev + 1
-		if data, err = json.Marshal(t.m); err != nil {
+		data, err := json.Marshal(t.m)
+		if err != nil {
 			return fmt.Errorf("encode queue meta: %w", err)
 		}
 		ops = append(ops, Op{Key: "meta", Value: data})
