@@ -232,7 +232,11 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 		return rec, false, err
 	}
 	if err := b.events.Send(ctx, accepted); err != nil {
-		b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", accepted.ID, "error", err)
+		if ctx.Err() != nil { // the outbox's batch goes on without the submission's wait
+			b.logger.WarnContext(ctx, "answered before the accepted event was published or spooled", "event_id", accepted.ID, "error", err)
+		} else {
+			b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", accepted.ID, "error", err)
+		}
 	}
 	return rec, true, nil
 }
