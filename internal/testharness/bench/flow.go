@@ -241,6 +241,7 @@ func burst(ctx context.Context, e *Env) ([]Measure, error) {
 	var ts timings
 	next := make(chan struct{})
 	var clients sync.WaitGroup
+	ref := referenceWork()
 	w, err := startWindow(ctx, e.Stack)
 	if err != nil {
 		return nil, err
@@ -265,7 +266,7 @@ func burst(ctx context.Context, e *Env) ([]Measure, error) {
 		return nil, err
 	}
 	elapsed := lastNotified(all).Sub(start).Seconds()
-	ms := []Measure{{Name: "throughput", Unit: "tasks/s", Value: float64(len(all)) / elapsed}, ts.refusals()}
+	ms := []Measure{{Name: "throughput", Unit: "tasks/s", Value: float64(len(all)) / elapsed}, ts.refusals(), ref}
 	ms = append(ms, latencies("submit→notified", spans(all, notifiedAt), false)...)
 	spent, err := costs(ctx, w, len(all), elapsed)
 	if err != nil {
@@ -350,6 +351,7 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	gw := e.Stack.Gateway()
 	var ts timings
 	n := max(int(c.PacedDuration.Seconds()*float64(rate)), 1)
+	ref := referenceWork()
 	w, err := startWindow(ctx, e.Stack)
 	if err != nil {
 		return nil, err
@@ -396,7 +398,7 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 		Measure{Name: "backlog growth", Unit: "tasks/s", Value: growth},
 		Measure{Name: "sustained", Unit: "1 = yes", Value: yes},
 		Measure{Name: "drain after the last submit", Unit: "s", Value: last.Sub(start.Add(offered)).Seconds()},
-		ts.refusals(),
+		ts.refusals(), ref,
 	)
 	spent, err := costs(ctx, w, len(all), last.Sub(start).Seconds())
 	if err != nil {
