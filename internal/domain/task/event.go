@@ -58,9 +58,12 @@ func knownKind(k string) bool {
 
 // DecodeEvent parses an event and checks that it is one this code understands.
 func DecodeEvent(data []byte) (Event, error) {
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return e, fmt.Errorf("decode event: %w", err)
+	e, ok := decodeEventFast(data)
+	if !ok {
+		e = Event{}
+		if err := json.Unmarshal(data, &e); err != nil {
+			return e, fmt.Errorf("decode event: %w", err)
+		}
 	}
 	if e.Version < 1 || e.Version > EventVersion {
 		return e, fmt.Errorf("decode event %s: version %d not supported", e.ID, e.Version)
