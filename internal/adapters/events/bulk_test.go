@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 func TestServeSubscriptions(t *testing.T) {
@@ -101,4 +103,68 @@ func TestServeBulk(t *testing.T) {
 	if rec.Code != http.StatusBadRequest {
 		t.Errorf("a body that is not JSON: %d, want 400", rec.Code)
 	}
+}
+
+// An envelope as daprd delivers a pack (its data a string of the events, one per line)
+// takes the one-pass way; what packData takes, the encoding/json way reads the same.
+func TestPackDataTakesDaprdsEnvelope(t *testing.T) {
+	id := uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+	ev, _ := json.Marshal(Event{ID: task.EventID(id, KindStarted, 1), Version: Version, Kind: KindStarted, Time: time.Unix(0, 0).UTC(), TaskID: id, Type: "noop", Attempt: 1})
+	pack, _ := json.Marshal(string(ev) + "\n" + string(ev) + "\n")
+	envelope := `{"data":` + string(pack) + `,"datacontenttype":"application/x-ndjson","id":"x+1","pubsubname":"fanout",` +
+		`"source":"gateway","specversion":"1.0","time":"2026-12-06T22:00:00Z","topic":"task-events","traceid":"00-0-0-00",` +
+		`"traceparent":"00-0-0-00","tracestate":"","type":"com.dapr.event.sent","n":1.5,"flags":[true,null,{"a":[]}]}`
+	data, ok := packData([]byte(envelope))
+	if !ok {
+		t.Fatal("daprd's envelope did not take the one-pass way")
+	}
+	if want := string(ev) + "\n" + string(ev) + "\n"; string(data) != want {
+		t.Fatalf("data %q, want %q", data, want)
+	}
+	for _, other := range []string{
+		`{"Data":"x"}`, `{"data":"x","DATA":"y"}`, `{"data":{"id":"x"}}`, `{"data":"\u0041"}`, `{"data":null}`, `{"id":"x"}`, `{"data":"x"} trailing`,
+	} {
+		if _, ok := packData([]byte(other)); ok {
+			t.Errorf("packData took %s, which it should leave to encoding/json", other)
+		}
+	}
+}
+
+// Whatever packData takes, the encoding/json way takes too, with the same data.
+func FuzzPackData(f *testing.F) {
+	f.Add([]byte(`{"data":"{\"id\":\"x\"}\n","id":"y","n":[1,{"b":null}]}`))
+	f.Add([]byte(`{"data":"a","Data":"b"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fast, ok := packData(raw)
+		if !ok {
+			return
+		}
+		want, err := entryData(raw)
+		if err != nil || string(want) != string(fast) {
+			t.Fatalf("%q: packData %q; encoding/json %q, %v", raw, fast, want, err)
+		}
+	})
+}
+
+func BenchmarkEntryData(b *testing.B) {
+	id := uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+	ev, _ := json.Marshal(Event{ID: task.EventID(id, KindStarted, 1), Version: Version, Kind: KindStarted, Time: time.Unix(0, 0).UTC(), TaskID: id, Type: "noop", Attempt: 1})
+	pack, _ := json.Marshal(strings.Repeat(string(ev)+"\n", 64))
+	raw := []byte(`{"data":` + string(pack) + `,"datacontenttype":"application/x-ndjson","id":"x+63","pubsubname":"fanout","source":"gateway","specversion":"1.0","topic":"task-events","type":"com.dapr.event.sent"}`)
+	b.Run("one pass", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			if _, ok := packData(raw); !ok {
+				b.Fatal("not taken")
+			}
+		}
+	})
+	b.Run("encoding/json", func(b *testing.B) {
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			if _, err := entryData(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
