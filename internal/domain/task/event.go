@@ -58,18 +58,20 @@ func knownKind(k string) bool {
 
 // DecodeEvent parses an event and checks that it is one this code understands.
 func DecodeEvent(data []byte) (Event, error) {
-	e, ok := decodeEventFast(data)
-	if !ok {
-		e = Event{}
-		if err := json.Unmarshal(data, &e); err != nil {
-			return e, fmt.Errorf("decode event: %w", err)
-		}
+	var e Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return e, fmt.Errorf("decode event: %w", err)
 	}
+	return e, e.Check()
+}
+
+// Check reports why e is not an event this code understands, if it is not.
+func (e Event) Check() error {
 	if e.Version < 1 || e.Version > EventVersion {
-		return e, fmt.Errorf("decode event %s: version %d not supported", e.ID, e.Version)
+		return fmt.Errorf("decode event %s: version %d not supported", e.ID, e.Version)
 	}
 	if !knownKind(e.Kind) || e.ID == "" || e.TaskID == uuid.Nil {
-		return e, fmt.Errorf("decode event %q: kind %q, task %s: incomplete event", e.ID, e.Kind, e.TaskID)
+		return fmt.Errorf("decode event %q: kind %q, task %s: incomplete event", e.ID, e.Kind, e.TaskID)
 	}
-	return e, nil
+	return nil
 }

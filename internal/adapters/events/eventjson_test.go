@@ -1,4 +1,4 @@
-package task
+package events
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // sampleEvents are events as the apps emit them: every kind of field set or left out.
@@ -15,13 +17,13 @@ func sampleEvents() []Event {
 	at := time.Date(2026, 12, 6, 22, 51, 3, 123456789, time.UTC)
 	started := at.Add(-time.Second)
 	return []Event{
-		{ID: EventID(id, EventAccepted, 0), Version: EventVersion, Kind: EventAccepted, Time: at, TaskID: id, Type: "noop", Priority: PriorityNormal},
-		{ID: EventID(id, EventStarted, 1), Version: EventVersion, Kind: EventStarted, Time: at, TaskID: id, Type: "primes", Attempt: 1, Priority: PriorityHigh, Worker: "worker-0/worker-0-3", StartedAt: &started},
-		{ID: EventID(id, EventProgress, 2), Version: EventVersion, Kind: EventProgress, Time: at, TaskID: id, Type: "sleep", Attempt: 2, Progress: 0.375, StartedAt: &started},
-		{ID: EventID(id, EventCompleted, 1), Version: EventVersion, Kind: EventCompleted, Time: at.In(time.FixedZone("x", 3600)), TaskID: id, Type: "compress", Attempt: 1, Worker: "w",
-			Result: &Location{Directory: "runs/ünïcode", Path: "runs/ünïcode/" + id.String() + ".json", Files: []string{"a.bin", "b.bin"}, Bytes: 1 << 40, SHA256: "ab12"}, StartedAt: &started},
-		{ID: EventID(id, EventCompleted, 3), Version: EventVersion, Kind: EventCompleted, Time: at, TaskID: id, Type: "noop", Attempt: 3, Result: &Location{Directory: "d", Path: "d/x.json"}},
-		{ID: EventID(id, EventFailed, 5), Version: EventVersion, Kind: EventFailed, Time: at, TaskID: id, Type: "noop", Attempt: 5, Error: "timeout: after 2s"},
+		{ID: task.EventID(id, task.EventAccepted, 0), Version: task.EventVersion, Kind: task.EventAccepted, Time: at, TaskID: id, Type: "noop", Priority: task.PriorityNormal},
+		{ID: task.EventID(id, task.EventStarted, 1), Version: task.EventVersion, Kind: task.EventStarted, Time: at, TaskID: id, Type: "primes", Attempt: 1, Priority: task.PriorityHigh, Worker: "worker-0/worker-0-3", StartedAt: &started},
+		{ID: task.EventID(id, task.EventProgress, 2), Version: task.EventVersion, Kind: task.EventProgress, Time: at, TaskID: id, Type: "sleep", Attempt: 2, Progress: 0.375, StartedAt: &started},
+		{ID: task.EventID(id, task.EventCompleted, 1), Version: task.EventVersion, Kind: task.EventCompleted, Time: at.In(time.FixedZone("x", 3600)), TaskID: id, Type: "compress", Attempt: 1, Worker: "w",
+			Result: &task.Location{Directory: "runs/ünïcode", Path: "runs/ünïcode/" + id.String() + ".json", Files: []string{"a.bin", "b.bin"}, Bytes: 1 << 40, SHA256: "ab12"}, StartedAt: &started},
+		{ID: task.EventID(id, task.EventCompleted, 3), Version: task.EventVersion, Kind: task.EventCompleted, Time: at, TaskID: id, Type: "noop", Attempt: 3, Result: &task.Location{Directory: "d", Path: "d/x.json"}},
+		{ID: task.EventID(id, task.EventFailed, 5), Version: task.EventVersion, Kind: task.EventFailed, Time: at, TaskID: id, Type: "noop", Attempt: 5, Error: "timeout: after 2s"},
 	}
 }
 

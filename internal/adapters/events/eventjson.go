@@ -1,17 +1,19 @@
-package task
+package events
 
 import (
 	"strconv"
 
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/jsonscan"
 )
 
 // decodeEventFast decodes an event written the way encoding/json writes an Event (the
 // apps' own encoding), in one pass: every consumer decodes every event (the gateways'
-// feed, analytics), and with encoding/json that was a seventh of the gateway app's CPU in
-// a burst. ok is false for anything it does not take on exactly as encoding/json would
-// (see jsonscan; also a key other than Event's own names, which encoding/json matches
-// regardless of case, and a null): the caller decodes with encoding/json then.
+// feed, analytics), and with encoding/json (task.DecodeEvent, the definition) that was a
+// seventh of the gateway app's CPU in a burst. ok is false for anything it does not take
+// on exactly as encoding/json would (see jsonscan; also a key other than Event's own
+// names, which encoding/json matches regardless of case, and a null): Decode uses
+// task.DecodeEvent then. It does not check the event (Event.Check).
 func decodeEventFast(data []byte) (e Event, ok bool) {
 	s := jsonscan.Scanner{Data: data}
 	if !s.Object(func(key []byte) bool { return eventField(&s, &e, key) }) || !s.End() {
@@ -48,7 +50,7 @@ func eventField(s *jsonscan.Scanner, e *Event, key []byte) bool {
 	case "priority":
 		var p string
 		p, ok = s.Text()
-		e.Priority = Priority(p)
+		e.Priority = task.Priority(p)
 	case "worker":
 		e.Worker, ok = s.Text()
 	case "progress":
@@ -56,7 +58,7 @@ func eventField(s *jsonscan.Scanner, e *Event, key []byte) bool {
 	case "error":
 		e.Error, ok = s.Text()
 	case "result":
-		var l Location
+		var l task.Location
 		if e.Result != nil { // a repeated key: encoding/json decodes into what is there
 			l = *e.Result
 		}
@@ -70,7 +72,7 @@ func eventField(s *jsonscan.Scanner, e *Event, key []byte) bool {
 }
 
 // locationField reads the value of key into l.
-func locationField(s *jsonscan.Scanner, l *Location, key []byte) bool {
+func locationField(s *jsonscan.Scanner, l *task.Location, key []byte) bool {
 	var ok bool
 	switch string(key) {
 	case "directory":
