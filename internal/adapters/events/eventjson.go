@@ -1,8 +1,6 @@
 package events
 
 import (
-	"strconv"
-
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/jsonscan"
 )
@@ -29,9 +27,7 @@ func eventField(s *jsonscan.Scanner, e *Event, key []byte) bool {
 	case "id":
 		e.ID, ok = s.Text()
 	case "version":
-		var v int64
-		v, ok = s.Int(strconv.IntSize)
-		e.Version = int(v)
+		e.Version, ok = s.Int()
 	case "kind":
 		e.Kind, ok = s.Text()
 	case "time":
@@ -44,9 +40,7 @@ func eventField(s *jsonscan.Scanner, e *Event, key []byte) bool {
 	case "task":
 		e.Type, ok = s.Text()
 	case "attempt":
-		var v int64
-		v, ok = s.Int(strconv.IntSize)
-		e.Attempt = int(v)
+		e.Attempt, ok = s.Int()
 	case "priority":
 		var p string
 		p, ok = s.Text()
@@ -82,7 +76,7 @@ func locationField(s *jsonscan.Scanner, l *task.Location, key []byte) bool {
 	case "files":
 		l.Files, ok = s.Strings()
 	case "bytes":
-		l.Bytes, ok = s.Int(64)
+		l.Bytes, ok = s.Int64()
 	case "sha256":
 		l.SHA256, ok = s.Text()
 	}

@@ -190,8 +190,16 @@ func (s *Scanner) Number(integer bool) ([]byte, bool) {
 	return s.Data[start:s.Pos], true
 }
 
-// Int reads an integer that fits in bits.
-func (s *Scanner) Int(bits int) (int64, bool) {
+// Int reads an integer that fits in an int.
+func (s *Scanner) Int() (int, bool) {
+	v, ok := s.integer(strconv.IntSize)
+	return int(v), ok
+}
+
+// Int64 reads an integer that fits in an int64.
+func (s *Scanner) Int64() (int64, bool) { return s.integer(64) }
+
+func (s *Scanner) integer(bits int) (int64, bool) {
 	b, ok := s.Number(true)
 	if !ok {
 		return 0, false
