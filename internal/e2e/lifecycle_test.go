@@ -243,11 +243,7 @@ func acceptedCount(t *testing.T, st *stacktest.Stack) float64 {
 // metricByLabel reads a counter with one label from an app's /metrics, by label value.
 func metricByLabel(t *testing.T, base, name string) map[string]float64 {
 	t.Helper()
-	m, err := stacktest.ScrapeMetrics(t.Context(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.ByLabel(name)
+	return stacktest.MustScrapeMetrics(t, base).ByLabel(name)
 }
 
 // A repeated Idempotency-Key gives the same task, once.

@@ -46,9 +46,5 @@ func TestEnqueueHereOnTheRealStack(t *testing.T) {
 
 func enqueuesHere(t *testing.T, st *stacktest.Stack) float64 {
 	t.Helper()
-	m, err := stacktest.ScrapeMetrics(t.Context(), st.App("gateway").BaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Sum("taskgrid_queue_enqueues_here_total")
+	return stacktest.MustScrapeMetrics(t, st.App("gateway").BaseURL()).Sum("taskgrid_queue_enqueues_here_total")
 }

@@ -185,11 +185,7 @@ func TestTablesAreExact(t *testing.T) {
 // ingested is how many events the analytics app has written (repeats included).
 func ingested(t *testing.T, st *stacktest.Stack) float64 {
 	t.Helper()
-	m, err := stacktest.ScrapeMetrics(t.Context(), st.App("analytics").BaseURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Sum("taskgrid_analytics_events_ingested_total")
+	return stacktest.MustScrapeMetrics(t, st.App("analytics").BaseURL()).Sum("taskgrid_analytics_events_ingested_total")
 }
 
 // Killing the analytics app mid-run and starting it again neither loses nor double

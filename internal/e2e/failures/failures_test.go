@@ -53,7 +53,7 @@ func killMidRun(t *testing.T, kill func(*stacktest.Instance), revive func(contex
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { victim.App.Kill(); victim.Daprd.Kill() })
-	before := scrape(t, keeper)
+	before := stacktest.MustScrapeMetrics(t, keeper)
 	node := victim.Name + "/" // the Worker field of its attempts: "<node>/<slot>"
 
 	const n = 40
@@ -154,7 +154,7 @@ func killMidRun(t *testing.T, kill func(*stacktest.Instance), revive func(contex
 			t.Fatal(err)
 		}
 		// The victim delivers what it held; the storekeeper keeps the first result.
-		for scrape(t, keeper).Sum("taskgrid_results_stored_total", `outcome="duplicate"`) <= before.Sum("taskgrid_results_stored_total", `outcome="duplicate"`) {
+		for stacktest.MustScrapeMetrics(t, keeper).Sum("taskgrid_results_stored_total", `outcome="duplicate"`) <= before.Sum("taskgrid_results_stored_total", `outcome="duplicate"`) {
 			if ctx.Err() != nil {
 				t.Fatal("the revived node never delivered the results it held")
 			}
@@ -166,22 +166,13 @@ func killMidRun(t *testing.T, kill func(*stacktest.Instance), revive func(contex
 			}
 		}
 	}
-	after := scrape(t, keeper)
+	after := stacktest.MustScrapeMetrics(t, keeper)
 	if got := after.Sum("taskgrid_tasks_completed_total") - before.Sum("taskgrid_tasks_completed_total"); got != n {
 		t.Errorf("storekeeper completed %v tasks, want %d: one completion per task", got, n)
 	}
 	if got := after.Sum("taskgrid_results_stored_total", `outcome="written"`) - before.Sum("taskgrid_results_stored_total", `outcome="written"`); got != n {
 		t.Errorf("storekeeper wrote %v results, want %d", got, n)
 	}
-}
-
-func scrape(t *testing.T, base string) stacktest.Metrics {
-	t.Helper()
-	m, err := stacktest.ScrapeMetrics(t.Context(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 // stream follows one task's SSE stream and checks what the user is told: exactly one

@@ -81,11 +81,7 @@ func TestTwoGatewaysTwoWorkerNodes(t *testing.T) {
 // attempts reads how many sleep attempts a worker node finished.
 func attempts(t *testing.T, base string) float64 {
 	t.Helper()
-	m, err := stacktest.ScrapeMetrics(t.Context(), base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Sum("taskgrid_worker_attempts_total", `outcome="ok"`, `task="sleep"`)
+	return stacktest.MustScrapeMetrics(t, base).Sum("taskgrid_worker_attempts_total", `outcome="ok"`, `task="sleep"`)
 }
 
 // overview is the part of GET /api/v1/overview this package reads.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // Metrics are the samples of one /metrics scrape, by series ("name{labels}", or
@@ -41,6 +42,16 @@ func ScrapeMetrics(ctx context.Context, base string) (Metrics, error) {
 		m[line[:i]] = v
 	}
 	return m, nil
+}
+
+// MustScrapeMetrics is ScrapeMetrics for a test: a scrape that fails fails the test.
+func MustScrapeMetrics(t testing.TB, base string) Metrics {
+	t.Helper()
+	m, err := ScrapeMetrics(t.Context(), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // Sum adds the samples of metric name whose labels include every label="value" pair
