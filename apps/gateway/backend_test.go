@@ -150,7 +150,7 @@ func TestSubmitSettleKeepsKeyedRecords(t *testing.T) {
 			t.Parallel()
 			fake := newDaprFake()
 			fake.setQueueDown(true)
-			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil)
+			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, 0)
 			b.settleBudget = 50 * time.Millisecond
 			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
 
@@ -189,7 +189,7 @@ func TestSubmissionsShareAPass(t *testing.T) {
 	t.Parallel()
 	fake := newDaprFake()
 	fake.hold = make(chan struct{})
-	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil)
+	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, 0)
 	const n = 20
 	ids := make([]uuid.UUID, n)
 	errs := make([]error, n)

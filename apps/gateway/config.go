@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"time"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
@@ -20,15 +21,20 @@ type Config struct {
 	// Streams caps the open event streams, per client and in all (SSE_MAX_STREAMS,
 	// SSE_MAX_STREAMS_PER_CLIENT).
 	Streams StreamLimits
+	// SubmitSpacing is the least time between the starts of two submission passes that
+	// follow one another (SUBMIT_SPACING, default SubmitSpacingDefault; 0 turns it off):
+	// under load a pass then carries about that long's worth of submissions.
+	SubmitSpacing time.Duration
 }
 
 // Load reads the configuration from the environment.
 func Load(getenv func(string) string) (Config, error) {
 	r := env.New(getenv)
 	cfg := Config{
-		Config:      appserver.LoadConfig(r, "gateway", 8080),
-		MaxAttempts: r.Int("MAX_ATTEMPTS", task.MaxAttemptsDefault, 1, 100),
-		Streams:     LoadStreamLimits(r),
+		Config:        appserver.LoadConfig(r, "gateway", 8080),
+		MaxAttempts:   r.Int("MAX_ATTEMPTS", task.MaxAttemptsDefault, 1, 100),
+		Streams:       LoadStreamLimits(r),
+		SubmitSpacing: r.Duration("SUBMIT_SPACING", SubmitSpacingDefault, 0, time.Second),
 	}
 	if path := r.String("API_KEYS_FILE", ""); path != "" {
 		keys, err := LoadKeys(path)

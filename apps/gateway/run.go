@@ -66,7 +66,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	host.Mount(app.Server.Channel)
 	// The backend's enqueues go to the queue actor in this process while the sidecar has
 	// it active here (one gateway of several has it), through the sidecar otherwise.
-	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox, queueActor), catalog.Default(), hub, NewMetrics(app.Registry))
+	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox, queueActor, cfg.SubmitSpacing), catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)
 	MountWeb(app.Server.Router)
 

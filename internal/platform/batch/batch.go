@@ -8,6 +8,7 @@ package batch
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Batcher sends items through do, many at a time, one call in flight at a time.
@@ -15,6 +16,12 @@ type Batcher[T any] struct {
 	do  func(ctx context.Context, items []T) error
 	max int
 	ctx context.Context
+
+	// spacing: while calls follow one another, the next starts no sooner than this
+	// after the last one started (see Spaced); full wakes the wait when a whole call's
+	// worth has gathered.
+	spacing time.Duration
+	full    chan struct{}
 
 	mu      sync.Mutex
 	pending []waiter[T]
@@ -33,12 +40,28 @@ func New[T any](ctx context.Context, max int, do func(ctx context.Context, items
 	return &Batcher[T]{do: do, max: max, ctx: ctx}
 }
 
+// Spaced makes a call that follows another (its items gathered while that one was in
+// flight) start no sooner than d after that one started, so that under load each call
+// gathers about d's worth of items: fewer, larger calls for at most d more wait. A call
+// of max items goes at once, and so does a lone request (nothing gathered during the
+// last call, or no call in flight). It returns b; call it before the first Do.
+func (b *Batcher[T]) Spaced(d time.Duration) *Batcher[T] {
+	b.spacing, b.full = d, make(chan struct{}, 1)
+	return b
+}
+
 // Do sends item with the next call and waits for that call's result, or until ctx
 // ends (the item is sent all the same).
 func (b *Batcher[T]) Do(ctx context.Context, item T) error {
 	w := waiter[T]{item: item, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.pending = append(b.pending, w)
+	if b.full != nil && b.max > 0 && len(b.pending) == b.max {
+		select {
+		case b.full <- struct{}{}:
+		default:
+		}
+	}
 	if !b.running {
 		b.running = true
 		go b.loop()
@@ -54,14 +77,20 @@ func (b *Batcher[T]) Do(ctx context.Context, item T) error {
 
 // loop makes calls until nothing is pending.
 func (b *Batcher[T]) loop() {
+	var last time.Time // when the last call started (with spacing)
 	for {
 		b.mu.Lock()
-		n := len(b.pending)
-		if n == 0 {
+		if len(b.pending) == 0 {
 			b.running = false
 			b.mu.Unlock()
 			return
 		}
+		if !last.IsZero() {
+			b.mu.Unlock()
+			b.space(last) // items gathered during the last call: more may come
+			b.mu.Lock()
+		}
+		n := len(b.pending)
 		if b.max > 0 {
 			n = min(n, b.max)
 		}
@@ -69,6 +98,9 @@ func (b *Batcher[T]) loop() {
 		b.pending = append([]waiter[T](nil), b.pending[n:]...)
 		b.mu.Unlock()
 
+		if b.spacing > 0 {
+			last = time.Now()
+		}
 		items := make([]T, len(batch))
 		for i, w := range batch {
 			items[i] = w.item
@@ -76,6 +108,30 @@ func (b *Batcher[T]) loop() {
 		err := b.do(b.ctx, items)
 		for _, w := range batch {
 			w.done <- err
+		}
+	}
+}
+
+// space waits until b.spacing after last, unless a whole call's worth gathers first.
+func (b *Batcher[T]) space(last time.Time) {
+	wait := time.Until(last.Add(b.spacing))
+	if wait <= 0 {
+		return
+	}
+	b.mu.Lock()
+	full := b.max > 0 && len(b.pending) >= b.max
+	b.mu.Unlock()
+	if full {
+		return
+	}
+	select {
+	case <-b.full: // drained before the wait: a stale signal ends it early, harmlessly
+	default:
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-b.full:
 		}
 	}
 }
