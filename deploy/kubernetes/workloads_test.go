@@ -258,6 +258,26 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
+// SUBMIT_SPACING reaches the gateway only when the values set it (the gateway's default
+// otherwise), and as a duration the gateway takes (0 to 1 s).
+func TestGatewaySubmitSpacing(t *testing.T) {
+	for name, r := range variants(t) {
+		t.Run(name, func(t *testing.T) {
+			env := envOf(appContainer(t, workloads(t, r)["gateway"]))
+			v, ok := env["SUBMIT_SPACING"]
+			if strings.Contains(name, "submit-spacing") != ok {
+				t.Fatalf("SUBMIT_SPACING %q (set: %v), want it where the values set it and nothing elsewhere", v.Value, ok)
+			}
+			if !ok {
+				return
+			}
+			if d, err := time.ParseDuration(v.Value); err != nil || d < 0 || d > time.Second || v.Value != "4ms" {
+				t.Errorf("SUBMIT_SPACING %q (%v), want the values' 4ms", v.Value, err)
+			}
+		})
+	}
+}
+
 // validNode is internal/domain/task.ValidNode.
 var validNode = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
