@@ -24,11 +24,13 @@ const dispatchTimeout = 2 * time.Second
 // (packs of events) a delivery, and none waits longer than feedBulkWait for the others
 // (daprd flushes on a ticker of that period, so an event waits half of it on average).
 // Messages are packs, fewer than the ticks under load, so a short window costs few
-// deliveries more and takes milliseconds off every notification.
+// deliveries more and takes milliseconds off every notification. 1 ms (the least daprd
+// takes) against 2 took result stored → notified at 10 tasks/s from 3.87 to 3.52 ms at
+// the median of three runs, alternated, with no more CPU per task at 10 or 500 a second.
 const (
 	routeFeed    = "/internal/events"
 	feedBulkMax  = 500
-	feedBulkWait = 2 * time.Millisecond
+	feedBulkWait = time.Millisecond
 )
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
