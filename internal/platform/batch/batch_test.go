@@ -27,18 +27,8 @@ func TestLoneRequestGoesAtOnce(t *testing.T) {
 // Requests that arrive while a call is in flight go together in the next call, up to
 // max, each exactly once, and each caller gets its call's error.
 func TestRequestsGatherWhileACallIsInFlight(t *testing.T) {
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var calls [][]int
 	failOn := 3
-	b := New(t.Context(), 4, func(_ context.Context, items []int) error {
-		mu.Lock()
-		calls = append(calls, items)
-		first := len(calls) == 1
-		mu.Unlock()
-		if first {
-			<-release // hold the first call until the rest are pending
-		}
+	b := newHeld(t, 4, func(items []int) error {
 		if slices.Contains(items, failOn) {
 			return errors.New("boom")
 		}
@@ -47,17 +37,14 @@ func TestRequestsGatherWhileACallIsInFlight(t *testing.T) {
 	errs := make([]error, 10)
 	var wg sync.WaitGroup
 	wg.Go(func() { errs[0] = b.Do(t.Context(), 0) })
-	for len(pendingOf(b)) != 0 || !runningOf(b) {
-		time.Sleep(time.Millisecond) // the first call is in flight
-	}
+	b.waitCalls(1) // the first call is in flight, held
 	for i := 1; i < 10; i++ {
 		wg.Go(func() { errs[i] = b.Do(t.Context(), i) })
 	}
-	for len(pendingOf(b)) != 9 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
+	b.waitPending(9)
+	close(b.release)
 	wg.Wait()
+	calls := b.callsNow()
 
 	if len(calls) != 4 || len(calls[0]) != 1 || len(calls[1]) != 4 || len(calls[2]) != 4 || len(calls[3]) != 1 {
 		t.Fatalf("calls = %v, want sizes 1, 4, 4, 1", calls)
@@ -107,16 +94,51 @@ func TestCallerGivingUpStillSends(t *testing.T) {
 	}
 }
 
-func pendingOf[T any](b *Batcher[T]) []waiter[T] {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.Clone(b.pending)
+// held is a batcher of ints that records its calls and holds the first one until
+// release is closed; result, when not nil, gives each call's error.
+type held struct {
+	*Batcher[int]
+	release chan struct{}
+	mu      sync.Mutex
+	calls   [][]int
 }
 
-func runningOf[T any](b *Batcher[T]) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.running
+func newHeld(t *testing.T, max int, result func(items []int) error) *held {
+	h := &held{release: make(chan struct{})}
+	h.Batcher = New(t.Context(), max, func(_ context.Context, items []int) error {
+		h.mu.Lock()
+		h.calls = append(h.calls, items)
+		first := len(h.calls) == 1
+		h.mu.Unlock()
+		if first {
+			<-h.release
+		}
+		if result != nil {
+			return result(items)
+		}
+		return nil
+	})
+	return h
+}
+
+func (h *held) callsNow() [][]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.calls)
+}
+
+// waitCalls waits until n calls have begun.
+func (h *held) waitCalls(n int) {
+	for len(h.callsNow()) != n {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitPending waits until n items wait for the next call (Pending).
+func (h *held) waitPending(n int) {
+	for h.Pending() != n {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // With spacing, a lone request still goes at once, and so does the next lone one.
@@ -142,45 +164,25 @@ func TestSpacedLoneRequestGoesAtOnce(t *testing.T) {
 // passed since that call started, or a whole call's worth (max) has gathered: then they
 // go at once, together.
 func TestSpacedFollowingCallWaitsUntilFull(t *testing.T) {
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var calls [][]int
-	b := New(t.Context(), 4, func(_ context.Context, items []int) error {
-		mu.Lock()
-		calls = append(calls, items)
-		first := len(calls) == 1
-		mu.Unlock()
-		if first {
-			<-release
-		}
-		return nil
-	}).Spaced(time.Hour)
-	callsNow := func() [][]int {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(calls)
-	}
+	b := newHeld(t, 4, nil)
+	b.Spaced(time.Hour)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = b.Do(t.Context(), 0) })
-	for len(callsNow()) != 1 {
-		time.Sleep(time.Millisecond) // the first call is in flight
-	}
+	b.waitCalls(1)
 	for i := 1; i <= 2; i++ {
 		wg.Go(func() { _ = b.Do(t.Context(), i) })
 	}
-	for len(pendingOf(b)) != 2 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
+	b.waitPending(2)
+	close(b.release)
 	time.Sleep(50 * time.Millisecond) // ample for a call that does not wait
-	if c := callsNow(); len(c) != 1 {
+	if c := b.callsNow(); len(c) != 1 {
 		t.Fatalf("calls = %v: the following call went before the spacing or a full call", c)
 	}
 	for i := 3; i <= 4; i++ {
 		wg.Go(func() { _ = b.Do(t.Context(), i) })
 	}
 	wg.Wait() // returns only once the full call went
-	c := callsNow()
+	c := b.callsNow()
 	if len(c) == 2 {
 		slices.Sort(c[1]) // the requests raced one another
 	}
@@ -192,37 +194,22 @@ func TestSpacedFollowingCallWaitsUntilFull(t *testing.T) {
 // With spacing, items gathered during a call go once the spacing has passed, though no
 // whole call's worth gathered.
 func TestSpacedFollowingCallGoesAfterSpacing(t *testing.T) {
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var calls [][]int
-	b := New(t.Context(), 4, func(_ context.Context, items []int) error {
-		mu.Lock()
-		calls = append(calls, items)
-		first := len(calls) == 1
-		mu.Unlock()
-		if first {
-			<-release
-		}
-		return nil
-	}).Spaced(20 * time.Millisecond)
+	b := newHeld(t, 4, nil)
+	b.Spaced(20 * time.Millisecond)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = b.Do(t.Context(), 0) })
-	for !runningOf(b) || len(pendingOf(b)) != 0 {
-		time.Sleep(time.Millisecond)
-	}
+	b.waitCalls(1)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- b.Do(ctx, 1) }()
-	for len(pendingOf(b)) != 1 {
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
+	b.waitPending(1)
+	close(b.release)
 	if err := <-errc; err != nil {
 		t.Fatalf("the following request did not go: %v", err)
 	}
 	wg.Wait()
-	if len(calls) != 2 || !slices.Equal(calls[1], []int{1}) {
+	if calls := b.callsNow(); len(calls) != 2 || !slices.Equal(calls[1], []int{1}) {
 		t.Fatalf("calls = %v, want [[0] [1]]", calls)
 	}
 }
