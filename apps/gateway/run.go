@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +54,13 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		ctx, cancel := context.WithTimeout(ctx, dispatchTimeout)
 		defer cancel()
 		var reply queue.PushReply
-		err := actorhost.Call(ctx, app.Dapr, components.WorkerActor(node), grants[0].Slot, components.WorkerRun, queue.PushRequest{Grants: grants}, &reply)
+		// Any slot of the node takes the call: the first slot named, or slot 0 when all
+		// the grants are for the node's buffer.
+		via := node + "-0"
+		if i := slices.IndexFunc(grants, func(g queue.Grant) bool { return g.Slot != "" }); i >= 0 {
+			via = grants[i].Slot
+		}
+		err := actorhost.Call(ctx, app.Dapr, components.WorkerActor(node), via, components.WorkerRun, queue.PushRequest{Grants: grants}, &reply)
 		switch {
 		case err != nil:
 			logger.WarnContext(ctx, "push to a worker node failed; its attempts go back to the queue", "node", node, "attempts", queue.AttemptIDs(grants), "error", err)

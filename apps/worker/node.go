@@ -94,6 +94,9 @@ type Node struct {
 	// backlog: the queue's last reply gave all the work the node asked for (free slots
 	// and buffer), so more may wait. The buffer follows the pace only then.
 	backlog bool
+	// room is what the queue may push to the node's buffer until its next sync (the
+	// last reply's Room), roomUsed what it pushed of it since.
+	room, roomUsed int
 
 	mu       sync.Mutex
 	seen     uint64                      // highest lease number received
@@ -174,6 +177,21 @@ func (n *Node) Busy() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return len(n.busy)
+}
+
+// Pushed takes grants pushed by the queue (see Take); those for the node's buffer use
+// up the room the queue holds for it.
+func (n *Node) Pushed(grants []queue.Grant) (refused []task.AttemptID) {
+	k := 0
+	for _, g := range grants {
+		if g.Slot == "" {
+			k++
+		}
+	}
+	n.mu.Lock()
+	n.roomUsed += k
+	n.mu.Unlock()
+	return n.Take(grants)
 }
 
 // Take takes grants pushed by the queue or given in a sync reply and starts them: on
@@ -433,10 +451,12 @@ func (n *Node) needsWork() bool {
 		return true // the queue must learn it at once
 	}
 	now := time.Now()
-	if len(n.buffer) < n.bufferWant(now)/2 {
+	if len(n.buffer)+n.roomLeft() < n.bufferWant(now)/2 {
 		return true
 	}
-	return len(n.buffer) == 0 && n.freeSlot(now) != ""
+	// A free slot with nothing buffered waits for a push while the queue holds room
+	// for the node.
+	return len(n.buffer) == 0 && n.freeSlot(now) != "" && n.roomLeft() <= 0
 }
 
 // request is the node's sync as of now.
@@ -457,9 +477,24 @@ func (n *Node) request() (queue.SyncRequest, int) {
 			}
 		}
 		req.Prefetch = max(0, n.bufferWant(now)-len(n.buffer))
+		req.Room = max(0, n.roomWant(now)-len(n.buffer))
 	}
 	return req, len(n.done)
 }
+
+// roomWant is how many attempts beyond its free slots the node takes pushed between two
+// syncs: as many as it started in two sync gaps at its recent pace (at most BufferMax),
+// so that at a steady pace work reaches it as it arrives rather than at its next sync,
+// and tasks that run long get none pushed past their slots. None without a buffer.
+func (n *Node) roomWant(now time.Time) int {
+	if n.prefetch == 0 {
+		return 0
+	}
+	return min(int(n.pace.rate(now)*2*n.syncGap.Seconds()), BufferMax)
+}
+
+// roomLeft is the room the queue still holds for the node. Call with mu held.
+func (n *Node) roomLeft() int { return n.room - n.roomUsed }
 
 // syncOnce sends one sync and acts on its reply.
 func (n *Node) syncOnce(ctx context.Context) error {
@@ -471,7 +506,9 @@ func (n *Node) syncOnce(ctx context.Context) error {
 		return err // the ended attempts stay pending and go with the next sync
 	}
 	n.mu.Lock()
-	n.backlog = req.Prefetch > 0 && len(reply.Given) >= len(req.Free)+req.Prefetch
+	ask := max(req.Prefetch, req.Room)
+	n.backlog = ask > 0 && len(reply.Given) >= len(req.Free)+ask
+	n.room, n.roomUsed = reply.Room, 0
 	n.done = n.done[sent:]
 	var stop []*attempt
 	for _, id := range reply.Drop {

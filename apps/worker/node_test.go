@@ -684,11 +684,15 @@ func TestSyncRounds(t *testing.T) {
 		gap      time.Duration
 		prefetch int      // the buffer the node wants (0: as many as its slots)
 		give     []string // the sleep of each attempt the first sync gives (ms), slots first
+		room     int      // the room the first sync's reply says the queue holds for the node
 		within   time.Duration
 		after    time.Duration // the second sync comes within [after, within) of the first
 	}{
 		{name: "idle at the first change: at once", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
 			give: []string{"10"}, after: 10 * time.Millisecond, within: 20 * time.Millisecond},
+		// The queue pushes new work into the room it holds: no need to ask for it.
+		{name: "idle at the first change, room at the queue: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
+			give: []string{"10"}, room: 4, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
 		// Asked for 6, given 5: nothing more waits. At the first change (10 ms) 2 are
 		// buffered, half of the 4 wanted; the slots run dry at 40 ms and wait.
 		{name: "busy at the first change: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond, prefetch: 4,
@@ -716,7 +720,7 @@ func TestSyncRounds(t *testing.T) {
 					}
 					given = append(given, e.submit("sleep", `{"ms":`+ms+`}`, slot))
 				}
-				e.queue.reply = queue.SyncReply{Given: given}
+				e.queue.reply = queue.SyncReply{Given: given, Room: tt.room}
 				ctx, stop := context.WithCancel(t.Context())
 				done := make(chan struct{})
 				go func() { defer close(done); e.node.Run(ctx) }()
@@ -742,4 +746,66 @@ func TestSyncRounds(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The room a node asks for follows its pace: two sync gaps' worth of starts, none for
+// an idle node or without a buffer, at most BufferMax.
+func TestRoomFollowsThePace(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name     string
+		prefetch int
+		perSec   int // attempts started a second, steadily
+		want     int
+	}{
+		{"idle node", 4, 0, 0},
+		{"long tasks", 4, 4, 0},
+		{"light load", 4, 10, 2},
+		{"steady load", 4, 250, 50},
+		{"very short tasks", 4, 100_000, BufferMax},
+		{"buffer off", 0, 400, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Node{prefetch: tc.prefetch, syncGap: 100 * time.Millisecond, busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}}
+			now := at
+			for i := range 100 { // one second of starts in steps of 10 ms
+				n.pace.add(now, tc.perSec*(i+1)/100-tc.perSec*i/100)
+				now = now.Add(10 * time.Millisecond)
+			}
+			if got := n.roomWant(now); got != tc.want {
+				t.Fatalf("roomWant = %d, want %d (rate %.0f/s)", got, tc.want, n.pace.last)
+			}
+		})
+	}
+}
+
+// While the queue holds room for the node, a free slot waits for a push instead of
+// asking; once pushes into the buffer used the room up, it asks at once.
+func TestPushesUseTheRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0", "vm-1")
+		defer e.close()
+		e.queue.reply = queue.SyncReply{Room: 2}
+		req := e.lastSync(t)
+		if req.Room != 0 {
+			t.Fatalf("an idle node asked for room %d, want 0 (no pace yet)", req.Room)
+		}
+		if e.node.needsWork() {
+			t.Fatal("needs work with room at the queue")
+		}
+		pushed := []queue.Grant{e.submit("sleep", `{"ms":10}`, ""), e.submit("sleep", `{"ms":10}`, "")}
+		if refused := e.node.Pushed(pushed); len(refused) != 0 {
+			t.Fatalf("refused %v", refused)
+		}
+		time.Sleep(time.Second) // fake time: both ran and were stored
+		synctest.Wait()
+		if n := e.computed(t, "sleep"); n != 2 {
+			t.Fatalf("%d attempts computed, want 2", n)
+		}
+		if !e.node.needsWork() {
+			t.Fatal("free slots, nothing buffered and the room used up: does not need work")
+		}
+	})
 }

@@ -42,7 +42,7 @@ func (s *SlotActor) Invoke(ctx context.Context, slot, method string, body []byte
 	}
 	// Taken means held: the queue's lease covers it from here, so the answer does not
 	// wait for the start to be recorded.
-	refused := s.node.Take(req.Grants)
+	refused := s.node.Pushed(req.Grants)
 	if s.logger.Enabled(ctx, slog.LevelDebug) { // the ids are built for the line only
 		s.logger.DebugContext(ctx, "pushed attempts", "attempts", queue.AttemptIDs(req.Grants), "refused", refused)
 	}

@@ -100,6 +100,9 @@ type meta struct {
 	Tail  map[task.Priority]uint64 `json:"tail"`  // next seq to enqueue
 	Idle  []string                 `json:"idle"`  // slots waiting for work, oldest first
 	Nodes []string                 `json:"nodes"` // nodes with a lease key
+	// Room: node → how many more attempts the queue may push to it beyond its idle
+	// slots, into its buffer, until its next sync (SyncRequest.Room).
+	Room map[string]int `json:"room,omitempty"`
 	// Rev counts the writes. A host reads it at every call and drops what it keeps in
 	// memory when another host wrote since (the actor moved away and back).
 	Rev uint64 `json:"rev"`
@@ -148,8 +151,10 @@ type Queue struct {
 	seen  map[string]time.Time        // node → its last sync (memory only: a new host gives grace)
 	// pushFailed: node → when a push to it last failed (memory only): see pushable.
 	pushFailed map[string]time.Time
-	since      time.Time // when this host loaded the state: no lease is judged older
-	swept      time.Time
+	// roomTurn is the node the last push into the nodes' room started with (see byRoom).
+	roomTurn string
+	since    time.Time // when this host loaded the state: no lease is judged older
+	swept    time.Time
 	// active is when this host last read or wrote the state; while calls keep coming
 	// within TrustWindow of each other, the state it keeps is current (see load).
 	active time.Time
@@ -177,8 +182,14 @@ type Queue struct {
 
 // returned is a grant whose push did not get it to its node.
 type returned struct {
-	grant  Grant
+	handed
 	failed bool // the push failed (outcome unknown) rather than being refused
+}
+
+// handed is a grant with the node it went to (a grant for a node's buffer names no slot).
+type handed struct {
+	node  string
+	grant Grant
 }
 
 // New returns a queue over store that pushes work with push.
@@ -252,6 +263,9 @@ func (q *Queue) load(ctx context.Context) error {
 			q.seen[n] = now
 		}
 	}
+	for n := range m.Room {
+		q.seen[n] = now
+	}
 	data, err = q.store.Get(ctx, cancelledKey)
 	if err != nil {
 		return fmt.Errorf("load cancelled tasks: %w", err)
@@ -298,7 +312,7 @@ type txn struct {
 }
 
 func (q *Queue) begin() *txn {
-	c := &meta{Head: maps.Clone(q.m.Head), Tail: maps.Clone(q.m.Tail), Idle: slices.Clone(q.m.Idle), Nodes: slices.Clone(q.m.Nodes), Rev: q.m.Rev}
+	c := &meta{Head: maps.Clone(q.m.Head), Tail: maps.Clone(q.m.Tail), Idle: slices.Clone(q.m.Idle), Nodes: slices.Clone(q.m.Nodes), Room: maps.Clone(q.m.Room), Rev: q.m.Rev}
 	return &txn{m: c, nodes: map[string]*nodeState{}, added: map[string][]byte{}, now: q.now()}
 }
 
@@ -497,11 +511,12 @@ func (q *Queue) sweep(t *txn, now time.Time) error {
 			return err
 		}
 	}
+	silent := func(n string) bool { seen, known := q.seen[n]; return known && now.Sub(seen) > LeaseTTL }
 	t.m.Idle = slices.DeleteFunc(t.m.Idle, func(s string) bool {
 		n, err := task.SlotNode(s)
-		seen, known := q.seen[n]
-		return err != nil || known && now.Sub(seen) > LeaseTTL
+		return err != nil || silent(n)
 	})
+	maps.DeleteFunc(t.m.Room, func(n string, _ int) bool { return silent(n) })
 	return nil
 }
 
@@ -674,34 +689,15 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	// not queued again.
 	// Nor is an attempt of a task cancelled meanwhile.
 	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) || q.isCancelled(a.TaskID) })
-	// Idle slots get the first attempts at once: leased in this turn's transaction, and
-	// pushed after it, outside the turn (a push is a call to another sidecar: the
-	// queue's turns do not wait for it). What a push does not deliver comes back with
-	// the next turn (takeBack), or, if this host is gone by then, through the lease.
-	var grants []Grant
-	if len(as) > 0 && len(t.m.Idle) > 0 && !q.waiting(t.m, as[0].Priority) {
-		slots := q.pushable(t.m.Idle, now)
-		n := min(len(as), len(slots))
-		taken := map[int]bool{}
-		for i, k := range slots[:n] {
-			node, err := task.SlotNode(t.m.Idle[k])
-			if err != nil {
-				return 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
-			}
-			g := q.lease(t, node, t.m.Idle[k], as[i], now)
-			ls := t.node(q, node).Leases
-			ls[len(ls)-1].Pushed = true
-			grants = append(grants, g)
-			taken[k] = true
-		}
-		idle := t.m.Idle[:0:0]
-		for k, slot := range t.m.Idle {
-			if !taken[k] {
-				idle = append(idle, slot)
-			}
-		}
-		t.m.Idle = idle
-		as = as[n:]
+	// Idle slots, then the room nodes keep for pushed work, get the first attempts at
+	// once (those that waited first, then the new ones): leased in this turn's
+	// transaction, and pushed after it, outside the turn (a push is a call to another
+	// sidecar: the queue's turns do not wait for it). What a push does not deliver comes
+	// back with the next turn (takeBack), or, if this host is gone by then, through the
+	// lease.
+	grants, as, err := q.dispatch(ctx, t, as, now)
+	if err != nil {
+		return 0, err
 	}
 	for _, a := range as {
 		if err := t.add(a); err != nil {
@@ -720,17 +716,99 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	return len(grants), nil
 }
 
+// dispatch leases attempts to the idle slots and then to the nodes' room, in t: what
+// waits in the queue first (in order), then the new attempts as. It returns the grants
+// to push and the new attempts left over, to be queued.
+func (q *Queue) dispatch(ctx context.Context, t *txn, as []task.Assignment, now time.Time) ([]handed, []task.Assignment, error) {
+	next := func() (task.Assignment, bool, error) {
+		if len(as) == 0 || q.waiting(t.m, as[0].Priority) {
+			a, ok, err := q.take(ctx, t)
+			if err != nil || ok || len(as) == 0 {
+				return a, ok, err
+			}
+		}
+		a := as[0]
+		as = as[1:]
+		return a, true, nil
+	}
+	var grants []handed
+	if len(t.m.Idle) > 0 {
+		taken := map[int]bool{}
+		for _, k := range q.pushable(t.m.Idle, now) {
+			node, err := task.SlotNode(t.m.Idle[k])
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+			}
+			a, ok, err := next()
+			if err != nil || !ok {
+				break
+			}
+			grants = append(grants, handed{node, q.pushLease(t, node, t.m.Idle[k], a, now)})
+			taken[k] = true
+		}
+		idle := t.m.Idle[:0:0]
+		for k, slot := range t.m.Idle {
+			if !taken[k] {
+				idle = append(idle, slot)
+			}
+		}
+		t.m.Idle = idle
+	}
+	// The room: one node takes what it can, then the next, so that one turn's attempts
+	// go to as few nodes (push calls) as they need; each turn starts with the node after
+	// the one the last turn started with, so that the nodes share the work.
+	for _, node := range q.byRoom(t.m.Room, now) {
+		for t.m.Room[node] > 0 {
+			a, ok, err := next()
+			if err != nil {
+				return nil, nil, err
+			}
+			if !ok {
+				return grants, as, nil
+			}
+			grants = append(grants, handed{node, q.pushLease(t, node, "", a, now)})
+			t.m.Room[node]--
+		}
+	}
+	return grants, as, nil
+}
+
+// pushLease leases a to slot of node (or to its buffer when slot is ""), marked as
+// pushed.
+func (q *Queue) pushLease(t *txn, node, slot string, a task.Assignment, now time.Time) Grant {
+	g := q.lease(t, node, slot, a, now)
+	ls := t.node(q, node).Leases
+	ls[len(ls)-1].Pushed = true
+	return g
+}
+
+// byRoom returns the nodes with room that the queue may push to, in turns: by name,
+// starting after the node the last call started with.
+func (q *Queue) byRoom(room map[string]int, now time.Time) []string {
+	var nodes []string
+	for node, n := range room {
+		if n > 0 && !q.suspended(node, now) {
+			nodes = append(nodes, node)
+		}
+	}
+	if len(nodes) == 0 {
+		return nil
+	}
+	slices.Sort(nodes)
+	i, _ := slices.BinarySearch(nodes, q.roomTurn+"\x00")
+	i %= len(nodes)
+	q.roomTurn = nodes[i]
+	return append(nodes[i:], nodes[:i]...)
+}
+
 // unlease puts refused grants back at the head of the queue and drops their leases.
 // node names the grants' node when they may be slot-less (empty: their slots say). A
 // grant whose lease is gone already (released, or lost and re-queued) is skipped.
-func (q *Queue) unlease(t *txn, node string, refused []Grant) error {
+func (q *Queue) unlease(t *txn, refused []handed) error {
 	var back []task.Assignment
-	for _, g := range refused {
-		n := node
-		if g.Slot != "" {
-			n, _ = task.SlotNode(g.Slot)
-		}
-		ns := t.node(q, n)
+	for _, h := range refused {
+		g := h.grant
+		ns := t.node(q, h.node)
 		i := slices.IndexFunc(ns.Leases, func(l Lease) bool { return l.Seq == g.Seq && l.Assignment.ID() == g.Assignment.ID() })
 		if i < 0 {
 			continue
@@ -752,25 +830,24 @@ func (q *Queue) inFlight(id task.AttemptID) bool {
 }
 
 // startPush records grants as being pushed, until pushAll has their outcome.
-func (q *Queue) startPush(grants []Grant) {
+func (q *Queue) startPush(grants []handed) {
 	q.returnedMu.Lock()
 	defer q.returnedMu.Unlock()
 	if q.pushing == nil {
 		q.pushing = map[task.AttemptID]struct{}{}
 	}
-	for _, g := range grants {
-		q.pushing[g.Assignment.ID()] = struct{}{}
+	for _, h := range grants {
+		q.pushing[h.grant.Assignment.ID()] = struct{}{}
 	}
 }
 
 // pushAll pushes grants to their nodes, one call per node, all nodes at once, outside
 // the queue's turn, and keeps the grants that did not reach their node for the next
 // turn (takeBack).
-func (q *Queue) pushAll(grants []Grant) {
+func (q *Queue) pushAll(grants []handed) {
 	byNode := map[string][]int{} // node → indexes of its grants
-	for i, g := range grants {
-		node, _ := task.SlotNode(g.Slot)
-		byNode[node] = append(byNode[node], i)
+	for i, h := range grants {
+		byNode[h.node] = append(byNode[h.node], i)
 	}
 	outcome := make([]*returned, len(grants)) // nil: delivered
 	var wg sync.WaitGroup
@@ -778,12 +855,12 @@ func (q *Queue) pushAll(grants []Grant) {
 		wg.Go(func() {
 			gs := make([]Grant, len(idx))
 			for j, i := range idx {
-				gs[j] = grants[i]
+				gs[j] = grants[i].grant
 			}
 			no, err := q.push(context.Background(), node, gs)
 			for _, i := range idx {
-				if err != nil || slices.Contains(no, grants[i].Assignment.ID()) {
-					outcome[i] = &returned{grant: grants[i], failed: err != nil}
+				if err != nil || slices.Contains(no, grants[i].grant.Assignment.ID()) {
+					outcome[i] = &returned{handed: grants[i], failed: err != nil}
 				}
 			}
 		})
@@ -791,8 +868,8 @@ func (q *Queue) pushAll(grants []Grant) {
 	wg.Wait()
 	q.returnedMu.Lock()
 	defer q.returnedMu.Unlock()
-	for _, g := range grants {
-		delete(q.pushing, g.Assignment.ID())
+	for _, h := range grants {
+		delete(q.pushing, h.grant.Assignment.ID())
 	}
 	for _, r := range outcome { // in grant order, so that takeBack keeps FIFO
 		if r != nil {
@@ -815,19 +892,18 @@ func (q *Queue) takeBack(t *txn) error {
 	if len(back) == 0 {
 		return nil
 	}
-	grants := make([]Grant, len(back))
+	grants := make([]handed, len(back))
 	for i, r := range back {
-		grants[i] = r.grant
+		grants[i] = r.handed
 		if r.failed {
-			grants[i].Assignment.Redispatched = true
-			node, _ := task.SlotNode(r.grant.Slot)
+			grants[i].grant.Assignment.Redispatched = true
 			if q.pushFailed == nil {
 				q.pushFailed = map[string]time.Time{}
 			}
-			q.pushFailed[node] = t.now
+			q.pushFailed[r.node] = t.now
 		}
 	}
-	return q.unlease(t, "", grants)
+	return q.unlease(t, grants)
 }
 
 // pushable returns the indexes of the idle slots the queue may push to: those of nodes
@@ -837,13 +913,18 @@ func (q *Queue) takeBack(t *txn) error {
 func (q *Queue) pushable(idle []string, now time.Time) []int {
 	var out []int
 	for k, slot := range idle {
-		node, err := task.SlotNode(slot)
-		if failed, ok := q.pushFailed[node]; err == nil && ok && now.Sub(failed) < PushSuspend {
+		if node, err := task.SlotNode(slot); err == nil && q.suspended(node, now) {
 			continue
 		}
 		out = append(out, k)
 	}
 	return out
+}
+
+// suspended reports whether a push to node failed within PushSuspend.
+func (q *Queue) suspended(node string, now time.Time) bool {
+	failed, ok := q.pushFailed[node]
+	return ok && now.Sub(failed) < PushSuspend
 }
 
 // waiting reports whether a task of priority p or higher is queued.
@@ -877,8 +958,12 @@ type SyncRequest struct {
 	// the idle list heals from any lost message).
 	Free []string `json:"free,omitempty"`
 	// Prefetch asks for up to this many attempts beyond the free slots, for the node's
-	// buffer (at most PrefetchMax).
+	// buffer, from what waits now (at most PrefetchMax).
 	Prefetch int `json:"prefetch,omitempty"`
+	// Room is how many attempts beyond the free slots the node takes until its next
+	// sync (at most PrefetchMax): this sync gives its buffer what waits of them, and the
+	// queue pushes new work into the rest as it arrives.
+	Room int `json:"room,omitempty"`
 	// Draining says the node takes nothing more: its slots leave the idle list.
 	Draining bool `json:"draining,omitempty"`
 }
@@ -902,7 +987,10 @@ type Done struct {
 // the task is queued again; Cancel, their task was cancelled by its user (the node
 // cancels the computation, frees the slot and reports nothing more of them).
 type SyncReply struct {
-	Given  []Grant          `json:"given,omitempty"`
+	Given []Grant `json:"given,omitempty"`
+	// Room is the room the queue keeps for the node after this sync (see
+	// SyncRequest.Room): what it may push to it beyond its idle slots.
+	Room   int              `json:"room,omitempty"`
 	Drop   []task.AttemptID `json:"drop,omitempty"`
 	Cancel []task.AttemptID `json:"cancel,omitempty"`
 }
@@ -911,7 +999,7 @@ type SyncReply struct {
 // tasks, highest priority first, FIFO within it; free slots left over join the idle
 // list (once, however often they are reported).
 func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
-	if req.Node == "" || req.Incarnation == "" || slices.Contains(req.Free, "") || req.Prefetch < 0 {
+	if req.Node == "" || req.Incarnation == "" || slices.Contains(req.Free, "") || req.Prefetch < 0 || req.Room < 0 {
 		return SyncReply{}, fmt.Errorf("%w: sync needs node, incarnation and non-empty slot names", ErrBadRequest)
 	}
 	for _, s := range req.Free {
@@ -968,8 +1056,9 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	}
 	// Attempts ahead of need: the node keeps them in its buffer and starts one the
 	// moment a slot frees, without waiting for a sync. Only from what waits already:
-	// the buffer never keeps a task from an idle slot elsewhere.
-	for range min(req.Prefetch, PrefetchMax) {
+	// the buffer never keeps a task from an idle slot elsewhere. What waits goes into
+	// the node's room now rather than at the next push.
+	for range min(max(req.Prefetch, req.Room), PrefetchMax) {
 		if req.Draining || len(reply.Given) < len(free) {
 			break // the queue ran dry
 		}
@@ -981,6 +1070,23 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 			break
 		}
 		reply.Given = append(reply.Given, q.lease(t, req.Node, "", a, now))
+	}
+	// The room left: what the node asked for, less what this reply gave its buffer and
+	// the pushes to its buffer still on their way (not reported held).
+	reply.Room = min(req.Room, PrefetchMax) - max(0, len(reply.Given)-len(free))
+	for _, l := range t.node(q, req.Node).Leases {
+		if l.Pushed && l.Slot == "" {
+			reply.Room--
+		}
+	}
+	if req.Draining || reply.Room <= 0 {
+		reply.Room = 0
+		delete(t.m.Room, req.Node)
+	} else {
+		if t.m.Room == nil {
+			t.m.Room = map[string]int{}
+		}
+		t.m.Room[req.Node] = reply.Room
 	}
 	if err := q.commit(ctx, t); err != nil {
 		return SyncReply{}, err
@@ -1000,7 +1106,7 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 	leased := func(id task.AttemptID) bool {
 		return slices.ContainsFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == id })
 	}
-	var back []Grant
+	var back []handed
 	for _, d := range req.Done {
 		i := slices.IndexFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == d.AttemptID })
 		if i < 0 {
@@ -1008,7 +1114,7 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 		}
 		switch {
 		case d.Refused:
-			back = append(back, ns.Leases[i].Grant)
+			back = append(back, handed{req.Node, ns.Leases[i].Grant})
 			continue // unlease drops it
 		case d.Requeue:
 			if err := t.add(task.Retry(ns.Leases[i].Assignment)); err != nil {
@@ -1018,7 +1124,7 @@ func (q *Queue) reconcile(t *txn, req SyncRequest) (reply SyncReply, err error) 
 		q.endedNow(d.AttemptID)
 		ns.Leases = slices.DeleteFunc(ns.Leases, func(l Lease) bool { return l.Assignment.ID() == d.AttemptID })
 	}
-	if err := q.unlease(t, req.Node, back); err != nil {
+	if err := q.unlease(t, back); err != nil {
 		return reply, err
 	}
 	for _, h := range req.Held {

@@ -100,7 +100,11 @@ func (w *world) push(_ context.Context, node string, grants []Grant) ([]task.Att
 			refused = append(refused, g.Assignment.ID())
 			continue
 		}
-		w.pushed = append(w.pushed, w.label(g))
+		label := w.label(g)
+		if g.Slot == "" {
+			label = node + "+" + label // to the node's buffer
+		}
+		w.pushed = append(w.pushed, label)
 		w.grants[node] = append(w.grants[node], g)
 	}
 	return refused, nil
@@ -988,5 +992,143 @@ func TestAttemptIDs(t *testing.T) {
 	}
 	if got := AttemptIDs(nil); len(got) != 0 {
 		t.Fatalf("AttemptIDs(nil) = %v", got)
+	}
+}
+
+// A node's room takes pushes between its syncs, into its buffer, after the idle slots
+// and up to the room; what does not fit waits, and goes first (in order) into room that
+// a later sync gives, at the next enqueue.
+func TestRoomTakesPushesBetweenSyncs(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	if reply := w.sync(SyncRequest{Node: "b", Room: 2}); reply.Room != 2 {
+		t.Fatalf("room %d, want 2", reply.Room)
+	}
+	n := w.enqueue(w.task("t1", task.PriorityNormal), w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	slices.Sort(w.pushed) // one push per node, at once
+	if want := []string{"a-0=t1#1", "b+=t2#1", "b+=t3#1"}; n != 3 || !slices.Equal(w.pushed, want) {
+		t.Fatalf("dispatched %d, pushed %v; want %v", n, w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 3}) {
+		t.Fatalf("depth = %+v, want t4 waiting and 3 leased", d)
+	}
+	gb := w.grants["b"]
+	w.pushed = nil
+	w.enqueue(w.task("t5", task.PriorityNormal))
+	if len(w.pushed) != 0 {
+		t.Fatalf("pushed %v with b's room used up", w.pushed)
+	}
+	// b reports t2 and t3 done and asks for 3 beyond its free slots, with nothing from
+	// the queue now: t4 and t5 wait, so the room is what is left after them.
+	reply := w.sync(SyncRequest{Node: "b", Done: done(gb...), Seen: maxSeq(gb), Room: 3})
+	if got := w.labels(reply.Given); !slices.Equal(got, []string{"=t4#1", "=t5#1"}) || reply.Room != 1 {
+		t.Fatalf("given %v, room %d; want t4 and t5 for the buffer, room 1", got, reply.Room)
+	}
+	w.enqueue(w.task("t6", task.PriorityNormal), w.task("t7", task.PriorityNormal))
+	if want := []string{"b+=t6#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 4}) {
+		t.Fatalf("depth = %+v, want t7 waiting, t1, t4, t5, t6 leased", d)
+	}
+}
+
+// What waits when a node has room (a task re-queued by another node's sync that took
+// nothing) goes into the room first, at the next enqueue, ahead of the new tasks.
+func TestRoomTakesWhatWaitsFirst(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.enqueue(w.task("t1", task.PriorityNormal))
+	g := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}).Given
+	w.sync(SyncRequest{Node: "a", Room: 3})
+	w.sync(SyncRequest{Node: "b", Done: []Done{{AttemptID: g[0].Assignment.ID(), Requeue: true}}, Seen: maxSeq(g)})
+	if d := w.depth(); d != (Depth{High: 1}) {
+		t.Fatalf("depth = %+v, want t1's next attempt waiting", d)
+	}
+	w.enqueue(w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	if want := []string{"a+=t1#2", "a+=t2#1", "a+=t3#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Normal: 1, Leased: 3}) {
+		t.Fatalf("depth = %+v, want t4 waiting", d)
+	}
+}
+
+// The room a sync leaves is what the node asked for, less what the reply gave its
+// buffer and the pushes to its buffer still on their way; a draining node has none.
+func TestRoomLessWhatIsOnItsWay(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	var later []func()
+	w.q.goPush = func(f func()) { later = append(later, f) } // pushes on their way
+	w.sync(SyncRequest{Node: "a", Room: 2})
+	w.enqueue(w.task("t1", task.PriorityNormal)) // pushed into the room, not arrived
+	w.enqueue(w.task("t2", task.PriorityNormal)) // the same
+	w.enqueue(w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
+	reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}, Room: 5})
+	// t3 for a-0, t4 for the buffer (1 of the 5), t1 and t2 on their way (2 more).
+	if got := w.labels(reply.Given); !slices.Equal(got, []string{"a-0=t3#1", "=t4#1"}) || reply.Room != 2 {
+		t.Fatalf("given %v, room %d; want t3, t4 and room 2", got, reply.Room)
+	}
+	if reply := w.sync(SyncRequest{Node: "a", Room: 5, Draining: true}); reply.Room != 0 {
+		t.Fatalf("a draining node got room %d", reply.Room)
+	}
+	w.enqueue(w.task("t4", task.PriorityNormal))
+	if len(later) != 2 {
+		t.Fatalf("%d pushes, want only t1's and t2's: nothing into a draining node's room", len(later))
+	}
+}
+
+// Turns of the nodes' room: one enqueue's tasks go to one node while it has room
+// (one push), and the next enqueue starts with the next node.
+func TestRoomTakesTurns(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Room: 10})
+	w.sync(SyncRequest{Node: "b", Room: 3})
+	var got [][]string
+	for i := range 3 {
+		w.pushed = nil
+		w.enqueue(w.task(fmt.Sprintf("x%d", i), task.PriorityNormal), w.task(fmt.Sprintf("y%d", i), task.PriorityNormal))
+		got = append(got, w.pushed)
+	}
+	want := [][]string{{"a+=x0#1", "a+=y0#1"}, {"b+=x1#1", "b+=y1#1"}, {"a+=x2#1", "a+=y2#1"}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("pushed %v, want %v", got, want)
+	}
+	w.pushed = nil
+	w.enqueue(w.task("x3", task.PriorityNormal), w.task("y3", task.PriorityNormal)) // b has 1 left
+	slices.Sort(w.pushed)
+	if want := []string{"a+=y3#1", "b+=x3#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+}
+
+// A node that stops syncing loses its room with its idle slots; a push into the room
+// that fails comes back at the head and suspends pushes to the node.
+func TestRoomOfASilentOrUnreachableNode(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Room: 4})
+	w.clock = w.clock.Add(LeaseTTL + time.Second)
+	if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 0 {
+		t.Fatalf("dispatched %d into a silent node's room", n)
+	}
+	// t1 waited: b's sync gives it to b's buffer, and leaves the rest as room.
+	if reply := w.sync(SyncRequest{Node: "b", Room: 4}); !slices.Equal(w.labels(reply.Given), []string{"=t1#1"}) || reply.Room != 3 {
+		t.Fatalf("given %v, room %d; want t1 and room 3", w.labels(reply.Given), reply.Room)
+	}
+	w.down["b"] = true
+	if n := w.enqueue(w.task("t2", task.PriorityNormal)); n != 1 || len(w.pushed) != 0 {
+		t.Fatalf("dispatched %d, pushed %v; want t2 handed out, not delivered", n, w.pushed)
+	}
+	w.down["b"] = false
+	if n := w.enqueue(w.task("t3", task.PriorityNormal)); n != 0 {
+		t.Fatalf("dispatched %d to a node whose push failed within PushSuspend", n)
+	}
+	reply := w.sync(SyncRequest{Node: "c", Free: []string{"c-0", "c-1"}})
+	if got := w.labels(reply.Given); !slices.Equal(got, []string{"c-0=t2#1", "c-1=t3#1"}) || !reply.Given[0].Assignment.Redispatched {
+		t.Fatalf("given %v, want t2 back at the head (marked), then t3", got)
 	}
 }
