@@ -252,6 +252,7 @@ var (
 	lostDesc   = prometheus.NewDesc("taskgrid_queue_leases_lost_total", "Leases found lost (node dead, restarted or silent) and their tasks queued again, by this process.", []string{"queue"}, nil)
 	hereDesc   = prometheus.NewDesc("taskgrid_queue_enqueues_here_total", "Enqueue calls this process made to the queue it hosts, without its sidecar (see EnqueueHere).", []string{"queue"}, nil)
 	idleDesc   = prometheus.NewDesc("taskgrid_queue_idle_slots", "Worker slots waiting for work, as the queue sees them.", []string{"queue"}, nil)
+	roomDesc   = prometheus.NewDesc("taskgrid_queue_room", "Attempts the queue may push into worker nodes' buffers until their next syncs (their room).", []string{"queue"}, nil)
 )
 
 // Collect implements prometheus.Collector: the depth of each queue hosted here.
@@ -262,6 +263,7 @@ func (a *Actor) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(d.High), id, string(task.PriorityHigh))
 		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(d.Normal), id, string(task.PriorityNormal))
 		ch <- prometheus.MustNewConstMetric(idleDesc, prometheus.GaugeValue, float64(d.Idle), id)
+		ch <- prometheus.MustNewConstMetric(roomDesc, prometheus.GaugeValue, float64(d.Room), id)
 		ch <- prometheus.MustNewConstMetric(leasedDesc, prometheus.GaugeValue, float64(d.Leased), id)
 	}
 	for id, n := range a.lost {

@@ -129,12 +129,14 @@ type nodeState struct {
 	Leases      []Lease `json:"leases"`
 }
 
-// Depth is the number of waiting tasks by priority, of idle slots and of leases.
+// Depth is the number of waiting tasks by priority, of idle slots, of leases, and the
+// nodes' room.
 type Depth struct {
 	High   uint64 `json:"high"`
 	Normal uint64 `json:"normal"`
 	Idle   int    `json:"idle"`
 	Leased int    `json:"leased"`
+	Room   int    `json:"room"` // attempts the queue may push into nodes' buffers (SyncRequest.Room)
 }
 
 // Queue is one queue's logic over its Store. It is not safe for concurrent use: the
@@ -624,6 +626,9 @@ func (q *Queue) depth() Depth {
 	}
 	for _, ns := range q.nodes {
 		d.Leased += len(ns.Leases)
+	}
+	for _, n := range q.m.Room {
+		d.Room += n
 	}
 	return d
 }

@@ -1043,8 +1043,8 @@ func TestRoomTakesWhatWaitsFirst(t *testing.T) {
 	g := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}).Given
 	w.sync(SyncRequest{Node: "a", Room: 3})
 	w.sync(SyncRequest{Node: "b", Done: []Done{{AttemptID: g[0].Assignment.ID(), Requeue: true}}, Seen: maxSeq(g)})
-	if d := w.depth(); d != (Depth{High: 1}) {
-		t.Fatalf("depth = %+v, want t1's next attempt waiting", d)
+	if d := w.depth(); d != (Depth{High: 1, Room: 3}) {
+		t.Fatalf("depth = %+v, want t1's next attempt waiting, and a's room", d)
 	}
 	w.enqueue(w.task("t2", task.PriorityNormal), w.task("t3", task.PriorityNormal), w.task("t4", task.PriorityNormal))
 	if want := []string{"a+=t1#2", "a+=t2#1", "a+=t3#1"}; !slices.Equal(w.pushed, want) {
