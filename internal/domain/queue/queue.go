@@ -127,6 +127,9 @@ type nodeState struct {
 	Seq         uint64  `json:"seq"`                   // the last lease number given
 	Seen        uint64  `json:"seen"`                  // the highest lease number the node reported
 	Leases      []Lease `json:"leases"`
+	// enc is the key as last written or read: a turn that changed nothing of it (most
+	// syncs of a node with work on its way) is found without encoding it twice.
+	enc []byte
 }
 
 // Depth is the number of waiting tasks by priority, of idle slots, of leases, and the
@@ -247,7 +250,7 @@ func (q *Queue) load(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("load leases of %s: %w", n, err)
 		}
-		ns := &nodeState{}
+		ns := &nodeState{enc: data}
 		if data != nil {
 			if err := json.Unmarshal(data, ns); err != nil {
 				return fmt.Errorf("decode leases of %s: %w", n, err)
@@ -557,7 +560,8 @@ func (q *Queue) commit(ctx context.Context, t *txn) error {
 		if err != nil {
 			return fmt.Errorf("encode leases of %s: %w", node, err)
 		}
-		if cur, ok := q.nodes[node]; ok && sameJSON(cur, data) {
+		ns.enc = data
+		if cur, ok := q.nodes[node]; ok && bytes.Equal(cur.enc, data) {
 			continue // a heartbeat that changed nothing writes nothing
 		}
 		ops = append(ops, Op{Key: leaseKey(node), Value: data})
