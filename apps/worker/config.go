@@ -40,6 +40,13 @@ type Config struct {
 	// no rounds). At most PrefetchHorizon's worth of work is taken per round, and the
 	// wait ends early when the buffer runs dry with more work in the queue.
 	SyncGap time.Duration
+	// StoreSpacing is the least time between the starts of two calls of results to the
+	// storekeeper that follow one another (the results of the second gathered while
+	// the first was on its way): under load each call carries about this long's worth
+	// of a node's results, so the storekeeper's write, record transaction and publish
+	// serve more of them at once. A lone result goes at once. Defaults to
+	// StoreSpacingDefault; 0 turns it off.
+	StoreSpacing time.Duration
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
 	// giving them back to the queue. Defaults to 30s.
 	DrainTimeout time.Duration
@@ -63,6 +70,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg.Prefetch = r.Int("PREFETCH", cfg.PoolSize, 0, 4096)
 	cfg.PrefetchHorizon = r.Duration("PREFETCH_HORIZON", PrefetchHorizonDefault, 0, 10*time.Second)
 	cfg.SyncGap = r.Duration("SYNC_GAP", SyncGapDefault, 0, queue.HeartbeatInterval)
+	cfg.StoreSpacing = r.Duration("STORE_SPACING", StoreSpacingDefault, 0, time.Second)
 	return cfg, r.Err()
 }
 

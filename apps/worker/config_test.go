@@ -33,6 +33,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.SyncGap != 100*time.Millisecond {
 		t.Errorf("SyncGap = %s, want 100ms", cfg.SyncGap)
 	}
+	if cfg.StoreSpacing != 30*time.Millisecond {
+		t.Errorf("StoreSpacing = %s, want 30ms", cfg.StoreSpacing)
+	}
 	if cfg.AppID != "worker" || cfg.PublicPort != 8081 || cfg.Port != 8091 {
 		t.Errorf("AppID, PublicPort, Port = %q, %d, %d; want worker, 8081, 8091", cfg.AppID, cfg.PublicPort, cfg.Port)
 	}
@@ -45,7 +48,7 @@ func TestLoadValues(t *testing.T) {
 	t.Parallel()
 	cfg, err := Load(getenv(map[string]string{
 		"NODE_ID": " worker-b ", "POOL_SIZE": "3", "WORKER_FAULT_RATE": "0.25", "DRAIN_TIMEOUT": "0s",
-		"APP_ID": "w2", "APP_PORT": "9000", "SYNC_GAP": "20ms",
+		"APP_ID": "w2", "APP_PORT": "9000", "SYNC_GAP": "20ms", "STORE_SPACING": "0s",
 	}))
 	if err != nil {
 		t.Fatalf("Load = %v", err)
@@ -56,6 +59,9 @@ func TestLoadValues(t *testing.T) {
 	}
 	if cfg.SyncGap != 20*time.Millisecond {
 		t.Errorf("SyncGap = %s, want 20ms", cfg.SyncGap)
+	}
+	if cfg.StoreSpacing != 0 {
+		t.Errorf("StoreSpacing = %s, want 0 (off)", cfg.StoreSpacing)
 	}
 	if cfg.AppID != "w2" || cfg.Port != 9000 {
 		t.Errorf("AppID, Port = %q, %d; want w2, 9000", cfg.AppID, cfg.Port)
@@ -84,6 +90,9 @@ func TestLoadErrors(t *testing.T) {
 		{"SYNC_GAP", "-1ms"},
 		{"SYNC_GAP", "501ms"}, // past a heartbeat
 		{"SYNC_GAP", "100"},
+		{"STORE_SPACING", "-1ms"},
+		{"STORE_SPACING", "1001ms"},
+		{"STORE_SPACING", "30"},
 		{"APP_PORT", "0"},
 		{"DAPR_GRPC_PORT", "70000"},
 	}
@@ -103,13 +112,13 @@ func TestLoadErrors(t *testing.T) {
 	t.Run("bounds are accepted", func(t *testing.T) {
 		t.Parallel()
 		cfg, err := Load(getenv(map[string]string{
-			"POOL_SIZE": "1024", "WORKER_FAULT_RATE": "1", "DRAIN_TIMEOUT": "1h", "SYNC_GAP": "500ms",
+			"POOL_SIZE": "1024", "WORKER_FAULT_RATE": "1", "DRAIN_TIMEOUT": "1h", "SYNC_GAP": "500ms", "STORE_SPACING": "1s",
 		}))
 		if err != nil {
 			t.Fatalf("Load = %v", err)
 		}
-		if cfg.PoolSize != 1024 || cfg.FaultRate != 1 || cfg.DrainTimeout != time.Hour || cfg.SyncGap != 500*time.Millisecond {
-			t.Errorf("cfg = %d %v %s %s, want 1024 1 1h 500ms", cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout, cfg.SyncGap)
+		if cfg.PoolSize != 1024 || cfg.FaultRate != 1 || cfg.DrainTimeout != time.Hour || cfg.SyncGap != 500*time.Millisecond || cfg.StoreSpacing != time.Second {
+			t.Errorf("cfg = %d %v %s %s %s, want 1024 1 1h 500ms 1s", cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout, cfg.SyncGap, cfg.StoreSpacing)
 		}
 	})
 

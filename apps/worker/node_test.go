@@ -74,13 +74,17 @@ type fakeResults struct {
 	reject    bool
 	fail      int // the next calls fail
 	calls     int
+	at        []time.Time // when each call started
+	sizes     []int       // results in each call
 }
 
 func (f *fakeResults) Store(_ context.Context, reqs []task.StoreRequest) ([]task.StoreOutcome, error) {
+	start := time.Now()
 	time.Sleep(time.Millisecond)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
+	f.at, f.sizes = append(f.at, start), append(f.sizes, len(reqs))
 	if f.fail > 0 {
 		f.fail--
 		return nil, errors.New("storekeeper unreachable")
@@ -808,4 +812,38 @@ func TestPushesUseTheRoom(t *testing.T) {
 			t.Fatal("free slots, nothing buffered and the room used up: does not need work")
 		}
 	})
+}
+
+// With the storekeeper's calls spaced, a call that follows another (its results came
+// while that one was on its way) starts no sooner than the spacing after it, and carries
+// what came meanwhile; a lone result goes at once. Without the spacing the second call
+// goes as the first returns.
+func TestStoreSpacing(t *testing.T) {
+	for _, spacing := range []time.Duration{0, 30 * time.Millisecond} {
+		t.Run(spacing.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newNodeEnv(t, "vm-0", "vm-1", "vm-2", "vm-3")
+				defer e.close()
+				e.node.deliveries.Spaced(spacing)
+				start := time.Now()
+				e.node.Take([]queue.Grant{e.submit("noop", `{}`, "vm-0")})
+				synctest.Wait() // its result is on its way: the storekeeper takes 1 ms
+				e.node.Take([]queue.Grant{e.submit("noop", `{}`, "vm-1"), e.submit("noop", `{}`, "vm-2")})
+				time.Sleep(time.Second)
+				synctest.Wait()
+				e.results.mu.Lock()
+				defer e.results.mu.Unlock()
+				if len(e.results.at) != 2 || !slices.Equal(e.results.sizes, []int{1, 2}) {
+					t.Fatalf("calls of %v results, want [1 2]", e.results.sizes)
+				}
+				if first := e.results.at[0].Sub(start); first != 0 {
+					t.Errorf("the lone result went %v after it came, want at once", first)
+				}
+				gap := e.results.at[1].Sub(e.results.at[0])
+				if want := max(spacing, time.Millisecond); gap != want {
+					t.Errorf("second call %v after the first, want %v", gap, want)
+				}
+			})
+		})
+	}
 }

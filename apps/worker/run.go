@@ -32,6 +32,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	slots := cfg.Slots()
 	node = NewNode(logger, cfg.NodeID, slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
 	node.faults, node.prefetch, node.horizon, node.syncGap = cfg.FaultRate, cfg.Prefetch, cfg.PrefetchHorizon, cfg.SyncGap
+	node.deliveries.Spaced(cfg.StoreSpacing)
 	if cfg.FaultRate > 0 {
 		logger.Warn("fault injection on: worker processes die at random", "rate", cfg.FaultRate)
 	}

@@ -305,8 +305,10 @@ func TestWorkerNodes(t *testing.T) {
 			if n, err := strconv.Atoi(env["POOL_SIZE"].Value); err != nil || n < 1 {
 				t.Errorf("POOL_SIZE %q", env["POOL_SIZE"].Value)
 			}
-			// SYNC_GAP only when the values set it (the worker's default otherwise).
+			// SYNC_GAP and STORE_SPACING only when the values set them (the worker's
+			// defaults otherwise).
 			setOnlyWhere(t, name, env, "SYNC_GAP", "sync-gap", "20ms")
+			setOnlyWhere(t, name, env, "STORE_SPACING", "store-spacing", "50ms")
 			drain, err := time.ParseDuration(env["DRAIN_TIMEOUT"].Value)
 			if err != nil || drain <= 0 {
 				t.Fatalf("DRAIN_TIMEOUT %q: %v", env["DRAIN_TIMEOUT"].Value, err)

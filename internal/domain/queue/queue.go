@@ -1,12 +1,13 @@
 // Package queue is the task queue: two priorities (high before normal), FIFO within a
-// priority, durable, with leases on what it hands out, and idle worker slots that get
-// work pushed to them the moment it is queued.
+// priority, durable, with leases on what it hands out, and idle worker slots, and the
+// room worker nodes keep in their buffers between two syncs, that get work pushed to
+// them the moment it is queued.
 //
 // A Queue lives inside one Dapr actor (TaskQueue), so its calls never overlap and one
 // process owns it at a time. Its state is kept as separate keys in actor state: one key
 // per entry ("h:<seq>", "n:<seq>"), one key per worker node with the leases of that
 // node ("lease:<node>"), and a small "meta" key with the head and tail of each priority,
-// the idle slots and the nodes that hold leases. Every operation reads or writes a
+// the idle slots, the nodes' room and the nodes that hold leases. Every operation reads or writes a
 // number of keys that does not grow with the depth, so enqueue and dequeue cost the same
 // at 1,000 and at 1,000,000 waiting tasks.
 //
@@ -810,8 +811,7 @@ func (q *Queue) byRoom(room map[string]int, now time.Time) []string {
 	return append(nodes[i:], nodes[:i]...)
 }
 
-// unlease puts refused grants back at the head of the queue and drops their leases.
-// node names the grants' node when they may be slot-less (empty: their slots say). A
+// unlease puts refused grants back at the head of the queue and drops their leases. A
 // grant whose lease is gone already (released, or lost and re-queued) is skipped.
 func (q *Queue) unlease(t *txn, refused []handed) error {
 	var back []task.Assignment
