@@ -553,17 +553,23 @@ func TestBufferFollowsThePace(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &Node{prefetch: tc.prefetch, horizon: tc.horizon, backlog: tc.name != "no backlog"}
-			now := at
-			// One second of starts in steps of 10 ms.
-			for range 100 {
-				n.pace.add(now, tc.perSec/100)
-				now = now.Add(10 * time.Millisecond)
-			}
+			now := steadyPace(&n.pace, at, tc.perSec)
 			if got := n.bufferWant(now); got != tc.want {
 				t.Fatalf("bufferWant = %d, want %d (rate %.0f/s)", got, tc.want, n.pace.last)
 			}
 		})
 	}
+}
+
+// steadyPace adds one second of perSec starts to p from at, in steps of 10 ms, and
+// returns the time at its end.
+func steadyPace(p *pace, at time.Time, perSec int) time.Time {
+	now := at
+	for i := range 100 {
+		p.add(now, perSec*(i+1)/100-perSec*i/100)
+		now = now.Add(10 * time.Millisecond)
+	}
+	return now
 }
 
 // A pause ends the fast pace: the window that spans it is slow.
@@ -772,12 +778,8 @@ func TestRoomFollowsThePace(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n := &Node{prefetch: tc.prefetch, syncGap: 100 * time.Millisecond, busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}}
-			now := at
-			for i := range 100 { // one second of starts in steps of 10 ms
-				n.pace.add(now, tc.perSec*(i+1)/100-tc.perSec*i/100)
-				now = now.Add(10 * time.Millisecond)
-			}
+			n := &Node{prefetch: tc.prefetch, syncGap: 100 * time.Millisecond}
+			now := steadyPace(&n.pace, at, tc.perSec)
 			if got := n.roomWant(now); got != tc.want {
 				t.Fatalf("roomWant = %d, want %d (rate %.0f/s)", got, tc.want, n.pace.last)
 			}
