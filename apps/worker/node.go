@@ -55,12 +55,14 @@ type Services struct {
 // Node is one worker node: its slots (the "worker processes", each running at most one
 // attempt at a time), the attempts it holds, and its sync with the queue.
 //
-// The queue leases every attempt it hands out. The node syncs (queue.SyncRequest) at
-// once when a slot frees or an attempt ends, and every queue.HeartbeatInterval
-// otherwise: one call in flight at a time, so everything that happened meanwhile goes
-// in the next call. The sync reports the held attempts (which renews their leases),
-// the finished ones, and the free slots, and its reply gives the free slots their next
-// attempts. A node that dies stops syncing and the queue re-queues its leases.
+// The queue leases every attempt it hands out. The node syncs (queue.SyncRequest) when
+// something changed (at once when it needs work, else at the end of its round; see
+// holdWhileBusy), and every queue.HeartbeatInterval otherwise: one call in flight at a
+// time, so everything that happened meanwhile goes in the next call. The sync reports
+// the held attempts (which renews their leases), the finished ones, the free slots and
+// the room the node has for pushed work, and its reply gives the free slots their next
+// attempts; the queue pushes new work to the idle slots and into the room between
+// syncs. A node that dies stops syncing and the queue re-queues its leases.
 type Node struct {
 	logger        *slog.Logger
 	name          string
@@ -95,7 +97,8 @@ type Node struct {
 	// and buffer), so more may wait. The buffer follows the pace only then.
 	backlog bool
 	// room is what the queue may push to the node's buffer until its next sync (the
-	// last reply's Room), roomUsed what it pushed of it since.
+	// last reply's Room), roomUsed what it pushed of it since. Guarded by mu, as
+	// backlog is.
 	room, roomUsed int
 
 	mu       sync.Mutex
