@@ -103,8 +103,22 @@ func eval[T any](t *testing.T, ctx context.Context, timeout time.Duration, expr 
 // waitJS waits until the JavaScript expression is truthy.
 func waitJS(t *testing.T, ctx context.Context, timeout time.Duration, what, expr string) {
 	t.Helper()
-	do(t, ctx, timeout+time.Second, "wait for "+what,
-		chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	deadline := time.Now().Add(timeout)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, time.Until(deadline)+time.Second)
+		err := chromedp.Do(sctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(time.Until(deadline))))
+		cancel()
+		// Just after a navigation the page may still swap its execution context, and a
+		// poll begun in the old one fails naming it: poll again, in the new one.
+		if err != nil && strings.Contains(err.Error(), "Cannot find context with specified id") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("wait for %s: %v", what, err)
+		}
+		return
+	}
 }
 
 // fillForm picks a task type (with the change event a user's choice fires) and fills
