@@ -69,10 +69,7 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchS
 		_, err := b.queue.Enqueue(ctx, as...)
 		return err
 	})
-	b.submissions = batch.New(context.Background(), enqueueBatchMax, b.submitBatch)
-	if spacing > 0 {
-		b.submissions.Spaced(spacing)
-	}
+	b.submissions = batch.New(context.Background(), enqueueBatchMax, b.submitBatch).Spaced(spacing)
 	return b
 }
 

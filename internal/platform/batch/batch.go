@@ -44,9 +44,12 @@ func New[T any](ctx context.Context, max int, do func(ctx context.Context, items
 // flight) start no sooner than d after that one started, so that under load each call
 // gathers about d's worth of items: fewer, larger calls for at most d more wait. A call
 // of max items goes at once, and so does a lone request (nothing gathered during the
-// last call, or no call in flight). It returns b; call it before the first Do.
+// last call, or no call in flight). d <= 0 leaves b unspaced. It returns b; call it
+// before the first Do.
 func (b *Batcher[T]) Spaced(d time.Duration) *Batcher[T] {
-	b.spacing, b.full = d, make(chan struct{}, 1)
+	if d > 0 {
+		b.spacing, b.full = d, make(chan struct{}, 1)
+	}
 	return b
 }
 

@@ -213,3 +213,15 @@ func TestSpacedFollowingCallGoesAfterSpacing(t *testing.T) {
 		t.Fatalf("calls = %v, want [[0] [1]]", calls)
 	}
 }
+
+// A spacing of 0 (or less) leaves the batcher as it was: a following call goes as the
+// one before it returns, with no wait and no spacing state.
+func TestSpacedZeroIsOff(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		b := newHeld(t, 4, nil)
+		b.Spaced(d)
+		if b.spacing != 0 || b.full != nil {
+			t.Fatalf("Spaced(%v): spacing %v, full %v; want none", d, b.spacing, b.full)
+		}
+	}
+}
