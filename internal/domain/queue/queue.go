@@ -1032,11 +1032,16 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	if err := q.sweep(t, now); err != nil {
 		return SyncReply{}, err
 	}
-	// Slots of leases on their way to the node are busy, whatever the report says.
+	// Slots of leases on their way to the node are busy, whatever the report says; the
+	// pushes to its buffer on their way use up its room.
 	var inFlight []string
+	toBuffer := 0
 	for _, l := range t.node(q, req.Node).Leases {
-		if (l.Pushed || l.Seq > req.Seen) && l.Slot != "" {
+		switch {
+		case (l.Pushed || l.Seq > req.Seen) && l.Slot != "":
 			inFlight = append(inFlight, l.Slot)
+		case l.Pushed && l.Slot == "":
+			toBuffer++
 		}
 	}
 	var free []string
@@ -1082,12 +1087,7 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 	}
 	// The room left: what the node asked for, less what this reply gave its buffer and
 	// the pushes to its buffer still on their way (not reported held).
-	reply.Room = min(req.Room, PrefetchMax) - max(0, len(reply.Given)-len(free))
-	for _, l := range t.node(q, req.Node).Leases {
-		if l.Pushed && l.Slot == "" {
-			reply.Room--
-		}
-	}
+	reply.Room = min(req.Room, PrefetchMax) - max(0, len(reply.Given)-len(free)) - toBuffer
 	if req.Draining || reply.Room <= 0 {
 		reply.Room = 0
 		delete(t.m.Room, req.Node)
