@@ -22,7 +22,8 @@ type memStore struct {
 	data          map[string][]byte
 	failNext      bool
 	failAfterNext bool
-	gets          int // Get calls so far
+	gets          int           // Get calls so far
+	hold          chan struct{} // when set, an Apply waits for it to close
 }
 
 func newMemStore() *memStore { return &memStore{data: map[string][]byte{}} }
@@ -36,6 +37,11 @@ func (s *memStore) Get(_ context.Context, key string) ([]byte, error) {
 
 func (s *memStore) Apply(_ context.Context, ops []Op) error {
 	s.mu.Lock()
+	if hold := s.hold; hold != nil {
+		s.mu.Unlock()
+		<-hold
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if s.failNext {
 		s.failNext = false
@@ -578,6 +584,95 @@ func TestFailedWritesLoseNothing(t *testing.T) {
 	}
 	if want := []string{"a-0=a#1", "a-0=b#1"}; !slices.Equal(got, want) {
 		t.Fatalf("dispatched %v, want %v", got, want)
+	}
+}
+
+// The push to an idle slot goes out while the turn writes the lease, not after the
+// write: the work reaches its node a write's round trip sooner.
+func TestPushDoesNotWaitForTheWrite(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.sync(SyncRequest{Node: "a", Free: []string{"a-0"}})
+	hold := make(chan struct{})
+	w.store.hold = hold
+	pushed := make(chan struct{})
+	w.q.push = func(ctx context.Context, node string, grants []Grant) ([]task.AttemptID, error) {
+		defer close(pushed)
+		return w.push(ctx, node, grants)
+	}
+	w.q.goPush = func(f func()) { go f() }
+	enqueued := make(chan error, 1)
+	go func() {
+		_, err := w.q.Enqueue(t.Context(), []task.Assignment{w.task("t1", task.PriorityNormal)})
+		enqueued <- err
+	}()
+	select {
+	case <-pushed:
+	case err := <-enqueued:
+		t.Fatalf("Enqueue returned (%v) with its write held and nothing pushed", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push within 10 s while the write is held: the push waits for the write")
+	}
+	close(hold)
+	if err := <-enqueued; err != nil {
+		t.Fatalf("Enqueue: %v", err)
+	}
+	if want := []string{"a-0=t1#1"}; !slices.Equal(w.pushed, want) {
+		t.Fatalf("pushed %v, want %v", w.pushed, want)
+	}
+	if d := w.depth(); d != (Depth{Leased: 1}) {
+		t.Fatalf("depth %+v, want t1 leased once the write is done", d)
+	}
+}
+
+// A write that fails after its push went out loses nothing: the enqueue fails and is
+// tried again, which queues the attempt and pushes it again; the node, which got the
+// first push without a durable lease, keeps the attempt once the second push leases
+// it, and is told to drop an attempt that no lease covers.
+func TestPushBeforeAFailedWrite(t *testing.T) {
+	t.Parallel()
+	for _, outcome := range []string{"failed", "unknown"} {
+		t.Run(outcome, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}})
+			t1 := w.task("t1", task.PriorityNormal)
+			if outcome == "failed" {
+				w.store.failNext = true
+			} else {
+				w.store.failAfterNext = true
+			}
+			if _, err := w.q.Enqueue(t.Context(), []task.Assignment{t1}); err == nil {
+				t.Fatal("Enqueue with its write failed = nil error")
+			}
+			if want := []string{"a-0=t1#1"}; !slices.Equal(w.pushed, want) {
+				t.Fatalf("pushed %v, want %v: the push went out with the write", w.pushed, want)
+			}
+			first := w.grants["a"][0]
+			// The node reports what it got before the enqueue is tried again: no lease
+			// covers it if the write failed.
+			reply := w.sync(SyncRequest{Node: "a", Held: ids(first), Seen: first.Seq})
+			wantDrop := outcome == "failed"
+			if got := slices.Contains(reply.Drop, first.Assignment.ID()); got != wantDrop {
+				t.Fatalf("drop %v: t1 dropped = %v, want %v", reply.Drop, got, wantDrop)
+			}
+			w.enqueue(t1) // the gateway's retry
+			leased := 1
+			if d := w.depth(); d.Leased != leased || d.Normal+d.High != 0 {
+				t.Fatalf("depth %+v after the retry, want t1 leased once and nothing waiting", d)
+			}
+			if wantDrop && len(w.pushed) != 2 {
+				t.Fatalf("pushed %v, want t1 pushed again after the failed write", w.pushed)
+			}
+			last := w.grants["a"][len(w.grants["a"])-1]
+			if reply := w.sync(SyncRequest{Node: "a", Held: ids(last), Seen: max(first.Seq, last.Seq)}); len(reply.Drop) != 0 {
+				t.Fatalf("drop %v, want t1 kept: its lease is durable now", reply.Drop)
+			}
+			w.sync(SyncRequest{Node: "a", Done: done(last), Seen: max(first.Seq, last.Seq)})
+			if d := w.depth(); d.Leased != 0 || d.Normal+d.High != 0 {
+				t.Fatalf("depth %+v once t1 is done, want nothing left", d)
+			}
+		})
 	}
 }
 
