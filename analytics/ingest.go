@@ -30,7 +30,7 @@ type Ingest struct {
 
 // Mount adds the subscription routes.
 func (in *Ingest) Mount(r chi.Router) {
-	r.Get("/dapr/subscribe", events.ServeSubscriptions(events.BulkRoute{
+	r.Get("/dapr/subscribe", events.ServeSubscriptions(events.Subscription{
 		PubSub: components.PubSub, Topics: events.Topics(), Route: routeEvents,
 		MaxMessages: in.BulkMax, MaxAwait: in.BulkWait,
 	}))

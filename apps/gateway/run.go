@@ -21,18 +21,11 @@ import (
 // dispatchTimeout bounds one push of an assignment to a worker slot.
 const dispatchTimeout = 2 * time.Second
 
-// The bulk delivery of lifecycle events to the SSE hub: at most feedBulkMax messages
-// (packs of events) a delivery, and none waits longer than feedBulkWait for the others
-// (daprd flushes on a ticker of that period, so an event waits half of it on average).
-// Messages are packs, fewer than the ticks under load, so a short window costs few
-// deliveries more and takes milliseconds off every notification. 1 ms (the least daprd
-// takes) against 2 took result stored → notified at 10 tasks/s from 3.87 to 3.52 ms at
-// the median of three runs, alternated, with no more CPU per task at 10 or 500 a second.
-const (
-	routeFeed    = "/internal/events"
-	feedBulkMax  = 500
-	feedBulkWait = time.Millisecond
-)
+// routeFeed is where the sidecar delivers lifecycle events to the SSE hub, one message
+// (a pack of events) at a time, as it comes: a bulk delivery waits for daprd's next
+// flush, every millisecond at the least (half of it on average), and under load carried
+// about one message anyway (see README, "The thirteenth session").
+const routeFeed = "/internal/events"
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	app, err := appserver.NewApp(logger, cfg.Config)
@@ -84,12 +77,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	// user is not told (the stream shows the task running again when the next attempt
 	// starts). An accepted event is for nobody here: the gateway that accepted the task
 	// knows, and in its partition it may come after the task's start (two publishers).
-	feed := events.BulkRoute{
-		PubSub: components.Fanout, Route: routeFeed, MaxMessages: feedBulkMax, MaxAwait: feedBulkWait,
-		Topics: events.Topics(),
-	}
+	feed := events.Subscription{PubSub: components.Fanout, Route: routeFeed, Topics: events.Topics()}
 	app.Server.Channel.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
-	app.Server.Channel.Post(routeFeed, events.ServeBulk(logger.With("component", "feed"), func(_ context.Context, _ string, evs []events.Event) error {
+	app.Server.Channel.Post(routeFeed, events.ServeEach(logger.With("component", "feed"), func(_ context.Context, evs []events.Event) error {
 		for _, e := range evs {
 			if e.Kind == events.KindAccepted {
 				continue
@@ -100,7 +90,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 			}
 		}
 		return nil
-	}, nil))
+	}))
 	// probeQueue calls the queue actor: the self-check's probe and the readiness check's.
 	probeQueue := func(ctx context.Context) error {
 		_, err := queueactor.Client{Invoker: app.Dapr}.Snapshot(ctx)

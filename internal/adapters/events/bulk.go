@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -12,13 +13,15 @@ import (
 	"github.com/taskgrid/taskgrid/internal/platform/jsonscan"
 )
 
-// Bulk subscriptions: daprd delivers events to an app route many at a time (Dapr bulk
-// subscribe), up to MaxMessages or every MaxAwait, whichever comes first. One HTTP call
-// then carries a whole batch, where a streaming subscription costs a message and an
-// acknowledgement per event.
+// Subscriptions: daprd delivers a topic's messages to an app route, in bulk (Dapr bulk
+// subscribe: up to MaxMessages a delivery, flushed every MaxAwait) or one at a time. One
+// bulk call carries a whole batch, where a streaming subscription costs a message and an
+// acknowledgement per event; a delivery of one message goes as it comes, where a bulk
+// one waits for daprd's next flush (half of MaxAwait on average).
 
-// BulkRoute is one bulk subscription: topics of pubsub delivered to Route.
-type BulkRoute struct {
+// Subscription is one subscription: topics of pubsub delivered to Route, in bulk when
+// MaxMessages is above 0 (see ServeBulk), one message a delivery otherwise (ServeEach).
+type Subscription struct {
 	PubSub      string
 	Topics      []string
 	Route       string
@@ -26,8 +29,8 @@ type BulkRoute struct {
 	MaxAwait    time.Duration
 }
 
-// ServeSubscriptions answers daprd's GET /dapr/subscribe with routes.
-func ServeSubscriptions(routes ...BulkRoute) http.HandlerFunc {
+// ServeSubscriptions answers daprd's GET /dapr/subscribe with subs.
+func ServeSubscriptions(subs ...Subscription) http.HandlerFunc {
 	type bulk struct {
 		Enabled            bool `json:"enabled"`
 		MaxMessagesCount   int  `json:"maxMessagesCount"`
@@ -37,16 +40,19 @@ func ServeSubscriptions(routes ...BulkRoute) http.HandlerFunc {
 		PubSub string `json:"pubsubname"`
 		Topic  string `json:"topic"`
 		Route  string `json:"route"`
-		Bulk   bulk   `json:"bulkSubscribe"`
+		Bulk   *bulk  `json:"bulkSubscribe,omitempty"`
 	}
-	var subs []sub
-	for _, r := range routes {
+	var out []sub
+	for _, r := range subs {
 		for _, t := range r.Topics {
-			subs = append(subs, sub{PubSub: r.PubSub, Topic: t, Route: r.Route,
-				Bulk: bulk{Enabled: true, MaxMessagesCount: r.MaxMessages, MaxAwaitDurationMs: int(r.MaxAwait.Milliseconds())}})
+			s := sub{PubSub: r.PubSub, Topic: t, Route: r.Route}
+			if r.MaxMessages > 0 {
+				s.Bulk = &bulk{Enabled: true, MaxMessagesCount: r.MaxMessages, MaxAwaitDurationMs: int(r.MaxAwait.Milliseconds())}
+			}
+			out = append(out, s)
 		}
 	}
-	data, _ := json.Marshal(subs) // plain structs always encode
+	data, _ := json.Marshal(out) // plain structs always encode
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(data)
@@ -107,6 +113,38 @@ func ServeBulk(logger *slog.Logger, handle BulkHandleFunc, dropped func(topic st
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"statuses": statuses})
+	}
+}
+
+// HandleFunc handles the events of one message. nil acknowledges them; an error has
+// daprd deliver the message again.
+type HandleFunc func(ctx context.Context, evs []Event) error
+
+// ServeEach returns the handler of a route daprd delivers one message at a time: it
+// decodes the events the message carries (as ServeBulk an entry: what is not a
+// lifecycle event is left out), hands them to handle, and answers SUCCESS, RETRY
+// (handle failed) or DROP (it carried no event).
+func ServeEach(logger *slog.Logger, handle HandleFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "read delivery: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		got, bad := DecodeEntry(raw)
+		for _, err := range bad {
+			logger.WarnContext(r.Context(), "dropping what is not a lifecycle event", "error", err)
+		}
+		result := "DROP"
+		if len(got) > 0 {
+			result = "SUCCESS"
+			if err := handle(r.Context(), got); err != nil {
+				logger.WarnContext(r.Context(), "events not handled; they will come again", "events", len(got), "error", err)
+				result = "RETRY"
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"`+result+`"}`)
 	}
 }
 

@@ -20,26 +20,86 @@ import (
 
 func TestServeSubscriptions(t *testing.T) {
 	t.Parallel()
-	h := ServeSubscriptions(BulkRoute{PubSub: "ps", Topics: []string{"a", "b"}, Route: "/r", MaxMessages: 7, MaxAwait: 15 * time.Millisecond})
+	h := ServeSubscriptions(
+		Subscription{PubSub: "ps", Topics: []string{"a", "b"}, Route: "/r", MaxMessages: 7, MaxAwait: 15 * time.Millisecond},
+		Subscription{PubSub: "fan", Topics: []string{"c"}, Route: "/each"},
+	)
 	rec := httptest.NewRecorder()
 	h(rec, httptest.NewRequest(http.MethodGet, "/dapr/subscribe", nil))
-	var subs []struct {
+	type bulk struct {
+		Enabled bool `json:"enabled"`
+		Max     int  `json:"maxMessagesCount"`
+		Await   int  `json:"maxAwaitDurationMs"`
+	}
+	type sub struct {
 		PubSub string `json:"pubsubname"`
 		Topic  string `json:"topic"`
 		Route  string `json:"route"`
-		Bulk   struct {
-			Enabled bool `json:"enabled"`
-			Max     int  `json:"maxMessagesCount"`
-			Await   int  `json:"maxAwaitDurationMs"`
-		} `json:"bulkSubscribe"`
+		Bulk   *bulk  `json:"bulkSubscribe"`
 	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &subs); err != nil || len(subs) != 2 {
+	var subs []sub
+	if err := json.Unmarshal(rec.Body.Bytes(), &subs); err != nil {
 		t.Fatalf("subscriptions %s (%v)", rec.Body, err)
 	}
-	for i, s := range subs {
-		if s.PubSub != "ps" || s.Topic != []string{"a", "b"}[i] || s.Route != "/r" || !s.Bulk.Enabled || s.Bulk.Max != 7 || s.Bulk.Await != 15 {
-			t.Errorf("subscription %d = %+v", i, s)
+	want := []sub{
+		{PubSub: "ps", Topic: "a", Route: "/r", Bulk: &bulk{Enabled: true, Max: 7, Await: 15}},
+		{PubSub: "ps", Topic: "b", Route: "/r", Bulk: &bulk{Enabled: true, Max: 7, Await: 15}},
+		{PubSub: "fan", Topic: "c", Route: "/each"}, // no bulkSubscribe: one message a delivery
+	}
+	if len(subs) != len(want) {
+		t.Fatalf("subscriptions %s, want %d", rec.Body, len(want))
+	}
+	for i := range want {
+		g, w := subs[i], want[i]
+		if g.PubSub != w.PubSub || g.Topic != w.Topic || g.Route != w.Route || (g.Bulk == nil) != (w.Bulk == nil) || g.Bulk != nil && *g.Bulk != *w.Bulk {
+			t.Errorf("subscription %d = %+v (bulk %+v), want %+v (bulk %+v)", i, g, g.Bulk, w, w.Bulk)
 		}
+	}
+}
+
+func TestServeEach(t *testing.T) {
+	t.Parallel()
+	ev := Event{ID: "x:started:1", Version: Version, Kind: KindStarted, TaskID: uuid.New()}
+	data, _ := json.Marshal(ev)
+	ev2 := Event{ID: "y:completed:1", Version: Version, Kind: KindCompleted, TaskID: uuid.New()}
+	data2, _ := json.Marshal(ev2)
+	pack, _ := json.Marshal(string(data) + "\n" + string(data2) + "\n")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tests := []struct {
+		name string
+		body string
+		fail error
+		want string
+		ids  []string
+	}{
+		{"a pack", `{"topic":"task-events","datacontenttype":"application/x-ndjson","data":` + string(pack) + `}`, nil, "SUCCESS", []string{ev.ID, ev2.ID}},
+		{"an event as JSON", `{"topic":"task-events","data":` + string(data) + `}`, nil, "SUCCESS", []string{ev.ID}},
+		{"handler failed: delivered again", `{"data":` + string(pack) + `}`, errors.New("hub down"), "RETRY", []string{ev.ID, ev2.ID}},
+		{"not an event", `{"data":"not an event"}`, nil, "DROP", nil},
+		{"not JSON", `{`, nil, "DROP", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var ids []string
+			h := ServeEach(logger, func(_ context.Context, evs []Event) error {
+				for _, e := range evs {
+					ids = append(ids, e.ID)
+				}
+				return tt.fail
+			})
+			rec := httptest.NewRecorder()
+			h(rec, httptest.NewRequest(http.MethodPost, "/each", strings.NewReader(tt.body)))
+			var reply struct {
+				Status string `json:"status"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &reply); err != nil || rec.Code != http.StatusOK {
+				t.Fatalf("answer %d %s (%v), want 200 with a status", rec.Code, rec.Body, err)
+			}
+			if reply.Status != tt.want || !slices.Equal(ids, tt.ids) {
+				t.Fatalf("status %s, events %v; want %s, %v", reply.Status, ids, tt.want, tt.ids)
+			}
+		})
 	}
 }
 
