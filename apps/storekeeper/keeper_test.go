@@ -281,7 +281,7 @@ func TestStoreBatch(t *testing.T) {
 		{stored: true, path: oldLoc.Path},
 		{stored: true, path: "out/" + failed.ID.String() + ".json"},
 		{rejected: true},
-		{err: true},
+		{rejected: true}, // no record, and no start with it: the task does not exist
 		{stored: true, path: "out/" + cancelled.ID.String() + ".json"},
 	}
 	ids := []uuid.UUID{fresh.ID, done.ID, failed.ID, rejected.ID, lost.ID, cancelled.ID}
@@ -352,7 +352,7 @@ func TestStoreBatch(t *testing.T) {
 	}
 
 	k := fx.keeper
-	for outcome, want := range map[string]float64{"written": 4, "duplicate": 1, "rejected": 1, "error": 1} {
+	for outcome, want := range map[string]float64{"written": 4, "duplicate": 1, "rejected": 1, "error": 0} {
 		if n := counter(t, k.stored.WithLabelValues(outcome)); n != want {
 			t.Errorf("stored{outcome=%q} = %v, want %v", outcome, n, want)
 		}
@@ -458,6 +458,50 @@ func TestStoreBatchWithStart(t *testing.T) {
 	}
 	if c := fx.state.callCounts(); c["transaction"] != 1 {
 		t.Errorf("calls %v, want one transaction", c)
+	}
+}
+
+// A result whose task has no record: with the start of a first attempt queued within
+// task.RecordGrace, the record is on its way (the gateway writes it while the attempt is
+// queued), and the worker is told to send the result again; otherwise the task does not
+// exist and the result is rejected. Nothing is completed or published either way.
+func TestStoreWithoutARecord(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		attempt  int
+		queued   time.Duration // before now; 0: no start with the result
+		rejected bool
+	}{
+		{"first attempt just queued: try again", 1, time.Second, false},
+		{"first attempt queued past the grace: rejected", 1, task.RecordGrace + time.Second, true},
+		{"a later attempt: rejected", 2, time.Second, true},
+		{"no start with the result: rejected", 1, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fx := newFixture(t)
+			id := uuid.New()
+			req := task.StoreRequest{TaskID: id, Attempt: tt.attempt, Directory: "out", Worker: "n1/s1", Output: json.RawMessage(`{"n":1}`), StartedAt: time.Now().UTC()}
+			if tt.queued > 0 {
+				req.Start = &task.Assignment{TaskID: id, Attempt: tt.attempt, Priority: task.PriorityNormal, Enqueued: time.Now().Add(-tt.queued)}
+			}
+			reply := fx.keeper.Store(t.Context(), task.StoreBatch{Results: []task.StoreRequest{req}})
+			if len(reply.Outcomes) != 1 {
+				t.Fatalf("outcomes %+v", reply.Outcomes)
+			}
+			o := reply.Outcomes[0]
+			if o.Stored || o.Rejected != tt.rejected || o.Error == "" {
+				t.Fatalf("outcome %+v, want stored false, rejected %v, with an error", o, tt.rejected)
+			}
+			if _, ok := fx.state.record(t, id); ok {
+				t.Error("a record was written for a task that had none")
+			}
+			if len(fx.broker.events) != 0 {
+				t.Errorf("published %v, want nothing", fx.broker.events)
+			}
+		})
 	}
 }
 

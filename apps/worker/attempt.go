@@ -37,7 +37,7 @@ func (n *Node) run(a *attempt) {
 	var startErr error
 	start := func() {
 		defer close(started)
-		startErr = cmpErr(n.starts.Do(a.ctx, a), a.err)
+		startErr = n.startOnce(a.ctx, a)
 		if startErr == nil {
 			n.metrics.started(a.rec.CreatedAt, *a.rec.StartedAt, a.rec.Type)
 		}
@@ -151,6 +151,32 @@ func cmpErr(errs ...error) error {
 	}
 	return nil
 }
+
+// startOnce records a's start (with the other starts of the moment). A record not found
+// for a first attempt queued within task.RecordGrace is taken as still on its way (the
+// gateway writes it while the attempt is queued and pushed) and read again, backing off,
+// until it is found or the grace is over: then the task does not exist.
+func (n *Node) startOnce(ctx context.Context, a *attempt) error {
+	wait := recordRetryFirst
+	for {
+		err := cmpErr(n.starts.Do(ctx, a), a.err)
+		if !errors.Is(err, taskstore.ErrNotFound) || !a.grant.Assignment.RecordMayLag(time.Now()) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, recordRetryMax)
+	}
+}
+
+// How a start whose record is not there yet backs off (see startOnce).
+const (
+	recordRetryFirst = 2 * time.Millisecond
+	recordRetryMax   = 500 * time.Millisecond
+)
 
 // notStarted ends an attempt whose start was refused or could not be recorded.
 func (n *Node) notStarted(a *attempt, err error) {
@@ -318,7 +344,7 @@ func (n *Node) failBatch(ctx context.Context, as []*attempt) error {
 // attempt goes on.
 func (n *Node) startNow(a *attempt) bool {
 	a.merged = false
-	if err := cmpErr(n.starts.Do(n.ctx, a), a.err); err != nil {
+	if err := n.startOnce(n.ctx, a); err != nil {
 		n.notStarted(a, err)
 		return false
 	}

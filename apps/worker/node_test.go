@@ -340,6 +340,68 @@ func TestAttemptLife(t *testing.T) {
 	}
 }
 
+// The gateway writes a task's record while its first attempt is queued and pushed, so
+// the worker may look for it before it is there: a first attempt queued within
+// task.RecordGrace waits for its record, one queued before is dropped (the task does
+// not exist), and a later attempt never waits.
+func TestRecordOnItsWay(t *testing.T) {
+	tests := []struct {
+		name     string
+		attempt  int
+		queued   time.Duration // before the grant was taken
+		appears  time.Duration // after the grant was taken; 0: never
+		started  bool
+		minCalls int // record reads at least
+	}{
+		{"first attempt just queued: the start waits for the record", 1, 0, 50 * time.Millisecond, true, 2},
+		{"first attempt past the grace: dropped", 1, task.RecordGrace + time.Second, 0, false, 1},
+		{"no record within the grace: dropped once it is over", 1, 0, 0, false, 2},
+		{"a later attempt: dropped at once", 2, 0, 0, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newNodeEnv(t, "vm-0")
+				defer e.close()
+				g := e.submit("noop", `{}`, "vm-0")
+				id := g.Assignment.TaskID
+				g.Assignment.Spec = nil // read first
+				g.Assignment.Attempt = tt.attempt
+				g.Assignment.Enqueued = time.Now().Add(-tt.queued)
+				rec := e.records.get(id)
+				rec.Attempts = tt.attempt - 1
+				e.records.mu.Lock()
+				delete(e.records.recs, id)
+				e.records.mu.Unlock()
+				if tt.appears > 0 {
+					time.AfterFunc(tt.appears, func() {
+						e.records.mu.Lock()
+						defer e.records.mu.Unlock()
+						e.records.recs[id] = rec
+					})
+				}
+				if refused := e.node.Take([]queue.Grant{g}); len(refused) != 0 {
+					t.Fatalf("refused %v", refused)
+				}
+				e.node.wg.Wait()
+				req := e.lastSync(t)
+				if want := []queue.Done{{AttemptID: g.Assignment.ID()}}; !slices.Equal(req.Done, want) {
+					t.Errorf("done %+v, want %+v", req.Done, want)
+				}
+				if got := e.records.get(id).Status == task.StatusRunning; got != tt.started {
+					t.Errorf("started %v, want %v (record %+v)", got, tt.started, e.records.get(id))
+				}
+				if got := e.results.stored[id] == 1; got != tt.started {
+					t.Errorf("stored %d times, want stored = %v", e.results.stored[id], tt.started)
+				}
+				if e.records.calls < tt.minCalls || !tt.started && tt.minCalls == 1 && e.records.calls != 1 {
+					t.Errorf("record calls %d, want at least %d (exactly 1 when dropped at once)", e.records.calls, tt.minCalls)
+				}
+			})
+		})
+	}
+}
+
 // Attempts granted together share their calls: one record write for all starts, one
 // hand-off to the storekeeper, one publish of their events.
 func TestConcurrentAttemptsShareCalls(t *testing.T) {

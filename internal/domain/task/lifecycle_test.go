@@ -374,3 +374,24 @@ func TestCancelRacesCompletion(t *testing.T) {
 		t.Errorf("cancel after completion = %s, %+v, %v", next.Status, ev, err)
 	}
 }
+
+func TestRecordMayLag(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		a      Assignment
+		mayLag bool
+	}{
+		{"first attempt just queued", Assignment{Attempt: 1, Enqueued: now.Add(-time.Second)}, true},
+		{"first attempt at the end of the grace", Assignment{Attempt: 1, Enqueued: now.Add(-RecordGrace)}, false},
+		{"first attempt long queued", Assignment{Attempt: 1, Enqueued: now.Add(-time.Hour)}, false},
+		{"a later attempt", Assignment{Attempt: 2, Enqueued: now.Add(-time.Second)}, false},
+		{"no queue time", Assignment{Attempt: 1}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.RecordMayLag(now); got != tt.mayLag {
+			t.Errorf("%s: RecordMayLag = %v, want %v", tt.name, got, tt.mayLag)
+		}
+	}
+}

@@ -95,6 +95,21 @@ type Assignment struct {
 	Redispatched bool `json:"redispatched,omitempty"`
 }
 
+// RecordGrace is how long after its first attempt was queued a task's record may still
+// be on its way. The gateway stores the records of a pass while it queues their first
+// attempts, not before (the push to a worker does not wait for the record's write), so
+// a worker or the storekeeper may look for a record that is not there yet. A record not
+// found for a first attempt queued within RecordGrace is looked for again; after it, the
+// task does not exist (its submission failed and was answered 503, or its gateway died
+// before the write) and the attempt is dropped.
+const RecordGrace = 10 * time.Second
+
+// RecordMayLag reports whether the record of a's task may not be written yet at now
+// (see RecordGrace).
+func (a Assignment) RecordMayLag(now time.Time) bool {
+	return a.Attempt == 1 && !a.Enqueued.IsZero() && now.Sub(a.Enqueued) < RecordGrace
+}
+
 // Spec is what running a task takes: its type, payload and result directory.
 type Spec struct {
 	Type        string          `json:"task"`
