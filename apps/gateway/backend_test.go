@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -31,6 +32,8 @@ type daprFake struct {
 	queued       []task.Assignment
 	hold         chan struct{} // if set, a queue call waits for it to close
 	entered      int           // queue calls begun
+	txHold       chan struct{} // if set, a state transaction waits for it to close
+	txDown       bool          // state transactions fail
 }
 
 func newDaprFake() *daprFake { return &daprFake{items: map[string][]byte{}} }
@@ -72,9 +75,22 @@ func (f *daprFake) GetBulkState(_ context.Context, _ string, keys []string, _ ma
 	return out, nil
 }
 
-func (f *daprFake) ExecuteStateTransaction(_ context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
+func (f *daprFake) ExecuteStateTransaction(ctx context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
+	f.mu.Lock()
+	hold := f.txHold
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.txDown {
+		return errors.New("state store down")
+	}
 	f.transactions++
 	for _, op := range ops {
 		if op.Type == dapr.StateOperationTypeDelete {
@@ -177,6 +193,44 @@ func TestSubmitSettleKeepsKeyedRecords(t *testing.T) {
 			got, created, err := b.Submit(t.Context(), again, accepted, tt.key)
 			if err != nil || created || got.ID != rec.ID || fake.answered() != 1 {
 				t.Fatalf("retry with the key = %s, created %v, %v, %d enqueues; want the first task, queued once", got.ID, created, err, fake.answered())
+			}
+		})
+	}
+}
+
+// A pass queues its first attempts while it writes their records, not after: the queue
+// is called with the write still on. An attempt whose record could not be written is
+// queued all the same, and its submission answered 503 (the worker drops the attempt
+// once task.RecordGrace is over: see the worker's and the storekeeper's tests).
+func TestPassQueuesWhileItWrites(t *testing.T) {
+	t.Parallel()
+	for _, down := range []bool{false, true} {
+		t.Run(fmt.Sprintf("write fails=%v", down), func(t *testing.T) {
+			t.Parallel()
+			fake := newDaprFake()
+			fake.txHold = make(chan struct{})
+			fake.txDown = down
+			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, 0)
+			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+			done := make(chan error, 1)
+			go func() { _, _, err := b.Submit(t.Context(), rec, accepted, ""); done <- err }()
+			waitFor(t, "the queue call while the record's write is held", func() bool { return fake.answered() == 1 })
+			select {
+			case err := <-done:
+				t.Fatalf("Submit returned (%v) before the record was written", err)
+			default:
+			}
+			close(fake.txHold)
+			err := <-done
+			if down != errors.Is(err, ErrUnavailable) || !down && err != nil {
+				t.Fatalf("Submit = %v, want ErrUnavailable only when the write fails", err)
+			}
+			if len(fake.queued) != 1 || fake.queued[0].TaskID != rec.ID {
+				t.Fatalf("queued %+v, want the task's first attempt", fake.queued)
+			}
+			_, _, gerr := b.tasks.Get(t.Context(), rec.ID)
+			if stored := gerr == nil; stored == down {
+				t.Fatalf("record stored = %v (%v), want %v", stored, gerr, !down)
 			}
 		})
 	}
