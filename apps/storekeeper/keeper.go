@@ -261,16 +261,22 @@ func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {
 		k.logger.WarnContext(ctx, "result of a task that has ended otherwise; kept on disk only, not reported", "task_id", it.req.TaskID, "worker", it.req.Worker, "status", r.Record.Status)
 		loc := it.loc
 		it.out.Stored, it.out.Location = true, &loc
-	case errors.Is(r.Err, taskstore.ErrNotFound) && (it.req.Start == nil || !it.req.Start.RecordMayLag(time.Now())):
+	case errors.Is(r.Err, taskstore.ErrNotFound) && it.req.Start != nil && it.req.Start.RecordMayLag(time.Now()):
+		// The record of a first attempt just queued is still on its way (the gateway
+		// writes it while the attempt is queued and pushed; see task.RecordGrace): the
+		// worker sends the result again, and this file is the one kept.
+		it.events = nil
+		k.stored.WithLabelValues("error").Inc()
+		k.logger.InfoContext(ctx, "result before its task's record; the worker sends it again", "task_id", it.req.TaskID, "worker", it.req.Worker)
+		it.out.Stored, it.out.Location, it.out.Error = false, nil, "complete task: the task's record is not written yet"
+	case errors.Is(r.Err, taskstore.ErrNotFound):
 		// No record, for good: the task does not exist (its submission failed, or its
-		// gateway died before writing it; see task.RecordGrace). The worker drops the
-		// attempt; the file stays on disk, linked to nothing.
+		// gateway died before writing it). The worker drops the attempt; the file stays
+		// on disk, linked to nothing.
 		it.events = nil
 		k.logger.WarnContext(ctx, "result of a task that has no record; kept on disk only, not reported", "task_id", it.req.TaskID, "worker", it.req.Worker)
 		it.out.Rejected, it.out.Error = true, "no such task"
 	default:
-		// A record not found yet for a first attempt just queued is on its way: the
-		// worker sends the result again.
 		it.events = nil
 		k.fail(ctx, it, "complete task", r.Err)
 	}
