@@ -214,7 +214,7 @@ func (k *Keeper) complete(ctx context.Context, items []item, read taskstore.Pref
 	now := time.Now().UTC()
 	// UpdateMany may call fn for several records at once and again for one record on a
 	// conflict: each call writes only its own record's item, the last call winning.
-	results := k.tasks.UpdateManyRead(ctx, ids, read, func(rec *task.Record) error {
+	change := func(rec *task.Record) error {
 		i, ok := first[rec.ID]
 		if !ok {
 			return errors.New("record of another task")
@@ -233,11 +233,58 @@ func (k *Keeper) complete(ctx context.Context, items []item, read taskstore.Pref
 			*rec = next
 		}
 		return err
-	})
+	}
+	results := k.tasks.UpdateManyRead(ctx, ids, read, change)
+	k.awaitRecords(ctx, ids, results, func(id uuid.UUID) bool {
+		start := items[first[id]].req.Start
+		return start != nil && start.RecordMayLag(time.Now())
+	}, change)
 	for j, id := range ids {
 		k.settle(ctx, &items[first[id]], results[j])
 	}
 }
+
+// awaitRecords reads again, backing off for up to recordWait, the records results did
+// not find that mayLag says may still be on their way (the gateway writes a task's record
+// while it queues the first attempt: see task.RecordGrace), and applies change to those
+// it finds, in place in results. Most such records come within milliseconds; one that
+// does not is answered "not stored", and the worker sends its result again later.
+func (k *Keeper) awaitRecords(ctx context.Context, ids []uuid.UUID, results []taskstore.Result, mayLag func(uuid.UUID) bool, change func(*task.Record) error) {
+	wait, waited := recordWaitFirst, time.Duration(0)
+	for waited < recordWait {
+		var again []int
+		for j, id := range ids {
+			if errors.Is(results[j].Err, taskstore.ErrNotFound) && mayLag(id) {
+				again = append(again, j)
+			}
+		}
+		if len(again) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		waited += wait
+		wait *= 2
+		sub := make([]uuid.UUID, len(again))
+		for i, j := range again {
+			sub[i] = ids[j]
+		}
+		for i, r := range k.tasks.UpdateMany(ctx, sub, change) {
+			results[again[i]] = r
+		}
+	}
+}
+
+// How long a store call waits for records on their way (see awaitRecords): 2, 4, ... 64
+// ms, 126 ms in all, so that a node's next call of results (one at a time) is held up
+// little when a record is late for longer.
+const (
+	recordWaitFirst = 2 * time.Millisecond
+	recordWait      = 100 * time.Millisecond
+)
 
 // settle sets the outcome of a written result from what the update of its record did.
 func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {

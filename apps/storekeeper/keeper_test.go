@@ -505,6 +505,36 @@ func TestStoreWithoutARecord(t *testing.T) {
 	}
 }
 
+// A record that comes while the store call waits for it (written a few milliseconds
+// after the worker's result reached the storekeeper) completes the task in that call.
+func TestStoreAwaitsARecordOnItsWay(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	pending, _ := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Payload: json.RawMessage(`{}`), Directory: "out", MaxAttempts: 5}, time.Now())
+	data, err := json.Marshal(pending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := result(pending, "out", `{"late":"record"}`)
+	req.Attempt, req.StartedAt = 1, time.Now().UTC()
+	req.Start = &task.Assignment{TaskID: pending.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now()}
+	time.AfterFunc(10*time.Millisecond, func() {
+		fx.state.mu.Lock()
+		defer fx.state.mu.Unlock()
+		fx.state.put("task-"+pending.ID.String(), data)
+	})
+	reply := fx.keeper.Store(t.Context(), task.StoreBatch{Results: []task.StoreRequest{req}})
+	if len(reply.Outcomes) != 1 || !reply.Outcomes[0].Stored {
+		t.Fatalf("outcomes %+v, want stored in this call", reply.Outcomes)
+	}
+	if rec, ok := fx.state.record(t, pending.ID); !ok || rec.Status != task.StatusCompleted {
+		t.Fatalf("record %+v, want completed", rec)
+	}
+	if len(fx.broker.events) != 2 {
+		t.Errorf("published %v, want the start and the completion", fx.broker.events)
+	}
+}
+
 // A worker that gives up on a store call (killed mid-call: its request is cancelled) does
 // not cut the batch short: the record is completed and the completion published, so a
 // later delivery, which finds the task completed, is not needed for the event.
