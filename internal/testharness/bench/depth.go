@@ -50,12 +50,14 @@ func (q queueClient) depth(ctx context.Context) (uint64, error) {
 
 // enqueue adds n entries. They are assignments of tasks that do not exist: a worker
 // that is handed one finds no task record and drops it, which is the whole dequeue
-// path (queue turn, push to a slot, watchdog armed and disarmed, slot offered again)
-// without running a task.
+// path (queue turn and lease, push to a slot, the lease released, slot offered again)
+// without running a task. They are second attempts: a first attempt's record may
+// still be on its way, and a worker waits for it (task.RecordGrace), where a later
+// attempt's missing record means the task does not exist.
 func (q queueClient) enqueue(ctx context.Context, n int) error {
 	as := make([]task.Assignment, n)
 	for i := range as {
-		as[i] = task.Assignment{TaskID: uuid.New(), Attempt: 1, Priority: task.PriorityNormal}
+		as[i] = task.Assignment{TaskID: uuid.New(), Attempt: 2, Priority: task.PriorityNormal}
 	}
 	var reply queueactor.EnqueueReply
 	if err := q.call(ctx, queueactor.MethodEnqueue, queueactor.EnqueueRequest{Assignments: as}, &reply); err != nil {
