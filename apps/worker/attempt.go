@@ -37,7 +37,7 @@ func (n *Node) run(a *attempt) {
 	var startErr error
 	start := func() {
 		defer close(started)
-		startErr = n.startOnce(a.ctx, a)
+		startErr = n.recordStart(a.ctx, a)
 		if startErr == nil {
 			n.metrics.started(a.rec.CreatedAt, *a.rec.StartedAt, a.rec.Type)
 		}
@@ -152,11 +152,11 @@ func cmpErr(errs ...error) error {
 	return nil
 }
 
-// startOnce records a's start (with the other starts of the moment). A record not found
+// recordStart records a's start (with the other starts of the moment). A record not found
 // for a first attempt queued within task.RecordGrace is taken as still on its way (the
 // gateway writes it while the attempt is queued and pushed) and read again, backing off,
 // until it is found or the grace is over: then the task does not exist.
-func (n *Node) startOnce(ctx context.Context, a *attempt) error {
+func (n *Node) recordStart(ctx context.Context, a *attempt) error {
 	wait := recordRetryFirst
 	for {
 		err := cmpErr(n.starts.Do(ctx, a), a.err)
@@ -172,7 +172,7 @@ func (n *Node) startOnce(ctx context.Context, a *attempt) error {
 	}
 }
 
-// How a start whose record is not there yet backs off (see startOnce).
+// How a start whose record is not there yet backs off (see recordStart).
 const (
 	recordRetryFirst = 2 * time.Millisecond
 	recordRetryMax   = 500 * time.Millisecond
@@ -344,7 +344,7 @@ func (n *Node) failBatch(ctx context.Context, as []*attempt) error {
 // attempt goes on.
 func (n *Node) startNow(a *attempt) bool {
 	a.merged = false
-	if err := n.startOnce(n.ctx, a); err != nil {
+	if err := n.recordStart(n.ctx, a); err != nil {
 		n.notStarted(a, err)
 		return false
 	}
