@@ -148,6 +148,12 @@ type item struct {
 	repeatOf int
 }
 
+// recordMayLag reports whether the record of it's task may still be on its way at now:
+// it carries the start of a first attempt just queued (see task.RecordGrace).
+func (it *item) recordMayLag(now time.Time) bool {
+	return it.req.Start != nil && it.req.Start.RecordMayLag(now)
+}
+
 // write writes the result files, at most writeConcurrency at once.
 func (k *Keeper) write(ctx context.Context, items []item) {
 	sem := make(chan struct{}, writeConcurrency)
@@ -186,10 +192,20 @@ func (k *Keeper) writeOne(ctx context.Context, it *item) {
 
 // fail gives it an error: the worker sends the result again.
 func (k *Keeper) fail(ctx context.Context, it *item, step string, err error) {
+	k.again(ctx, it, slog.LevelError, "store failed; the worker will send the result again", step, err)
+}
+
+// again gives it an error the worker meets by sending the result again, logged at level
+// with msg.
+func (k *Keeper) again(ctx context.Context, it *item, level slog.Level, msg, step string, err error) {
 	k.stored.WithLabelValues("error").Inc()
-	k.logger.ErrorContext(ctx, "store failed; the worker will send the result again", "step", step, "task_id", it.req.TaskID, "error", err)
+	k.logger.Log(ctx, level, msg, "step", step, "task_id", it.req.TaskID, "worker", it.req.Worker, "error", err)
 	it.out.Stored, it.out.Location, it.out.Error = false, nil, step+": "+err.Error()
 }
+
+// errRecordNotYet is a result whose task's record is still on its way (see
+// item.recordMayLag).
+var errRecordNotYet = errors.New("the task's record is not written yet")
 
 // complete marks the tasks of the written results completed, in one update of their
 // records. A task listed twice in the batch is completed by its first result; the later
@@ -235,10 +251,7 @@ func (k *Keeper) complete(ctx context.Context, items []item, read taskstore.Pref
 		return err
 	}
 	results := k.tasks.UpdateManyRead(ctx, ids, read, change)
-	k.awaitRecords(ctx, ids, results, func(id uuid.UUID) bool {
-		start := items[first[id]].req.Start
-		return start != nil && start.RecordMayLag(time.Now())
-	}, change)
+	k.awaitRecords(ctx, ids, results, func(id uuid.UUID) bool { return items[first[id]].recordMayLag(time.Now()) }, change)
 	for j, id := range ids {
 		k.settle(ctx, &items[first[id]], results[j])
 	}
@@ -308,14 +321,12 @@ func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {
 		k.logger.WarnContext(ctx, "result of a task that has ended otherwise; kept on disk only, not reported", "task_id", it.req.TaskID, "worker", it.req.Worker, "status", r.Record.Status)
 		loc := it.loc
 		it.out.Stored, it.out.Location = true, &loc
-	case errors.Is(r.Err, taskstore.ErrNotFound) && it.req.Start != nil && it.req.Start.RecordMayLag(time.Now()):
+	case errors.Is(r.Err, taskstore.ErrNotFound) && it.recordMayLag(time.Now()):
 		// The record of a first attempt just queued is still on its way (the gateway
 		// writes it while the attempt is queued and pushed; see task.RecordGrace): the
 		// worker sends the result again, and this file is the one kept.
 		it.events = nil
-		k.stored.WithLabelValues("error").Inc()
-		k.logger.InfoContext(ctx, "result before its task's record; the worker sends it again", "task_id", it.req.TaskID, "worker", it.req.Worker)
-		it.out.Stored, it.out.Location, it.out.Error = false, nil, "complete task: the task's record is not written yet"
+		k.again(ctx, it, slog.LevelInfo, "result before its task's record; the worker sends it again", "complete task", errRecordNotYet)
 	case errors.Is(r.Err, taskstore.ErrNotFound):
 		// No record, for good: the task does not exist (its submission failed, or its
 		// gateway died before writing it). The worker drops the attempt; the file stays
