@@ -90,13 +90,7 @@ func ServeBulk(logger *slog.Logger, handle BulkHandleFunc, dropped func(topic st
 		var ok []int
 		for i, e := range req.Entries {
 			statuses[i] = status{EntryID: e.EntryID, Status: "DROP"}
-			got, bad := DecodeEntry(e.Event)
-			for _, err := range bad {
-				logger.WarnContext(r.Context(), "dropping what is not a lifecycle event", "topic", req.Topic, "entry", e.EntryID, "error", err)
-				if dropped != nil {
-					dropped(req.Topic, err)
-				}
-			}
+			got := decodeDelivered(r.Context(), logger, e.Event, req.Topic, e.EntryID, dropped)
 			if len(got) == 0 {
 				continue
 			}
@@ -131,10 +125,7 @@ func ServeEach(logger *slog.Logger, handle HandleFunc) http.HandlerFunc {
 			http.Error(w, "read delivery: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		got, bad := DecodeEntry(raw)
-		for _, err := range bad {
-			logger.WarnContext(r.Context(), "dropping what is not a lifecycle event", "error", err)
-		}
+		got := decodeDelivered(r.Context(), logger, raw, "", "", nil)
 		result := "DROP"
 		if len(got) > 0 {
 			result = "SUCCESS"
@@ -146,6 +137,24 @@ func ServeEach(logger *slog.Logger, handle HandleFunc) http.HandlerFunc {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"`+result+`"}`)
 	}
+}
+
+// decodeDelivered returns the lifecycle events of one delivered message (DecodeEntry),
+// and logs and hands to dropped (when not nil) each part that is not one. topic and
+// entry name the message in the log, when known (a bulk delivery's entry).
+func decodeDelivered(ctx context.Context, logger *slog.Logger, raw json.RawMessage, topic, entry string, dropped func(topic string, err error)) []Event {
+	got, bad := DecodeEntry(raw)
+	for _, err := range bad {
+		attrs := []any{"error", err}
+		if topic != "" || entry != "" {
+			attrs = append(attrs, "topic", topic, "entry", entry)
+		}
+		logger.WarnContext(ctx, "dropping what is not a lifecycle event", attrs...)
+		if dropped != nil {
+			dropped(topic, err)
+		}
+	}
+	return got
 }
 
 // DecodeEntry returns the lifecycle events a bulk entry carries, and an error for each
