@@ -701,10 +701,9 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	as = slices.DeleteFunc(as, func(a task.Assignment) bool { return q.handedOut(t, a.ID()) || q.isCancelled(a.TaskID) })
 	// Idle slots, then the room nodes keep for pushed work, get the first attempts at
 	// once (those that waited first, then the new ones): leased in this turn's
-	// transaction, and pushed after it, outside the turn (a push is a call to another
-	// sidecar: the queue's turns do not wait for it). What a push does not deliver comes
-	// back with the next turn (takeBack), or, if this host is gone by then, through the
-	// lease.
+	// transaction, and pushed outside the turn (a push is a call to another sidecar: the
+	// queue's turns do not wait for it). What a push does not deliver comes back with the
+	// next turn (takeBack), or, if this host is gone by then, through the lease.
 	grants, as, err := q.dispatch(ctx, t, as, now)
 	if err != nil {
 		return 0, err
