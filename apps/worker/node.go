@@ -55,10 +55,10 @@ type Services struct {
 // Node is one worker node: its slots (the "worker processes", each running at most one
 // attempt at a time), the attempts it holds, and its sync with the queue.
 //
-// The queue leases every attempt it hands out. The node syncs (queue.SyncRequest) when
-// something changed (at once when it needs work, else at the end of its round; see
-// holdWhileBusy), and every queue.HeartbeatInterval otherwise: one call in flight at a
-// time, so everything that happened meanwhile goes in the next call. The sync reports
+// The queue leases every attempt it hands out. The node syncs (queue.SyncRequest) every
+// queue.HeartbeatInterval, and sooner when something changed (at once when it needs
+// work, else at the end of its round; see nextSync): one call in flight at a time, so
+// everything that happened meanwhile goes in the next call. The sync reports
 // the held attempts (which renews their leases), the finished ones, the free slots and
 // the room the node has for pushed work, and its reply gives the free slots their next
 // attempts; the queue pushes new work to the idle slots and into the room between
@@ -97,9 +97,18 @@ type Node struct {
 	// and buffer), so more may wait. The buffer follows the pace only then.
 	backlog bool
 	// room is what the queue may push to the node's buffer until its next sync (the
-	// last reply's Room), roomUsed what it pushed of it since. Guarded by mu, as
-	// backlog is.
+	// last reply's Room), roomUsed what it pushed of it since; idle are the node's
+	// slots the queue holds idle (the last reply's Idle, less those it pushed to
+	// since). While the queue can push to the node, a slot that frees need not ask for
+	// work. Guarded by mu, as backlog is.
 	room, roomUsed int
+	idle           []string
+	// syncing: a sync is on its way. The pushes that come meanwhile (midSync) may be of
+	// later turns than the sync's, which its reply does not count: they are taken off
+	// what the reply says of the room and the idle slots. (A push of an earlier turn
+	// comes off twice: the node then asks for work sooner, never later.)
+	syncing bool
+	midSync []queue.Grant
 
 	mu       sync.Mutex
 	seen     uint64                      // highest lease number received
@@ -183,18 +192,27 @@ func (n *Node) Busy() int {
 }
 
 // Pushed takes grants pushed by the queue (see Take); those for the node's buffer use
-// up the room the queue holds for it.
+// up the room the queue holds for it, those for a slot take the slot off the idle ones.
 func (n *Node) Pushed(grants []queue.Grant) (refused []task.AttemptID) {
-	k := 0
-	for _, g := range grants {
-		if g.Slot == "" {
-			k++
-		}
-	}
 	n.mu.Lock()
-	n.roomUsed += k
+	for _, g := range grants {
+		n.usePush(g)
+	}
+	if n.syncing {
+		n.midSync = append(n.midSync, grants...)
+	}
 	n.mu.Unlock()
 	return n.Take(grants)
+}
+
+// usePush counts a pushed grant against what the queue holds for the node: the room,
+// or the idle slot it names. Call with mu held.
+func (n *Node) usePush(g queue.Grant) {
+	if g.Slot == "" {
+		n.roomUsed++
+		return
+	}
+	n.idle = slices.DeleteFunc(n.idle, func(s string) bool { return s == g.Slot })
 }
 
 // Take takes grants pushed by the queue or given in a sync reply and starts them: on
@@ -379,8 +397,8 @@ func (n *Node) signal() {
 	}
 }
 
-// Run syncs with the queue until ctx ends: when something changed (see holdWhileBusy),
-// and every queue.HeartbeatInterval otherwise.
+// Run syncs with the queue until ctx ends: every queue.HeartbeatInterval, and sooner
+// when something changed (see nextSync).
 func (n *Node) Run(ctx context.Context) {
 	tick := time.NewTicker(queue.HeartbeatInterval)
 	defer tick.Stop()
@@ -388,37 +406,55 @@ func (n *Node) Run(ctx context.Context) {
 		if err := n.syncOnce(ctx); err != nil && ctx.Err() == nil {
 			n.logger.DebugContext(ctx, "sync with the queue failed; next heartbeat tries again", "error", err)
 		}
-		last := time.Now()
-		select {
-		case <-ctx.Done():
+		if !n.nextSync(ctx, time.Now(), tick.C) {
 			return
-		case <-n.wake:
-		case <-tick.C:
-			continue
 		}
-		n.holdWhileBusy(ctx, last)
 	}
 }
 
-// holdWhileBusy decides, at the first change after the sync at last, when the next sync
-// goes. A node that needs work then (a slot free with nothing buffered, or the buffer
-// below half of what it wants) syncs at once: at light load a task's next one is not
-// held back. A node that is busy then (its buffer still holds work) syncs syncGap after
-// the last one, whatever happens meanwhile: under load it works in rounds, and one sync
-// (one turn of the queue actor, one state transaction) reports and takes a round's work.
-// The rounds are what make a node's batches large all the way down (starts, results,
-// events), and what takes most of the CPU per task off under load (README, "The ninth
-// session of 2026-12-06"); their price is that work submitted meanwhile waits for the
-// round, and a slot whose buffer ran dry idles until it. One thing ends the wait early:
-// the buffer runs dry while the queue holds more than the node took at its last sync
-// (it gave all the node asked for), so the rounds never leave slots idle with work
+// nextSync waits for the time of the sync after the one at last; false when ctx ended
+// first. The next heartbeat (tick) is the latest; a change brings it forward:
+//
+//   - A node that needs work (see needsWork) syncs at once: its slots would idle while
+//     work may wait, or the queue must learn of an attempt it takes back.
+//   - A node busy enough that the change came within syncGap of its last sync syncs
+//     syncGap after it, whatever happens meanwhile (see holdWhileBusy).
+//   - A quiet node's change rides the heartbeat: an attempt's end, or a slot free while
+//     the queue holds other slots or room of the node to push work to. At light load a
+//     task's slot and its end thus cost no sync, each a turn of the queue actor and an
+//     actor state transaction that would run beside the next tasks' calls (at 10
+//     tasks/s they were about 2.4 a task; README, "The fourteenth session of
+//     2026-12-07"). What rides is only the lease of an ended attempt, held at most a
+//     heartbeat longer.
+func (n *Node) nextSync(ctx context.Context, last time.Time, tick <-chan time.Time) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick:
+			return true
+		case <-n.wake:
+		}
+		if n.syncGap <= 0 || n.needsWork() {
+			return true
+		}
+		if time.Since(last) < n.syncGap {
+			n.holdWhileBusy(ctx, last)
+			return ctx.Err() == nil
+		}
+	}
+}
+
+// holdWhileBusy holds the sync after the one at last until syncGap after it: under load
+// a node works in rounds, and one sync (one turn of the queue actor, one state
+// transaction) reports and takes a round's work. The rounds are what make a node's
+// batches large all the way down (starts, results, events), and what takes most of the
+// CPU per task off under load (README, "The ninth session of 2026-12-06"); their price
+// is that work submitted meanwhile waits for the round. One thing ends the wait early:
+// the node's slots run dry (see dry), so the rounds never leave slots idle with work
 // waiting in the queue, whatever the pace.
 func (n *Node) holdWhileBusy(ctx context.Context, last time.Time) {
-	wait := time.Until(last.Add(n.syncGap))
-	if wait <= 0 || n.needsWork() {
-		return
-	}
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(time.Until(last.Add(n.syncGap)))
 	defer timer.Stop()
 	for {
 		select {
@@ -427,7 +463,10 @@ func (n *Node) holdWhileBusy(ctx context.Context, last time.Time) {
 		case <-timer.C:
 			return
 		case <-n.wake:
-			if n.dryWithBacklog() {
+			n.mu.Lock()
+			dry := n.draining || n.dry(time.Now())
+			n.mu.Unlock()
+			if dry {
 				return
 			}
 		}
@@ -444,35 +483,33 @@ const SyncGapDefault = 100 * time.Millisecond
 // per task doubled (README, "The twelfth session of 2026-12-07").
 const StoreSpacingDefault = 30 * time.Millisecond
 
-// dryWithBacklog reports whether a slot is free with nothing buffered while more work
-// waits in the queue (its last reply gave all the node asked for), or the node drains.
-func (n *Node) dryWithBacklog() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.draining || n.backlog && len(n.buffer) == 0 && n.freeSlot(time.Now()) != ""
+// dry reports whether a slot is free with nothing buffered for it while work may wait
+// in the queue: the last reply gave all the node asked for, or the queue holds neither
+// an idle slot of the node's nor room for it, so it would push it nothing. Call with
+// mu held.
+func (n *Node) dry(now time.Time) bool {
+	return len(n.buffer) == 0 && n.freeSlot(now) != "" && (n.backlog || len(n.idle) == 0 && n.roomLeft() <= 0)
 }
 
-// needsWork reports whether the node should ask the queue for work now: a slot is free
-// and nothing is buffered for it, or the buffer is below half of what the node wants.
+// needsWork reports whether the node should sync at once: it drains, or gives an
+// attempt back (refused, or to run again at high priority), and the queue must learn it
+// at once; its slots run dry (see dry); or, while work waits in the queue, its buffer
+// and the room the queue holds for it are below half of what it wants.
 func (n *Node) needsWork() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.draining {
-		return true // the queue must learn it at once
-	}
 	now := time.Now()
-	if len(n.buffer)+n.roomLeft() < n.bufferWant(now)/2 {
+	if n.draining || n.dry(now) || slices.ContainsFunc(n.done, func(d queue.Done) bool { return d.Refused || d.Requeue }) {
 		return true
 	}
-	// A free slot with nothing buffered waits for a push while the queue holds room
-	// for the node.
-	return len(n.buffer) == 0 && n.freeSlot(now) != "" && n.roomLeft() <= 0
+	return n.backlog && len(n.buffer)+n.roomLeft() < n.bufferWant(now)/2
 }
 
-// request is the node's sync as of now.
+// request is the node's sync as of now; the sync is on its way from here.
 func (n *Node) request() (queue.SyncRequest, int) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.syncing = true
 	req := queue.SyncRequest{
 		Node: n.name, Incarnation: n.incarnation, Seen: n.seen, Draining: n.draining,
 		Held: slices.Collect(maps.Keys(n.held)),
@@ -512,13 +549,19 @@ func (n *Node) syncOnce(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	reply, err := n.svc.Queue.Sync(cctx, req)
+	n.mu.Lock()
+	mid := n.midSync
+	n.syncing, n.midSync = false, nil
 	if err != nil {
+		n.mu.Unlock()
 		return err // the ended attempts stay pending and go with the next sync
 	}
-	n.mu.Lock()
 	ask := max(req.Prefetch, req.Room)
 	n.backlog = ask > 0 && len(reply.Given) >= len(req.Free)+ask
-	n.room, n.roomUsed = reply.Room, 0
+	n.room, n.roomUsed, n.idle = reply.Room, 0, reply.Idle
+	for _, g := range mid {
+		n.usePush(g)
+	}
 	n.done = n.done[sent:]
 	var stop []*attempt
 	for _, id := range reply.Drop {

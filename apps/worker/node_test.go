@@ -140,16 +140,21 @@ type fakeQueue struct {
 	at    []time.Time // when each sync came
 	reply queue.SyncReply
 	err   error
+	// during, when set, runs while a sync is on its way (after the queue's turn).
+	during func()
 }
 
 func (f *fakeQueue) Sync(_ context.Context, req queue.SyncRequest) (queue.SyncReply, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.reqs = append(f.reqs, req)
 	f.at = append(f.at, time.Now())
-	r := f.reply
-	f.reply = queue.SyncReply{}
-	return r, f.err
+	r, err, during := f.reply, f.err, f.during
+	f.reply, f.during = queue.SyncReply{}, nil
+	f.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	return r, err
 }
 
 type nodeEnv struct {
@@ -757,6 +762,7 @@ func TestSyncRounds(t *testing.T) {
 		prefetch int      // the buffer the node wants (0: as many as its slots)
 		give     []string // the sleep of each attempt the first sync gives (ms), slots first
 		room     int      // the room the first sync's reply says the queue holds for the node
+		idle     []string // the slots the first sync's reply says the queue holds idle
 		within   time.Duration
 		after    time.Duration // the second sync comes within [after, within) of the first
 	}{
@@ -765,10 +771,22 @@ func TestSyncRounds(t *testing.T) {
 		// The queue pushes new work into the room it holds: no need to ask for it.
 		{name: "idle at the first change, room at the queue: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
 			give: []string{"10"}, room: 4, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
+		// So is an idle slot the queue holds: it pushes to it.
+		{name: "idle at the first change, an idle slot at the queue: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
+			give: []string{"10"}, idle: []string{"vm-1"}, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
+		// A change past the gap is a quiet node's: it rides the heartbeat.
+		{name: "quiet at the first change, an idle slot at the queue: the heartbeat", slots: []string{"vm-0", "vm-1"}, gap: 20 * time.Millisecond,
+			give: []string{"50"}, idle: []string{"vm-1"}, after: queue.HeartbeatInterval, within: queue.HeartbeatInterval + time.Millisecond},
+		{name: "quiet at the first change, nothing to push to it: at once", slots: []string{"vm-0", "vm-1"}, gap: 20 * time.Millisecond,
+			give: []string{"50"}, after: 50 * time.Millisecond, within: 60 * time.Millisecond},
 		// Asked for 6, given 5: nothing more waits. At the first change (10 ms) 2 are
-		// buffered, half of the 4 wanted; the slots run dry at 40 ms and wait.
+		// buffered, half of the 4 wanted; the slots run dry at 30 ms, and the queue
+		// holds room for the node, so they wait.
 		{name: "busy at the first change: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond, prefetch: 4,
-			give: []string{"10", "30", "10", "10", "10"}, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
+			give: []string{"10", "30", "10", "10", "10"}, room: 4, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
+		// Without the room, work that came meanwhile would wait in the queue.
+		{name: "busy at the first change, dry with nothing to push: at the dry", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond, prefetch: 4,
+			give: []string{"10", "30", "10", "10", "10"}, after: 30 * time.Millisecond, within: 31 * time.Millisecond},
 		{name: "busy, no rounds: at once", slots: []string{"vm-0", "vm-1"}, gap: 0, prefetch: 4,
 			give: []string{"10", "30", "10", "10", "10"}, after: 10 * time.Millisecond, within: 20 * time.Millisecond},
 		// Asked for 2, given 2: more may wait. Dry at 20 ms.
@@ -792,11 +810,11 @@ func TestSyncRounds(t *testing.T) {
 					}
 					given = append(given, e.submit("sleep", `{"ms":`+ms+`}`, slot))
 				}
-				e.queue.reply = queue.SyncReply{Given: given, Room: tt.room}
+				e.queue.reply = queue.SyncReply{Given: given, Room: tt.room, Idle: tt.idle}
 				ctx, stop := context.WithCancel(t.Context())
 				done := make(chan struct{})
 				go func() { defer close(done); e.node.Run(ctx) }()
-				time.Sleep(200 * time.Millisecond) // fake time: less than a heartbeat after the round
+				time.Sleep(tt.within + 100*time.Millisecond) // fake time: every attempt ended and was reported
 				stop()
 				<-done
 				e.queue.mu.Lock()
@@ -816,6 +834,55 @@ func TestSyncRounds(t *testing.T) {
 					t.Errorf("%d attempts reported done in %d syncs, want %d", reported, len(e.queue.reqs), len(tt.give))
 				}
 			})
+		})
+	}
+}
+
+// A node syncs at once only when the queue must learn something at once or its slots
+// would idle while work may wait; otherwise its change waits for its round or its
+// heartbeat.
+func TestNeedsWork(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		busy     int // slots computing, of 2
+		buffered int
+		backlog  bool
+		room     int
+		idle     []string
+		done     queue.Done
+		draining bool
+		want     bool
+	}{
+		{name: "a free slot, nothing the queue could push to it", want: true},
+		{name: "a free slot, an idle slot of the node at the queue", idle: []string{"vm-1"}},
+		{name: "a free slot, room at the queue", room: 2},
+		{name: "a free slot, an idle slot at the queue, work waiting", idle: []string{"vm-1"}, backlog: true, want: true},
+		{name: "slots busy, an attempt ended", busy: 2, done: queue.Done{AttemptID: task.AttemptID{Attempt: 1}}},
+		{name: "slots busy, an attempt to run again", busy: 2, done: queue.Done{AttemptID: task.AttemptID{Attempt: 1}, Requeue: true}, want: true},
+		{name: "slots busy, an attempt refused", busy: 2, done: queue.Done{AttemptID: task.AttemptID{Attempt: 1}, Refused: true}, want: true},
+		{name: "slots busy, draining", busy: 2, draining: true, want: true},
+		{name: "slots busy, buffer empty, nothing waiting", busy: 2},
+		{name: "slots busy, buffer below half, work waiting", busy: 2, backlog: true, want: true},
+		{name: "slots busy, buffer at half, work waiting", busy: 2, buffered: 1, backlog: true},
+		{name: "slots busy, buffer and room at half, work waiting", busy: 2, room: 1, backlog: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Node{slots: []string{"vm-0", "vm-1"}, prefetch: 2, backlog: tc.backlog, room: tc.room, idle: tc.idle,
+				draining: tc.draining, busy: map[string]*attempt{}, down: map[string]time.Time{}}
+			for _, s := range n.slots[:tc.busy] {
+				n.busy[s] = &attempt{slot: s}
+			}
+			for range tc.buffered {
+				n.buffer = append(n.buffer, &attempt{})
+			}
+			if tc.done != (queue.Done{}) {
+				n.done = append(n.done, tc.done)
+			}
+			if got := n.needsWork(); got != tc.want {
+				t.Fatalf("needsWork = %v, want %v", got, tc.want)
+			}
 		})
 	}
 }
@@ -874,6 +941,26 @@ func TestPushesUseTheRoom(t *testing.T) {
 		}
 		if !e.node.needsWork() {
 			t.Fatal("free slots, nothing buffered and the room used up: does not need work")
+		}
+	})
+}
+
+// A push that comes while a sync is on its way may be of a later turn of the queue's
+// than the sync's: it comes off what the sync's reply says the queue holds for the node.
+func TestPushDuringASync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0", "vm-1", "vm-2")
+		defer e.close()
+		e.queue.reply = queue.SyncReply{Idle: []string{"vm-1", "vm-2"}, Room: 2}
+		e.queue.during = func() {
+			e.node.Pushed([]queue.Grant{e.submit("sleep", `{"ms":10}`, "vm-1"), e.submit("sleep", `{"ms":10}`, "")})
+		}
+		e.lastSync(t)
+		e.node.mu.Lock()
+		idle, room := slices.Clone(e.node.idle), e.node.roomLeft()
+		e.node.mu.Unlock()
+		if !slices.Equal(idle, []string{"vm-2"}) || room != 1 {
+			t.Fatalf("after the sync the queue holds idle %v and room %d for the node, want [vm-2] and 1", idle, room)
 		}
 	})
 }

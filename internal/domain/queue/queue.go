@@ -1007,7 +1007,12 @@ type SyncReply struct {
 	Given []Grant `json:"given,omitempty"`
 	// Room is the room the queue keeps for the node after this sync (see
 	// SyncRequest.Room): what it may push to it beyond its idle slots.
-	Room   int              `json:"room,omitempty"`
+	Room int `json:"room,omitempty"`
+	// Idle are the node's slots the queue holds idle after this sync: it pushes the next
+	// work to them (or to another node's) as it arrives. A node the queue does not push
+	// to now (a push to it failed within PushSuspend) is told of neither idle slots nor
+	// room, so that it asks for its work.
+	Idle   []string         `json:"idle,omitempty"`
 	Drop   []task.AttemptID `json:"drop,omitempty"`
 	Cancel []task.AttemptID `json:"cancel,omitempty"`
 }
@@ -1104,6 +1109,15 @@ func (q *Queue) Sync(ctx context.Context, req SyncRequest) (SyncReply, error) {
 			t.m.Room = map[string]int{}
 		}
 		t.m.Room[req.Node] = reply.Room
+	}
+	if q.suspended(req.Node, now) {
+		reply.Room = 0
+	} else {
+		for _, s := range t.m.Idle {
+			if n, _ := task.SlotNode(s); n == req.Node {
+				reply.Idle = append(reply.Idle, s)
+			}
+		}
 	}
 	if err := q.commit(ctx, t); err != nil {
 		return SyncReply{}, err

@@ -334,6 +334,32 @@ func TestFailedPushSuspendsPushesToTheNode(t *testing.T) {
 	}
 }
 
+// A sync's reply names the node's slots the queue holds idle, to push to: none while
+// pushes to the node are suspended, and no room then either, so that the node asks for
+// its work.
+func TestSyncTellsTheIdleSlots(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	if reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-0", "a-1"}}); !slices.Equal(reply.Idle, []string{"a-0", "a-1"}) {
+		t.Fatalf("a's idle slots %v, want a-0 and a-1", reply.Idle)
+	}
+	if reply := w.sync(SyncRequest{Node: "b", Free: []string{"b-0"}}); !slices.Equal(reply.Idle, []string{"b-0"}) {
+		t.Fatalf("b's idle slots %v, want b-0 alone", reply.Idle)
+	}
+	if n := w.enqueue(w.task("t1", task.PriorityNormal)); n != 1 || !slices.Equal(w.pushed, []string{"a-0=t1#1"}) {
+		t.Fatalf("dispatched %d, pushed %v: want t1 pushed to a-0", n, w.pushed)
+	}
+	if reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-1"}}); !slices.Equal(reply.Idle, []string{"a-1"}) {
+		t.Fatalf("a's idle slots %v after t1's push, want a-1", reply.Idle)
+	}
+	w.down["a"] = true
+	w.enqueue(w.task("t2", task.PriorityNormal)) // its push to a-1 fails
+	w.down["a"] = false
+	if reply := w.sync(SyncRequest{Node: "a", Free: []string{"a-1", "a-2"}, Room: 2}); len(reply.Idle) != 0 || reply.Room != 0 {
+		t.Fatalf("a node whose push failed was told of idle slots %v and room %d, want none", reply.Idle, reply.Room)
+	}
+}
+
 // A sync reply given after a push, with a higher lease number, may reach the node
 // before the push does. The node's Seen then covers the pushed lease's number though the
 // node has not got it: the lease is not taken for lost, and its slot stays busy, until
