@@ -417,14 +417,14 @@ func (n *Node) Run(ctx context.Context) {
 //
 //   - A node that needs work (see needsWork) syncs at once: its slots would idle while
 //     work may wait, or the queue must learn of an attempt it takes back.
-//   - A node busy enough that the change came within syncGap of its last sync syncs
-//     syncGap after it, whatever happens meanwhile (see holdWhileBusy).
-//   - A quiet node's change rides the heartbeat: an attempt's end, or a slot free while
-//     the queue holds other slots or room of the node to push work to. At light load a
+//   - A busy node, one with as many ended attempts to report as it has slots, syncs
+//     syncGap after its last sync, whatever happens meanwhile (see holdWhileBusy).
+//   - Other changes ride the heartbeat: a few attempts' ends, or a slot free while the
+//     queue holds other slots or room of the node to push work to. At light load a
 //     task's slot and its end thus cost no sync, each a turn of the queue actor and an
 //     actor state transaction that would run beside the next tasks' calls (at 10
 //     tasks/s they were about 2.4 a task; README, "The fourteenth session of
-//     2026-12-07"). What rides is only the lease of an ended attempt, held at most a
+//     2026-12-07"). What rides is only the leases of ended attempts, held at most a
 //     heartbeat longer.
 func (n *Node) nextSync(ctx context.Context, last time.Time, tick <-chan time.Time) bool {
 	for {
@@ -438,7 +438,7 @@ func (n *Node) nextSync(ctx context.Context, last time.Time, tick <-chan time.Ti
 		if n.syncGap <= 0 || n.needsWork() {
 			return true
 		}
-		if time.Since(last) < n.syncGap {
+		if n.roundDue() {
 			n.holdWhileBusy(ctx, last)
 			return ctx.Err() == nil
 		}
@@ -482,6 +482,16 @@ const SyncGapDefault = 100 * time.Millisecond
 // the spacing, at 500 tasks/s a call carried a few of them, and the storekeeper's calls
 // per task doubled (README, "The twelfth session of 2026-12-07").
 const StoreSpacingDefault = 30 * time.Millisecond
+
+// roundDue reports whether the node has a round's worth of ended attempts to report: as
+// many as it has slots. Every turn of the queue that hands the node work writes its
+// leases, those of its ended attempts too until it reports them, so under load they
+// go in rounds of syncGap rather than at heartbeats.
+func (n *Node) roundDue() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.done) >= len(n.slots)
+}
 
 // dry reports whether a slot is free with nothing buffered for it while work may wait
 // in the queue: the last reply gave all the node asked for, or the queue holds neither

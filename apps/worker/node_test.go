@@ -768,17 +768,16 @@ func TestSyncRounds(t *testing.T) {
 	}{
 		{name: "idle at the first change: at once", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
 			give: []string{"10"}, after: 10 * time.Millisecond, within: 20 * time.Millisecond},
-		// The queue pushes new work into the room it holds: no need to ask for it.
-		{name: "idle at the first change, room at the queue: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
-			give: []string{"10"}, room: 4, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
+		// The queue pushes new work into the room it holds: no need to ask for it, and
+		// one ended attempt waits for the heartbeat.
+		{name: "idle at the first change, room at the queue: the heartbeat", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
+			give: []string{"10"}, room: 4, after: queue.HeartbeatInterval, within: queue.HeartbeatInterval + time.Millisecond},
 		// So is an idle slot the queue holds: it pushes to it.
-		{name: "idle at the first change, an idle slot at the queue: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
-			give: []string{"10"}, idle: []string{"vm-1"}, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
-		// A change past the gap is a quiet node's: it rides the heartbeat.
-		{name: "quiet at the first change, an idle slot at the queue: the heartbeat", slots: []string{"vm-0", "vm-1"}, gap: 20 * time.Millisecond,
-			give: []string{"50"}, idle: []string{"vm-1"}, after: queue.HeartbeatInterval, within: queue.HeartbeatInterval + time.Millisecond},
-		{name: "quiet at the first change, nothing to push to it: at once", slots: []string{"vm-0", "vm-1"}, gap: 20 * time.Millisecond,
-			give: []string{"50"}, after: 50 * time.Millisecond, within: 60 * time.Millisecond},
+		{name: "idle at the first change, an idle slot at the queue: the heartbeat", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
+			give: []string{"10"}, idle: []string{"vm-1"}, after: queue.HeartbeatInterval, within: queue.HeartbeatInterval + time.Millisecond},
+		// As many ended attempts as slots make a round.
+		{name: "a round's worth ended, room at the queue: the round's end", slots: []string{"vm-0", "vm-1"}, gap: 100 * time.Millisecond,
+			give: []string{"10", "20"}, room: 4, after: 100 * time.Millisecond, within: 101 * time.Millisecond},
 		// Asked for 6, given 5: nothing more waits. At the first change (10 ms) 2 are
 		// buffered, half of the 4 wanted; the slots run dry at 30 ms, and the queue
 		// holds room for the node, so they wait.
