@@ -62,9 +62,12 @@ start placement "$TASKGRID_PLACEMENT_PORT" "$DAPR_BIN/placement" "${tls[@]}" --l
   --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_PLACEMENT_HEALTHZ_PORT" \
   --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_PLACEMENT_METRICS_PORT" --log-as-json
 
+# The scheduler writes its identity for its etcd to files, by default in one directory
+# shared by every scheduler on the machine (/tmp/secrets/dapr.io/tls): this one's is its own.
 mkdir -p "$RUN_DIR/data/scheduler"
 start scheduler "$TASKGRID_SCHEDULER_PORT" "$DAPR_BIN/scheduler" "${tls[@]}" --listen-address 127.0.0.1 \
   --port "$TASKGRID_SCHEDULER_PORT" --override-broadcast-host-port "127.0.0.1:$TASKGRID_SCHEDULER_PORT" \
+  --identity-directory-write "$RUN_DIR/data/scheduler-identity" \
   --etcd-data-dir "$RUN_DIR/data/scheduler" --etcd-client-listen-address 127.0.0.1 \
   --etcd-client-port "$TASKGRID_SCHEDULER_ETCD_CLIENT_PORT" \
   --etcd-initial-cluster "dapr-scheduler-server-0=http://127.0.0.1:$TASKGRID_SCHEDULER_ETCD_PEER_PORT" \

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -241,5 +244,40 @@ func TestProcessesGetTheirCores(t *testing.T) {
 		if got, want := environ(p), want("", false); got != want {
 			t.Errorf("%s: %s=%q, want %q", name, procs.Env, got, want)
 		}
+	}
+}
+
+// The scheduler writes its identity for its etcd into its stack's own directory, not into
+// the directory every scheduler on the machine shares by default: two stacks starting at
+// once read each other's halves there ("tls: private key does not match public key"). The
+// pair it wrote matches, and is issued under this stack's trust anchors.
+func TestSchedulerKeepsItsIdentityToItself(t *testing.T) {
+	st := stacktest.Get(t)
+	dir := filepath.Join(st.Dir, "data", "scheduler-identity")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatalf("the scheduler's identity in its stack's directory: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors, err := os.ReadFile(st.TrustAnchors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, inter := x509.NewCertPool(), x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(anchors) {
+		t.Fatalf("no certificate in %s", st.TrustAnchors)
+	}
+	for _, der := range pair.Certificate[1:] {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Fatalf("the scheduler's certificate is not of this stack's Sentry: %v", err)
 	}
 }

@@ -234,8 +234,13 @@ func (s *Stack) startServices(ctx context.Context) error {
 		"--metrics-listen-address", ip, "--metrics-port", strconv.Itoa(placeMetrics), "--log-as-json")...); err != nil {
 		return err
 	}
+	// The scheduler writes its identity (certificate and key) to files for its etcd, by
+	// default in /tmp/secrets/dapr.io/tls, one directory for every scheduler on the
+	// machine: two stacks starting at once then read each other's halves ("tls: private
+	// key does not match public key"). Each stack's goes in its own directory.
 	return s.service(ctx, "scheduler", s.SchedulerAddr, s.bins.scheduler, append(tls, "--listen-address", ip,
 		"--port", strconv.Itoa(schedPort), "--override-broadcast-host-port", s.SchedulerAddr,
+		"--identity-directory-write", filepath.Join(s.Dir, "data", "scheduler-identity"),
 		"--etcd-data-dir", filepath.Join(s.Dir, "data", "scheduler"), "--etcd-client-listen-address", ip,
 		"--etcd-client-port", strconv.Itoa(etcdClient),
 		"--etcd-initial-cluster", "dapr-scheduler-server-0=http://"+at(etcdPeer),
