@@ -31,14 +31,15 @@ type Config struct {
 	// A task re-queued at high priority then waits behind about this much work per
 	// node at most. Defaults to 250ms; 0 keeps the buffer at Prefetch.
 	PrefetchHorizon time.Duration
-	// SyncGap is the least time between two syncs of a busy node (one whose buffer
-	// still holds work when something changes after a sync): under load, a node reports
-	// what ended and takes new work in rounds of SyncGap, so that one sync, one turn of
-	// the queue actor, carries a round's work and every batch after it grows. Work
-	// submitted meanwhile waits for the next round. A node that needs work syncs at once.
-	// Defaults to 100ms; lower it for lower latency under load at more CPU per task (0:
-	// no rounds). At most PrefetchHorizon's worth of work is taken per round, and the
-	// wait ends early when the buffer runs dry with more work in the queue.
+	// SyncGap is the least time between two syncs of a busy node (one with as many
+	// ended attempts to report as it has slots): under load, a node reports what ended
+	// and takes new work in rounds of SyncGap, so that one sync, one turn of the queue
+	// actor, carries a round's work and every batch after it grows. Work submitted
+	// meanwhile waits for the next round, unless the queue pushes it. A node that needs
+	// work syncs at once; a quiet node's changes ride its heartbeat. Defaults to 100ms;
+	// lower it for lower latency under load at more CPU per task (0: no rounds, a sync
+	// at every change). At most PrefetchHorizon's worth of work is taken per round, and
+	// the wait ends early when the slots run dry while work may wait in the queue.
 	SyncGap time.Duration
 	// StoreSpacing is the least time between the starts of two calls of results to the
 	// storekeeper that follow one another (the results of the second gathered while
