@@ -397,23 +397,26 @@ func (n *Node) signal() {
 	}
 }
 
-// Run syncs with the queue until ctx ends: every queue.HeartbeatInterval, and sooner
-// when something changed (see nextSync).
+// Run syncs with the queue until ctx ends: queue.HeartbeatInterval after its last sync
+// began (a sync is a heartbeat too, and a slow one does not put the next off), and
+// sooner when something changed (see nextSync).
 func (n *Node) Run(ctx context.Context) {
-	tick := time.NewTicker(queue.HeartbeatInterval)
-	defer tick.Stop()
+	heartbeat := time.NewTimer(queue.HeartbeatInterval)
+	defer heartbeat.Stop()
 	for {
+		began := time.Now()
 		if err := n.syncOnce(ctx); err != nil && ctx.Err() == nil {
 			n.logger.DebugContext(ctx, "sync with the queue failed; next heartbeat tries again", "error", err)
 		}
-		if !n.nextSync(ctx, time.Now(), tick.C) {
+		heartbeat.Reset(time.Until(began.Add(queue.HeartbeatInterval)))
+		if !n.nextSync(ctx, time.Now(), heartbeat.C) {
 			return
 		}
 	}
 }
 
 // nextSync waits for the time of the sync after the one at last; false when ctx ended
-// first. The next heartbeat (tick) is the latest; a change brings it forward:
+// first. The next heartbeat is the latest; a change brings it forward:
 //
 //   - A node that needs work (see needsWork) syncs at once: its slots would idle while
 //     work may wait, or the queue must learn of an attempt it takes back.
@@ -426,12 +429,12 @@ func (n *Node) Run(ctx context.Context) {
 //     tasks/s they were about 2.4 a task; README, "The fourteenth session of
 //     2026-12-07"). What rides is only the leases of ended attempts, held at most a
 //     heartbeat longer.
-func (n *Node) nextSync(ctx context.Context, last time.Time, tick <-chan time.Time) bool {
+func (n *Node) nextSync(ctx context.Context, last time.Time, heartbeat <-chan time.Time) bool {
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-tick:
+		case <-heartbeat:
 			return true
 		case <-n.wake:
 		}

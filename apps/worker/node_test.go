@@ -837,6 +837,62 @@ func TestSyncRounds(t *testing.T) {
 	}
 }
 
+// A heartbeat comes HeartbeatInterval after the node's last sync, whatever made that one:
+// a node that just synced has nothing to renew.
+func TestHeartbeatFollowsTheLastSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0", "vm-1")
+		defer e.close()
+		// Nothing the queue could push to the node: the slot's freeing (300 ms) and the
+		// attempt's end (the storekeeper takes 1 ms) each sync at once.
+		e.queue.reply = queue.SyncReply{Given: []queue.Grant{e.submit("sleep", `{"ms":300}`, "vm-0")}}
+		start := time.Now()
+		ctx, stop := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); e.node.Run(ctx) }()
+		time.Sleep(time.Second)
+		stop()
+		<-done
+		e.queue.mu.Lock()
+		defer e.queue.mu.Unlock()
+		var at []time.Duration
+		for _, t := range e.queue.at {
+			at = append(at, t.Sub(start))
+		}
+		want := []time.Duration{0, 300 * time.Millisecond, 301 * time.Millisecond, 301*time.Millisecond + queue.HeartbeatInterval}
+		if !slices.Equal(at, want) {
+			t.Fatalf("syncs at %v, want %v", at, want)
+		}
+	})
+}
+
+// A sync that takes long does not put the next heartbeat off: it comes
+// HeartbeatInterval after the last one began.
+func TestSlowSyncKeepsTheHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		e.queue.reply = queue.SyncReply{Idle: []string{"vm-0"}}
+		e.queue.during = func() { time.Sleep(queue.HeartbeatInterval - 100*time.Millisecond) }
+		start := time.Now()
+		ctx, stop := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); e.node.Run(ctx) }()
+		time.Sleep(queue.HeartbeatInterval + 50*time.Millisecond)
+		stop()
+		<-done
+		e.queue.mu.Lock()
+		defer e.queue.mu.Unlock()
+		var at []time.Duration
+		for _, t := range e.queue.at {
+			at = append(at, t.Sub(start))
+		}
+		if want := []time.Duration{0, queue.HeartbeatInterval}; !slices.Equal(at, want) {
+			t.Fatalf("syncs at %v, want %v", at, want)
+		}
+	})
+}
+
 // A node syncs at once only when the queue must learn something at once or its slots
 // would idle while work may wait; otherwise its change waits for its round or its
 // heartbeat.
