@@ -229,6 +229,25 @@ func (e *nodeEnv) grant(id uuid.UUID, attempt int, slot string) queue.Grant {
 	return queue.Grant{Slot: slot, Seq: e.seq, Assignment: task.Assignment{TaskID: id, Attempt: attempt, Priority: task.PriorityNormal, Enqueued: time.Now()}}
 }
 
+// runFor runs the node's sync loop for d (fake time) and returns when each sync came,
+// from the start.
+func (e *nodeEnv) runFor(d time.Duration) []time.Duration {
+	start := time.Now()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.node.Run(ctx) }()
+	time.Sleep(d)
+	stop()
+	<-done
+	e.queue.mu.Lock()
+	defer e.queue.mu.Unlock()
+	var at []time.Duration
+	for _, t := range e.queue.at {
+		at = append(at, t.Sub(start))
+	}
+	return at
+}
+
 // lastSync syncs once and returns what the node reported.
 func (e *nodeEnv) lastSync(t *testing.T) queue.SyncRequest {
 	t.Helper()
@@ -810,18 +829,13 @@ func TestSyncRounds(t *testing.T) {
 					given = append(given, e.submit("sleep", `{"ms":`+ms+`}`, slot))
 				}
 				e.queue.reply = queue.SyncReply{Given: given, Room: tt.room, Idle: tt.idle}
-				ctx, stop := context.WithCancel(t.Context())
-				done := make(chan struct{})
-				go func() { defer close(done); e.node.Run(ctx) }()
-				time.Sleep(tt.within + 100*time.Millisecond) // fake time: every attempt ended and was reported
-				stop()
-				<-done
+				at := e.runFor(tt.within + 100*time.Millisecond) // every attempt ended and was reported
+				if len(at) < 2 {
+					t.Fatalf("%d syncs, want at least 2", len(at))
+				}
+				second := at[1] - at[0]
 				e.queue.mu.Lock()
 				defer e.queue.mu.Unlock()
-				if len(e.queue.at) < 2 {
-					t.Fatalf("%d syncs, want at least 2", len(e.queue.at))
-				}
-				second := e.queue.at[1].Sub(e.queue.at[0])
 				if second < tt.after || second >= tt.within {
 					t.Errorf("second sync %v after the first, want within [%v, %v)", second, tt.after, tt.within)
 				}
@@ -846,19 +860,7 @@ func TestHeartbeatFollowsTheLastSync(t *testing.T) {
 		// Nothing the queue could push to the node: the slot's freeing (300 ms) and the
 		// attempt's end (the storekeeper takes 1 ms) each sync at once.
 		e.queue.reply = queue.SyncReply{Given: []queue.Grant{e.submit("sleep", `{"ms":300}`, "vm-0")}}
-		start := time.Now()
-		ctx, stop := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { defer close(done); e.node.Run(ctx) }()
-		time.Sleep(time.Second)
-		stop()
-		<-done
-		e.queue.mu.Lock()
-		defer e.queue.mu.Unlock()
-		var at []time.Duration
-		for _, t := range e.queue.at {
-			at = append(at, t.Sub(start))
-		}
+		at := e.runFor(time.Second)
 		want := []time.Duration{0, 300 * time.Millisecond, 301 * time.Millisecond, 301*time.Millisecond + queue.HeartbeatInterval}
 		if !slices.Equal(at, want) {
 			t.Fatalf("syncs at %v, want %v", at, want)
@@ -874,19 +876,7 @@ func TestSlowSyncKeepsTheHeartbeat(t *testing.T) {
 		defer e.close()
 		e.queue.reply = queue.SyncReply{Idle: []string{"vm-0"}}
 		e.queue.during = func() { time.Sleep(queue.HeartbeatInterval - 100*time.Millisecond) }
-		start := time.Now()
-		ctx, stop := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() { defer close(done); e.node.Run(ctx) }()
-		time.Sleep(queue.HeartbeatInterval + 50*time.Millisecond)
-		stop()
-		<-done
-		e.queue.mu.Lock()
-		defer e.queue.mu.Unlock()
-		var at []time.Duration
-		for _, t := range e.queue.at {
-			at = append(at, t.Sub(start))
-		}
+		at := e.runFor(queue.HeartbeatInterval + 50*time.Millisecond)
 		if want := []time.Duration{0, queue.HeartbeatInterval}; !slices.Equal(at, want) {
 			t.Fatalf("syncs at %v, want %v", at, want)
 		}
