@@ -14,7 +14,7 @@
 // Leases replace a failure detector per attempt. Handing out an assignment writes its
 // lease in the same transaction that takes it off the queue. Each worker node syncs with
 // the queue (Sync: a heartbeat that also returns finished attempts and asks for work for
-// its free slots) every HeartbeatInterval; a lease is lost, and its task queued again at
+// its free slots) at least every HeartbeatInterval; a lease is lost, and its task queued again at
 // high priority, when its node stops syncing for LeaseTTL, when a new process of the
 // node (another incarnation) does not hold it, or when the node has seen it and no
 // longer holds it. No timer, reminder or scheduler is involved: every call of the queue
@@ -78,7 +78,8 @@ type PushFunc func(ctx context.Context, node string, grants []Grant) (refused []
 const (
 	// PushSuspend is how long a node whose push failed gets work only from its syncs.
 	PushSuspend = 30 * time.Second
-	// HeartbeatInterval is how often a worker node syncs when nothing else makes it.
+	// HeartbeatInterval is how long after its last sync began a worker node syncs when
+	// nothing makes it sooner.
 	HeartbeatInterval = 500 * time.Millisecond
 	// LeaseTTL is how long a node may stay silent before its leases are lost, and how
 	// long a lease may wait for its node to report it.
