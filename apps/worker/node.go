@@ -397,18 +397,15 @@ func (n *Node) signal() {
 	}
 }
 
-// Run syncs with the queue until ctx ends: queue.HeartbeatInterval after its last sync
-// began (a sync is a heartbeat too, and a slow one does not put the next off), and
-// sooner when something changed (see nextSync).
+// Run syncs with the queue until ctx ends: every queue.HeartbeatInterval, and sooner
+// when something changed (see nextSync).
 func (n *Node) Run(ctx context.Context) {
-	heartbeat := time.NewTimer(queue.HeartbeatInterval)
+	heartbeat := time.NewTicker(queue.HeartbeatInterval)
 	defer heartbeat.Stop()
 	for {
-		began := time.Now()
 		if err := n.syncOnce(ctx); err != nil && ctx.Err() == nil {
 			n.logger.DebugContext(ctx, "sync with the queue failed; next heartbeat tries again", "error", err)
 		}
-		heartbeat.Reset(time.Until(began.Add(queue.HeartbeatInterval)))
 		if !n.nextSync(ctx, time.Now(), heartbeat.C) {
 			return
 		}

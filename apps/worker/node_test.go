@@ -851,25 +851,8 @@ func TestSyncRounds(t *testing.T) {
 	}
 }
 
-// A heartbeat comes HeartbeatInterval after the node's last sync, whatever made that one:
-// a node that just synced has nothing to renew.
-func TestHeartbeatFollowsTheLastSync(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		e := newNodeEnv(t, "vm-0", "vm-1")
-		defer e.close()
-		// Nothing the queue could push to the node: the slot's freeing (300 ms) and the
-		// attempt's end (the storekeeper takes 1 ms) each sync at once.
-		e.queue.reply = queue.SyncReply{Given: []queue.Grant{e.submit("sleep", `{"ms":300}`, "vm-0")}}
-		at := e.runFor(time.Second)
-		want := []time.Duration{0, 300 * time.Millisecond, 301 * time.Millisecond, 301*time.Millisecond + queue.HeartbeatInterval}
-		if !slices.Equal(at, want) {
-			t.Fatalf("syncs at %v, want %v", at, want)
-		}
-	})
-}
-
-// A sync that takes long does not put the next heartbeat off: it comes
-// HeartbeatInterval after the last one began.
+// A sync that takes long does not put the next heartbeat off: heartbeats keep their
+// pace of HeartbeatInterval.
 func TestSlowSyncKeepsTheHeartbeat(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newNodeEnv(t, "vm-0")

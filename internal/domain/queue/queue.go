@@ -78,8 +78,7 @@ type PushFunc func(ctx context.Context, node string, grants []Grant) (refused []
 const (
 	// PushSuspend is how long a node whose push failed gets work only from its syncs.
 	PushSuspend = 30 * time.Second
-	// HeartbeatInterval is how long after its last sync began a worker node syncs when
-	// nothing makes it sooner.
+	// HeartbeatInterval is how often a worker node syncs when nothing else makes it.
 	HeartbeatInterval = 500 * time.Millisecond
 	// LeaseTTL is how long a node may stay silent before its leases are lost, and how
 	// long a lease may wait for its node to report it.
