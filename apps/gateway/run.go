@@ -76,8 +76,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	// Every lifecycle event, for the SSE streams this instance serves and the overview,
 	// delivered by the sidecar a message at a time (routeFeed). A failed attempt is for
 	// the overview only: the user is not told (the stream shows the task running again
-	// when the next attempt starts). An accepted event is for nobody here: the gateway that accepted the task
-	// knows, and in its partition it may come after the task's start (two publishers).
+	// when the next attempt starts). An accepted event is for nobody here: the gateway
+	// that accepted the task knows, and in its partition it may come after the task's
+	// start (two publishers).
 	feed := events.Subscription{PubSub: components.Fanout, Route: routeFeed, Topics: events.Topics()}
 	app.Server.Channel.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
 	app.Server.Channel.Post(routeFeed, events.ServeEach(logger.With("component", "feed"), func(_ context.Context, evs []events.Event) error {

@@ -148,7 +148,7 @@ type item struct {
 	repeatOf int
 }
 
-// recordMayLag reports whether the record of it's task may still be on its way at now:
+// recordMayLag reports whether the record of its task may still be on its way at now:
 // it carries the start of a first attempt just queued (see task.RecordGrace).
 func (it *item) recordMayLag(now time.Time) bool {
 	return it.req.Start != nil && it.req.Start.RecordMayLag(now)

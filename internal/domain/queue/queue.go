@@ -14,9 +14,9 @@
 // Leases replace a failure detector per attempt. Handing out an assignment writes its
 // lease in the same transaction that takes it off the queue. Each worker node syncs with
 // the queue (Sync: a heartbeat that also returns finished attempts and asks for work for
-// its free slots) at least every HeartbeatInterval; a lease is lost, and its task queued again at
-// high priority, when its node stops syncing for LeaseTTL, when a new process of the
-// node (another incarnation) does not hold it, or when the node has seen it and no
+// its free slots) at least every HeartbeatInterval; a lease is lost, and its task queued
+// again at high priority, when its node stops syncing for LeaseTTL, when a new process of
+// the node (another incarnation) does not hold it, or when the node has seen it and no
 // longer holds it. No timer, reminder or scheduler is involved: every call of the queue
 // sweeps the leases first, so detection runs as long as anything calls the queue.
 package queue
