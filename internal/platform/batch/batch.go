@@ -1,8 +1,8 @@
 // Package batch coalesces concurrent requests into one call (group commit). While a
 // call is in flight, new requests gather; the next call takes them all. A lone request
-// waits for nothing: with no call in flight it goes at once. Under load one call
-// carries many requests, so a single-writer service (an actor) takes one turn for
-// many of them.
+// waits for nothing: with no call in flight it goes at once (unless the batcher is
+// Delayed, for work nobody waits for). Under load one call carries many requests, so a
+// single-writer service (an actor) takes one turn for many of them.
 package batch
 
 import (
@@ -18,9 +18,11 @@ type Batcher[T any] struct {
 	ctx context.Context
 
 	// spacing: while calls follow one another, the next starts no sooner than this
-	// after the last one started (see Spaced); full wakes the wait when a whole call's
-	// worth has gathered.
+	// after the last one started (see Spaced); delay: every call starts no sooner than
+	// this after its first item came (see Delayed); full wakes either wait when a whole
+	// call's worth has gathered.
 	spacing time.Duration
+	delay   time.Duration
 	full    chan struct{}
 
 	mu      sync.Mutex
@@ -30,7 +32,8 @@ type Batcher[T any] struct {
 
 type waiter[T any] struct {
 	item T
-	done chan error
+	done chan error // nil: nobody waits (Add)
+	at   time.Time  // when it came (with a delay)
 }
 
 // New returns a batcher that calls do with up to max items at once (max < 1 means no
@@ -53,10 +56,42 @@ func (b *Batcher[T]) Spaced(d time.Duration) *Batcher[T] {
 	return b
 }
 
+// Delayed makes every call start no sooner than d after the first of its items came,
+// so that each call gathers d's worth of items however few come: for work nobody waits
+// for (events kept for later reading), fewer calls, and none of them in the way of the
+// work that made the items. A call of max items goes at once. d <= 0 leaves b as it is.
+// It returns b; call it before the first Do or Add.
+func (b *Batcher[T]) Delayed(d time.Duration) *Batcher[T] {
+	if d > 0 {
+		b.delay = d
+		if b.full == nil {
+			b.full = make(chan struct{}, 1)
+		}
+	}
+	return b
+}
+
 // Do sends item with the next call and waits for that call's result, or until ctx
 // ends (the item is sent all the same).
 func (b *Batcher[T]) Do(ctx context.Context, item T) error {
 	w := waiter[T]{item: item, done: make(chan error, 1)}
+	b.add(w)
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Add sends item with the next call and does not wait for it: the call's error is do's
+// to deal with.
+func (b *Batcher[T]) Add(item T) { b.add(waiter[T]{item: item}) }
+
+func (b *Batcher[T]) add(w waiter[T]) {
+	if b.delay > 0 {
+		w.at = time.Now()
+	}
 	b.mu.Lock()
 	b.pending = append(b.pending, w)
 	if b.full != nil && b.max > 0 && len(b.pending) == b.max {
@@ -70,12 +105,6 @@ func (b *Batcher[T]) Do(ctx context.Context, item T) error {
 		go b.loop()
 	}
 	b.mu.Unlock()
-	select {
-	case err := <-w.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // loop makes calls until nothing is pending.
@@ -88,9 +117,18 @@ func (b *Batcher[T]) loop() {
 			b.mu.Unlock()
 			return
 		}
+		var start time.Time // no sooner than this
 		if !last.IsZero() {
+			start = last.Add(b.spacing) // items gathered during the last call: more may come
+		}
+		if b.delay > 0 {
+			if t := b.pending[0].at.Add(b.delay); t.After(start) {
+				start = t
+			}
+		}
+		if !start.IsZero() {
 			b.mu.Unlock()
-			b.space(last) // items gathered during the last call: more may come
+			b.waitUntil(start)
 			b.mu.Lock()
 		}
 		n := len(b.pending)
@@ -99,6 +137,12 @@ func (b *Batcher[T]) loop() {
 		}
 		batch := b.pending[:n:n]
 		b.pending = append([]waiter[T](nil), b.pending[n:]...)
+		if b.full != nil && (b.max <= 0 || len(b.pending) < b.max) {
+			select { // a signal of the items just taken: not of those left
+			case <-b.full:
+			default:
+			}
+		}
 		b.mu.Unlock()
 
 		if b.spacing > 0 {
@@ -110,14 +154,16 @@ func (b *Batcher[T]) loop() {
 		}
 		err := b.do(b.ctx, items)
 		for _, w := range batch {
-			w.done <- err
+			if w.done != nil {
+				w.done <- err
+			}
 		}
 	}
 }
 
-// space waits until b.spacing after last, unless a whole call's worth gathers first.
-func (b *Batcher[T]) space(last time.Time) {
-	wait := time.Until(last.Add(b.spacing))
+// waitUntil waits until t, unless a whole call's worth gathers first.
+func (b *Batcher[T]) waitUntil(t time.Time) {
+	wait := time.Until(t)
 	if wait <= 0 {
 		return
 	}
@@ -128,7 +174,7 @@ func (b *Batcher[T]) space(last time.Time) {
 		return
 	}
 	select {
-	case <-b.full: // drained before the wait: a stale signal ends it early, harmlessly
+	case <-b.full: // a whole call's worth gathered since the batch was taken
 	default:
 		t := time.NewTimer(wait)
 		defer t.Stop()

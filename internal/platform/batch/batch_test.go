@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -224,4 +225,66 @@ func TestSpacedZeroIsOff(t *testing.T) {
 			t.Fatalf("Spaced(%v): spacing %v, full %v; want none", d, b.spacing, b.full)
 		}
 	}
+}
+
+// With a delay, every call waits that long after its first item came, a lone one too,
+// and takes what came meanwhile; an item that comes later starts the next wait. Add sends
+// without waiting, Do waits for its call.
+func TestDelayedCallsWaitAfterTheirFirstItem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type call struct {
+			at    time.Duration
+			items []int
+		}
+		var calls []call
+		start := time.Now()
+		b := New(t.Context(), 0, func(_ context.Context, items []int) error {
+			calls = append(calls, call{time.Since(start), items})
+			return nil
+		}).Delayed(50 * time.Millisecond)
+		b.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		b.Add(2)
+		synctest.Wait()
+		if len(calls) != 0 {
+			t.Fatalf("calls %v before the delay", calls)
+		}
+		time.Sleep(100 * time.Millisecond) // the first call went at 50 ms
+		if err := b.Do(t.Context(), 3); err != nil {
+			t.Fatal(err)
+		}
+		want := []call{{50 * time.Millisecond, []int{1, 2}}, {170 * time.Millisecond, []int{3}}}
+		if !slices.EqualFunc(calls, want, func(a, b call) bool { return a.at == b.at && slices.Equal(a.items, b.items) }) {
+			t.Fatalf("calls %v, want %v", calls, want)
+		}
+		if !b.Idle() {
+			t.Error("not idle after its calls")
+		}
+	})
+}
+
+// With a delay, a whole call's worth (max) goes at once; what is left waits its delay.
+func TestDelayedFullCallGoesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls [][]int
+		b := New(t.Context(), 3, func(_ context.Context, items []int) error {
+			calls = append(calls, items)
+			return nil
+		}).Delayed(time.Hour)
+		for i := range 4 {
+			b.Add(i)
+		}
+		synctest.Wait()
+		if len(calls) != 1 || !slices.Equal(calls[0], []int{0, 1, 2}) {
+			t.Fatalf("calls %v, want [[0 1 2]] at once, the fourth item waiting", calls)
+		}
+		if b.Pending() != 1 {
+			t.Errorf("pending %d, want 1", b.Pending())
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if len(calls) != 2 || !slices.Equal(calls[1], []int{3}) {
+			t.Fatalf("calls %v, want [[0 1 2] [3]] once the delay passed", calls)
+		}
+	})
 }
