@@ -372,10 +372,10 @@ const cancelQueueTimeout = 2 * time.Second
 // and the queue told again (same event id, idempotent cancel), in case the gateway
 // that cancelled it died between the steps; it is still answered ErrFinished.
 func (b *DaprBackend) Cancel(ctx context.Context, id uuid.UUID) (task.Record, error) {
-	var ev task.Event
+	var evs []task.Event
 	rec, _, err := b.tasks.Update(ctx, id, func(rec *task.Record) error {
 		next, e, err := task.Cancel(*rec, time.Now())
-		ev = e
+		evs = e
 		if err != nil {
 			return err
 		}
@@ -388,13 +388,13 @@ func (b *DaprBackend) Cancel(ctx context.Context, id uuid.UUID) (task.Record, er
 	case err != nil && !errors.Is(err, task.ErrFinished):
 		return rec, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	if ev.Kind == "" {
+	if len(evs) == 0 {
 		return rec, err // completed or failed: nothing to tell anyone
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if serr := b.events.Send(ctx, ev); serr != nil {
-			b.logger.ErrorContext(ctx, "could not publish or spool event", "event_id", ev.ID, "error", serr)
+		if serr := b.events.SendAll(ctx, evs); serr != nil {
+			b.logger.ErrorContext(ctx, "could not publish or spool events", "first_event_id", evs[0].ID, "error", serr)
 		}
 	})
 	wg.Go(func() {

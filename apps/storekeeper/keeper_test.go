@@ -453,8 +453,8 @@ func TestStoreBatchWithStart(t *testing.T) {
 	for _, e := range fx.broker.events {
 		kinds = append(kinds, e.Kind)
 	}
-	if !slices.Equal(kinds, []string{task.EventStarted, task.EventCompleted}) && !slices.Equal(kinds, []string{task.EventCompleted, task.EventStarted}) {
-		t.Errorf("published %v, want the start and the completion", kinds)
+	if !slices.Equal(kinds, []string{task.EventAccepted, task.EventStarted, task.EventCompleted}) {
+		t.Errorf("published %v, want the acceptance again (the task's first start), the start and the completion", kinds)
 	}
 	if c := fx.state.callCounts(); c["transaction"] != 1 {
 		t.Errorf("calls %v, want one transaction", c)
@@ -530,8 +530,8 @@ func TestStoreAwaitsARecordOnItsWay(t *testing.T) {
 	if rec, ok := fx.state.record(t, pending.ID); !ok || rec.Status != task.StatusCompleted {
 		t.Fatalf("record %+v, want completed", rec)
 	}
-	if len(fx.broker.events) != 2 {
-		t.Errorf("published %v, want the start and the completion", fx.broker.events)
+	if len(fx.broker.events) != 3 {
+		t.Errorf("published %v, want the acceptance again, the start and the completion", fx.broker.events)
 	}
 }
 

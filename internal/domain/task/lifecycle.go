@@ -92,7 +92,28 @@ func Accept(rec Record, now time.Time) (Record, Event) {
 	if rec.MaxAttempts < 1 {
 		rec.MaxAttempts = MaxAttemptsDefault
 	}
-	return rec, event(EventAccepted, rec, rec.CreatedAt)
+	return rec, Accepted(rec)
+}
+
+// Accepted is the accepted event of the task of rec, as Accept made it: the same id and
+// fields whatever became of the task since. A task's first start (Start, also inside
+// StartAndComplete) and a cancel before any start carry it again, ahead of their own
+// event: its gateway publishes it a while after the task was accepted (out of the way of
+// the task's first steps) and may die before it does, so the first step that follows
+// publishes it too; consumers drop the repeat by its id.
+func Accepted(rec Record) Event {
+	rec.Status, rec.Priority, rec.Attempts, rec.Progress = StatusPending, PriorityNormal, 0, 0
+	rec.Worker, rec.StartedAt = "", nil
+	return event(EventAccepted, rec, rec.CreatedAt)
+}
+
+// withAcceptance puts the accepted event of rec ahead of evs when rec has had no attempt
+// start yet: the step that evs come from is the first since the task was accepted.
+func withAcceptance(rec Record, evs ...Event) []Event {
+	if rec.Attempts > 0 {
+		return evs
+	}
+	return append([]Event{Accepted(rec)}, evs...)
 }
 
 // Start records attempt a as running on w. A duplicate dispatch of an attempt that has
@@ -104,10 +125,11 @@ func Start(rec Record, a Assignment, w Worker, now time.Time) (Record, []Event, 
 		return rec, nil, fmt.Errorf("start %s: %w (record: %s, attempt %d)", a, ErrStale, rec.Status, rec.Attempts)
 	}
 	now = now.UTC()
+	first := rec
 	if a.Attempt > rec.MaxAttempts {
 		rec.Attempts = a.Attempt - 1
 		rec = failForGood(rec, fmt.Sprintf("failed after %d attempts; last: worker lost", rec.Attempts), now)
-		return rec, []Event{failedEvent(rec, now)}, ErrExhausted
+		return rec, withAcceptance(first, failedEvent(rec, now)), ErrExhausted
 	}
 	rec.Status, rec.Attempts, rec.Priority = StatusRunning, a.Attempt, a.Priority
 	rec.Worker, rec.StartedAt, rec.Progress, rec.Error = w.String(), &now, 0, ""
@@ -119,7 +141,7 @@ func Start(rec Record, a Assignment, w Worker, now time.Time) (Record, []Event, 
 		d := a.Dispatched
 		rec.DispatchedAt = &d
 	}
-	return rec, []Event{event(EventStarted, rec, now)}, nil
+	return rec, withAcceptance(first, event(EventStarted, rec, now)), nil
 }
 
 // Progress is the event of a running attempt's progress f (0..1). Its id names the
@@ -185,19 +207,20 @@ func Complete(rec Record, attempt int, loc Location, w string, now time.Time) (R
 
 // Cancel ends a pending or running task as cancelled, at the user's request. A task that
 // has ended (completed, failed, or cancelled before) is refused with ErrFinished and
-// returned unchanged; for a task cancelled before, the event is its cancellation again
-// (same id), so a caller that crashed before publishing it may publish it now.
-func Cancel(rec Record, now time.Time) (Record, Event, error) {
+// returned unchanged; for a task cancelled before, the events are its cancellation again
+// (same ids), so a caller that crashed before publishing them may publish them now. A
+// cancel before any attempt started carries the task's accepted event too (Accepted).
+func Cancel(rec Record, now time.Time) (Record, []Event, error) {
 	if rec.Status.Terminal() {
-		var e Event
+		var evs []Event
 		if rec.Status == StatusCancelled && rec.FinishedAt != nil {
-			e = event(EventCancelled, rec, *rec.FinishedAt)
+			evs = withAcceptance(rec, event(EventCancelled, rec, *rec.FinishedAt))
 		}
-		return rec, e, fmt.Errorf("cancel %s: %w (%s)", rec.ID, ErrFinished, rec.Status)
+		return rec, evs, fmt.Errorf("cancel %s: %w (%s)", rec.ID, ErrFinished, rec.Status)
 	}
 	now = now.UTC()
 	rec.Status, rec.FinishedAt, rec.Error = StatusCancelled, &now, ""
-	return rec, event(EventCancelled, rec, now), nil
+	return rec, withAcceptance(rec, event(EventCancelled, rec, now)), nil
 }
 
 func completedEvent(rec Record, at time.Time, w string) Event {

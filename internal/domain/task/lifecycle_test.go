@@ -47,7 +47,9 @@ func TestStart(t *testing.T) {
 		wantState Status
 		wantKinds []string
 	}{
-		{"first attempt", base, a1, nil, StatusRunning, []string{EventStarted}},
+		{"first attempt: the acceptance again, then the start", base, a1, nil, StatusRunning, []string{EventAccepted, EventStarted}},
+		{"a first attempt lost before its start: the next one carries the acceptance", base,
+			Assignment{TaskID: base.ID, Attempt: 2, Priority: PriorityHigh}, nil, StatusRunning, []string{EventAccepted, EventStarted}},
 		{"re-queued attempt", with(base, func(r *Record) { r.Attempts, r.Priority = 1, PriorityHigh }),
 			Assignment{TaskID: base.ID, Attempt: 2, Priority: PriorityHigh}, nil, StatusRunning, []string{EventStarted}},
 		{"lost attempt still recorded running: the next one starts", with(base, func(r *Record) { r.Attempts, r.Status = 1, StatusRunning }),
@@ -60,6 +62,8 @@ func TestStart(t *testing.T) {
 			Assignment{TaskID: base.ID, Attempt: 4}, ErrStale, StatusFailed, nil},
 		{"past the last attempt (the last was lost): failed for good", with(base, func(r *Record) { r.Attempts, r.Status = 3, StatusRunning }),
 			Assignment{TaskID: base.ID, Attempt: 4, Priority: PriorityHigh}, ErrExhausted, StatusFailed, []string{EventFailed}},
+		{"past the last attempt, none ever started: the acceptance, then failed for good", with(base, func(r *Record) { r.MaxAttempts = 3 }),
+			Assignment{TaskID: base.ID, Attempt: 4, Priority: PriorityHigh}, ErrExhausted, StatusFailed, []string{EventAccepted, EventFailed}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,12 +82,12 @@ func TestStart(t *testing.T) {
 				if next.Attempts != tt.a.Attempt || next.Worker != "vm/vm-0" || next.StartedAt == nil || !next.StartedAt.Equal(t0.Add(time.Second)) {
 					t.Errorf("started record %+v", next)
 				}
-				if e := evs[0]; e.Attempt != tt.a.Attempt || e.ID != EventID(base.ID, EventStarted, tt.a.Attempt) || e.StartedAt == nil {
+				if e := evs[len(evs)-1]; e.Attempt != tt.a.Attempt || e.ID != EventID(base.ID, EventStarted, tt.a.Attempt) || e.StartedAt == nil {
 					t.Errorf("started event %+v", e)
 				}
 			}
-			if errors.Is(err, ErrExhausted) && (next.FinishedAt == nil || next.Error == "" || evs[0].Error != next.Error) {
-				t.Errorf("exhausted: record %+v, event %+v", next, evs[0])
+			if errors.Is(err, ErrExhausted) && (next.FinishedAt == nil || next.Error == "" || evs[len(evs)-1].Error != next.Error) {
+				t.Errorf("exhausted: record %+v, event %+v", next, evs[len(evs)-1])
 			}
 		})
 	}
@@ -265,7 +269,7 @@ func TestStartAndComplete(t *testing.T) {
 		wantKinds []string
 		wantWho   string
 	}{
-		{"pending: started and completed", base, a1, nil, StatusCompleted, []string{EventStarted, EventCompleted}, "vm/vm-0"},
+		{"pending: accepted again, started and completed", base, a1, nil, StatusCompleted, []string{EventAccepted, EventStarted, EventCompleted}, "vm/vm-0"},
 		{"a later attempt started meanwhile: completed as a late result", with(base, func(r *Record) { r.Attempts, r.Status, r.Worker = 2, StatusRunning, "vm/vm-1" }),
 			a1, nil, StatusCompleted, []string{EventCompleted}, "vm/vm-1"},
 		{"completed already: the same completion again", with(base, func(r *Record) {
@@ -284,7 +288,7 @@ func TestStartAndComplete(t *testing.T) {
 			if tt.wantWho != "" && got.Worker != tt.wantWho {
 				t.Errorf("worker %q, want %q", got.Worker, tt.wantWho)
 			}
-			if tt.wantErr == nil && tt.wantKinds[0] == EventStarted && (got.StartedAt == nil || !got.StartedAt.Equal(t0.Add(time.Millisecond)) || got.Attempts != 1) {
+			if tt.wantErr == nil && slices.Contains(tt.wantKinds, EventStarted) && (got.StartedAt == nil || !got.StartedAt.Equal(t0.Add(time.Millisecond)) || got.Attempts != 1) {
 				t.Errorf("start not recorded: %+v", got)
 			}
 		})
@@ -300,30 +304,34 @@ func TestCancel(t *testing.T) {
 		rec       Record
 		wantErr   error
 		wantState Status
-		wantEvent bool // an event to publish (the cancellation, or its repeat)
+		wantKinds []string // events to publish (the cancellation, or its repeat)
 	}{
-		{"pending", base, nil, StatusCancelled, true},
-		{"pending again after a failed attempt", with(base, func(r *Record) { r.Attempts, r.Priority = 1, PriorityHigh }), nil, StatusCancelled, true},
-		{"running", with(base, func(r *Record) { r.Attempts, r.Status, r.Worker = 1, StatusRunning, "vm/vm-0" }), nil, StatusCancelled, true},
-		{"completed", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 1, StatusCompleted, &done }), ErrFinished, StatusCompleted, false},
-		{"failed for good", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 3, StatusFailed, &done }), ErrFinished, StatusFailed, false},
-		{"cancelled already: the same event again", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 1, StatusCancelled, &done }), ErrFinished, StatusCancelled, true},
+		{"pending, never started: the acceptance again", base, nil, StatusCancelled, []string{EventAccepted, EventCancelled}},
+		{"pending again after a failed attempt", with(base, func(r *Record) { r.Attempts, r.Priority = 1, PriorityHigh }), nil, StatusCancelled, []string{EventCancelled}},
+		{"running", with(base, func(r *Record) { r.Attempts, r.Status, r.Worker = 1, StatusRunning, "vm/vm-0" }), nil, StatusCancelled, []string{EventCancelled}},
+		{"completed", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 1, StatusCompleted, &done }), ErrFinished, StatusCompleted, nil},
+		{"failed for good", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 3, StatusFailed, &done }), ErrFinished, StatusFailed, nil},
+		{"cancelled already: the same event again", with(base, func(r *Record) { r.Attempts, r.Status, r.FinishedAt = 1, StatusCancelled, &done }), ErrFinished, StatusCancelled, []string{EventCancelled}},
+		{"cancelled before any start: the same events again", with(base, func(r *Record) { r.Status, r.FinishedAt = StatusCancelled, &done }), ErrFinished, StatusCancelled, []string{EventAccepted, EventCancelled}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			next, ev, err := Cancel(tt.rec, t0.Add(time.Second))
+			next, evs, err := Cancel(tt.rec, t0.Add(time.Second))
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
 			if next.Status != tt.wantState {
 				t.Errorf("status = %s, want %s", next.Status, tt.wantState)
 			}
-			if got := ev.Kind != ""; got != tt.wantEvent {
-				t.Fatalf("event %+v, want one: %v", ev, tt.wantEvent)
+			if !slices.Equal(kinds(evs), tt.wantKinds) {
+				t.Fatalf("events %v, want %v", kinds(evs), tt.wantKinds)
 			}
-			if tt.wantEvent && (ev.Kind != EventCancelled || ev.ID != base.ID.String()+":cancelled" || ev.Attempt != tt.rec.Attempts) {
-				t.Errorf("event %+v", ev)
+			if len(evs) > 0 {
+				ev := evs[len(evs)-1]
+				if ev.ID != base.ID.String()+":cancelled" || ev.Attempt != tt.rec.Attempts {
+					t.Errorf("event %+v", ev)
+				}
 			}
 			if err == nil && (next.FinishedAt == nil || !next.FinishedAt.Equal(t0.Add(time.Second)) || next.Attempts != tt.rec.Attempts) {
 				t.Errorf("cancelled record %+v", next)
@@ -370,8 +378,8 @@ func TestCancelRacesCompletion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next, ev, err := Cancel(completed, t0.Add(2*time.Second)); !errors.Is(err, ErrFinished) || ev.Kind != "" || next.Status != StatusCompleted || next.Result == nil {
-		t.Errorf("cancel after completion = %s, %+v, %v", next.Status, ev, err)
+	if next, evs, err := Cancel(completed, t0.Add(2*time.Second)); !errors.Is(err, ErrFinished) || len(evs) != 0 || next.Status != StatusCompleted || next.Result == nil {
+		t.Errorf("cancel after completion = %s, %v, %v", next.Status, kinds(evs), err)
 	}
 }
 
@@ -393,5 +401,40 @@ func TestRecordMayLag(t *testing.T) {
 		if got := tt.a.RecordMayLag(now); got != tt.mayLag {
 			t.Errorf("%s: RecordMayLag = %v, want %v", tt.name, got, tt.mayLag)
 		}
+	}
+}
+
+// TestAcceptanceCarried: the accepted event a first step carries again is the one Accept
+// made, field for field (so consumers drop it as a repeat), whatever the record became.
+func TestAcceptanceCarried(t *testing.T) {
+	t.Parallel()
+	rec, want := Accept(Record{ID: uuid.New(), Type: "noop", Directory: "d", MaxAttempts: 3}, t0)
+	if got := Accepted(rec); got != want {
+		t.Fatalf("Accepted = %+v, Accept's %+v", got, want)
+	}
+	a1 := Assignment{TaskID: rec.ID, Attempt: 1, Priority: PriorityNormal, Enqueued: t0}
+	steps := map[string]func() ([]Event, error){
+		"start": func() ([]Event, error) { _, evs, err := Start(rec, a1, w1, t0.Add(time.Second)); return evs, err },
+		"start and complete": func() ([]Event, error) {
+			_, evs, err := StartAndComplete(rec, a1, w1, t0.Add(time.Second), Location{Directory: "d", Path: "d/x.json"}, t0.Add(2*time.Second))
+			return evs, err
+		},
+		"cancel": func() ([]Event, error) { _, evs, err := Cancel(rec, t0.Add(time.Second)); return evs, err },
+		"start past the last attempt": func() ([]Event, error) {
+			_, evs, err := Start(rec, Assignment{TaskID: rec.ID, Attempt: 4, Priority: PriorityHigh}, w1, t0.Add(time.Second))
+			return evs, err
+		},
+	}
+	for name, step := range steps {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			evs, err := step()
+			if err != nil && !errors.Is(err, ErrExhausted) {
+				t.Fatal(err)
+			}
+			if len(evs) < 2 || evs[0] != want {
+				t.Fatalf("events %v: want the acceptance %+v first", kinds(evs), want)
+			}
+		})
 	}
 }
