@@ -28,7 +28,8 @@ type Backend interface {
 	// Submit stores the new task record (status pending) and queues it. With a non-empty
 	// idempotency key, a repeated key returns the first task and created=false, and
 	// queues nothing.
-	// accepted is the task's accepted event, published once the task is queued.
+	// accepted is the task's accepted event, published once the task is queued (a while
+	// after the answer: see BackendOptions.AcceptedDelay).
 	Submit(ctx context.Context, rec task.Record, accepted task.Event, idempotencyKey string) (stored task.Record, created bool, err error)
 	// Get returns the task's record, or an error wrapping ErrNotFound when it is unknown.
 	Get(ctx context.Context, id uuid.UUID) (task.Record, error)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
@@ -166,7 +167,7 @@ func TestSubmitSettleKeepsKeyedRecords(t *testing.T) {
 			t.Parallel()
 			fake := newDaprFake()
 			fake.setQueueDown(true)
-			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, 0)
+			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, BackendOptions{})
 			b.settleBudget = 50 * time.Millisecond
 			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
 
@@ -210,7 +211,7 @@ func TestPassQueuesWhileItWrites(t *testing.T) {
 			fake := newDaprFake()
 			fake.txHold = make(chan struct{})
 			fake.txDown = down
-			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, 0)
+			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, BackendOptions{})
 			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
 			done := make(chan error, 1)
 			go func() { _, _, err := b.Submit(t.Context(), rec, accepted, ""); done <- err }()
@@ -243,7 +244,7 @@ func TestSubmissionsShareAPass(t *testing.T) {
 	t.Parallel()
 	fake := newDaprFake()
 	fake.hold = make(chan struct{})
-	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, 0)
+	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, BackendOptions{})
 	const n = 20
 	ids := make([]uuid.UUID, n)
 	errs := make([]error, n)
@@ -280,4 +281,72 @@ func TestSubmissionsShareAPass(t *testing.T) {
 	if !slices.Equal(queued, ids) || fake.enqueues != 2 || fake.transactions != 2 {
 		t.Errorf("%d attempts queued in %d calls after %d transactions; want the %d tasks once each, in 2 and 2 (the first alone, then the rest)", len(queued), fake.enqueues, fake.transactions, n)
 	}
+}
+
+// recordingSender keeps what is sent, with the time of each send.
+type recordingSender struct {
+	mu    sync.Mutex
+	sends [][]task.Event
+	at    []time.Time
+}
+
+func (r *recordingSender) Send(ctx context.Context, e task.Event) error {
+	return r.SendAll(ctx, []task.Event{e})
+}
+
+func (r *recordingSender) SendAll(_ context.Context, evs []task.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sends = append(r.sends, slices.Clone(evs))
+	r.at = append(r.at, time.Now())
+	return nil
+}
+
+// A submission is answered once its record is stored and its attempt queued, without
+// waiting for its accepted event: the accepted events go out AcceptedDelay after the
+// first of them, those of every pass meanwhile in one send; Flush sends what waits.
+func TestAcceptedEventsGoOutLater(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sender := &recordingSender{}
+		b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), newDaprFake(), sender, nil, BackendOptions{AcceptedDelay: 50 * time.Millisecond})
+		start := time.Now()
+		var want []string
+		submit := func() {
+			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+			if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
+				t.Fatalf("submit: created %v, %v", created, err)
+			}
+			want = append(want, accepted.ID)
+		}
+		submit()
+		if answered := time.Since(start); answered != 0 {
+			t.Errorf("answered after %v: the answer waited", answered)
+		}
+		time.Sleep(20 * time.Millisecond)
+		submit()
+		synctest.Wait()
+		if len(sender.sends) != 0 {
+			t.Fatalf("sent %d times before the delay", len(sender.sends))
+		}
+		time.Sleep(30 * time.Millisecond)
+		synctest.Wait()
+		if len(sender.sends) != 1 || sender.at[0].Sub(start) != 50*time.Millisecond {
+			t.Fatalf("sends %d (at %v), want 1 at 50ms", len(sender.sends), sender.at)
+		}
+		var got []string
+		for _, e := range sender.sends[0] {
+			got = append(got, e.ID)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("sent %v, want %v", got, want)
+		}
+		want = want[:0]
+		submit()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		b.Flush(ctx)
+		if len(sender.sends) != 2 || len(sender.sends[1]) != 1 || sender.sends[1][0].ID != want[0] {
+			t.Errorf("after Flush: sends %v, want the third task's accepted event in a second send", sender.sends)
+		}
+	})
 }

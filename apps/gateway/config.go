@@ -25,6 +25,10 @@ type Config struct {
 	// follow one another (SUBMIT_SPACING, default SubmitSpacingDefault; 0 turns it off):
 	// under load a pass then carries about that long's worth of submissions.
 	SubmitSpacing time.Duration
+	// AcceptedDelay is how long after a task's acceptance its accepted event is published
+	// with the others of that while (ACCEPTED_EVENTS_DELAY, default AcceptedDelayDefault;
+	// 0: at once): see BackendOptions.AcceptedDelay.
+	AcceptedDelay time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -35,6 +39,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxAttempts:   r.Int("MAX_ATTEMPTS", task.MaxAttemptsDefault, 1, 100),
 		Streams:       LoadStreamLimits(r),
 		SubmitSpacing: r.Duration("SUBMIT_SPACING", SubmitSpacingDefault, 0, time.Second),
+		AcceptedDelay: r.Duration("ACCEPTED_EVENTS_DELAY", AcceptedDelayDefault, 0, time.Minute),
 	}
 	if path := r.String("API_KEYS_FILE", ""); path != "" {
 		keys, err := LoadKeys(path)

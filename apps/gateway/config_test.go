@@ -5,35 +5,47 @@ import (
 	"time"
 )
 
-func TestLoadSubmitSpacing(t *testing.T) {
+// The gateway's timings: each variable's default, a value, off, and what is refused.
+func TestLoadTimings(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		value   string
-		want    time.Duration
-		wantErr bool
+	timings := []struct {
+		env string
+		def time.Duration
+		max string // past the bound
+		get func(Config) time.Duration
 	}{
-		{"default", "", SubmitSpacingDefault, false},
-		{"set", "3ms", 3 * time.Millisecond, false},
-		{"off", "0", 0, false},
-		{"negative", "-1ms", 0, true},
-		{"too long", "2s", 0, true},
-		{"not a duration", "soon", 0, true},
+		{"SUBMIT_SPACING", SubmitSpacingDefault, "2s", func(c Config) time.Duration { return c.SubmitSpacing }},
+		{"ACCEPTED_EVENTS_DELAY", AcceptedDelayDefault, "2m", func(c Config) time.Duration { return c.AcceptedDelay }},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := Load(func(k string) string {
-				if k == "SUBMIT_SPACING" {
-					return tt.value
+	for _, tm := range timings {
+		tests := []struct {
+			name    string
+			value   string
+			want    time.Duration
+			wantErr bool
+		}{
+			{"default", "", tm.def, false},
+			{"set", "3ms", 3 * time.Millisecond, false},
+			{"off", "0", 0, false},
+			{"negative", "-1ms", 0, true},
+			{"too long", tm.max, 0, true},
+			{"not a duration", "soon", 0, true},
+		}
+		for _, tt := range tests {
+			t.Run(tm.env+"/"+tt.name, func(t *testing.T) {
+				cfg, err := Load(func(k string) string {
+					if k == tm.env {
+						return tt.value
+					}
+					return ""
+				})
+				if (err != nil) != tt.wantErr {
+					t.Fatalf("Load: error %v, want error: %v", err, tt.wantErr)
 				}
-				return ""
+				if got := tm.get(cfg); !tt.wantErr && got != tt.want {
+					t.Fatalf("%s = %v, want %v", tm.env, got, tt.want)
+				}
 			})
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Load: error %v, want error: %v", err, tt.wantErr)
-			}
-			if !tt.wantErr && cfg.SubmitSpacing != tt.want {
-				t.Fatalf("SubmitSpacing = %v, want %v", cfg.SubmitSpacing, tt.want)
-			}
-		})
+		}
 	}
 }

@@ -21,6 +21,11 @@ import (
 // dispatchTimeout bounds one push of an assignment to a worker slot.
 const dispatchTimeout = 2 * time.Second
 
+// acceptedFlushTimeout bounds publishing, on shutdown, the accepted events that wait for
+// their delay (a broker that does not answer: they are spooled, or go out with their
+// tasks' first starts).
+const acceptedFlushTimeout = 5 * time.Second
+
 // routeFeed is where the sidecar delivers lifecycle events to the SSE hub, one message
 // (a pack of events) at a time, as it comes: a bulk delivery waited for daprd's next
 // flush, every millisecond at the least (half of it on average), and that timer woke the
@@ -69,7 +74,8 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	host.Mount(app.Server.Channel)
 	// The backend's enqueues go to the queue actor in this process while the sidecar has
 	// it active here (one gateway of several has it), through the sidecar otherwise.
-	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, NewDaprBackend(logger, app.Dapr, outbox, queueActor, cfg.SubmitSpacing), catalog.Default(), hub, NewMetrics(app.Registry))
+	backend := NewDaprBackend(logger, app.Dapr, outbox, queueActor, BackendOptions{SubmitSpacing: cfg.SubmitSpacing, AcceptedDelay: cfg.AcceptedDelay})
+	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys}, backend, catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)
 	MountWeb(app.Server.Router)
 
@@ -107,7 +113,14 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		SetLive:   app.Server.SetLive,
 	}
 	app.Server.AddCheck("queue", queueReached(probeQueue))
-	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, func(ctx context.Context) error {
+	flushAccepted := func(ctx context.Context) error {
+		<-ctx.Done() // then, while the sidecar is still there, publish what waits
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), acceptedFlushTimeout)
+		defer cancel()
+		backend.Flush(fctx)
+		return nil
+	}
+	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil }, flushAccepted, func(ctx context.Context) error {
 		if err := queueactor.ArmSweep(ctx, app.Dapr); err != nil && ctx.Err() == nil {
 			logger.WarnContext(ctx, "could not register the queue's sweep reminder", "error", err)
 		}

@@ -258,13 +258,14 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// SUBMIT_SPACING reaches the gateway only when the values set it (the gateway's default
-// otherwise).
-func TestGatewaySubmitSpacing(t *testing.T) {
+// SUBMIT_SPACING and ACCEPTED_EVENTS_DELAY reach the gateway only when the values set
+// them (the gateway's defaults otherwise).
+func TestGatewayTimings(t *testing.T) {
 	for name, r := range variants(t) {
 		t.Run(name, func(t *testing.T) {
 			env := envOf(appContainer(t, workloads(t, r)["gateway"]))
 			setOnlyWhere(t, name, env, "SUBMIT_SPACING", "submit-spacing", "4ms")
+			setOnlyWhere(t, name, env, "ACCEPTED_EVENTS_DELAY", "accepted-delay", "20ms")
 		})
 	}
 }

@@ -398,3 +398,47 @@ func queryStrings(ctx context.Context, db querier, q string, args ...any) ([]map
 	}
 	return out, rows.Err()
 }
+
+// A gateway killed before it published the accepted events of the tasks it accepted
+// (they wait ACCEPTED_EVENTS_DELAY, here a minute, so that the kill comes first)
+// loses none of them: each task's first start publishes its acceptance again, and the
+// tables are exact.
+func TestAcceptedEventsOfAKilledGateway(t *testing.T) {
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	db := openDB(t, st)
+	in := st.App("gateway")
+	restart := func(ctx context.Context, delay string) {
+		t.Helper()
+		in.App.Kill()
+		if delay == "" {
+			delete(in.Env, "ACCEPTED_EVENTS_DELAY")
+		} else {
+			in.Env["ACCEPTED_EVENTS_DELAY"] = delay
+		}
+		if err := in.StartApp(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if in.Env == nil {
+		in.Env = map[string]string{}
+	}
+	restart(ctx, "1m")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(t.Context()), time.Minute)
+		defer cancel()
+		restart(ctx, "")
+	})
+
+	gw := st.Gateway()
+	ids, want := submit(ctx, t, gw, 9)
+	wait(ctx, t, gw, ids)
+	in.App.Kill() // with the nine accepted events unpublished
+	waitFacts(ctx, t, db, ids, want)
+	var accepted int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE kind = 'accepted' AND task_id IN ('`+strings.Join(ids, "','")+`')`).Scan(&accepted); err != nil || accepted != len(ids) {
+		t.Fatalf("%d accepted events in the ledger (%v), want %d", accepted, err, len(ids))
+	}
+	checkWindows(ctx, t, db)
+}
