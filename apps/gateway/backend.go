@@ -50,6 +50,11 @@ type DaprBackend struct {
 	// accepted publishes the accepted events of the passes (through the outbox) in one
 	// bulk publish AcceptedDelay after the first of them: see BackendOptions.
 	accepted *batch.Batcher[[]task.Event]
+	// waiting are the tasks whose accepted events wait in accepted: true once the feed
+	// delivered the event from its task's first start (AcceptedSeen), which makes
+	// publishing it again pointless.
+	waitMu  sync.Mutex
+	waiting map[uuid.UUID]bool
 	// enqueues gathers the attempts queued outside a submission's pass (a retry of a
 	// failed try, a keyed repeat, settle) into one call of the queue actor.
 	enqueues *batch.Batcher[task.Assignment]
@@ -89,13 +94,47 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchS
 	})
 	b.submissions = batch.New(context.Background(), enqueueBatchMax, b.submitBatch).Spaced(opts.SubmitSpacing)
 	b.accepted = batch.New(context.Background(), 0, b.publishAccepted).Delayed(opts.AcceptedDelay)
+	b.waiting = map[uuid.UUID]bool{}
 	return b
 }
 
-// publishAccepted publishes the accepted events of passes in one send (the outbox spools
-// what the broker does not take).
+// deferAccepted hands accepted events to b.accepted.
+func (b *DaprBackend) deferAccepted(evs []task.Event) {
+	b.waitMu.Lock()
+	for _, e := range evs {
+		b.waiting[e.TaskID] = false
+	}
+	b.waitMu.Unlock()
+	b.accepted.Add(evs)
+}
+
+// AcceptedSeen notes that the feed delivered the accepted event of task id: published by
+// the task's first start (task.Accepted), it is on the broker already, and if it still
+// waits here it is not published again. A task that starts within AcceptedDelay, as every
+// task does at light load, so costs its gateway no publish of its own.
+func (b *DaprBackend) AcceptedSeen(id uuid.UUID) {
+	b.waitMu.Lock()
+	defer b.waitMu.Unlock()
+	if _, ok := b.waiting[id]; ok {
+		b.waiting[id] = true
+	}
+}
+
+// publishAccepted publishes the accepted events of passes the feed has not delivered
+// already in one send (the outbox spools what the broker does not take).
 func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event) error {
-	evs := slices.Concat(passes...)
+	var evs []task.Event
+	b.waitMu.Lock()
+	for _, e := range slices.Concat(passes...) {
+		if !b.waiting[e.TaskID] {
+			evs = append(evs, e)
+		}
+		delete(b.waiting, e.TaskID)
+	}
+	b.waitMu.Unlock()
+	if len(evs) == 0 {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, acceptedSendTimeout)
 	defer cancel()
 	if err := b.events.SendAll(ctx, evs); err != nil {
@@ -182,7 +221,7 @@ func (b *DaprBackend) submitBatch(ctx context.Context, subs []*submission) error
 		close(s.done)
 	}
 	if len(accepted) > 0 {
-		b.accepted.Add(accepted)
+		b.deferAccepted(accepted)
 	}
 	return nil
 }
@@ -261,7 +300,7 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 		b.settling.Go(func() { b.settle(context.WithoutCancel(ctx), rec, accepted, key != "") })
 		return rec, false, err
 	}
-	b.accepted.Add([]task.Event{accepted})
+	b.deferAccepted([]task.Event{accepted})
 	return rec, true, nil
 }
 
@@ -308,7 +347,7 @@ func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task
 	err := b.enqueue(ctx, rec, b.settleBudget, true)
 	if err == nil {
 		b.logger.InfoContext(ctx, "task queued after its submission was answered 503", "task_id", rec.ID)
-		b.accepted.Add([]task.Event{accepted})
+		b.deferAccepted([]task.Event{accepted})
 		return
 	}
 	if keyed {

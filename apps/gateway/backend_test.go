@@ -350,3 +350,36 @@ func TestAcceptedEventsGoOutLater(t *testing.T) {
 		}
 	})
 }
+
+// An accepted event the feed delivered while it waited (its task's first start carried
+// it) is not published again; a batch of such events costs no publish at all.
+func TestAcceptedEventsSeenAreNotPublishedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sender := &recordingSender{}
+		b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), newDaprFake(), sender, nil, BackendOptions{AcceptedDelay: 50 * time.Millisecond})
+		submit := func() task.Event {
+			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+			if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
+				t.Fatalf("submit: created %v, %v", created, err)
+			}
+			return accepted
+		}
+		started, waiting := submit(), submit()
+		b.AcceptedSeen(started.TaskID)
+		b.AcceptedSeen(uuid.New()) // a task of another gateway: nothing to do here
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if len(sender.sends) != 1 || len(sender.sends[0]) != 1 || sender.sends[0][0].ID != waiting.ID {
+			t.Fatalf("sends %v, want only %s", sender.sends, waiting.ID)
+		}
+		b.AcceptedSeen(submit().TaskID)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if len(sender.sends) != 1 {
+			t.Fatalf("sends %v: a batch of events seen on the feed was published", sender.sends)
+		}
+		if len(b.waiting) != 0 {
+			t.Errorf("%d tasks still noted as waiting", len(b.waiting))
+		}
+	})
+}

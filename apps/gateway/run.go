@@ -82,14 +82,16 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	// Every lifecycle event, for the SSE streams this instance serves and the overview,
 	// delivered by the sidecar a message at a time (routeFeed). A failed attempt is for
 	// the overview only: the user is not told (the stream shows the task running again
-	// when the next attempt starts). An accepted event is for nobody here: the gateway
-	// that accepted the task knows, and in its partition it may come after the task's
-	// start (two publishers).
+	// when the next attempt starts). An accepted event is not for the streams: the
+	// gateway that accepted the task knows, and in its partition it may come after the
+	// task's start (two publishers); it tells the backend that the event is out (its
+	// task's first start carried it), so that the backend does not publish it again.
 	feed := events.Subscription{PubSub: components.Fanout, Route: routeFeed, Topics: events.Topics()}
 	app.Server.Channel.Get("/dapr/subscribe", events.ServeSubscriptions(feed))
 	app.Server.Channel.Post(routeFeed, events.ServeEach(logger.With("component", "feed"), func(_ context.Context, evs []events.Event) error {
 		for _, e := range evs {
 			if e.Kind == events.KindAccepted {
+				backend.AcceptedSeen(e.TaskID)
 				continue
 			}
 			api.Observe(e)
