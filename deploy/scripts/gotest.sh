@@ -51,7 +51,7 @@ set +e
   [ -z "$fuzz" ] || exec deploy/scripts/gofuzz.sh
   prefetch=""
   if [ -n "$whole" ]; then
-    (for m in . deploy/kubernetes deploy/prometheus; do
+    (for m in . deploy/kubernetes deploy/prometheus deploy/daprd; do
        (cd "$m" && GOMAXPROCS=16 nice go list -deps -test ./...) || true
      done) >/dev/null 2>&1 &
     prefetch=$!
@@ -62,14 +62,18 @@ set +e
   if [ -n "${whole:-}" ]; then
     wait "$prefetch" 2>/dev/null
     # Modules of their own, in the same report: the Kubernetes chart's offline checks (Helm
-    # and the Kubernetes API types stay out of the product's go.mod) and the Prometheus
-    # config, rules and dashboard checks (promtool, the PromQL parser).
+    # and the Kubernetes API types stay out of the product's go.mod), the Prometheus
+    # config, rules and dashboard checks (promtool, the PromQL parser), and daprd's name
+    # resolver.
     # The chart's checks compile Helm's engine, which imports the Kubernetes client and every
     # API group: those compile without optimisation (-N -l), as in the runtime's build
     # (deploy/scripts/install-dapr.sh); they render a few templates.
     (cd deploy/kubernetes && go test -json -count=1 -timeout 20m \
       "-gcflags=k8s.io/...=-N -l -dwarf=false" "-gcflags=sigs.k8s.io/...=-N -l -dwarf=false" ./... 2>&1) || others=$?
     (cd deploy/prometheus && go test -json -count=1 -timeout 20m ./... 2>&1) || others=$?
+    # The project's name resolver, compiled into daprd (deploy/daprd): its module requires
+    # the components-contrib the runtime does, which the product's go.mod does not carry.
+    (cd deploy/daprd && go test -json -count=1 -timeout 10m ./... 2>&1) || others=$?
   fi
   [ "$root" -eq 0 ] || exit "$root"
   exit "$others"

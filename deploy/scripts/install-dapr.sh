@@ -12,8 +12,10 @@
 # daprd's components register themselves in cmd/daprd/components/<kind>_<name>.go, one file each
 # behind build tags, so the build runs in a writable copy of the runtime's module (the module cache is
 # read-only; go build -overlay refuses files there) whose components directory holds the listed files
-# alone, their build tags dropped. The cache directory's name
-# carries a hash of the list, so a changed list builds a new daprd.
+# alone, their build tags dropped. A listed component of the project's own (its name resolver,
+# deploy/daprd) has its registration file in deploy/daprd/registration and its package copied
+# into the copy's pkg/taskgrid. The cache directory's name carries a hash of the list and of
+# those sources, so a changed list or component builds a new daprd.
 #
 # Progress is one line a step with its elapsed time; the go command's own output goes to a log
 # file, whose path is printed on failure. A runtime installed by `dapr init` in $HOME/.dapr/bin
@@ -35,7 +37,11 @@ cache=${TASKGRID_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/taskgrid}
 list_file="$here/../dapr-components.txt"
 components=$({ sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list_file" | grep -v '^$' || true; } | LC_ALL=C sort -u)
 [ -n "$components" ] || { log "no components listed in $list_file"; exit 1; }
-hash=$(printf '%s\n' "$components" | sha256sum | cut -c1-8)
+own="$here/../daprd" # the project's own components: registration/, and a package a directory
+own_sources() { # what goes into daprd from $own, in a stable order
+  (cd "$own" && find registration -name '*.go' && find . -mindepth 2 -name '*.go' ! -name '*_test.go' ! -path './registration/*') | LC_ALL=C sort
+}
+hash=$({ printf '%s\n' "$components"; own_sources | while read -r f; do echo "$f"; cat "$own/$f"; done; } | sha256sum | cut -c1-8)
 slim_root="$cache/dapr-$DAPR_RUNTIME_VERSION-slim-$hash-cli-$DAPR_CLI_VERSION"
 init_root="$cache/dapr-$DAPR_RUNTIME_VERSION-init-cli-$DAPR_CLI_VERSION"
 
@@ -159,11 +165,19 @@ make_tree() {
   mkdir "$work/regs"
   for c in $components; do
     f="$regs/${c//./_}.go"
+    [ -f "$own/registration/${c//./_}.go" ] && f="$own/registration/${c//./_}.go"
     if [ -f "$f" ]; then
       sed '/^\/\/go:build /d' "$f" >"$work/regs/$(basename "$f")"
     else
       missing+=("$c")
     fi
+  done
+  local d
+  for d in "$own"/*/; do
+    d=$(basename "$d")
+    [ "$d" != registration ] || continue
+    mkdir -p "$dst/pkg/taskgrid/$d"
+    find "$own/$d" -maxdepth 1 -name '*.go' ! -name '*_test.go' -exec cp {} "$dst/pkg/taskgrid/$d/" \;
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "no registration in $src/cmd/daprd/components for: ${missing[*]} (see deploy/dapr-components.txt; files are named <kind>_<name>.go)"
