@@ -277,7 +277,7 @@ func chaos(ctx context.Context, e *Env) ([]Measure, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(ms, Measure{"MySQL task facts equal the tasks (completed, each once)", "1 = yes", equal}), nil
+	return append(ms, Measure{"MySQL task facts equal the tasks (accepted, completed, each once)", "1 = yes", equal}), nil
 }
 
 // killAndRestart kills one process of kind k.kind with SIGKILL, waits down, starts it
@@ -320,7 +320,8 @@ func killAndRestart(ctx context.Context, st *stacktest.Stack, k *kill, down time
 }
 
 // factsMatch reports (1 or 0) whether MySQL's task facts show exactly completed of ids
-// completed and none failed, one row each, waiting up to two minutes for analytics to
+// completed, one row each and every one accepted (its accepted event reached the ledger,
+// from its gateway or with its first start), waiting up to two minutes for analytics to
 // catch up.
 func factsMatch(ctx context.Context, st *stacktest.Stack, ids []string, completed int) (float64, error) {
 	if len(ids) == 0 {
@@ -331,12 +332,12 @@ func factsMatch(ctx context.Context, st *stacktest.Stack, ids []string, complete
 		return 0, err
 	}
 	defer db.Close()
-	q := `SELECT COUNT(*), COUNT(completed_at) FROM task_facts WHERE task_id IN ('` + strings.Join(ids, "','") + `')`
+	q := `SELECT COUNT(*), COUNT(accepted_at), COUNT(completed_at) FROM task_facts WHERE task_id IN ('` + strings.Join(ids, "','") + `')`
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		var rows, done int
-		err := db.QueryRowContext(ctx, q).Scan(&rows, &done)
-		if err == nil && rows == len(ids) && done == completed {
+		var rows, accepted, done int
+		err := db.QueryRowContext(ctx, q).Scan(&rows, &accepted, &done)
+		if err == nil && rows == len(ids) && accepted == len(ids) && done == completed {
 			return 1, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
