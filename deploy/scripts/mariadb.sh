@@ -38,19 +38,22 @@ init() {
   fi
   [ -d "$datadir/mysql" ] && return 0
   log "initialising MariaDB data directory $datadir"
-  local try
-  for try in 1 2; do
+  local try ilog="$RUN_DIR/logs/mariadb-install.log"
+  for try in 1 2 3; do
     if mariadb-install-db --no-defaults --datadir="$datadir" "${userargs[@]}" --auth-root-authentication-method=socket \
-      --skip-test-db >"$RUN_DIR/logs/mariadb-install.log" 2>&1; then
+      --skip-test-db >"$ilog.$try" 2>&1; then
+      cp "$ilog.$try" "$ilog"
       return 0
     fi
-    # Seen once in a full test run (two stacks starting at once), never alone: say why,
-    # and try once more from an empty data directory.
-    log "mariadb-install-db failed (try $try); its log ends with:"
-    tail -n 15 "$RUN_DIR/logs/mariadb-install.log" >&2 || true
+    # Seen in full test runs (stacks starting at once, twice in a row within a second),
+    # never alone: say why (the log's errors, else its first lines: its end is a help
+    # text), and try again from an empty data directory after a pause.
+    log "mariadb-install-db failed (try $try of 3); its log ($ilog.$try) says:"
+    { grep -i -E 'error|fail|abort|denied|cannot|can.t' "$ilog.$try" || head -n 15 "$ilog.$try"; } | head -n 20 >&2 || true
     rm -rf "$datadir"
+    [ "$try" -eq 3 ] || sleep $((try * 2))
   done
-  die "mariadb-install-db failed; see $RUN_DIR/logs/mariadb-install.log"
+  die "mariadb-install-db failed three times; see $ilog.1 to .3"
 }
 
 serve() {
