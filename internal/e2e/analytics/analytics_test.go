@@ -106,6 +106,16 @@ func wait(ctx context.Context, t *testing.T, gw stacktest.Gateway, ids []string)
 	}
 }
 
+// begin gets the package's stack, a context bounded by d (cancelled when the test
+// ends) and the stack's MySQL database.
+func begin(t *testing.T, d time.Duration) (context.Context, *stacktest.Stack, *sql.DB) {
+	t.Helper()
+	st := stacktest.Get(t)
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx, st, openDB(t, st)
+}
+
 func openDB(t testing.TB, st *stacktest.Stack) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("mysql", st.MySQLDSN)
@@ -120,10 +130,7 @@ func openDB(t testing.TB, st *stacktest.Stack) *sql.DB {
 // completed, the right starts per task, and nothing pending. Feeding every event of
 // the run again changes nothing.
 func TestTablesAreExact(t *testing.T) {
-	st := stacktest.Get(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	db := openDB(t, st)
+	ctx, st, db := begin(t, 2*time.Minute)
 
 	ids, want := submit(ctx, t, st.Gateway(), 24)
 	wait(ctx, t, st.Gateway(), ids)
@@ -191,10 +198,7 @@ func ingested(t *testing.T, st *stacktest.Stack) float64 {
 // Killing the analytics app mid-run and starting it again neither loses nor double
 // counts: what was not acknowledged comes again, and repeats are ignored.
 func TestAnalyticsRestartMidRun(t *testing.T) {
-	st := stacktest.Get(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	db := openDB(t, st)
+	ctx, st, db := begin(t, 3*time.Minute)
 	in := st.App("analytics")
 	gw := st.Gateway()
 
@@ -240,10 +244,7 @@ func TestMigrationsRecorded(t *testing.T) {
 // With the broker down for 30 s mid-run, tasks go on and complete (events wait in the
 // apps' outboxes); once it is back every event arrives and the tables are exact.
 func TestBrokerOutage(t *testing.T) {
-	st := stacktest.Get(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	db := openDB(t, st)
+	ctx, st, db := begin(t, 4*time.Minute)
 	gw := st.Gateway()
 
 	before, wantBefore := submit(ctx, t, gw, 9)
@@ -293,10 +294,7 @@ func outboxDepth(t *testing.T, st *stacktest.Stack) float64 {
 // With MariaDB stopped for a while mid-run, the analytics app answers RETRY, the
 // sidecar delivers again, and the tables end exact once it is back.
 func TestDatabaseOutage(t *testing.T) {
-	st := stacktest.Get(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-	defer cancel()
-	db := openDB(t, st)
+	ctx, st, db := begin(t, 4*time.Minute)
 	gw := st.Gateway()
 
 	st.Service("mariadb").Kill()
@@ -313,10 +311,7 @@ func TestDatabaseOutage(t *testing.T) {
 // Every statistics query README gives (analytics/queries) runs on the real tables and
 // agrees with the tasks run.
 func TestStatisticsQueries(t *testing.T) {
-	st := stacktest.Get(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	db := openDB(t, st)
+	ctx, st, db := begin(t, 2*time.Minute)
 	ids, want := submit(ctx, t, st.Gateway(), 6)
 	wait(ctx, t, st.Gateway(), ids)
 	waitFacts(ctx, t, db, ids, want)
@@ -404,10 +399,7 @@ func queryStrings(ctx context.Context, db querier, q string, args ...any) ([]map
 // loses none of them: each task's first start publishes its acceptance again, and the
 // tables are exact.
 func TestAcceptedEventsOfAKilledGateway(t *testing.T) {
-	st := stacktest.Get(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	db := openDB(t, st)
+	ctx, st, db := begin(t, 3*time.Minute)
 	in := st.App("gateway")
 	restart := func(ctx context.Context, delay string) {
 		t.Helper()
