@@ -38,7 +38,7 @@ list_file="$here/../dapr-components.txt"
 components=$({ sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list_file" | grep -v '^$' || true; } | LC_ALL=C sort -u)
 [ -n "$components" ] || { log "no components listed in $list_file"; exit 1; }
 own="$here/../daprd" # the project's own components: registration/, and a package a directory
-own_sources() { # what goes into daprd from $own, in a stable order
+own_sources() { # what goes into daprd from $own, in a stable order (the hash, and make_tree's copy)
   (cd "$own" && find registration -name '*.go' && find . -mindepth 2 -name '*.go' ! -name '*_test.go' ! -path './registration/*') | LC_ALL=C sort
 }
 hash=$({ printf '%s\n' "$components"; own_sources | while read -r f; do echo "$f"; cat "$own/$f"; done; } | sha256sum | cut -c1-8)
@@ -172,13 +172,12 @@ make_tree() {
       missing+=("$c")
     fi
   done
-  local d
-  for d in "$own"/*/; do
-    d=$(basename "$d")
-    [ "$d" != registration ] || continue
-    mkdir -p "$dst/pkg/taskgrid/$d"
-    find "$own/$d" -maxdepth 1 -name '*.go' ! -name '*_test.go' -exec cp {} "$dst/pkg/taskgrid/$d/" \;
-  done
+  while read -r f; do # the packages of $own, as the hash saw them
+    case $f in registration/*) continue ;; esac
+    f=${f#./}
+    mkdir -p "$dst/pkg/taskgrid/$(dirname "$f")"
+    cp "$own/$f" "$dst/pkg/taskgrid/$f"
+  done < <(own_sources)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "no registration in $src/cmd/daprd/components for: ${missing[*]} (see deploy/dapr-components.txt; files are named <kind>_<name>.go)"
     return 1
