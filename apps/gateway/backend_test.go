@@ -302,22 +302,32 @@ func (r *recordingSender) SendAll(_ context.Context, evs []task.Event) error {
 	return nil
 }
 
+// delayedBackend returns a backend on an in-memory sidecar whose accepted events go to
+// sender 50 ms after the first of them, and submit, which submits a noop task (the test
+// fails unless it is created) and returns its accepted event.
+func delayedBackend(t *testing.T) (b *DaprBackend, sender *recordingSender, submit func() task.Event) {
+	sender = &recordingSender{}
+	b = NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), newDaprFake(), sender, nil, BackendOptions{AcceptedDelay: 50 * time.Millisecond})
+	submit = func() task.Event {
+		t.Helper()
+		rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
+		if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
+			t.Fatalf("submit: created %v, %v", created, err)
+		}
+		return accepted
+	}
+	return b, sender, submit
+}
+
 // A submission is answered once its record is stored and its attempt queued, without
 // waiting for its accepted event: the accepted events go out AcceptedDelay after the
 // first of them, those of every pass meanwhile in one send; Flush sends what waits.
 func TestAcceptedEventsGoOutLater(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sender := &recordingSender{}
-		b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), newDaprFake(), sender, nil, BackendOptions{AcceptedDelay: 50 * time.Millisecond})
+		b, sender, submitOne := delayedBackend(t)
 		start := time.Now()
 		var want []string
-		submit := func() {
-			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
-			if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
-				t.Fatalf("submit: created %v, %v", created, err)
-			}
-			want = append(want, accepted.ID)
-		}
+		submit := func() { want = append(want, submitOne().ID) }
 		submit()
 		if answered := time.Since(start); answered != 0 {
 			t.Errorf("answered after %v: the answer waited", answered)
@@ -355,15 +365,7 @@ func TestAcceptedEventsGoOutLater(t *testing.T) {
 // it) is not published again; a batch of such events costs no publish at all.
 func TestAcceptedEventsSeenAreNotPublishedAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		sender := &recordingSender{}
-		b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), newDaprFake(), sender, nil, BackendOptions{AcceptedDelay: 50 * time.Millisecond})
-		submit := func() task.Event {
-			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "d"}, time.Now())
-			if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
-				t.Fatalf("submit: created %v, %v", created, err)
-			}
-			return accepted
-		}
+		b, sender, submit := delayedBackend(t)
 		started, waiting := submit(), submit()
 		b.AcceptedSeen(started.TaskID)
 		b.AcceptedSeen(uuid.New()) // a task of another gateway: nothing to do here
