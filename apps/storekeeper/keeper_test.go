@@ -40,6 +40,9 @@ type fakeState struct {
 	// gate, when set, holds every transaction until it is closed (entered is told
 	// first); a transaction whose context ends meanwhile fails as a sidecar call would.
 	gate, entered chan struct{}
+	// arriving holds records on their way: a bulk read that misses one of them puts it
+	// right after (the gateway's write lands just after the storekeeper looked).
+	arriving map[string][]byte
 }
 
 type fakeItem struct {
@@ -94,6 +97,12 @@ func (f *fakeState) GetBulkState(ctx context.Context, _ string, keys []string, _
 	for i, k := range keys {
 		it := f.items[k]
 		out[i] = &dapr.BulkStateItem{Key: k, Value: slices.Clone(it.value), Etag: it.etag}
+	}
+	for _, k := range keys {
+		if v, ok := f.arriving[k]; ok && len(f.items[k].value) == 0 {
+			f.put(k, v)
+			delete(f.arriving, k)
+		}
 	}
 	return out, nil
 }
@@ -505,8 +514,8 @@ func TestStoreWithoutARecord(t *testing.T) {
 	}
 }
 
-// A record that comes while the store call waits for it (written a few milliseconds
-// after the worker's result reached the storekeeper) completes the task in that call.
+// A record that comes while the store call waits for it (written just after the
+// storekeeper first looked for it) completes the task in that call.
 func TestStoreAwaitsARecordOnItsWay(t *testing.T) {
 	t.Parallel()
 	fx := newFixture(t)
@@ -518,11 +527,7 @@ func TestStoreAwaitsARecordOnItsWay(t *testing.T) {
 	req := result(pending, "out", `{"late":"record"}`)
 	req.Attempt, req.StartedAt = 1, time.Now().UTC()
 	req.Start = &task.Assignment{TaskID: pending.ID, Attempt: 1, Priority: task.PriorityNormal, Enqueued: time.Now()}
-	time.AfterFunc(10*time.Millisecond, func() {
-		fx.state.mu.Lock()
-		defer fx.state.mu.Unlock()
-		fx.state.put("task-"+pending.ID.String(), data)
-	})
+	fx.state.arriving = map[string][]byte{"task-" + pending.ID.String(): data}
 	reply := fx.keeper.Store(t.Context(), task.StoreBatch{Results: []task.StoreRequest{req}})
 	if len(reply.Outcomes) != 1 || !reply.Outcomes[0].Stored {
 		t.Fatalf("outcomes %+v, want stored in this call", reply.Outcomes)
