@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,13 +14,16 @@ import (
 	"github.com/dapr/kit/logger"
 )
 
-// start registers a sidecar of app at port in the database at path, as daprd does.
-func start(t *testing.T, path, app string, port int) *Resolver {
+// start registers a sidecar of app at port in the database at path, as daprd does, with
+// the resolver's configuration conf besides the connection string.
+func start(t *testing.T, path, app string, port int, conf map[string]string) *Resolver {
 	t.Helper()
 	r := NewResolver(logger.NewLogger("test")).(*Resolver)
+	configuration := map[string]string{"connectionString": path}
+	maps.Copy(configuration, conf)
 	err := r.Init(t.Context(), nameresolution.Metadata{
 		Instance:      nameresolution.Instance{AppID: app, Address: "127.0.0.1", DaprInternalPort: port},
-		Configuration: map[string]string{"connectionString": path},
+		Configuration: configuration,
 	})
 	if err != nil {
 		t.Fatalf("init %s:%d: %v", app, port, err)
@@ -39,10 +43,12 @@ func resolve(t *testing.T, r *Resolver, app string) ([]string, error) {
 // registration was not renewed within the update interval (a sidecar killed).
 func TestResolveIDMulti(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nr.db")
-	worker := start(t, path, "worker", 5000)
+	worker := start(t, path, "worker", 5000, nil)
 	defer worker.Close()
-	a := start(t, path, "storekeeper", 5001)
-	b := start(t, path, "storekeeper", 5002)
+	a := start(t, path, "storekeeper", 5001, nil)
+	// b renews its registration hourly: the test marks it stale below, and a renewal
+	// (every 4 s by default) in between would make it live again.
+	b := start(t, path, "storekeeper", 5002, map[string]string{"updateInterval": "1h"})
 	defer b.Close()
 
 	got, err := resolve(t, worker, "storekeeper")
