@@ -391,6 +391,7 @@ type window struct {
 	cpu     *cpuWindow
 	metrics sidecarScrape // at the start
 	after   sidecarScrape // at the end
+	intake  intake        // the analytics apps' intake at the start
 }
 
 func startWindow(ctx context.Context, st *stacktest.Stack) (*window, error) {
@@ -398,7 +399,11 @@ func startWindow(ctx context.Context, st *stacktest.Stack) (*window, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &window{st: st, cpu: startCPU(st), metrics: m}, nil
+	in, err := scrapeIntake(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return &window{st: st, cpu: startCPU(st), metrics: m, intake: in}, nil
 }
 
 // end returns the CPU used by the stack's processes (seconds, by group), by the

@@ -203,8 +203,9 @@ func lastNotified(ts []timing) time.Time {
 }
 
 // costs reports what the stack spent on n tasks in a window: CPU per task by process
-// group and in all, cores in use over elapsed seconds, sidecar calls per task by kind, and
-// the mean latency of each leg.
+// group and in all, cores in use over elapsed seconds, sidecar calls per task by kind, the
+// mean latency of each leg, and the events analytics took in per task (once its intake
+// settled).
 func costs(ctx context.Context, w *window, n int, elapsed float64) ([]Measure, error) {
 	cpu, calls, err := w.end(ctx)
 	if err != nil {
@@ -213,7 +214,12 @@ func costs(ctx context.Context, w *window, n int, elapsed float64) ([]Measure, e
 	ms := cpuMeasures(cpu.used, cpu.self, cpu.machine, n)
 	ms = append(ms, Measure{Name: "CPU in use (all processes of the stack)", Unit: "cores", Value: cpuTotal(cpu.used) / elapsed})
 	ms = append(ms, callMeasures(calls, n)...)
-	return append(ms, hopMeasures(w.metrics, w.after)...), nil
+	ms = append(ms, hopMeasures(w.metrics, w.after)...)
+	in, err := settledIntake(ctx, w.st, w.intake, n)
+	if err != nil {
+		return nil, err
+	}
+	return append(ms, intakeMeasures(w.intake, in, n)...), nil
 }
 
 // pacedLight is paced at a light rate, followed by the machine's wake-up probe (see

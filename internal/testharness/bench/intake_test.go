@@ -1,0 +1,32 @@
+package bench
+
+import (
+	"math"
+	"testing"
+)
+
+func TestIntakeMeasures(t *testing.T) {
+	tests := []struct {
+		name          string
+		before, after intake
+		tasks         int
+		all, accepted float64
+	}{
+		{"three a task", intake{}, intake{"accepted": 100, "started": 100, "completed": 100}, 100, 3, 1},
+		{"accepted twice", intake{"accepted": 50, "started": 40}, intake{"accepted": 250, "started": 140, "completed": 100}, 100, 4, 2},
+		{"an app restarted: its counters start again", intake{"accepted": 500, "completed": 500}, intake{"accepted": 10, "completed": 10}, 10, 2, 1},
+		{"no tasks", intake{}, intake{"accepted": 3}, 0, 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ms := intakeMeasures(tt.before, tt.after, tt.tasks)
+			got := map[string]float64{}
+			for _, m := range ms {
+				got[m.Name] = m.Value
+			}
+			if math.Abs(got[intakeAllName]-tt.all) > 1e-9 || math.Abs(got[intakeAcceptedName]-tt.accepted) > 1e-9 {
+				t.Errorf("got all %v, accepted %v; want %v, %v", got[intakeAllName], got[intakeAcceptedName], tt.all, tt.accepted)
+			}
+		})
+	}
+}
