@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,8 +49,11 @@ type DaprBackend struct {
 	// another start SubmitSpacing apart.
 	submissions *batch.Batcher[*submission]
 	// accepted publishes the accepted events of the passes (through the outbox) in one
-	// bulk publish AcceptedDelay after the first of them: see BackendOptions.
-	accepted *batch.Batcher[[]task.Event]
+	// bulk publish AcceptedDelay after the first of them, those that have waited
+	// AcceptedDelay (the others wait for the next): see BackendOptions.
+	accepted      *batch.Batcher[[]task.Event]
+	acceptedDelay time.Duration
+	flushing      atomic.Bool // set by Flush: what waits goes out at once
 	// waiting are the tasks whose accepted events wait in accepted: true once the feed
 	// delivered the event from its task's first start (AcceptedSeen), which makes
 	// publishing it again pointless.
@@ -68,9 +72,9 @@ type BackendOptions struct {
 	// SubmitSpacing is the least time between the starts of two submission passes that
 	// follow one another (0: none).
 	SubmitSpacing time.Duration
-	// AcceptedDelay is how long after a task is accepted its accepted event is published,
-	// with those of every task accepted meanwhile, in one bulk publish (0: at once, one
-	// publish in flight at a time). The answer does not wait for it: the event is for
+	// AcceptedDelay is how long after a task is accepted its accepted event is published
+	// at the soonest, and at the latest about twice that, with those of the tasks accepted
+	// meanwhile, in one bulk publish (0: at once, one publish in flight at a time). The answer does not wait for it: the event is for
 	// analytics (the gateways' feeds drop it), and a publish with its deliveries (the
 	// broker, every gateway's sidecar, analytics and MySQL) in the middle of the task's
 	// first milliseconds slowed them; a task whose gateway dies before publishing it has
@@ -94,6 +98,7 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchS
 	})
 	b.submissions = batch.New(context.Background(), enqueueBatchMax, b.submitBatch).Spaced(opts.SubmitSpacing)
 	b.accepted = batch.New(context.Background(), 0, b.publishAccepted).Delayed(opts.AcceptedDelay)
+	b.acceptedDelay = opts.AcceptedDelay
 	b.waiting = map[uuid.UUID]bool{}
 	return b
 }
@@ -121,17 +126,30 @@ func (b *DaprBackend) AcceptedSeen(id uuid.UUID) {
 }
 
 // publishAccepted publishes the accepted events of passes the feed has not delivered
-// already in one send (the outbox spools what the broker does not take).
+// already in one send (the outbox spools what the broker does not take). An event that has
+// not waited AcceptedDelay yet (a call goes AcceptedDelay after its first event, with
+// every one that came meanwhile) waits for the next call, unless the gateway is stopping
+// (Flush): so every task has that long to start and carry its event itself.
 func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event) error {
-	var evs []task.Event
+	var evs, young []task.Event
+	due := time.Now().Add(-b.acceptedDelay)
+	flushing := b.flushing.Load()
 	b.waitMu.Lock()
 	for _, e := range slices.Concat(passes...) {
-		if !b.waiting[e.TaskID] {
+		switch {
+		case b.waiting[e.TaskID]:
+			delete(b.waiting, e.TaskID)
+		case !flushing && e.Time.After(due):
+			young = append(young, e)
+		default:
 			evs = append(evs, e)
+			delete(b.waiting, e.TaskID)
 		}
-		delete(b.waiting, e.TaskID)
 	}
 	b.waitMu.Unlock()
+	if len(young) > 0 {
+		b.accepted.Add(young)
+	}
 	if len(evs) == 0 {
 		return nil
 	}
@@ -146,6 +164,7 @@ func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event
 // Flush publishes the accepted events that wait for their delay, and waits for them,
 // until ctx ends: on shutdown, while the sidecar is there.
 func (b *DaprBackend) Flush(ctx context.Context) {
+	b.flushing.Store(true)
 	for !b.accepted.Idle() {
 		select {
 		case <-ctx.Done():
@@ -328,14 +347,16 @@ const (
 // "Benchmarks", the eleventh session). A lone submission, or the first after a quiet spell, goes at once.
 const SubmitSpacingDefault = 8 * time.Millisecond
 
-// AcceptedDelayDefault is BackendOptions.AcceptedDelay's default: at 10 tasks/s a
-// task is notified within about 15 ms, so its accepted event's publish and deliveries
-// come after it (and the feed has delivered the event from the task's first start, so
-// that the gateway publishes nothing: AcceptedSeen); under load a publish carries 50 ms
-// of accepted events. In alternate tasks of one run at 10/s, a publish 25 ms after the
+// AcceptedDelayDefault is BackendOptions.AcceptedDelay's default. At 10 tasks/s a task
+// is notified within about 15 ms, so its accepted event's publish and deliveries would
+// come after it; in alternate tasks of one run at 10/s, a publish 25 ms after the
 // acceptance rather than at once brought the median task's SSE write 1.2 ms sooner
-// (12.6 → 11.4 ms after its acceptance; README, "The fifteenth session").
-const AcceptedDelayDefault = 50 * time.Millisecond
+// (12.6 → 11.4 ms after its acceptance; README, "The fifteenth session"). And a task that
+// starts within the delay has its accepted event carried by its start (the feed delivers
+// it: AcceptedSeen), so the gateway publishes nothing for it: a second covers a task's
+// wait in the queue under load too, where at 50 ms the burst of 10,000 put 1.93 accepted
+// events per task on the broker (README, "The sixteenth session").
+const AcceptedDelayDefault = time.Second
 
 // settle queues a task whose submission failed while queuing it, for up to
 // b.settleBudget, then publishes its acceptance. If it cannot, a task without an

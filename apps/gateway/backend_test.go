@@ -320,43 +320,51 @@ func delayedBackend(t *testing.T) (b *DaprBackend, sender *recordingSender, subm
 }
 
 // A submission is answered once its record is stored and its attempt queued, without
-// waiting for its accepted event: the accepted events go out AcceptedDelay after the
-// first of them, those of every pass meanwhile in one send; Flush sends what waits.
+// waiting for its accepted event. Each accepted event goes out once it has waited
+// AcceptedDelay, in one send with the others that have: a send goes AcceptedDelay after
+// the first event that waits, and one that came meanwhile waits for the next send. Flush
+// sends what waits, however young.
 func TestAcceptedEventsGoOutLater(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		b, sender, submitOne := delayedBackend(t)
+		b, sender, submit := delayedBackend(t)
 		start := time.Now()
-		var want []string
-		submit := func() { want = append(want, submitOne().ID) }
-		submit()
+		sent := func(i int, at time.Duration, ids ...string) {
+			t.Helper()
+			synctest.Wait()
+			if len(sender.sends) != i+1 || sender.at[i].Sub(start) != at {
+				t.Fatalf("sends %d (at %v), want %d, the last at %v", len(sender.sends), sender.at, i+1, at)
+			}
+			var got []string
+			for _, e := range sender.sends[i] {
+				got = append(got, e.ID)
+			}
+			if !slices.Equal(got, ids) {
+				t.Errorf("send %d: %v, want %v", i, got, ids)
+			}
+		}
+		first := submit().ID
 		if answered := time.Since(start); answered != 0 {
 			t.Errorf("answered after %v: the answer waited", answered)
 		}
 		time.Sleep(20 * time.Millisecond)
-		submit()
+		second := submit().ID
 		synctest.Wait()
 		if len(sender.sends) != 0 {
 			t.Fatalf("sent %d times before the delay", len(sender.sends))
 		}
 		time.Sleep(30 * time.Millisecond)
-		synctest.Wait()
-		if len(sender.sends) != 1 || sender.at[0].Sub(start) != 50*time.Millisecond {
-			t.Fatalf("sends %d (at %v), want 1 at 50ms", len(sender.sends), sender.at)
-		}
-		var got []string
-		for _, e := range sender.sends[0] {
-			got = append(got, e.ID)
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("sent %v, want %v", got, want)
-		}
-		want = want[:0]
-		submit()
+		sent(0, 50*time.Millisecond, first) // the second has waited 30 ms
+		time.Sleep(50 * time.Millisecond)
+		sent(1, 100*time.Millisecond, second)
+		third := submit().ID
+		time.Sleep(20 * time.Millisecond)
+		fourth := submit().ID
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		b.Flush(ctx)
-		if len(sender.sends) != 2 || len(sender.sends[1]) != 1 || sender.sends[1][0].ID != want[0] {
-			t.Errorf("after Flush: sends %v, want the third task's accepted event in a second send", sender.sends)
+		sent(2, 150*time.Millisecond, third, fourth) // the fourth has waited 30 ms
+		if len(sender.sends) != 3 {
+			t.Errorf("%d sends after Flush, want 3", len(sender.sends))
 		}
 	})
 }

@@ -26,8 +26,8 @@ type Config struct {
 	// under load a pass then carries about that long's worth of submissions.
 	SubmitSpacing time.Duration
 	// AcceptedDelay is how long after a task's acceptance its accepted event is published
-	// with the others of that while (ACCEPTED_EVENTS_DELAY, default AcceptedDelayDefault;
-	// 0: at once): see BackendOptions.AcceptedDelay.
+	// at the soonest, with the others due (ACCEPTED_EVENTS_DELAY, default
+	// AcceptedDelayDefault; 0: at once): see BackendOptions.AcceptedDelay.
 	AcceptedDelay time.Duration
 }
 
