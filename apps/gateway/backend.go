@@ -73,12 +73,12 @@ type BackendOptions struct {
 	// follow one another (0: none).
 	SubmitSpacing time.Duration
 	// AcceptedDelay is how long after a task is accepted its accepted event is published
-	// at the soonest, and at the latest about twice that, with those of the tasks accepted
-	// meanwhile, in one bulk publish (0: at once, one publish in flight at a time). The answer does not wait for it: the event is for
-	// analytics (the gateways' feeds drop it), and a publish with its deliveries (the
-	// broker, every gateway's sidecar, analytics and MySQL) in the middle of the task's
-	// first milliseconds slowed them; a task whose gateway dies before publishing it has
-	// it published by its first start or cancel (task.Accepted).
+	// at the soonest, and before twice that, with the others due, in one bulk publish (0:
+	// at once, one publish in flight at a time). The answer does not wait for it: the
+	// event is for analytics (the gateways' feeds drop it), and a publish with its
+	// deliveries (the broker, every gateway's sidecar, analytics and MySQL) in the middle
+	// of the task's first milliseconds slowed them; a task whose gateway dies before
+	// publishing it has it published by its first start or cancel (task.Accepted).
 	AcceptedDelay time.Duration
 }
 
@@ -132,14 +132,15 @@ func (b *DaprBackend) AcceptedSeen(id uuid.UUID) {
 // (Flush): so every task has that long to start and carry its event itself.
 func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event) error {
 	var evs, young []task.Event
-	due := time.Now().Add(-b.acceptedDelay)
+	now := time.Now()
+	due := now.Add(-b.acceptedDelay)
 	flushing := b.flushing.Load()
 	b.waitMu.Lock()
 	for _, e := range slices.Concat(passes...) {
 		switch {
 		case b.waiting[e.TaskID]:
 			delete(b.waiting, e.TaskID)
-		case !flushing && e.Time.After(due):
+		case !flushing && e.Time.After(due) && !e.Time.After(now): // (a time ahead of now: the clock was set back)
 			young = append(young, e)
 		default:
 			evs = append(evs, e)
