@@ -19,6 +19,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // Backend is what the API needs of the gateway's Dapr-backed services. It returns
@@ -157,6 +158,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		ID: uuid.New(), Type: req.Task, Payload: req.Payload, Directory: req.Directory, MaxAttempts: a.cfg.MaxAttempts,
 		Owner: owner,
 	}, time.Now())
+	steps.Mark(rec.ID, steps.Accepted)
 	key := req.IdempotencyKey
 	if key != "" && owner != "" {
 		key = owner + "/" + key // each key's idempotency keys are its own

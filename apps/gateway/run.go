@@ -16,6 +16,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // dispatchTimeout bounds one push of an assignment to a worker slot.
@@ -55,6 +56,11 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 		var reply queue.PushReply
 		// Any slot of the node takes the call: the first slot named, or slot 0 when all
 		// the grants are for the node's buffer.
+		for _, g := range grants {
+			if g.Assignment.Attempt == 1 {
+				steps.Mark(g.Assignment.TaskID, steps.Pushed)
+			}
+		}
 		via := node + "-0"
 		if i := slices.IndexFunc(grants, func(g queue.Grant) bool { return g.Slot != "" }); i >= 0 {
 			via = grants[i].Slot
@@ -95,6 +101,9 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 				continue
 			}
 			api.Observe(e)
+			if e.Kind == events.KindCompleted {
+				steps.Mark(e.TaskID, steps.Fed)
+			}
 			if e.Kind != events.KindAttemptFailed {
 				hub.Publish(updateFromEvent(e))
 			}

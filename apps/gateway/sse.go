@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // errHubClosed ends the streams when the server shuts down.
@@ -89,6 +90,9 @@ func (a *API) handleEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	err = s.run(ctx, updates, a.cfg.HeartbeatInterval)
+	if err == nil && s.view.Status == task.StatusCompleted {
+		steps.Mark(id, steps.Notified)
+	}
 	a.logger.DebugContext(ctx, "event stream ended", "task_id", id, "events", s.sent, "reason", endReason(err))
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // MaxBatchBytesDefault bounds one store request: a batch of results with their JSON
@@ -121,11 +122,20 @@ func (k *Keeper) Store(ctx context.Context, b task.StoreBatch) task.StoreReply {
 			ids = append(ids, req.TaskID)
 		}
 	}
+	mark := func(step string) {
+		for _, id := range ids {
+			steps.Mark(id, step)
+		}
+	}
+	mark(steps.Arrived)
 	read := make(chan taskstore.Prefetched, 1)
 	go func() { read <- k.tasks.Prefetch(ctx, ids) }()
 	k.write(ctx, items)
+	mark(steps.Written)
 	k.complete(ctx, items, <-read)
+	mark(steps.Recorded)
 	k.publish(ctx, items)
+	mark(steps.Published)
 	reply := task.StoreReply{Outcomes: make([]task.StoreOutcome, len(items))}
 	for i, it := range items {
 		if it.repeatOf >= 0 {

@@ -15,6 +15,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/retry"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // run takes attempt a through its life on this node: start (record it running), compute,
@@ -80,6 +81,7 @@ func (n *Node) run(a *attempt) {
 	}()
 
 	computing := time.Now().UTC()
+	steps.Mark(a.grant.Assignment.TaskID, steps.Computing)
 	a.out = n.exec.Execute(a.ctx, spec.Type, spec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a, started))
 	if a.cancelled.Load() && a.out.Failure != "" {
 		a.out.Failure = FailureCancelled // stopped because its task was cancelled: not a failure
@@ -393,6 +395,9 @@ func (n *Node) deliverBatch(ctx context.Context, as []*attempt) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, deliverTimeout)
 	defer cancel()
+	for _, r := range reqs {
+		steps.Mark(r.TaskID, steps.Storing)
+	}
 	outs, err := n.svc.Results.Store(ctx, reqs)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/actorhost"
 	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // SlotActor is this node's Worker actor type ("Worker.<node>"): each actor id is one
@@ -42,6 +43,9 @@ func (s *SlotActor) Invoke(ctx context.Context, slot, method string, body []byte
 	}
 	// Taken means held: the queue's lease covers it from here, so the answer does not
 	// wait for the start to be recorded.
+	for _, g := range req.Grants {
+		steps.Mark(g.Assignment.TaskID, steps.Received)
+	}
 	refused := s.node.Pushed(req.Grants)
 	if s.logger.Enabled(ctx, slog.LevelDebug) { // the ids are built for the line only
 		s.logger.DebugContext(ctx, "pushed attempts", "attempts", queue.AttemptIDs(req.Grants), "refused", refused)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -59,6 +60,11 @@ func run() error {
 	})
 	flag.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "LOG_LEVEL of the apps")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "write CPU profiles of every app and daprd, taken during each burst and paced run, into this directory")
+	flag.Func("steps", "have every app stamp each task's steps in this file (emptied before each paced run) and report the time between them (the stamps cost the apps a write each)", func(v string) error {
+		p, err := filepath.Abs(v)
+		cfg.Steps = p
+		return err
+	})
 	verbose := flag.Bool("v", false, "print the stack's progress")
 	keep := flag.Bool("keep", false, "keep the stack's directory (logs, data) afterwards")
 	flag.Parse()

@@ -14,6 +14,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
 	"github.com/taskgrid/taskgrid/internal/platform/retry"
 	"github.com/taskgrid/taskgrid/internal/platform/runner"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 	"github.com/taskgrid/taskgrid/internal/platform/telemetry"
 )
 
@@ -63,6 +64,9 @@ type App struct {
 // NewApp builds the registry, the HTTP server with its operational routes, and a lazily
 // connecting sidecar client whose readiness /readyz reports.
 func NewApp(logger *slog.Logger, cfg Config) (*App, error) {
+	if err := steps.Open(cfg.StepLog); err != nil {
+		return nil, err
+	}
 	reg := telemetry.NewRegistry(cfg.AppID)
 	srv := New(logger, cfg, reg)
 	client, err := sidecar.New(cfg.Sidecar)

@@ -30,6 +30,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
 	"github.com/taskgrid/taskgrid/internal/platform/runner"
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
 
 // Config is what every app reads from its environment. dapr run exports APP_ID,
@@ -53,6 +54,9 @@ type Config struct {
 	Sidecar  sidecar.Config
 	// Profiling serves Go's pprof under /debug/pprof (PROFILING=true); off by default.
 	Profiling bool
+	// StepLog (STEP_LOG), when set, is the file the steps of tasks' ways are stamped in
+	// (package steps, for make bench's -steps); off by default.
+	StepLog string
 }
 
 // LoadConfig reads the common configuration; defaultID and defaultPort apply when
@@ -69,6 +73,7 @@ func LoadConfig(r *env.Reader, defaultID string, defaultPort int) Config {
 		LogLevel:   r.String("LOG_LEVEL", "info"),
 		Sidecar:    sidecar.LoadConfig(r),
 		Profiling:  r.Bool("PROFILING", false),
+		StepLog:    r.String(steps.Env, ""),
 	}
 	if c.Port == c.PublicPort && c.Host == c.PublicHost {
 		r.Fail("PUBLIC_PORT", strconv.Itoa(c.PublicPort), "a port other than APP_PORT (the app channel)")

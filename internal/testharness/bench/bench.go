@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskgrid/taskgrid/internal/platform/steps"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
@@ -61,6 +62,9 @@ type Config struct {
 	// ProfileDir, when set, runs the stack with pprof on and writes a CPU profile of
 	// every app and daprd, taken during each burst, into it.
 	ProfileDir string
+	// Steps, when set, is a file every app stamps each task's steps in (STEP_LOG, package
+	// steps); each paced and paced-light run then reports the time between the steps.
+	Steps string
 }
 
 // DefaultConfig is the full benchmark.
@@ -273,6 +277,11 @@ func Run(ctx context.Context, cfg Config, logf func(string, ...any)) (*Report, e
 	startCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	// The burst follows every task on its own event stream, all from 127.0.0.1: no caps.
 	gatewayEnv := map[string]string{"LOG_LEVEL": cfg.LogLevel, "SSE_MAX_STREAMS": "0", "SSE_MAX_STREAMS_PER_CLIENT": "0"}
+	if cfg.Steps != "" {
+		for _, m := range []map[string]string{env, logEnv, gatewayEnv} {
+			m[steps.Env] = cfg.Steps
+		}
+	}
 	st, err := stacktest.Start(startCtx, stacktest.Options{Logf: logf, Profiling: cfg.ProfileDir != "", AppEnv: map[string]map[string]string{
 		"worker": env, "gateway": gatewayEnv, "storekeeper": logEnv, "analytics": logEnv,
 	}})

@@ -358,6 +358,9 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	var ts timings
 	n := max(int(c.PacedDuration.Seconds()*float64(rate)), 1)
 	ref := referenceWork()
+	if err := resetSteps(c.Steps); err != nil {
+		return nil, err
+	}
 	w, err := startWindow(ctx, e.Stack)
 	if err != nil {
 		return nil, err
@@ -410,5 +413,9 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	if err != nil {
 		return nil, err
 	}
-	return append(ms, spent...), nil
+	way, err := stepMeasures(c.Steps)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(ms, spent...), way...), nil
 }
