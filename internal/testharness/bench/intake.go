@@ -2,16 +2,16 @@ package bench
 
 import (
 	"context"
-	"maps"
 	"time"
 
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
-// intake is the lifecycle events the analytics apps have taken in, by kind, repeats
-// included (the ledger ignores a repeat, but it was published, delivered and read): a
-// task's events are three (accepted, started, completed) where none went out twice.
-type intake map[string]float64
+// intake is what the analytics apps have taken in, repeats included (the ledger
+// ignores a repeat, but it was published, delivered and read): every lifecycle event,
+// the accepted ones, the completions. A task's events are three (accepted, started,
+// completed) where none went out twice.
+type intake struct{ all, accepted, completed float64 }
 
 // ingestedMetric counts the events an analytics app took in, by kind.
 const ingestedMetric = "taskgrid_analytics_events_ingested_total"
@@ -27,21 +27,15 @@ const (
 
 // scrapeIntake reads what every analytics app of the stack has taken in.
 func scrapeIntake(ctx context.Context, st *stacktest.Stack) (intake, error) {
-	in := intake{}
+	var in intake
 	for _, a := range st.Apps("analytics") {
 		m, err := stacktest.ScrapeMetrics(ctx, a.BaseURL())
 		if err != nil {
-			return nil, err
+			return intake{}, err
 		}
-		for series, v := range m {
-			name, labels, err := parseSeries(series)
-			if err != nil {
-				return nil, err
-			}
-			if name == ingestedMetric {
-				in[labels["kind"]] += v
-			}
-		}
+		in.all += m.Sum(ingestedMetric)
+		in.accepted += m.Sum(ingestedMetric, `kind="accepted"`)
+		in.completed += m.Sum(ingestedMetric, `kind="completed"`)
 	}
 	return in, nil
 }
@@ -51,24 +45,24 @@ func scrapeIntake(ctx context.Context, st *stacktest.Stack) (intake, error) {
 func settledIntake(ctx context.Context, st *stacktest.Stack, before intake, tasks int) (intake, error) {
 	last, err := scrapeIntake(ctx, st)
 	if err != nil {
-		return nil, err
+		return intake{}, err
 	}
 	quietSince := time.Now()
 	for deadline := time.Now().Add(intakeSettle); time.Now().Before(deadline); {
-		complete := growth(before["completed"], last["completed"]) >= float64(tasks)
+		complete := growth(before.completed, last.completed) >= float64(tasks)
 		if complete && time.Since(quietSince) >= intakeQuiet {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return intake{}, ctx.Err()
 		case <-time.After(intakeQuiet / 4):
 		}
 		cur, err := scrapeIntake(ctx, st)
 		if err != nil {
-			return nil, err
+			return intake{}, err
 		}
-		if !maps.Equal(cur, last) {
+		if cur != last {
 			last, quietSince = cur, time.Now()
 		}
 	}
@@ -86,12 +80,8 @@ const (
 // first start publish it; see README, "Gateway").
 func intakeMeasures(before, after intake, tasks int) []Measure {
 	n := float64(max(tasks, 1))
-	var all float64
-	for kind, v := range after {
-		all += growth(before[kind], v)
-	}
 	return []Measure{
-		{Name: intakeAllName, Unit: "events", Value: all / n},
-		{Name: intakeAcceptedName, Unit: "events", Value: growth(before["accepted"], after["accepted"]) / n},
+		{Name: intakeAllName, Unit: "events", Value: growth(before.all, after.all) / n},
+		{Name: intakeAcceptedName, Unit: "events", Value: growth(before.accepted, after.accepted) / n},
 	}
 }

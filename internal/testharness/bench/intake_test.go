@@ -12,10 +12,10 @@ func TestIntakeMeasures(t *testing.T) {
 		tasks         int
 		all, accepted float64
 	}{
-		{"three a task", intake{}, intake{"accepted": 100, "started": 100, "completed": 100}, 100, 3, 1},
-		{"accepted twice", intake{"accepted": 50, "started": 40}, intake{"accepted": 250, "started": 140, "completed": 100}, 100, 4, 2},
-		{"an app restarted: its counters start again", intake{"accepted": 500, "completed": 500}, intake{"accepted": 10, "completed": 10}, 10, 2, 1},
-		{"no tasks", intake{}, intake{"accepted": 3}, 0, 3, 3},
+		{"three a task", intake{}, intake{all: 300, accepted: 100, completed: 100}, 100, 3, 1},
+		{"accepted twice", intake{all: 90, accepted: 50}, intake{all: 490, accepted: 250, completed: 100}, 100, 4, 2},
+		{"an app restarted: its counters start again", intake{all: 1000, accepted: 500, completed: 500}, intake{all: 20, accepted: 10, completed: 10}, 10, 2, 1},
+		{"no tasks", intake{}, intake{all: 3, accepted: 3}, 0, 3, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
