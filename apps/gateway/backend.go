@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,12 +47,10 @@ type DaprBackend struct {
 	// one call: fewer calls per task under load, for the same wait. Passes that follow one
 	// another start SubmitSpacing apart.
 	submissions *batch.Batcher[*submission]
-	// accepted publishes the accepted events of the passes (through the outbox) in one
-	// bulk publish AcceptedDelay after the first of them, those that have waited
-	// AcceptedDelay (the others wait for the next): see BackendOptions.
-	accepted      *batch.Batcher[[]task.Event]
-	acceptedDelay time.Duration
-	flushing      atomic.Bool // set by Flush: what waits goes out at once
+	// accepted publishes the accepted events of the passes (through the outbox), each
+	// once it has waited AcceptedDelay, in one bulk publish per delay at most (a
+	// Delayed batcher): see BackendOptions.
+	accepted *batch.Batcher[[]task.Event]
 	// waiting are the tasks whose accepted events wait in accepted: true once the feed
 	// delivered the event from its task's first start (AcceptedSeen), which makes
 	// publishing it again pointless.
@@ -98,7 +95,6 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchS
 	})
 	b.submissions = batch.New(context.Background(), enqueueBatchMax, b.submitBatch).Spaced(opts.SubmitSpacing)
 	b.accepted = batch.New(context.Background(), 0, b.publishAccepted).Delayed(opts.AcceptedDelay)
-	b.acceptedDelay = opts.AcceptedDelay
 	b.waiting = map[uuid.UUID]bool{}
 	return b
 }
@@ -125,32 +121,20 @@ func (b *DaprBackend) AcceptedSeen(id uuid.UUID) {
 	}
 }
 
-// publishAccepted publishes the accepted events of passes the feed has not delivered
-// already in one send (the outbox spools what the broker does not take). An event that has
-// not waited AcceptedDelay yet (a call goes AcceptedDelay after its first event, with
-// every one that came meanwhile) waits for the next call, unless the gateway is stopping
-// (Flush): so every task has that long to start and carry its event itself.
+// publishAccepted publishes the accepted events of passes, those the feed has not
+// delivered already, in one send (the outbox spools what the broker does not take).
+// Each has waited AcceptedDelay (unless the gateway is stopping, see Flush): so every
+// task has had that long to start and carry its event itself.
 func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event) error {
-	var evs, young []task.Event
-	now := time.Now()
-	due := now.Add(-b.acceptedDelay)
-	flushing := b.flushing.Load()
+	var evs []task.Event
 	b.waitMu.Lock()
 	for _, e := range slices.Concat(passes...) {
-		switch {
-		case b.waiting[e.TaskID]:
-			delete(b.waiting, e.TaskID)
-		case !flushing && e.Time.After(due) && !e.Time.After(now): // (a time ahead of now: the clock was set back)
-			young = append(young, e)
-		default:
+		if !b.waiting[e.TaskID] {
 			evs = append(evs, e)
-			delete(b.waiting, e.TaskID)
 		}
+		delete(b.waiting, e.TaskID)
 	}
 	b.waitMu.Unlock()
-	if len(young) > 0 {
-		b.accepted.Add(young)
-	}
 	if len(evs) == 0 {
 		return nil
 	}
@@ -165,7 +149,7 @@ func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event
 // Flush publishes the accepted events that wait for their delay, and waits for them,
 // until ctx ends: on shutdown, while the sidecar is there.
 func (b *DaprBackend) Flush(ctx context.Context) {
-	b.flushing.Store(true)
+	b.accepted.Flush()
 	for !b.accepted.Idle() {
 		select {
 		case <-ctx.Done():

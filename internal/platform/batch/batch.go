@@ -18,16 +18,17 @@ type Batcher[T any] struct {
 	ctx context.Context
 
 	// spacing: while calls follow one another, the next starts no sooner than this
-	// after the last one started (see Spaced); delay: every call starts no sooner than
-	// this after its first item came (see Delayed); full wakes either wait when a whole
-	// call's worth has gathered.
+	// after the last one started (see Spaced); delay: every item waits this long at the
+	// least, and calls go this far apart (see Delayed); full wakes either wait when a
+	// whole call's worth has gathered, or when Flush was called.
 	spacing time.Duration
 	delay   time.Duration
 	full    chan struct{}
 
-	mu      sync.Mutex
-	pending []waiter[T]
-	running bool
+	mu       sync.Mutex
+	pending  []waiter[T]
+	running  bool
+	flushing bool // set by Flush: no more waits
 }
 
 type waiter[T any] struct {
@@ -56,11 +57,14 @@ func (b *Batcher[T]) Spaced(d time.Duration) *Batcher[T] {
 	return b
 }
 
-// Delayed makes every call start no sooner than d after the first of its items came,
-// so that each call gathers d's worth of items however few come: for work nobody waits
-// for (events kept for later reading), fewer calls, and none of them in the way of the
-// work that made the items. A call of max items goes at once. d <= 0 leaves b as it is.
-// It returns b; call it before the first Do or Add.
+// Delayed makes every item wait d at the least: a call goes d after the oldest waiting
+// item came, and no sooner than d after the call before it, and takes every item that
+// has waited d by then; the others wait for the next call, so an item waits less than
+// 2d. Each call gathers about d's worth of items however few come: for work nobody waits
+// for (events kept for later reading), fewer calls, none of them in the way of the work
+// that made the items, and time for an item to become pointless (its call may drop
+// it). A call of max items goes at once, and Flush ends every wait. d <= 0 leaves b as
+// it is. It returns b; call it before the first Do or Add.
 func (b *Batcher[T]) Delayed(d time.Duration) *Batcher[T] {
 	if d > 0 {
 		b.delay = d
@@ -89,10 +93,10 @@ func (b *Batcher[T]) Do(ctx context.Context, item T) error {
 func (b *Batcher[T]) Add(item T) { b.add(waiter[T]{item: item}) }
 
 func (b *Batcher[T]) add(w waiter[T]) {
-	if b.delay > 0 {
-		w.at = time.Now()
-	}
 	b.mu.Lock()
+	if b.delay > 0 {
+		w.at = time.Now() // under the lock: pending stays in the order of at
+	}
 	b.pending = append(b.pending, w)
 	if b.full != nil && b.max > 0 && len(b.pending) == b.max {
 		select {
@@ -109,7 +113,7 @@ func (b *Batcher[T]) add(w waiter[T]) {
 
 // loop makes calls until nothing is pending.
 func (b *Batcher[T]) loop() {
-	var last time.Time // when the last call started (with spacing)
+	var last time.Time // when the last call started (with spacing or a delay)
 	for {
 		b.mu.Lock()
 		if len(b.pending) == 0 {
@@ -117,23 +121,15 @@ func (b *Batcher[T]) loop() {
 			b.mu.Unlock()
 			return
 		}
-		var start time.Time // no sooner than this
-		if !last.IsZero() {
-			start = last.Add(b.spacing) // items gathered during the last call: more may come
-		}
-		if b.delay > 0 {
-			if t := b.pending[0].at.Add(b.delay); t.After(start) {
-				start = t
-			}
-		}
-		if !start.IsZero() {
+		if start := b.startLocked(last); !start.IsZero() {
 			b.mu.Unlock()
 			b.waitUntil(start)
 			b.mu.Lock()
 		}
-		n := len(b.pending)
-		if b.max > 0 {
-			n = min(n, b.max)
+		n := b.takeLocked()
+		if n == 0 { // woken before any item was due (a call's worth was taken since the signal)
+			b.mu.Unlock()
+			continue
 		}
 		batch := b.pending[:n:n]
 		b.pending = append([]waiter[T](nil), b.pending[n:]...)
@@ -145,7 +141,7 @@ func (b *Batcher[T]) loop() {
 		}
 		b.mu.Unlock()
 
-		if b.spacing > 0 {
+		if b.spacing > 0 || b.delay > 0 {
 			last = time.Now()
 		}
 		items := make([]T, len(batch))
@@ -157,6 +153,56 @@ func (b *Batcher[T]) loop() {
 			if w.done != nil {
 				w.done <- err
 			}
+		}
+	}
+}
+
+// startLocked is when the next call may start (zero: at once), given when the last one
+// started (zero: none since the loop began).
+func (b *Batcher[T]) startLocked(last time.Time) time.Time {
+	if b.flushing {
+		return time.Time{}
+	}
+	var start time.Time
+	if !last.IsZero() {
+		start = last.Add(max(b.spacing, b.delay)) // items gathered during the last call: more may come
+	}
+	if b.delay > 0 {
+		if t := b.pending[0].at.Add(b.delay); t.After(start) {
+			start = t
+		}
+	}
+	return start
+}
+
+// takeLocked is how many of the pending items the next call takes: up to max, and
+// with a delay only those that have waited it (all of them once Flush was called, a
+// whole call's worth whatever their age).
+func (b *Batcher[T]) takeLocked() int {
+	n := len(b.pending)
+	if b.max > 0 && n >= b.max {
+		return b.max
+	}
+	if b.delay > 0 && !b.flushing {
+		due := time.Now().Add(-b.delay)
+		n = 0
+		for n < len(b.pending) && !b.pending[n].at.After(due) {
+			n++
+		}
+	}
+	return n
+}
+
+// Flush ends every wait: what is pending goes with the next call, at once, and so
+// does what comes later (for a batcher that is shutting down).
+func (b *Batcher[T]) Flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushing = true
+	if b.full != nil {
+		select {
+		case b.full <- struct{}{}:
+		default:
 		}
 	}
 }

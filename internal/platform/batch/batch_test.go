@@ -227,10 +227,11 @@ func TestSpacedZeroIsOff(t *testing.T) {
 	}
 }
 
-// With a delay, every call waits that long after its first item came, a lone one too,
-// and takes what came meanwhile; an item that comes later starts the next wait. Add sends
-// without waiting, Do waits for its call.
-func TestDelayedCallsWaitAfterTheirFirstItem(t *testing.T) {
+// With a delay, every item waits that long at the least, a lone one too: a call goes
+// when the oldest item has waited it, no sooner than the delay after the call before,
+// and takes only the items that have waited it; the others wait for the next call. Add
+// sends without waiting, Do waits for its call.
+func TestDelayedItemsWaitTheDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		type call struct {
 			at    time.Duration
@@ -249,16 +250,82 @@ func TestDelayedCallsWaitAfterTheirFirstItem(t *testing.T) {
 		if len(calls) != 0 {
 			t.Fatalf("calls %v before the delay", calls)
 		}
-		time.Sleep(100 * time.Millisecond) // the first call went at 50 ms
+		time.Sleep(100 * time.Millisecond) // 1 went at 50 ms; 2, due at 70, at 100 (50 after the call before)
 		if err := b.Do(t.Context(), 3); err != nil {
 			t.Fatal(err)
 		}
-		want := []call{{50 * time.Millisecond, []int{1, 2}}, {170 * time.Millisecond, []int{3}}}
+		want := []call{{50 * time.Millisecond, []int{1}}, {100 * time.Millisecond, []int{2}}, {170 * time.Millisecond, []int{3}}}
 		if !slices.EqualFunc(calls, want, func(a, b call) bool { return a.at == b.at && slices.Equal(a.items, b.items) }) {
 			t.Fatalf("calls %v, want %v", calls, want)
 		}
 		if !b.Idle() {
 			t.Error("not idle after its calls")
+		}
+	})
+}
+
+// Items that come during a delay's wait go together once each has waited it: at a
+// steady pace, one call per delay, each item waiting between one and two delays.
+func TestDelayedCallsGoOnePerDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const d = 100 * time.Millisecond
+		var calls [][]time.Duration // each call's items: when they came
+		start := time.Now()
+		b := New(t.Context(), 0, func(_ context.Context, items []time.Duration) error {
+			waits := make([]time.Duration, len(items))
+			for i, at := range items {
+				waits[i] = time.Since(start) - at
+			}
+			calls = append(calls, waits)
+			return nil
+		}).Delayed(d)
+		for range 30 { // one item every 10 ms for 300 ms
+			b.Add(time.Since(start))
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(3 * d)
+		synctest.Wait()
+		n := 0
+		for _, waits := range calls {
+			for _, w := range waits {
+				n++
+				if w < d || w >= 2*d {
+					t.Errorf("an item waited %v, want [%v, %v)", w, d, 2*d)
+				}
+			}
+		}
+		if n != 30 {
+			t.Errorf("%d items went out, want 30", n)
+		}
+		if len(calls) != 4 { // at 100, 200, 300 and 400 ms
+			t.Errorf("%d calls, want 4: %v", len(calls), calls)
+		}
+	})
+}
+
+// Flush ends the waits: what is pending goes at once, and so does what comes later.
+func TestDelayedFlush(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls [][]int
+		b := New(t.Context(), 0, func(_ context.Context, items []int) error {
+			calls = append(calls, items)
+			return nil
+		}).Delayed(time.Hour)
+		b.Add(1)
+		b.Add(2)
+		synctest.Wait()
+		if len(calls) != 0 {
+			t.Fatalf("calls %v before the delay", calls)
+		}
+		b.Flush()
+		synctest.Wait()
+		if len(calls) != 1 || !slices.Equal(calls[0], []int{1, 2}) {
+			t.Fatalf("calls %v after Flush, want [[1 2]]", calls)
+		}
+		b.Add(3)
+		synctest.Wait()
+		if len(calls) != 2 || !slices.Equal(calls[1], []int{3}) {
+			t.Fatalf("calls %v, want [[1 2] [3]]: an item added after Flush waits", calls)
 		}
 	})
 }
