@@ -43,7 +43,7 @@ type Setting struct {
 // WriteTable prints the report: the scenarios (with their settings), the main table
 // of figures (median, min, max), then the breakdowns, every figure of the JSON once:
 // CPU per task by process group, sidecar calls per task by kind and latency by leg, a column per
-// scenario, and taskgrid's burst against River's beside River's settings.
+// scenario, taskgrid's burst against River's beside River's settings, and the targets.
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "taskgrid benchmark, %s, %d CPUs, %s, %d run(s) per scenario\n\n",
 		r.Started.Format(time.RFC3339), r.CPUs, r.GoVersion, r.Config.Runs)
@@ -83,7 +83,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := r.writeBreakdown(w, BreakdownHops, "Latency by leg, ms: the mean of each kind of call on a task's way, from daprd's histograms (median, min–max of the runs; a leg includes the legs it waits for)", hopsPrefix, "", ""); err != nil {
 		return err
 	}
-	return r.writeComparison(w)
+	if err := r.writeComparison(w); err != nil {
+		return err
+	}
+	return r.writeTargets(w)
 }
 
 // writeBreakdown prints the figures of one breakdown as rows (their names less prefix,
