@@ -128,7 +128,10 @@ func (r *Report) targetRows() []targetRow {
 	rows := make([]targetRow, 0, len(targets))
 	for _, t := range targets {
 		v, unit, ok, met := t.value(r)
-		row := targetRow{scenario: t.scenario, name: t.name, want: t.want, got: num(v) + " " + unit}
+		row := targetRow{scenario: t.scenario, name: t.name, want: t.want, got: strings.TrimSpace(num(v) + " " + strings.TrimPrefix(unit, "×"))}
+		if unit == "1 = yes" { // sustained: a yes or no, whose median of runs is a majority
+			row.got = map[bool]string{true: "yes", false: "no"}[v >= 0.5]
+		}
 		switch {
 		case !ok:
 			row.got, row.verdict = "-", verdictNotRun
