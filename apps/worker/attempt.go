@@ -112,13 +112,21 @@ func (n *Node) run(a *attempt) {
 		return
 	}
 	if a.out.Failure == "" {
-		// The slot takes its next task while the result is stored; the attempt stays
-		// held (its lease renewed) until the storekeeper has it.
+		// The slot takes its next task while the result is stored, unless the node holds
+		// too many results already (holdResult); the attempt stays held (its lease
+		// renewed) until the storekeeper has it.
+		size := a.out.Result.Size()
 		n.mu.Lock()
-		n.vacate(a)
+		vacate := n.holdResult(size)
+		if vacate {
+			n.vacate(a)
+		}
 		n.mu.Unlock()
-		n.fill()
-		n.signal()
+		defer n.dropResult(size)
+		if vacate {
+			n.fill()
+			n.signal()
+		}
 	}
 	<-started
 	if startErr != nil {

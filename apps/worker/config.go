@@ -48,6 +48,12 @@ type Config struct {
 	// serve more of them at once. A lone result goes at once. Defaults to
 	// StoreSpacingDefault; 0 turns it off.
 	StoreSpacing time.Duration
+	// HeldResultsMax and HeldBytesMax bound the results this node holds computed and not
+	// stored yet before a slot that has finished waits with its result instead of taking
+	// the next task (the storekeeper away, or its disk full): the queue backs up instead
+	// of the node's memory. Default to 256 results and 64 MiB.
+	HeldResultsMax int
+	HeldBytesMax   int
 	// DrainTimeout bounds how long a stopping worker waits for running attempts before
 	// giving them back to the queue. Defaults to 30s.
 	DrainTimeout time.Duration
@@ -68,6 +74,8 @@ func Load(getenv func(string) string) (Config, error) {
 		DrainTimeout: r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
 		FaultRate:    r.Float("WORKER_FAULT_RATE", 0, 0, 1),
 	}
+	cfg.HeldResultsMax = r.Int("HELD_RESULTS_MAX", HeldResultsMaxDefault, 1, 1<<20)
+	cfg.HeldBytesMax = r.Int("HELD_RESULTS_MAX_BYTES", HeldBytesMaxDefault, 1, 1<<40)
 	cfg.Prefetch = r.Int("PREFETCH", cfg.PoolSize, 0, 4096)
 	cfg.PrefetchHorizon = r.Duration("PREFETCH_HORIZON", PrefetchHorizonDefault, 0, 10*time.Second)
 	cfg.SyncGap = r.Duration("SYNC_GAP", SyncGapDefault, 0, queue.HeartbeatInterval)

@@ -36,6 +36,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.StoreSpacing != 30*time.Millisecond {
 		t.Errorf("StoreSpacing = %s, want 30ms", cfg.StoreSpacing)
 	}
+	if cfg.HeldResultsMax != 256 || cfg.HeldBytesMax != 64<<20 {
+		t.Errorf("HeldResultsMax, HeldBytesMax = %d, %d; want 256, 64 MiB", cfg.HeldResultsMax, cfg.HeldBytesMax)
+	}
 	if cfg.AppID != "worker" || cfg.PublicPort != 8081 || cfg.Port != 8091 {
 		t.Errorf("AppID, PublicPort, Port = %q, %d, %d; want worker, 8081, 8091", cfg.AppID, cfg.PublicPort, cfg.Port)
 	}
@@ -93,6 +96,10 @@ func TestLoadErrors(t *testing.T) {
 		{"STORE_SPACING", "-1ms"},
 		{"STORE_SPACING", "1001ms"},
 		{"STORE_SPACING", "30"},
+		{"HELD_RESULTS_MAX", "0"},
+		{"HELD_RESULTS_MAX", "1048577"},
+		{"HELD_RESULTS_MAX_BYTES", "0"},
+		{"HELD_RESULTS_MAX_BYTES", "64MiB"},
 		{"APP_PORT", "0"},
 		{"DAPR_GRPC_PORT", "70000"},
 	}
@@ -113,12 +120,16 @@ func TestLoadErrors(t *testing.T) {
 		t.Parallel()
 		cfg, err := Load(getenv(map[string]string{
 			"POOL_SIZE": "1024", "WORKER_FAULT_RATE": "1", "DRAIN_TIMEOUT": "1h", "SYNC_GAP": "500ms", "STORE_SPACING": "1s",
+			"HELD_RESULTS_MAX": "1048576", "HELD_RESULTS_MAX_BYTES": "1099511627776",
 		}))
 		if err != nil {
 			t.Fatalf("Load = %v", err)
 		}
 		if cfg.PoolSize != 1024 || cfg.FaultRate != 1 || cfg.DrainTimeout != time.Hour || cfg.SyncGap != 500*time.Millisecond || cfg.StoreSpacing != time.Second {
 			t.Errorf("cfg = %d %v %s %s %s, want 1024 1 1h 500ms 1s", cfg.PoolSize, cfg.FaultRate, cfg.DrainTimeout, cfg.SyncGap, cfg.StoreSpacing)
+		}
+		if cfg.HeldResultsMax != 1<<20 || cfg.HeldBytesMax != 1<<40 {
+			t.Errorf("HeldResultsMax, HeldBytesMax = %d, %d; want 1048576, 1 TiB", cfg.HeldResultsMax, cfg.HeldBytesMax)
 		}
 	})
 

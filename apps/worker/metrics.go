@@ -20,9 +20,9 @@ type Metrics struct {
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
 
-// NewMetrics registers the worker's metrics; busy reports running attempts and pool the
-// slots this node contributes.
-func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
+// NewMetrics registers the worker's metrics; busy reports running attempts, pool the
+// slots this node contributes and held the results it holds not stored yet (Node.HeldResults).
+func NewMetrics(reg prometheus.Registerer, pool int, busy func() int, held func() (int, int64)) *Metrics {
 	m := &Metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "taskgrid_worker_attempts_total", Help: "Attempts finished in this process, by task type and outcome (ok or a failure kind).",
@@ -55,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer, pool int, busy func() int) *Metrics {
 			func() float64 { return float64(pool - busy()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_pool_size", Help: "Worker slots this node adds to the pool."},
 			func() float64 { return float64(pool) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_results_held", Help: "Results this node holds computed and not stored yet."},
+			func() float64 { n, _ := held(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "taskgrid_worker_results_held_bytes", Help: "Bytes of the results this node holds computed and not stored yet."},
+			func() float64 { _, b := held(); return float64(b) }),
 	)
 	return m
 }

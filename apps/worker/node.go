@@ -110,6 +110,14 @@ type Node struct {
 	syncing bool
 	midSync []queue.Grant
 
+	// heldResultsMax and heldBytesMax bound the results a node holds computed and not
+	// stored yet (see holdResult); heldResults and heldBytes are those it holds, guarded
+	// by mu.
+	heldResultsMax int
+	heldBytesMax   int64
+	heldResults    int
+	heldBytes      int64
+
 	mu       sync.Mutex
 	seen     uint64                      // highest lease number received
 	busy     map[string]*attempt         // slot → attempt computing on it
@@ -153,6 +161,7 @@ func NewNode(logger *slog.Logger, name string, slots []string, exec *Executor, s
 		logger: logger.With("component", "node"), name: name, slots: slots, incarnation: uuid.NewString(),
 		exec: exec, svc: svc, metrics: metrics, progressEvery: ProgressIntervalDefault, restartAfter: time.Second,
 		startGrace: StartGraceDefault, syncGap: SyncGapDefault,
+		heldResultsMax: HeldResultsMaxDefault, heldBytesMax: HeldBytesMaxDefault,
 		prefetch: len(slots), horizon: PrefetchHorizonDefault,
 		ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1),
 		busy: map[string]*attempt{}, held: map[task.AttemptID]*attempt{}, down: map[string]time.Time{},
@@ -171,6 +180,12 @@ const (
 	// StartGraceDefault is how long a task with a spec computes before the worker
 	// records its start; a shorter one has its start recorded with its result.
 	StartGraceDefault = 5 * time.Millisecond
+	// HeldResultsMaxDefault and HeldBytesMaxDefault bound the results a node holds
+	// computed and not stored yet before its slots wait with theirs (see holdResult):
+	// a storekeeper call carries up to batchMax results, and under load a node holds
+	// a few dozen at most.
+	HeldResultsMaxDefault = batchMax
+	HeldBytesMaxDefault   = 64 << 20
 	// ProgressIntervalDefault is the most often a running attempt publishes progress.
 	ProgressIntervalDefault = 250 * time.Millisecond
 	// syncTimeout bounds one sync: a sync that takes longer than the lease TTL would
@@ -380,6 +395,36 @@ func (n *Node) release(a *attempt) {
 	delete(n.held, a.id())
 	n.buffer = slices.DeleteFunc(n.buffer, func(b *attempt) bool { return b == a })
 	n.vacate(a)
+}
+
+// holdResult counts a result of size bytes as held, computed and not stored yet, and
+// reports whether its slot may take the next task while it is stored: only while the
+// node holds fewer than heldResultsMax results and heldBytesMax bytes with it. Past
+// that (the storekeeper away, or its disk full) the slot waits with its result, so that
+// the queue backs up instead of the node's memory, and a storekeeper that comes back
+// finds a node's worth of results, not the queue's. Call with mu held; dropResult when
+// the result is stored or given up.
+func (n *Node) holdResult(size int64) (vacate bool) {
+	vacate = n.heldResults < n.heldResultsMax && n.heldBytes+size <= n.heldBytesMax
+	n.heldResults++
+	n.heldBytes += size
+	return vacate
+}
+
+// dropResult is the end of a result counted by holdResult.
+func (n *Node) dropResult(size int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.heldResults--
+	n.heldBytes -= size
+}
+
+// HeldResults is how many results the node holds computed and not stored yet, and
+// their bytes.
+func (n *Node) HeldResults() (int, int64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.heldResults, n.heldBytes
 }
 
 // vacate frees a's slot if a still computes on it. Call with mu held (then fill).

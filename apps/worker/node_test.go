@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -202,7 +203,7 @@ func newNodeEnv(t *testing.T, slots ...string) *nodeEnv {
 	svc := Services{Queue: e.queue, Records: e.records, Results: e.results, Events: e.events, Progress: e.events}
 	var n *Node
 	e.reg = prometheus.NewRegistry()
-	metrics := NewMetrics(e.reg, len(slots), func() int { return n.Busy() })
+	metrics := NewMetrics(e.reg, len(slots), func() int { return n.Busy() }, func() (int, int64) { return n.HeldResults() })
 	n = NewNode(logger, "vm", slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
 	e.node = n
 	return e
@@ -1021,6 +1022,71 @@ func TestStoreSpacing(t *testing.T) {
 				gap := e.results.at[1].Sub(e.results.at[0])
 				if want := max(spacing, time.Millisecond); gap != want {
 					t.Errorf("second call %v after the first, want %v", gap, want)
+				}
+			})
+		})
+	}
+}
+
+// While the storekeeper takes no result, a slot whose task is done takes the next one
+// only while the node holds fewer than heldResultsMax results not stored (and fewer
+// bytes than heldBytesMax); past that it waits with its result, so the queue backs up
+// instead of the node's memory. Once results are stored again, everything goes on, each
+// task computed once.
+func TestHeldResultsBound(t *testing.T) {
+	cases := []struct {
+		name              string
+		results           int
+		bytes             int64
+		computedWhileDown int
+	}{
+		{"no bound reached", 100, 1 << 20, 6},  // every task computed, its result held
+		{"one result", 1, 1 << 20, 3},          // two slots, and one slot again after the first result
+		{"bytes", 100, 2, 3},                   // a noop result is 2 bytes: the first fits, the next do not
+		{"a result past the bytes", 100, 1, 2}, // each slot waits with its own
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newNodeEnv(t, "vm-0", "vm-1")
+				defer e.close()
+				e.node.heldResultsMax, e.node.heldBytesMax = tc.results, tc.bytes
+				e.node.prefetch = 4
+				e.results.fail = 1 << 30 // the storekeeper takes nothing for now
+				var gs []queue.Grant
+				for i := range 6 {
+					slot := ""
+					if i < 2 {
+						slot = "vm-" + strconv.Itoa(i)
+					}
+					gs = append(gs, e.submit("noop", `{}`, slot))
+				}
+				if refused := e.node.Take(gs); len(refused) != 0 {
+					t.Fatalf("refused %v", refused)
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				if got := e.computed(t, "noop"); got != tc.computedWhileDown {
+					t.Errorf("%d tasks computed while no result is stored, want %d", got, tc.computedWhileDown)
+				}
+				if held, _ := e.node.HeldResults(); held != tc.computedWhileDown {
+					t.Errorf("%d results held, want %d", held, tc.computedWhileDown)
+				}
+				e.results.mu.Lock()
+				e.results.fail = 0
+				e.results.mu.Unlock()
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				for _, g := range gs {
+					if got := e.results.stored[g.Assignment.TaskID]; got != 1 {
+						t.Errorf("task %s stored %d times, want 1", g.Assignment.TaskID, got)
+					}
+				}
+				if got := e.computed(t, "noop"); got != len(gs) {
+					t.Errorf("%d tasks computed, want %d (each once)", got, len(gs))
+				}
+				if held, bytes := e.node.HeldResults(); held != 0 || bytes != 0 {
+					t.Errorf("%d results (%d bytes) still held, want none", held, bytes)
 				}
 			})
 		})

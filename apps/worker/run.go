@@ -21,7 +21,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	}
 	outbox := app.NewOutbox()
 	var node *Node
-	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return node.Busy() })
+	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return node.Busy() }, func() (int, int64) { return node.HeldResults() })
 	svc := Services{
 		Queue:    queueactor.Client{Invoker: app.Dapr},
 		Records:  taskstore.New(app.Dapr, components.StateStore),
@@ -32,6 +32,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	slots := cfg.Slots()
 	node = NewNode(logger, cfg.NodeID, slots, &Executor{Catalog: catalog.Default()}, svc, metrics)
 	node.faults, node.prefetch, node.horizon, node.syncGap = cfg.FaultRate, cfg.Prefetch, cfg.PrefetchHorizon, cfg.SyncGap
+	node.heldResultsMax, node.heldBytesMax = cfg.HeldResultsMax, int64(cfg.HeldBytesMax)
 	node.deliveries.Spaced(cfg.StoreSpacing)
 	if cfg.FaultRate > 0 {
 		logger.Warn("fault injection on: worker processes die at random", "rate", cfg.FaultRate)

@@ -40,6 +40,15 @@ type Result struct {
 	Files  []task.File     // optional binary outputs, stored beside the JSON as <id>.<suffix>
 }
 
+// Size is the bytes of the result's JSON and files.
+func (r Result) Size() int64 {
+	n := int64(len(r.Output))
+	for _, f := range r.Files {
+		n += int64(len(f.Data))
+	}
+	return n
+}
+
 // Spec describes a type: its name, its payload schema and its default time limit.
 type Spec struct {
 	Name        string          `json:"name"`
