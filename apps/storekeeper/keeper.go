@@ -136,6 +136,7 @@ func (k *Keeper) Store(ctx context.Context, b task.StoreBatch) task.StoreReply {
 	mark(steps.Recorded)
 	k.publish(ctx, items)
 	mark(steps.Published)
+	k.logRefusals(ctx, items)
 	reply := task.StoreReply{Outcomes: make([]task.StoreOutcome, len(items))}
 	for i, it := range items {
 		if it.repeatOf >= 0 {
@@ -156,6 +157,7 @@ type item struct {
 	// repeatOf is the item of the same task earlier in the batch whose outcome this
 	// one shares (-1: none).
 	repeatOf int
+	refusal  *refusal // why it goes back to its worker, if it does
 }
 
 // recordMayLag reports whether the record of its task may still be on its way at now:
@@ -188,7 +190,7 @@ func (k *Keeper) writeOne(ctx context.Context, it *item) {
 		it.out.Rejected, it.out.Error = true, err.Error()
 		return
 	case err != nil:
-		k.fail(ctx, it, "write result", err)
+		k.fail(it, "write result", err)
 		return
 	case existed:
 		k.stored.WithLabelValues("duplicate").Inc()
@@ -201,16 +203,48 @@ func (k *Keeper) writeOne(ctx context.Context, it *item) {
 }
 
 // fail gives it an error: the worker sends the result again.
-func (k *Keeper) fail(ctx context.Context, it *item, step string, err error) {
-	k.again(ctx, it, slog.LevelError, "store failed; the worker will send the result again", step, err)
+func (k *Keeper) fail(it *item, step string, err error) {
+	k.again(it, slog.LevelError, "store failed; the worker will send the result again", step, err)
 }
 
-// again gives it an error the worker meets by sending the result again, logged at level
-// with msg.
-func (k *Keeper) again(ctx context.Context, it *item, level slog.Level, msg, step string, err error) {
+// again gives it an error the worker meets by sending the result again; Store logs it,
+// at level with msg, with the others of its kind in the batch (logRefusals).
+func (k *Keeper) again(it *item, level slog.Level, msg, step string, err error) {
 	k.stored.WithLabelValues("error").Inc()
-	k.logger.Log(ctx, level, msg, "step", step, "task_id", it.req.TaskID, "worker", it.req.Worker, "error", err)
 	it.out.Stored, it.out.Location, it.out.Error = false, nil, step+": "+err.Error()
+	it.refusal = &refusal{level: level, msg: msg, step: step, err: err}
+}
+
+// refusal is why a result was sent back to its worker, for the log.
+type refusal struct {
+	level     slog.Level
+	msg, step string
+	err       error
+}
+
+// logRefusals logs the results of a batch sent back to their workers, one line per
+// message and step with how many there were and the first one's task, worker and error:
+// a full disk refuses every result of every call, and each comes again every 2 s at
+// most, so a line per result would flood the log.
+func (k *Keeper) logRefusals(ctx context.Context, items []item) {
+	type kind struct{ msg, step string }
+	count := map[kind]int{}
+	var first []*item
+	for i := range items {
+		r := items[i].refusal
+		if r == nil {
+			continue
+		}
+		kd := kind{r.msg, r.step}
+		if count[kd] == 0 {
+			first = append(first, &items[i])
+		}
+		count[kd]++
+	}
+	for _, it := range first {
+		r := it.refusal
+		k.logger.Log(ctx, r.level, r.msg, "step", r.step, "results", count[kind{r.msg, r.step}], "task_id", it.req.TaskID, "worker", it.req.Worker, "error", r.err)
+	}
 }
 
 // errRecordNotYet is a result whose task's record is still on its way (see
@@ -336,7 +370,7 @@ func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {
 		// writes it while the attempt is queued and pushed; see task.RecordGrace): the
 		// worker sends the result again, and this file is the one kept.
 		it.events = nil
-		k.again(ctx, it, slog.LevelInfo, "result before its task's record; the worker sends it again", "complete task", errRecordNotYet)
+		k.again(it, slog.LevelInfo, "result before its task's record; the worker sends it again", "complete task", errRecordNotYet)
 	case errors.Is(r.Err, taskstore.ErrNotFound):
 		// No record, for good: the task does not exist (its submission failed, or its
 		// gateway died before writing it). The worker drops the attempt; the file stays
@@ -346,7 +380,7 @@ func (k *Keeper) settle(ctx context.Context, it *item, r taskstore.Result) {
 		it.out.Rejected, it.out.Error = true, "no such task"
 	default:
 		it.events = nil
-		k.fail(ctx, it, "complete task", r.Err)
+		k.fail(it, "complete task", r.Err)
 	}
 }
 
@@ -367,7 +401,7 @@ func (k *Keeper) publish(ctx context.Context, items []item) {
 	}
 	if err := k.pub.SendAll(ctx, evs); err != nil {
 		for _, i := range with {
-			k.fail(ctx, &items[i], "publish completion", err)
+			k.fail(&items[i], "publish completion", err)
 		}
 	}
 }

@@ -590,3 +590,31 @@ func TestServeStoreFinishesWhenTheCallerGoes(t *testing.T) {
 		t.Fatalf("record after the caller went: %+v, %v; want completed", got, err)
 	}
 }
+
+// The results of a batch sent back to their workers are logged once per kind, with how
+// many: a full disk refuses every result of every call.
+func TestRefusalsLoggedOncePerKind(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	var log bytes.Buffer
+	fx.keeper.logger = slog.New(slog.NewTextHandler(&log, nil))
+	// A file where the results' directory should be: every write into it fails.
+	if err := os.WriteFile(filepath.Join(fx.root, "blocked"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recs := []task.Record{running(1), running(1), running(1), running(1)}
+	fx.state.seed(t, recs...)
+	reply := fx.keeper.Store(t.Context(), task.StoreBatch{Results: []task.StoreRequest{
+		result(recs[0], "blocked", `{}`), result(recs[1], "out", `{}`), result(recs[2], "blocked", `{}`), result(recs[3], "blocked", `{}`),
+	}})
+	for i, o := range reply.Outcomes {
+		if want := i == 1; o.Stored != want || o.Rejected {
+			t.Errorf("outcome %d: %+v, want stored %v", i, o, want)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "level=ERROR") || !strings.Contains(lines[0], "results=3") ||
+		!strings.Contains(lines[0], "step=\"write result\"") || !strings.Contains(lines[0], recs[0].ID.String()) {
+		t.Errorf("log:\n%s\nwant one error line for the 3 results refused, naming the first", log.String())
+	}
+}
