@@ -26,10 +26,17 @@ import (
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
-const poolSize = 3
+// poolSize is the worker node's slots, and heldMax the results it holds not stored
+// before its slots wait with theirs (HELD_RESULTS_MAX, small here for TestResultsDiskFull).
+const (
+	poolSize = 3
+	heldMax  = poolSize
+)
 
 func TestMain(m *testing.M) {
-	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{"worker": {"POOL_SIZE": strconv.Itoa(poolSize)}}})
+	stacktest.Main(m, stacktest.Options{AppEnv: map[string]map[string]string{"worker": {
+		"POOL_SIZE": strconv.Itoa(poolSize), "HELD_RESULTS_MAX": strconv.Itoa(heldMax),
+	}}})
 }
 
 func TestPlacementKilledMidRun(t *testing.T) {
@@ -116,6 +123,18 @@ func outageMidRun(t *testing.T, st *stacktest.Stack, service, address string, do
 	// No task waits while a slot is idle, once the service has been back a few seconds.
 	checkInvariant(ctx, t, gw, back.Add(settle))
 
+	lastDone := checkCompletedOnce(ctx, t, st, dir, ids, streams)
+	t.Logf("last task done %s after %s came back", lastDone.Sub(back).Round(time.Millisecond), service)
+}
+
+// checkCompletedOnce waits until every task of ids has ended, and fails unless each
+// completed exactly once as users and the statistics see it: status completed, one
+// completion event on its SSE stream (streams), one result file in dir and no other
+// file there, one completed row in MySQL's task facts and one completion event in its
+// ledger. It returns the time the last task finished.
+func checkCompletedOnce(ctx context.Context, t *testing.T, st *stacktest.Stack, dir string, ids []string, streams map[string]*stream) time.Time {
+	t.Helper()
+	gw := st.Gateway()
 	var lastDone time.Time
 	for _, id := range ids {
 		v, err := gw.WaitStatus(ctx, id, "completed", "failed")
@@ -129,7 +148,6 @@ func outageMidRun(t *testing.T, st *stacktest.Stack, service, address string, do
 			lastDone = *v.FinishedAt
 		}
 	}
-	t.Logf("last task done %s after %s came back", lastDone.Sub(back).Round(time.Millisecond), service)
 	for _, id := range ids {
 		if err := streams[id].wait(ctx); err != nil {
 			t.Errorf("stream of %s: %v", id, err)
@@ -186,6 +204,7 @@ func outageMidRun(t *testing.T, st *stacktest.Stack, service, address string, do
 	if completions != len(ids) {
 		t.Errorf("%d completion events stored, want %d (one per task)", completions, len(ids))
 	}
+	return lastDone
 }
 
 // checkInvariant samples the overview from from on, until nothing waits or the context
