@@ -270,6 +270,19 @@ func TestGatewayTimings(t *testing.T) {
 	}
 }
 
+// HELD_RESULTS_MAX and HELD_RESULTS_MAX_BYTES reach the worker only when the values set
+// them, as integers (a YAML number is a float to Helm: 268435456 must not become
+// 2.68435456e+08, which the worker refuses).
+func TestWorkerHeldResults(t *testing.T) {
+	for name, r := range variants(t) {
+		t.Run(name, func(t *testing.T) {
+			env := envOf(appContainer(t, workloads(t, r)["worker"]))
+			setOnlyWhere(t, name, env, "HELD_RESULTS_MAX", "held-results", "64")
+			setOnlyWhere(t, name, env, "HELD_RESULTS_MAX_BYTES", "held-results", "268435456")
+		})
+	}
+}
+
 // setOnlyWhere checks that env sets key, to want, in the variants whose name has marker
 // (their values set it), and nowhere else (the app's default holds there).
 func setOnlyWhere(t *testing.T, name string, env map[string]corev1.EnvVar, key, marker, want string) {
