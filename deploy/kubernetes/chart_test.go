@@ -182,6 +182,7 @@ func TestAppsMatchDaprYAML(t *testing.T) {
 					"dapr.io/app-health-check-path":     {ann["dapr.io/app-health-check-path"], d.Common.AppHealthCheckPath},
 					"dapr.io/app-health-probe-interval": {ann["dapr.io/app-health-probe-interval"], strconv.Itoa(d.Common.AppHealthProbeInterval)},
 					"dapr.io/app-health-threshold":      {ann["dapr.io/app-health-threshold"], strconv.Itoa(d.Common.AppHealthThreshold)},
+					"dapr.io/max-body-size":             {ann["dapr.io/max-body-size"], strconv.Itoa(d.Common.DaprHTTPMaxRequestSize) + "Mi"},
 				}
 				for what, gw := range checks {
 					if gw[0] != gw[1] {

@@ -96,6 +96,7 @@ type daprRun struct {
 		AppHealthCheckPath     string `json:"appHealthCheckPath"`
 		AppHealthProbeInterval int    `json:"appHealthProbeInterval"`
 		AppHealthThreshold     int    `json:"appHealthThreshold"`
+		DaprHTTPMaxRequestSize int    `json:"daprHTTPMaxRequestSize"` // MiB
 	} `json:"common"`
 	Apps []struct {
 		AppID   string            `json:"appID"`

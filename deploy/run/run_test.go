@@ -8,11 +8,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
 )
 
 // The test binary doubles as a fake daprd and a fake app (RUN_HELPER=1): it prints its
@@ -65,6 +68,8 @@ func TestParseTheRepositorysTemplate(t *testing.T) {
 		"--enable-app-health-check", "--app-health-check-path /healthz", "--app-health-probe-interval 1", "--app-health-threshold 2",
 		// components/config.yaml turns mTLS on.
 		"--enable-mtls --sentry-address localhost:50001",
+		// Messages as large as the apps send (a 16 MiB submission, a batch of results).
+		"--max-body-size " + strconv.Itoa(sidecar.MaxMessageBytes>>20) + "Mi",
 	} {
 		if !strings.Contains(joined, " "+want+" ") {
 			t.Errorf("daprd args lack %q: %v", want, args)

@@ -42,6 +42,7 @@ type AppSpec struct {
 	AppHealthProbeInterval int               `yaml:"appHealthProbeInterval"`
 	AppHealthProbeTimeout  int               `yaml:"appHealthProbeTimeout"`
 	AppHealthThreshold     int               `yaml:"appHealthThreshold"`
+	DaprHTTPMaxRequestSize int               `yaml:"daprHTTPMaxRequestSize"` // MiB
 	AppLogDestination      string            `yaml:"appLogDestination"`
 	DaprdLogDestination    string            `yaml:"daprdLogDestination"`
 	Env                    map[string]string `yaml:"env"`
@@ -138,6 +139,7 @@ func merge(common, app AppSpec) AppSpec {
 	num(&r.AppHealthProbeInterval, common.AppHealthProbeInterval)
 	num(&r.AppHealthProbeTimeout, common.AppHealthProbeTimeout)
 	num(&r.AppHealthThreshold, common.AppHealthThreshold)
+	num(&r.DaprHTTPMaxRequestSize, common.DaprHTTPMaxRequestSize)
 	if len(r.Command) == 0 {
 		r.Command = common.Command
 	}
@@ -199,6 +201,11 @@ func daprdArgs(a AppSpec, sentry string) ([]string, error) {
 	num("--app-health-probe-interval", a.AppHealthProbeInterval)
 	num("--app-health-probe-timeout", a.AppHealthProbeTimeout)
 	num("--app-health-threshold", a.AppHealthThreshold)
+	if a.DaprHTTPMaxRequestSize > 0 {
+		// The dapr CLI passes the deprecated --dapr-http-max-request-size; this is its
+		// successor, in the same MiB.
+		args = append(args, "--max-body-size", strconv.Itoa(a.DaprHTTPMaxRequestSize)+"Mi")
+	}
 	if a.ConfigFilePath != "" {
 		on, err := mtlsEnabled(a.ConfigFilePath)
 		if err != nil {

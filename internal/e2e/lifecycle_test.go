@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -304,5 +309,58 @@ func TestGatewayKilledMidRunLosesNothing(t *testing.T) {
 		if _, err := gw.WaitStatus(ctx, id, "completed"); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A submission and a result larger than a sidecar takes by default (4 MiB): a noise
+// image of about 4.8 MB converted to PNG. The submission is accepted (its record goes
+// through the gateway's sidecar whole), the result file of about the same size goes
+// through two sidecars to the storekeeper, and the task completes once, its file on
+// disk what the result says.
+func TestLargePayloadAndResult(t *testing.T) {
+	st := stacktest.Get(t)
+	gw := st.Gateway()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	const side = 1100
+	img := image.NewNRGBA(image.Rect(0, 0, side, side))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range img.Pix {
+		img.Pix[i] = byte(rng.Uint32())
+	}
+	var src bytes.Buffer
+	if err := png.Encode(&src, img); err != nil {
+		t.Fatal(err)
+	}
+	if src.Len() <= 4<<20 {
+		t.Fatalf("the image is %d bytes: want more than a sidecar takes by default", src.Len())
+	}
+	dir := "large"
+	payload := map[string]any{"image": base64.StdEncoding.EncodeToString(src.Bytes()), "to": "png"}
+	v, err := gw.Submit(ctx, "convert", payload, dir)
+	if err != nil {
+		t.Fatalf("submit a %d-byte image: %v", src.Len(), err)
+	}
+	var out struct {
+		Width, Height, Bytes int
+		SHA256               string
+	}
+	tc := taskCase{"convert", payload, func(r map[string]any) error {
+		data, _ := json.Marshal(r)
+		return json.Unmarshal(data, &out)
+	}}
+	if err := followToCompletion(ctx, st, gw, v.ID, dir, tc); err != nil {
+		t.Fatal(err)
+	}
+	file, err := os.ReadFile(filepath.Join(st.ResultsRoot, dir, v.ID+".png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(file)
+	if out.Width != side || out.Height != side || out.Bytes != len(file) || out.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("result %+v; the file on disk is %d bytes, sha256 %x", out, len(file), sum)
+	}
+	if len(file) <= 4<<20 {
+		t.Errorf("the result file is %d bytes: want more than a sidecar takes by default", len(file))
 	}
 }

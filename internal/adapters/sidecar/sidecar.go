@@ -68,13 +68,21 @@ type Client struct {
 	http *http.Client
 }
 
+// MaxMessageBytes is the largest message between an app and its sidecar, and between
+// sidecars: a submission's record with its payload (up to 16 MiB), a batch of results to
+// the storekeeper (up to 96 MiB of JSON), a result read back. daprd refuses larger ones
+// than its --max-body-size (4 MiB unless set: a 5 MB image to convert was answered 503
+// for ever), so every sidecar runs with this much: dapr.yaml's daprHTTPMaxRequestSize, the
+// chart's dapr.io/max-body-size and the test stacks' flag, each checked against it.
+const MaxMessageBytes = 128 << 20
+
 // New returns a client that connects lazily: it does not wait for the sidecar, so an
 // app can serve its health endpoint while the sidecar starts (daprd probes the app).
 // Call WaitReady before the first call that needs components.
 func New(cfg Config) (*Client, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), grpc.MaxCallSendMsgSize(MaxMessageBytes)),
 	}
 	if cfg.APIToken != "" {
 		// The SDK adds the token only on connections it dials itself: on this one, every

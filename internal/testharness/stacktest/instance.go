@@ -137,6 +137,7 @@ func (in *Instance) StartSidecar(ctx context.Context) error {
 		"--enable-app-health-check", "--app-health-check-path", "/healthz",
 		"--app-health-probe-interval", "1", "--app-health-threshold", "2",
 		"--dapr-graceful-shutdown-seconds", "3", "--log-as-json",
+		"--max-body-size", strconv.Itoa(sidecar.MaxMessageBytes>>20) + "Mi",
 	}
 	if s.opts.Profiling {
 		args = append(args, "--enable-profiling", "--profile-port", strconv.Itoa(in.Ports.Profile))

@@ -87,6 +87,7 @@ dapr.io/enable-app-health-check: "true"
 dapr.io/app-health-check-path: "/healthz"
 dapr.io/app-health-probe-interval: {{ $d.appHealthProbeIntervalSeconds | quote }}
 dapr.io/app-health-threshold: {{ $d.appHealthThreshold | quote }}
+dapr.io/max-body-size: {{ $d.maxBodySize | quote }}
 dapr.io/enable-metrics: "true"
 dapr.io/metrics-port: {{ $d.metricsPort | quote }}
 dapr.io/api-token-secret: {{ include "taskgrid.apiTokenSecret" .root | quote }}
