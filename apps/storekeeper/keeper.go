@@ -25,7 +25,7 @@ import (
 
 // MaxBatchBytesDefault bounds one store request: a batch of results with their JSON
 // and their files.
-const MaxBatchBytesDefault = 96 << 20
+const MaxBatchBytesDefault = task.MaxStoreBatchBytes
 
 // storeTimeout bounds storing one batch, once begun, whatever its caller does.
 const storeTimeout = time.Minute

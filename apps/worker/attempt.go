@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -366,8 +367,17 @@ func (n *Node) startNow(a *attempt) bool {
 var errNotStored = errors.New("result not stored")
 
 // deliver hands a's result to the storekeeper until it is stored (or rejected, which
-// fails the attempt). A result that cannot be stored now is sent again, backing off.
+// fails the attempt, as does a result too large for any store call). A result that
+// cannot be stored now is sent again, backing off.
 func (n *Node) deliver(a *attempt) {
+	if size := storeRequestBytes(a); size > storeRequestMax {
+		a.reason = fmt.Sprintf("result too large to store: about %d bytes as sent, at most %d", size, storeRequestMax)
+		if a.merged && !n.startNow(a) {
+			return
+		}
+		n.fail(a)
+		return
+	}
 	err := retry.Do(a.ctx, deliverTimeout, func(ctx context.Context) error {
 		a.stored = nil
 		if err := n.deliveries.Do(ctx, a); err != nil {
@@ -395,8 +405,34 @@ func (n *Node) deliver(a *attempt) {
 	}
 }
 
-// deliverBatch sends results to the storekeeper in one call.
+// deliverBatch sends results to the storekeeper: in one call, or in as many calls, one
+// after another, as it takes to keep each within storeCallBytes. A call that fails
+// leaves its results without an outcome (deliver sends them again), and the others keep
+// theirs: the batch's error is the first call's when every call failed.
 func (n *Node) deliverBatch(ctx context.Context, as []*attempt) error {
+	var first error
+	answered := false
+	for len(as) > 0 {
+		k, size := 1, storeRequestBytes(as[0])
+		for k < len(as) && size+storeRequestBytes(as[k]) <= storeCallBytes {
+			size += storeRequestBytes(as[k])
+			k++
+		}
+		if err := n.deliverCall(ctx, as[:k]); err == nil {
+			answered = true
+		} else if first == nil {
+			first = err
+		}
+		as = as[k:]
+	}
+	if answered {
+		return nil
+	}
+	return first
+}
+
+// deliverCall sends results to the storekeeper in one call.
+func (n *Node) deliverCall(ctx context.Context, as []*attempt) error {
 	reqs := make([]task.StoreRequest, len(as))
 	for i, a := range as {
 		reqs[i] = storeRequest(a, n.name)
@@ -417,6 +453,24 @@ func (n *Node) deliverBatch(ctx context.Context, as []*attempt) error {
 	}
 	return nil
 }
+
+// storeRequestBytes is about how large a's store request is as JSON: its result's JSON
+// as it is, its files in base64, and room for the rest (ids, directory, worker, start).
+func storeRequestBytes(a *attempt) int64 {
+	n := int64(len(a.out.Result.Output)) + 2<<10
+	for _, f := range a.out.Result.Files {
+		n += int64(base64.StdEncoding.EncodedLen(len(f.Data))) + 64
+	}
+	return n
+}
+
+// The bytes of the store calls: a call carries results up to storeCallBytes (more go in
+// the next call of the batch), and a result larger than storeRequestMax alone, which no
+// call can carry (the storekeeper takes task.MaxStoreBatchBytes), fails its attempt.
+const (
+	storeCallBytes  = 32 << 20
+	storeRequestMax = task.MaxStoreBatchBytes - 64<<10
+)
 
 func storeRequest(a *attempt, node string) task.StoreRequest {
 	req := task.StoreRequest{

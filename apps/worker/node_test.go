@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -74,6 +75,7 @@ type fakeResults struct {
 	withStart map[uuid.UUID]int // results that carried their start (a short task)
 	reject    bool
 	fail      int // the next calls fail
+	failAt    int // the call of this number (1 the first, counted from the last reset of sizes) fails
 	calls     int
 	at        []time.Time // when each call started
 	sizes     []int       // results in each call
@@ -88,6 +90,9 @@ func (f *fakeResults) Store(_ context.Context, reqs []task.StoreRequest) ([]task
 	f.at, f.sizes = append(f.at, start), append(f.sizes, len(reqs))
 	if f.fail > 0 {
 		f.fail--
+		return nil, errors.New("storekeeper unreachable")
+	}
+	if f.failAt > 0 && len(f.sizes) == f.failAt {
 		return nil, errors.New("storekeeper unreachable")
 	}
 	var outs []task.StoreOutcome
@@ -1091,4 +1096,122 @@ func TestHeldResultsBound(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A batch of results larger than a store call carries goes in several calls, each
+// within storeCallBytes, one after another; a call that fails leaves only its own
+// results without an outcome.
+func TestStoreCallsSplitByBytes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		started := time.Now()
+		result := func(fileBytes int) *attempt {
+			id := uuid.New()
+			return &attempt{
+				grant: queue.Grant{Slot: "vm-0", Assignment: task.Assignment{TaskID: id, Attempt: 1}},
+				rec:   task.Record{ID: id, Directory: "d", StartedAt: &started},
+				out:   Outcome{Result: catalog.Result{Output: json.RawMessage(`{}`), Files: []task.File{{Suffix: "bin", Data: make([]byte, fileBytes)}}}},
+			}
+		}
+		// 12 MiB files are 16 MiB in base64: two to a call of 32 MiB.
+		as := []*attempt{result(12 << 20), result(12 << 20), result(12 << 20), result(1 << 10), result(12 << 20)}
+		if err := e.node.deliverBatch(t.Context(), as); err != nil {
+			t.Fatal(err)
+		}
+		// 16 MiB and 2 KiB each: two of them are more than a call's 32 MiB, so one to a
+		// call, the small one with the third.
+		if want := []int{1, 1, 2, 1}; !slices.Equal(e.results.sizes, want) {
+			t.Fatalf("results per call %v, want %v", e.results.sizes, want)
+		}
+		for i, a := range as {
+			if a.stored == nil || !a.stored.Stored {
+				t.Errorf("result %d: no stored outcome", i)
+			}
+		}
+
+		// The second call fails: only its results are left without an outcome.
+		for _, a := range as {
+			a.stored = nil
+		}
+		e.results.mu.Lock()
+		e.results.sizes, e.results.failAt = nil, 2
+		e.results.mu.Unlock()
+		if err := e.node.deliverBatch(t.Context(), as); err != nil {
+			t.Fatalf("a batch with a call answered: %v, want no error", err)
+		}
+		var missing int
+		for _, a := range as {
+			if a.stored == nil {
+				missing++
+			}
+		}
+		if missing != e.results.sizes[1] || missing == 0 {
+			t.Errorf("%d results without an outcome, want the failed call's %d", missing, e.results.sizes[1])
+		}
+	})
+}
+
+// A result no store call can carry fails its attempt at once, as one the storekeeper
+// rejected: it is never sent, let alone again and again.
+func TestResultTooLargeToStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newNodeEnv(t, "vm-0")
+		defer e.close()
+		reg, err := catalog.NewRegistry(append(defaultTypes(t), hugeType{})...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.node.exec = &Executor{Catalog: reg}
+		g := e.submit("huge", `{}`, "vm-0")
+		e.node.Take([]queue.Grant{g})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if e.results.calls != 0 {
+			t.Errorf("%d store calls, want none", e.results.calls)
+		}
+		req := e.lastSync(t)
+		if !slices.Contains(req.Done, queue.Done{AttemptID: g.Assignment.ID(), Requeue: true}) {
+			t.Fatalf("sync done %+v, want the attempt failed and its task queued again", req.Done)
+		}
+		e.events.mu.Lock()
+		defer e.events.mu.Unlock()
+		var reasons []string
+		for _, ev := range e.events.evs {
+			if ev.TaskID == g.Assignment.TaskID && ev.Kind == task.EventAttemptFailed {
+				reasons = append(reasons, ev.Error)
+			}
+		}
+		if len(reasons) != 1 || !strings.Contains(reasons[0], "result too large to store") {
+			t.Errorf("attempt failures %q, want one, with the reason", reasons)
+		}
+	})
+}
+
+// hugeType makes a result larger than any store call carries.
+type hugeType struct{}
+
+func (hugeType) Spec() catalog.Spec {
+	return catalog.Spec{Name: "huge", Description: "A result larger than any store call.", Example: json.RawMessage(`{}`), TimeLimit: time.Minute}
+}
+func (hugeType) Prepare(json.RawMessage) (catalog.Job, error) { return hugeJob{}, nil }
+
+type hugeJob struct{}
+
+func (hugeJob) Run(context.Context, catalog.ProgressFunc) (catalog.Result, error) {
+	return catalog.Result{Output: json.RawMessage(`{}`), Files: []task.File{{Suffix: "bin", Data: make([]byte, task.MaxStoreBatchBytes)}}}, nil
+}
+
+// defaultTypes are the default catalog's types.
+func defaultTypes(t *testing.T) []catalog.Type {
+	t.Helper()
+	var types []catalog.Type
+	for _, name := range catalog.Default().Names() {
+		typ, err := catalog.Default().Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, typ)
+	}
+	return types
 }

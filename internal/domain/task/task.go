@@ -172,6 +172,10 @@ type StoreBatch struct {
 	Results []StoreRequest `json:"results"`
 }
 
+// MaxStoreBatchBytes is the largest StoreBatch the storekeeper takes, as JSON: a worker
+// node sends larger batches in several calls, and fails a result that is larger alone.
+const MaxStoreBatchBytes = 96 << 20
+
 // StoreReply answers a StoreBatch with one outcome per result, in order.
 type StoreReply struct {
 	Outcomes []StoreOutcome `json:"outcomes"`
