@@ -465,10 +465,12 @@ func storeRequestBytes(a *attempt) int64 {
 }
 
 // The bytes of the store calls: a call carries results up to storeCallBytes (more go in
-// the next call of the batch), and a result larger than storeRequestMax alone, which no
-// call can carry (the storekeeper takes task.MaxStoreBatchBytes), fails its attempt.
+// the next call of the batch: each sidecar on the way holds a call in memory a few
+// times over, and the storekeeper's takes one from every node at once), and a result
+// larger than storeRequestMax alone, which no call can carry (the storekeeper takes
+// task.MaxStoreBatchBytes), fails its attempt.
 const (
-	storeCallBytes  = 32 << 20
+	storeCallBytes  = 16 << 20
 	storeRequestMax = task.MaxStoreBatchBytes - 64<<10
 )
 

@@ -1114,14 +1114,12 @@ func TestStoreCallsSplitByBytes(t *testing.T) {
 				out:   Outcome{Result: catalog.Result{Output: json.RawMessage(`{}`), Files: []task.File{{Suffix: "bin", Data: make([]byte, fileBytes)}}}},
 			}
 		}
-		// 12 MiB files are 16 MiB in base64: two to a call of 32 MiB.
-		as := []*attempt{result(12 << 20), result(12 << 20), result(12 << 20), result(1 << 10), result(12 << 20)}
+		// 5 MiB files are 6.7 MiB in base64: two to a call of 16 MiB, and a small one more.
+		as := []*attempt{result(5 << 20), result(5 << 20), result(5 << 20), result(1 << 10), result(5 << 20)}
 		if err := e.node.deliverBatch(t.Context(), as); err != nil {
 			t.Fatal(err)
 		}
-		// 16 MiB and 2 KiB each: two of them are more than a call's 32 MiB, so one to a
-		// call, the small one with the third.
-		if want := []int{1, 1, 2, 1}; !slices.Equal(e.results.sizes, want) {
+		if want := []int{2, 3}; !slices.Equal(e.results.sizes, want) {
 			t.Fatalf("results per call %v, want %v", e.results.sizes, want)
 		}
 		for i, a := range as {
