@@ -258,27 +258,24 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// SUBMIT_SPACING and ACCEPTED_EVENTS_DELAY reach the gateway only when the values set
-// them (the gateway's defaults otherwise).
-func TestGatewayTimings(t *testing.T) {
-	for name, r := range variants(t) {
-		t.Run(name, func(t *testing.T) {
-			env := envOf(appContainer(t, workloads(t, r)["gateway"]))
-			setOnlyWhere(t, name, env, "SUBMIT_SPACING", "submit-spacing", "4ms")
-			setOnlyWhere(t, name, env, "ACCEPTED_EVENTS_DELAY", "accepted-delay", "20ms")
-		})
+// The apps' optional settings reach them only when the values set them (their
+// defaults otherwise): the gateway's SUBMIT_SPACING and ACCEPTED_EVENTS_DELAY, the
+// worker's HELD_RESULTS_MAX and HELD_RESULTS_MAX_BYTES, the latter as integers (a YAML
+// number is a float to Helm: 268435456 must not become 2.68435456e+08, which the worker
+// refuses).
+func TestOptionalEnv(t *testing.T) {
+	settings := []struct{ app, key, marker, want string }{
+		{"gateway", "SUBMIT_SPACING", "submit-spacing", "4ms"},
+		{"gateway", "ACCEPTED_EVENTS_DELAY", "accepted-delay", "20ms"},
+		{"worker", "HELD_RESULTS_MAX", "held-results", "64"},
+		{"worker", "HELD_RESULTS_MAX_BYTES", "held-results", "268435456"},
 	}
-}
-
-// HELD_RESULTS_MAX and HELD_RESULTS_MAX_BYTES reach the worker only when the values set
-// them, as integers (a YAML number is a float to Helm: 268435456 must not become
-// 2.68435456e+08, which the worker refuses).
-func TestWorkerHeldResults(t *testing.T) {
 	for name, r := range variants(t) {
 		t.Run(name, func(t *testing.T) {
-			env := envOf(appContainer(t, workloads(t, r)["worker"]))
-			setOnlyWhere(t, name, env, "HELD_RESULTS_MAX", "held-results", "64")
-			setOnlyWhere(t, name, env, "HELD_RESULTS_MAX_BYTES", "held-results", "268435456")
+			for _, s := range settings {
+				env := envOf(appContainer(t, workloads(t, r)[s.app]))
+				setOnlyWhere(t, name, env, s.key, s.marker, s.want)
+			}
 		})
 	}
 }
