@@ -55,7 +55,11 @@ var (
 // API defaults.
 const (
 	MaxBodyBytesDefault      = 16 << 20 // 16 MiB
+	BodyBudgetDefault        = 256 << 20
 	HeartbeatIntervalDefault = 15 * time.Second
+	// bodyWait is how long a submission waits for room in the body budget before it
+	// is answered 503 (the 2 s a submission takes at most when a dependency is away).
+	bodyWait = 2 * time.Second
 )
 
 // APIConfig configures the API. Zero fields take their defaults.
@@ -63,6 +67,10 @@ type APIConfig struct {
 	// MaxBodyBytes limits the size of a submitted request body.
 	// Defaults to MaxBodyBytesDefault (16 MiB).
 	MaxBodyBytes int64
+	// BodyBudget bounds the bytes of the submission bodies the gateway holds at once
+	// (SUBMIT_BODY_BUDGET): past it a submission waits, then is answered 503 with
+	// Retry-After. Defaults to BodyBudgetDefault (256 MiB); at least MaxBodyBytes.
+	BodyBudget int64
 	// HeartbeatInterval is how often an idle event stream gets a ": ping" comment, so that
 	// proxies keep it open and a gone client is noticed.
 	// Defaults to HeartbeatIntervalDefault (15s).
@@ -82,6 +90,7 @@ func (c *APIConfig) WithDefaults() *APIConfig {
 	}
 	return &APIConfig{
 		MaxBodyBytes:      cmp.Or(c.MaxBodyBytes, MaxBodyBytesDefault),
+		BodyBudget:        cmp.Or(c.BodyBudget, BodyBudgetDefault),
 		HeartbeatInterval: cmp.Or(c.HeartbeatInterval, HeartbeatIntervalDefault),
 		MaxAttempts:       cmp.Or(c.MaxAttempts, task.MaxAttemptsDefault),
 		Keys:              c.Keys,
@@ -92,6 +101,8 @@ func (c *APIConfig) mustValidate() *APIConfig {
 	switch {
 	case c.MaxBodyBytes < 0:
 		panic(fmt.Sprintf("gateway: APIConfig.MaxBodyBytes %d is negative", c.MaxBodyBytes))
+	case c.BodyBudget < c.MaxBodyBytes:
+		panic(fmt.Sprintf("gateway: APIConfig.BodyBudget %d is less than MaxBodyBytes %d", c.BodyBudget, c.MaxBodyBytes))
 	case c.HeartbeatInterval < 0:
 		panic(fmt.Sprintf("gateway: APIConfig.HeartbeatInterval %s is negative", c.HeartbeatInterval))
 	case c.MaxAttempts < 0:
@@ -108,6 +119,7 @@ type API struct {
 	reg     *catalog.Registry
 	hub     *SSEHub
 	metrics *Metrics
+	bodies  *bodyBudget // the bytes of submission bodies held at once (APIConfig.BodyBudget)
 
 	overview  *Overview
 	snapshots readCache[queue.Snapshot]
@@ -120,9 +132,11 @@ func NewAPI(logger *slog.Logger, cfg *APIConfig, backend Backend, reg *catalog.R
 		panic("gateway: NewAPI needs a logger, backend, registry, hub and metrics")
 	}
 	metrics.init(reg.Names())
+	cfg = cfg.WithDefaults().mustValidate()
 	return &API{
-		logger: logger.With("component", "api"), cfg: cfg.WithDefaults().mustValidate(),
+		logger: logger.With("component", "api"), cfg: cfg,
 		backend: backend, reg: reg, hub: hub, metrics: metrics, overview: NewOverview(time.Now()),
+		bodies: newBodyBudget(cfg.BodyBudget),
 	}
 }
 
@@ -148,6 +162,16 @@ func (a *API) Mount(r chi.Router) {
 // handleSubmit accepts a task: 202 with its view for a new task, 200 with the first
 // task's view for a repeated idempotency key.
 func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	size := a.cfg.MaxBodyBytes // the most a body without a Content-Length may be
+	if r.ContentLength >= 0 && r.ContentLength < size {
+		size = r.ContentLength
+	}
+	if !a.bodies.take(r.Context(), size, bodyWait) {
+		err := fmt.Errorf("%w: the gateway holds as many submission bytes as it may (SUBMIT_BODY_BUDGET %d)", ErrUnavailable, a.cfg.BodyBudget)
+		a.metrics.taskRejected(a.writeError(w, r, err))
+		return
+	}
+	defer a.bodies.give(size)
 	req, err := decodeSubmit(r, a.cfg.MaxBodyBytes, a.reg)
 	if err != nil {
 		a.metrics.taskRejected(a.writeError(w, r, err))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/uuid"
@@ -851,15 +852,15 @@ func TestErrorTable(t *testing.T) {
 func TestAPIConfigWithDefaults(t *testing.T) {
 	t.Parallel()
 	got := (*APIConfig)(nil).WithDefaults()
-	if got.MaxBodyBytes != 16<<20 || got.HeartbeatInterval != 15*time.Second || got.MaxAttempts != 5 {
-		t.Errorf("defaults = %+v, want 16 MiB, 15s, 5", got)
+	if got.MaxBodyBytes != 16<<20 || got.BodyBudget != 256<<20 || got.HeartbeatInterval != 15*time.Second || got.MaxAttempts != 5 {
+		t.Errorf("defaults = %+v, want 16 MiB, 256 MiB, 15s, 5", got)
 	}
-	in := &APIConfig{MaxBodyBytes: 10, HeartbeatInterval: time.Millisecond, MaxAttempts: 2}
+	in := &APIConfig{MaxBodyBytes: 10, BodyBudget: 20, HeartbeatInterval: time.Millisecond, MaxAttempts: 2}
 	got = in.WithDefaults()
 	if *got != *in || got == in {
 		t.Errorf("WithDefaults(%+v) = %+v (same pointer: %v), want an equal copy", in, got, got == in)
 	}
-	for _, bad := range []*APIConfig{{MaxBodyBytes: -1}, {HeartbeatInterval: -1}, {MaxAttempts: -1}} {
+	for _, bad := range []*APIConfig{{MaxBodyBytes: -1}, {HeartbeatInterval: -1}, {MaxAttempts: -1}, {MaxBodyBytes: 100, BodyBudget: 99}} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -869,4 +870,52 @@ func TestAPIConfigWithDefaults(t *testing.T) {
 			bad.WithDefaults().mustValidate()
 		}()
 	}
+}
+
+// The gateway holds at most BodyBudget bytes of submission bodies at once: a submission
+// that finds no room waits for it, and is answered 503 with Retry-After when none comes
+// within bodyWait; bytes given back let the next one in. A body's share is its
+// Content-Length, or the most a body may be when it sends none.
+func TestSubmissionBodyBudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		body := `{"task":"sleep","payload":{"ms":10},"directory":"d"}`
+		n := int64(len(body))
+		e := newTestEnv(t, &APIConfig{MaxBodyBytes: 2 * n, BodyBudget: 2*n + n/2})
+		gate := make(chan struct{})
+		e.backend.submitGate = gate
+		answers := make(chan *httptest.ResponseRecorder, 4)
+		submit := func(chunked bool) {
+			req := newSubmit(body, "application/json")
+			if chunked {
+				req.ContentLength = -1 // takes MaxBodyBytes
+			}
+			answers <- e.serve(req)
+		}
+		go submit(false) // takes n
+		go submit(false) // takes n: 2n of 2.5n held
+		synctest.Wait()
+		go submit(false) // finds 0.5n: waits
+		time.Sleep(bodyWait - time.Millisecond)
+		synctest.Wait()
+		if len(answers) != 0 {
+			t.Fatalf("answered %d before its wait ended", (<-answers).Code)
+		}
+		time.Sleep(time.Millisecond)
+		if r := <-answers; r.Code != http.StatusServiceUnavailable || r.Header().Get("Retry-After") == "" {
+			t.Fatalf("a submission with no room: %d, Retry-After %q; want 503 with a Retry-After", r.Code, r.Header().Get("Retry-After"))
+		}
+		close(gate) // the two held submissions end and give their bytes back
+		for range 2 {
+			if r := <-answers; r.Code != http.StatusAccepted {
+				t.Fatalf("a held submission: %d, want 202", r.Code)
+			}
+		}
+		go submit(true) // no Content-Length: takes 2n, and there is room now
+		if r := <-answers; r.Code != http.StatusAccepted {
+			t.Fatalf("a submission without a Content-Length: %d, want 202", r.Code)
+		}
+		if got := len(e.backend.submitCalls()); got != 3 {
+			t.Errorf("%d submissions reached the backend, want 3", got)
+		}
+	})
 }

@@ -29,6 +29,9 @@ type Config struct {
 	// at the soonest, with the others due (ACCEPTED_EVENTS_DELAY, default
 	// AcceptedDelayDefault; 0: at once): see BackendOptions.AcceptedDelay.
 	AcceptedDelay time.Duration
+	// BodyBudget bounds the bytes of the submission bodies the gateway holds at once
+	// (SUBMIT_BODY_BUDGET, default BodyBudgetDefault): see APIConfig.BodyBudget.
+	BodyBudget int64
 }
 
 // Load reads the configuration from the environment.
@@ -40,6 +43,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Streams:       LoadStreamLimits(r),
 		SubmitSpacing: r.Duration("SUBMIT_SPACING", SubmitSpacingDefault, 0, time.Second),
 		AcceptedDelay: r.Duration("ACCEPTED_EVENTS_DELAY", AcceptedDelayDefault, 0, time.Minute),
+		BodyBudget:    int64(r.Int("SUBMIT_BODY_BUDGET", BodyBudgetDefault, MaxBodyBytesDefault, 1<<40)),
 	}
 	if path := r.String("API_KEYS_FILE", ""); path != "" {
 		keys, err := LoadKeys(path)

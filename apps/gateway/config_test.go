@@ -49,3 +49,37 @@ func TestLoadTimings(t *testing.T) {
 		}
 	}
 }
+
+// SUBMIT_BODY_BUDGET: its default, a value, and what is refused (less than one body at
+// the most a body may be, or not a number).
+func TestLoadBodyBudget(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value   string
+		want    int64
+		wantErr bool
+	}{
+		{"", BodyBudgetDefault, false},
+		{"1073741824", 1 << 30, false},
+		{"16777216", MaxBodyBytesDefault, false},
+		{"16777215", 0, true},
+		{"256MiB", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := Load(func(k string) string {
+				if k == "SUBMIT_BODY_BUDGET" {
+					return tt.value
+				}
+				return ""
+			})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Load: error %v, want error: %v", err, tt.wantErr)
+			}
+			if !tt.wantErr && cfg.BodyBudget != tt.want {
+				t.Errorf("BodyBudget = %d, want %d", cfg.BodyBudget, tt.want)
+			}
+		})
+	}
+}

@@ -46,6 +46,8 @@ type fakeBackend struct {
 
 	// Errors returned instead of doing the work, when set.
 	submitErr, getErr, resultErr, snapshotErr, cancelErr error
+	// submitGate, when set, holds every Submit until it is closed.
+	submitGate chan struct{}
 }
 
 type submitCall struct {
@@ -58,6 +60,9 @@ func newFakeBackend() *fakeBackend {
 }
 
 func (b *fakeBackend) Submit(_ context.Context, rec task.Record, _ task.Event, key string) (task.Record, bool, error) {
+	if b.submitGate != nil {
+		<-b.submitGate
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.submits = append(b.submits, submitCall{rec: rec, key: key})

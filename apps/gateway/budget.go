@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// bodyBudget bounds the bytes of submission bodies a gateway holds at once. A body of up
+// to 16 MiB is read whole, decoded, and its payload kept in the task's record until the
+// submission is answered: without a bound, a hundred large submissions at once would
+// take gigabytes. A submission takes its Content-Length (the most a body may be, when it
+// sends none) before it reads, and gives it back once answered.
+type bodyBudget struct {
+	mu   sync.Mutex
+	free int64
+	// room is closed, and replaced, whenever bytes come back.
+	room chan struct{}
+}
+
+func newBodyBudget(n int64) *bodyBudget {
+	return &bodyBudget{free: n, room: make(chan struct{})}
+}
+
+// take takes n bytes, waiting up to wait for them, and reports whether it did.
+func (b *bodyBudget) take(ctx context.Context, n int64, wait time.Duration) bool {
+	var timeout <-chan time.Time
+	for {
+		b.mu.Lock()
+		if n <= b.free {
+			b.free -= n
+			b.mu.Unlock()
+			return true
+		}
+		room := b.room
+		b.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-room:
+		case <-timeout:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// give gives back n bytes taken.
+func (b *bodyBudget) give(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.free += n
+	close(b.room)
+	b.room = make(chan struct{})
+}
