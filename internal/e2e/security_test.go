@@ -103,10 +103,13 @@ func TestQueueIsNotReachableFromOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(before.IdleSlots)
-	slices.Sort(after.IdleSlots)
-	if !slices.Equal(before.IdleSlots, after.IdleSlots) {
-		t.Fatalf("idle slots %v after the calls, were %v", after.IdleSlots, before.IdleSlots)
+	// Every slot idle before still is (a retire would take it, an enqueue give it work).
+	// One more may be idle after: a task of the test before that ended meanwhile, its
+	// node reporting the slot free at its next sync.
+	for _, s := range before.IdleSlots {
+		if !slices.Contains(after.IdleSlots, s) {
+			t.Fatalf("idle slots %v after the calls, were %v: %s was taken", after.IdleSlots, before.IdleSlots, s)
+		}
 	}
 }
 
