@@ -33,12 +33,7 @@ func TestLoadTimings(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tm.env+"/"+tt.name, func(t *testing.T) {
-				cfg, err := Load(func(k string) string {
-					if k == tm.env {
-						return tt.value
-					}
-					return ""
-				})
+				cfg, err := Load(only(tm.env, tt.value))
 				if (err != nil) != tt.wantErr {
 					t.Fatalf("Load: error %v, want error: %v", err, tt.wantErr)
 				}
@@ -68,12 +63,7 @@ func TestLoadBodyBudget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.value, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := Load(func(k string) string {
-				if k == "SUBMIT_BODY_BUDGET" {
-					return tt.value
-				}
-				return ""
-			})
+			cfg, err := Load(only("SUBMIT_BODY_BUDGET", tt.value))
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("Load: error %v, want error: %v", err, tt.wantErr)
 			}
@@ -81,5 +71,15 @@ func TestLoadBodyBudget(t *testing.T) {
 				t.Errorf("BodyBudget = %d, want %d", cfg.BodyBudget, tt.want)
 			}
 		})
+	}
+}
+
+// only is an environment with key set to value and nothing else.
+func only(key, value string) func(string) string {
+	return func(k string) string {
+		if k == key {
+			return value
+		}
+		return ""
 	}
 }
