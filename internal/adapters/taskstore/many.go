@@ -10,12 +10,15 @@ import (
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 )
 
 // The batched paths: a batch of records costs one GetBulkState and one state
-// transaction, two sidecar calls whatever its size, instead of two per record.
+// transaction, two sidecar calls whatever its count, instead of two per record (records
+// with large payloads take more: see txBytes and bulkGetKeys).
 //
 // What a transaction guarantees depends on the store, and state.redis (components-contrib
 // v1.18.4, state/redis/redis.go, Multi) guarantees little: it queues one Lua script per
@@ -39,6 +42,27 @@ type Result struct {
 
 // fallbackConcurrency bounds the per-record Updates that settle a failed transaction.
 const fallbackConcurrency = 32
+
+// txBytes bounds the values of one state transaction: a record carries its task's
+// payload (up to 16 MiB), and a batch of such records in one call would pass the
+// sidecar's message limit (sidecar.MaxMessageBytes) and be refused whole, however often
+// it was tried. A batch goes in transactions of at most txBytes each (a larger record
+// alone), one after another.
+const txBytes = 16 << 20
+
+// chunks splits n items of the given sizes into runs of at most limit bytes (an item
+// larger than limit alone), and calls f with each run's bounds, in order.
+func chunks(n int, size func(i int) int, limit int, f func(from, to int)) {
+	for from := 0; from < n; {
+		to, sum := from+1, size(from)
+		for to < n && sum+size(to) <= limit {
+			sum += size(to)
+			to++
+		}
+		f(from, to)
+		from = to
+	}
+}
 
 // UpdateMany is Update for many records at once, one Result per id, in order: one
 // GetBulkState reads them all, fn is applied to each, and one transaction writes every
@@ -171,16 +195,16 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 		}
 		writes = append(writes, pendingWrite{i: i, key: recordKey(ids[i]), rec: rec, data: data, etag: etag})
 	}
-	if len(writes) == 0 {
-		return
-	}
-	if err := s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(writes)); err != nil {
-		s.settle(ctx, ids, writes, fn, results, err)
-		return
-	}
-	for _, w := range writes {
-		results[w.i] = Result{Record: w.rec, Changed: true}
-	}
+	chunks(len(writes), func(j int) int { return len(writes[j].data) }, txBytes, func(from, to int) {
+		part := writes[from:to]
+		if err := s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(part)); err != nil {
+			s.settle(ctx, ids, part, fn, results, err)
+			return
+		}
+		for _, w := range part {
+			results[w.i] = Result{Record: w.rec, Changed: true}
+		}
+	})
 }
 
 // covers reports whether p holds the records ids[i] for every i in idx.
@@ -202,18 +226,33 @@ func (s *Store) bulkGet(ctx context.Context, ids []uuid.UUID, idx []int) (map[st
 	for j, i := range idx {
 		keys[j] = recordKey(ids[i])
 	}
+	byKey := make(map[string]*dapr.BulkStateItem, len(keys))
+	return byKey, s.bulkGetKeys(ctx, keys, byKey)
+}
+
+// bulkGetKeys reads keys into byKey. A read whose answer is too large for one message
+// (records that carry large payloads: codes.ResourceExhausted) is read again in two
+// halves: the sizes of records are not known before they are read, and most batches
+// of them fit in one call.
+func (s *Store) bulkGetKeys(ctx context.Context, keys []string, byKey map[string]*dapr.BulkStateItem) error {
 	// Parallelism 0: the sidecar reads all keys at once.
 	items, err := s.client.GetBulkState(ctx, s.storeName, keys, nil, 0)
-	if err != nil {
-		return nil, err
+	if status.Code(err) == codes.ResourceExhausted && len(keys) > 1 {
+		half := len(keys) / 2
+		if err := s.bulkGetKeys(ctx, keys[:half], byKey); err != nil {
+			return err
+		}
+		return s.bulkGetKeys(ctx, keys[half:], byKey)
 	}
-	byKey := make(map[string]*dapr.BulkStateItem, len(items))
+	if err != nil {
+		return err
+	}
 	for _, it := range items {
 		if it != nil {
 			byKey[it.Key] = it
 		}
 	}
-	return byKey, nil
+	return nil
 }
 
 // decodeItem reads the record of id from its bulk item; a missing item or an empty
@@ -303,7 +342,7 @@ func forEach(n, limit int, f func(i int)) {
 	wg.Wait()
 }
 
-// CreateMany stores new records in one transaction.
+// CreateMany stores new records in one transaction, or in several of at most txBytes.
 //
 // Unlike Create it does not check that the ids are free: the writes are plain upserts.
 // First-write concurrency with an empty ETag does not mean "insert only if absent"
@@ -330,7 +369,13 @@ func (s *Store) CreateMany(ctx context.Context, recs []task.Record) error {
 		}
 		ops[i] = &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: recordKey(rec.ID), Value: data}}
 	}
-	if err := s.client.ExecuteStateTransaction(ctx, s.storeName, nil, ops); err != nil {
+	var err error
+	chunks(len(ops), func(i int) int { return len(ops[i].Item.Value) }, txBytes, func(from, to int) {
+		if err == nil {
+			err = s.client.ExecuteStateTransaction(ctx, s.storeName, nil, ops[from:to])
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("create %d tasks: %w", len(recs), err)
 	}
 	return nil

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -429,5 +431,47 @@ func TestCreateManyThenUpdateMany(t *testing.T) {
 		if r.Err != nil || !r.Changed || r.Record.Status != task.StatusRunning {
 			t.Errorf("result %d = %+v", i, r)
 		}
+	}
+}
+
+// Records that carry large payloads go in several transactions of at most txBytes, and a
+// bulk read whose answer is too large for one message is read again in halves: a batch
+// of them is never refused whole, for ever, by the sidecar's message limit.
+func TestLargeRecordsFitTheMessageLimit(t *testing.T) {
+	t.Parallel()
+	f := newFakeState()
+	f.maxMessage = 20 << 20
+	s := New(f, "statestore")
+	payload := json.RawMessage(`"` + strings.Repeat("x", 6<<20) + `"`)
+	var recs []task.Record
+	var ids []uuid.UUID
+	for range 5 {
+		rec, _ := task.Accept(task.Record{ID: uuid.New(), Type: "hash", Payload: payload, Directory: "d", MaxAttempts: 3}, time.Now())
+		recs = append(recs, rec)
+		ids = append(ids, rec.ID)
+	}
+	if err := s.CreateMany(t.Context(), recs); err != nil {
+		t.Fatalf("CreateMany of 5 records of 6 MiB: %v", err)
+	}
+	if f.txs != 3 {
+		t.Errorf("%d transactions for 30 MiB of records, want 3 (two, two and one)", f.txs)
+	}
+	for _, n := range f.txSizes {
+		if n > txBytes {
+			t.Errorf("a transaction of %d bytes, more than %d", n, txBytes)
+		}
+	}
+	f.txs, f.txSizes, f.bulkGets = 0, nil, 0
+	results := s.UpdateMany(t.Context(), ids, func(rec *task.Record) error {
+		rec.Priority = task.PriorityHigh
+		return nil
+	})
+	for i, r := range results {
+		if r.Err != nil || !r.Changed || r.Record.Priority != task.PriorityHigh {
+			t.Errorf("record %d: %+v", i, r)
+		}
+	}
+	if f.bulkGets != 3 || f.txs != 3 {
+		t.Errorf("%d bulk reads and %d transactions, want 3 and 3 (30 MiB read: refused, then 12 and 18 MiB; written in two, two and one)", f.bulkGets, f.txs)
 	}
 }

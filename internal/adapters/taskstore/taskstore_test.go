@@ -52,6 +52,10 @@ type fakeState struct {
 	itemErr    func(key string) string
 	txErr      error  // returned by ExecuteStateTransaction before any operation
 	beforeTx   func() // runs when ExecuteStateTransaction is called, outside the lock
+	// maxMessage, when set, is the sidecar's message limit: a transaction whose values,
+	// or a bulk read whose answer, add up to more is refused whole (ResourceExhausted).
+	maxMessage int
+	txSizes    []int // the values' bytes of each transaction applied
 	// atomicTx makes a transaction all or nothing. By default it behaves as state.redis:
 	// each write checks its own ETag, a conflicting one fails alone, the others are
 	// applied, and the call fails if any failed.
@@ -128,6 +132,15 @@ func (f *fakeState) GetBulkState(_ context.Context, store string, keys []string,
 			return nil, err
 		}
 	}
+	if f.maxMessage > 0 {
+		n := 0
+		for _, k := range keys {
+			n += len(f.items[k].value)
+		}
+		if n > f.maxMessage {
+			return nil, status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", n, f.maxMessage)
+		}
+	}
 	items := make([]*dapr.BulkStateItem, len(keys))
 	for i, k := range keys {
 		it := f.items[k]
@@ -156,6 +169,14 @@ func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ m
 	if f.txErr != nil {
 		return f.txErr
 	}
+	size := 0
+	for _, op := range ops {
+		size += len(op.Item.Value)
+	}
+	if f.maxMessage > 0 && size > f.maxMessage {
+		return status.Errorf(codes.ResourceExhausted, "grpc: received message larger than max (%d vs. %d)", size, f.maxMessage)
+	}
+	f.txSizes = append(f.txSizes, size)
 	conflict := func(op *dapr.StateOperation) bool {
 		cur, exists := f.items[op.Item.Key]
 		return op.Item.Etag != nil && (!exists || cur.etag != op.Item.Etag.Value)
