@@ -55,7 +55,7 @@ var (
 // API defaults.
 const (
 	MaxBodyBytesDefault      = 16 << 20 // 16 MiB
-	BodyBudgetDefault        = 64 << 20
+	BodyBudgetDefault        = 32 << 20
 	HeartbeatIntervalDefault = 15 * time.Second
 	// bodyWait is how long a submission waits for room in the body budget before it
 	// is answered 503 (the 2 s a submission takes at most when a dependency is away).
@@ -69,7 +69,7 @@ type APIConfig struct {
 	MaxBodyBytes int64
 	// BodyBudget bounds the bytes of the submission bodies the gateway holds at once
 	// (SUBMIT_BODY_BUDGET): past it a submission waits, then is answered 503 with
-	// Retry-After. Defaults to BodyBudgetDefault (64 MiB); at least MaxBodyBytes.
+	// Retry-After. Defaults to BodyBudgetDefault (32 MiB); at least MaxBodyBytes.
 	BodyBudget int64
 	// HeartbeatInterval is how often an idle event stream gets a ": ping" comment, so that
 	// proxies keep it open and a gone client is noticed.

@@ -852,8 +852,8 @@ func TestErrorTable(t *testing.T) {
 func TestAPIConfigWithDefaults(t *testing.T) {
 	t.Parallel()
 	got := (*APIConfig)(nil).WithDefaults()
-	if got.MaxBodyBytes != 16<<20 || got.BodyBudget != 64<<20 || got.HeartbeatInterval != 15*time.Second || got.MaxAttempts != 5 {
-		t.Errorf("defaults = %+v, want 16 MiB, 64 MiB, 15s, 5", got)
+	if got.MaxBodyBytes != 16<<20 || got.BodyBudget != 32<<20 || got.HeartbeatInterval != 15*time.Second || got.MaxAttempts != 5 {
+		t.Errorf("defaults = %+v, want 16 MiB, 32 MiB, 15s, 5", got)
 	}
 	in := &APIConfig{MaxBodyBytes: 10, BodyBudget: 20, HeartbeatInterval: time.Millisecond, MaxAttempts: 2}
 	got = in.WithDefaults()

@@ -274,6 +274,15 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		sub.stored = true
+	} else if len(rec.Payload) > passPayloadMax {
+		// A large record is stored in a call of its own, as a keyed one is: in the pass's
+		// transaction, a few of them made every submission of the pass wait for their
+		// megabytes (twelve 10 MB submissions at once: their records' transactions took
+		// longer than the pass may, and all were answered 503).
+		if err := b.tasks.Create(ctx, rec); err != nil {
+			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		sub.stored = true
 	}
 	if err := b.submissions.Do(ctx, sub); err != nil {
 		// The budget ended before the pass did; the pass goes on, and may store and
@@ -322,6 +331,9 @@ const (
 	settleBudget        = 2 * time.Minute  // queuing in the background after a failed submission
 	acceptedSendTimeout = 30 * time.Second // publishing (or spooling) a batch of accepted events
 	enqueueBatchMax     = 256
+	// passPayloadMax is the largest payload whose record goes in a pass's transaction;
+	// a larger one is stored by its submission (see Submit).
+	passPayloadMax = 64 << 10
 )
 
 // SubmitSpacingDefault is the least time between the starts of two submission passes

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -392,4 +393,33 @@ func TestAcceptedEventsSeenAreNotPublishedAgain(t *testing.T) {
 			t.Errorf("%d tasks still noted as waiting", len(b.waiting))
 		}
 	})
+}
+
+// A submission with a large payload stores its record in a call of its own, and shares
+// only the queue call with the pass: the pass's transaction carries the small records,
+// so they do not wait for its megabytes.
+func TestLargeSubmissionStoresItsOwnRecord(t *testing.T) {
+	t.Parallel()
+	fake := newDaprFake()
+	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, BackendOptions{})
+	large := json.RawMessage(`{"data":"` + strings.Repeat("x", passPayloadMax) + `"}`)
+	for _, tc := range []struct {
+		payload json.RawMessage
+		txs     int // the pass's record transactions
+	}{
+		{json.RawMessage(`{}`), 1},
+		{large, 0},
+	} {
+		before := fake.transactions
+		rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "hash", Payload: tc.payload, Directory: "d"}, time.Now())
+		if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
+			t.Fatalf("submit a payload of %d bytes: created %v, %v", len(tc.payload), created, err)
+		}
+		if got, _, err := b.tasks.Get(t.Context(), rec.ID); err != nil || !bytes.Equal(got.Payload, tc.payload) {
+			t.Fatalf("record of a payload of %d bytes: %v", len(tc.payload), err)
+		}
+		if got := fake.transactions - before; got != tc.txs {
+			t.Errorf("a payload of %d bytes: %d record transactions, want %d", len(tc.payload), got, tc.txs)
+		}
+	}
 }
