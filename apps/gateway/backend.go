@@ -265,20 +265,15 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 				return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
 		}
-		// Stored only if absent, and in a call of its own: a concurrent request with the
-		// same key may store this id's record (it finds the key bound and no record yet),
-		// and a shared transaction would overwrite what it stored (Dapr's Redis store does
-		// not check first-write inside a transaction). Claiming the key is a call of its
-		// own for the same reason: a batch of claims would rebind keys bound already.
-		if err := b.tasks.Create(ctx, rec); err != nil {
-			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		sub.stored = true
-	} else if len(rec.Payload) > passPayloadMax {
-		// A large record is stored in a call of its own, as a keyed one is: in the pass's
-		// transaction, a few of them made every submission of the pass wait for their
-		// megabytes (twelve 10 MB submissions at once: their records' transactions took
-		// longer than the pass may, and all were answered 503).
+	}
+	// A keyed record is stored only if absent, and in a call of its own: a concurrent
+	// request with the same key may store this id's record (it finds the key bound and no
+	// record yet), and a shared transaction would overwrite what it stored (Dapr's Redis
+	// store does not check first-write inside a transaction). Claiming the key is a call
+	// of its own for the same reason: a batch of claims would rebind keys bound already.
+	// A large record is stored in a call of its own too: in the pass's transaction, a few
+	// of them made every submission of the pass wait for their megabytes.
+	if key != "" || len(rec.Payload) > passPayloadMax {
 		if err := b.tasks.Create(ctx, rec); err != nil {
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
