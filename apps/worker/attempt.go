@@ -15,6 +15,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/batch"
 	"github.com/taskgrid/taskgrid/internal/platform/retry"
 	"github.com/taskgrid/taskgrid/internal/platform/steps"
 )
@@ -412,19 +413,13 @@ func (n *Node) deliver(a *attempt) {
 func (n *Node) deliverBatch(ctx context.Context, as []*attempt) error {
 	var first error
 	answered := false
-	for len(as) > 0 {
-		k, size := 1, storeRequestBytes(as[0])
-		for k < len(as) && size+storeRequestBytes(as[k]) <= storeCallBytes {
-			size += storeRequestBytes(as[k])
-			k++
-		}
-		if err := n.deliverCall(ctx, as[:k]); err == nil {
+	batch.Runs(len(as), func(i int) int64 { return storeRequestBytes(as[i]) }, storeCallBytes, func(from, to int) {
+		if err := n.deliverCall(ctx, as[from:to]); err == nil {
 			answered = true
 		} else if first == nil {
 			first = err
 		}
-		as = as[k:]
-	}
+	})
 	if answered {
 		return nil
 	}

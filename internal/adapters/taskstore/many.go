@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/batch"
 )
 
 // The batched paths: a batch of records costs one GetBulkState and one state
@@ -47,22 +48,8 @@ const fallbackConcurrency = 32
 // payload (up to 16 MiB), and a batch of such records in one call would pass the
 // sidecar's message limit (sidecar.MaxMessageBytes) and be refused whole, however often
 // it was tried. A batch goes in transactions of at most txBytes each (a larger record
-// alone), one after another.
+// alone), one after another (batch.Runs).
 const txBytes = 16 << 20
-
-// chunks splits n items of the given sizes into runs of at most limit bytes (an item
-// larger than limit alone), and calls f with each run's bounds, in order.
-func chunks(n int, size func(i int) int, limit int, f func(from, to int)) {
-	for from := 0; from < n; {
-		to, sum := from+1, size(from)
-		for to < n && sum+size(to) <= limit {
-			sum += size(to)
-			to++
-		}
-		f(from, to)
-		from = to
-	}
-}
 
 // UpdateMany is Update for many records at once, one Result per id, in order: one
 // GetBulkState reads them all, fn is applied to each, and one transaction writes every
@@ -195,7 +182,7 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 		}
 		writes = append(writes, pendingWrite{i: i, key: recordKey(ids[i]), rec: rec, data: data, etag: etag})
 	}
-	chunks(len(writes), func(j int) int { return len(writes[j].data) }, txBytes, func(from, to int) {
+	batch.Runs(len(writes), func(j int) int64 { return int64(len(writes[j].data)) }, txBytes, func(from, to int) {
 		part := writes[from:to]
 		if err := s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(part)); err != nil {
 			s.settle(ctx, ids, part, fn, results, err)
@@ -370,7 +357,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []task.Record) error {
 		ops[i] = &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: recordKey(rec.ID), Value: data}}
 	}
 	var err error
-	chunks(len(ops), func(i int) int { return len(ops[i].Item.Value) }, txBytes, func(from, to int) {
+	batch.Runs(len(ops), func(i int) int64 { return int64(len(ops[i].Item.Value)) }, txBytes, func(from, to int) {
 		if err == nil {
 			err = s.client.ExecuteStateTransaction(ctx, s.storeName, nil, ops[from:to])
 		}

@@ -2,7 +2,8 @@
 // call is in flight, new requests gather; the next call takes them all. A lone request
 // waits for nothing: with no call in flight it goes at once (unless the batcher is
 // Delayed, for work nobody waits for). Under load one call carries many requests, so a
-// single-writer service (an actor) takes one turn for many of them.
+// single-writer service (an actor) takes one turn for many of them. Runs splits a batch
+// too large for one message into calls that each fit.
 package batch
 
 import (

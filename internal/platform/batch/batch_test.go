@@ -355,3 +355,40 @@ func TestDelayedFullCallGoesAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// Runs splits items into consecutive runs within the limit, an item past it alone, and
+// asks each item's size once.
+func TestRuns(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		sizes []int64
+		limit int64
+		want  [][2]int
+	}{
+		{"none", nil, 10, nil},
+		{"one", []int64{3}, 10, [][2]int{{0, 1}}},
+		{"all in one", []int64{3, 3, 4}, 10, [][2]int{{0, 3}}},
+		{"split at the limit", []int64{6, 4, 1, 9, 2}, 10, [][2]int{{0, 2}, {2, 4}, {4, 5}}},
+		{"an item past the limit alone", []int64{2, 15, 3, 3}, 10, [][2]int{{0, 1}, {1, 2}, {2, 4}}},
+		{"the first past the limit", []int64{15, 1}, 10, [][2]int{{0, 1}, {1, 2}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			asked := make([]int, len(tc.sizes))
+			var got [][2]int
+			Runs(len(tc.sizes), func(i int) int64 { asked[i]++; return tc.sizes[i] }, tc.limit, func(from, to int) {
+				got = append(got, [2]int{from, to})
+			})
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("runs %v, want %v", got, tc.want)
+			}
+			for i, n := range asked {
+				if n != 1 {
+					t.Errorf("size of item %d asked %d times, want once", i, n)
+				}
+			}
+		})
+	}
+}
