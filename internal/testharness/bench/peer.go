@@ -194,17 +194,11 @@ var riverPairs = []struct{ name, ours, theirs string }{
 // River: above 1 is more throughput, or more latency or CPU). The median is the ratio of
 // the medians; min and max are the ratios of the extremes, the widest the runs allow.
 func compareWithRiver(figs []Figure) []Figure {
-	find := func(scenario, name string) *Figure {
-		i := slices.IndexFunc(figs, func(f Figure) bool { return f.Scenario == scenario && f.Name == name && len(f.Runs) > 0 })
-		if i < 0 {
-			return nil
-		}
-		return &figs[i]
-	}
 	var out []Figure
 	for _, p := range riverPairs {
-		a, b := find("burst", p.ours), find("peer-river", p.theirs)
-		if a == nil || b == nil || b.Median == 0 || b.Min == 0 || b.Max == 0 {
+		a, ok1 := measured(figs, "burst", is(p.ours))
+		b, ok2 := measured(figs, "peer-river", is(p.theirs))
+		if !ok1 || !ok2 || b.Median == 0 || b.Min == 0 || b.Max == 0 {
 			continue
 		}
 		r := a.Median / b.Median

@@ -60,13 +60,22 @@ func depthSized(c Config) bool {
 	return enoughRuns(c) && c.DepthSmall <= targetConfig.DepthSmall && c.DepthLarge >= targetConfig.DepthLarge
 }
 
-// figure is the report's figure of scenario named name, if it was measured.
-func (r *Report) figure(scenario, name string) (Figure, bool) {
-	i := slices.IndexFunc(r.Figures, func(f Figure) bool { return f.Scenario == scenario && f.Name == name && len(f.Runs) > 0 })
+// measured is the first figure of figs of scenario whose name is named, among those
+// measured (with runs), if there is one.
+func measured(figs []Figure, scenario string, named func(name string) bool) (Figure, bool) {
+	i := slices.IndexFunc(figs, func(f Figure) bool { return f.Scenario == scenario && named(f.Name) && len(f.Runs) > 0 })
 	if i < 0 {
 		return Figure{}, false
 	}
-	return r.Figures[i], true
+	return figs[i], true
+}
+
+// is matches the name name.
+func is(name string) func(string) bool { return func(n string) bool { return n == name } }
+
+// figure is the report's figure of scenario named name, if it was measured.
+func (r *Report) figure(scenario, name string) (Figure, bool) {
+	return measured(r.Figures, scenario, is(name))
 }
 
 func atLeast(scenario, name string, want float64) func(r *Report) (float64, string, bool, bool) {
@@ -90,13 +99,7 @@ func depthRatio(prefix string, inverted bool) func(r *Report) (float64, string, 
 	return func(r *Report) (float64, string, bool, bool) {
 		find := func(depth int) (Figure, bool) {
 			label := fmt.Sprintf("%d waiting: %s", depth, prefix)
-			i := slices.IndexFunc(r.Figures, func(f Figure) bool {
-				return f.Scenario == "depth" && strings.HasPrefix(f.Name, label) && len(f.Runs) > 0
-			})
-			if i < 0 {
-				return Figure{}, false
-			}
-			return r.Figures[i], true
+			return measured(r.Figures, "depth", func(n string) bool { return strings.HasPrefix(n, label) })
 		}
 		small, ok1 := find(r.Config.DepthSmall)
 		large, ok2 := find(r.Config.DepthLarge)
