@@ -14,8 +14,10 @@ import (
 type bodyBudget struct {
 	mu   sync.Mutex
 	free int64
-	// room is closed, and replaced, whenever bytes come back.
-	room chan struct{}
+	// room is closed, and replaced, when bytes come back while waiting submissions
+	// wait for them (a submission that finds room at once costs no channel).
+	room    chan struct{}
+	waiting int
 }
 
 func newBodyBudget(n int64) *bodyBudget {
@@ -33,17 +35,24 @@ func (b *bodyBudget) take(ctx context.Context, n int64, wait time.Duration) bool
 			return true
 		}
 		room := b.room
+		b.waiting++
 		b.mu.Unlock()
 		if timeout == nil {
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			timeout = t.C
 		}
+		var woken bool
 		select {
 		case <-room:
+			woken = true
 		case <-timeout:
-			return false
 		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+		if !woken {
 			return false
 		}
 	}
@@ -54,6 +63,8 @@ func (b *bodyBudget) give(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.free += n
-	close(b.room)
-	b.room = make(chan struct{})
+	if b.waiting > 0 {
+		close(b.room)
+		b.room = make(chan struct{})
+	}
 }
