@@ -271,9 +271,10 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 	// record yet), and a shared transaction would overwrite what it stored (Dapr's Redis
 	// store does not check first-write inside a transaction). Claiming the key is a call
 	// of its own for the same reason: a batch of claims would rebind keys bound already.
-	// A large record is stored in a call of its own too: in the pass's transaction, a few
-	// of them made every submission of the pass wait for their megabytes.
-	if key != "" || len(rec.Payload) > passPayloadMax {
+	// A large payload is stored by its submission too (with the record, under a key of
+	// its own: taskstore.InlinePayloadMax): in the pass's transaction, a few of them made
+	// every submission of the pass wait for their megabytes.
+	if key != "" || len(rec.Payload) > taskstore.InlinePayloadMax {
 		if err := b.tasks.Create(ctx, rec); err != nil {
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
@@ -326,9 +327,6 @@ const (
 	settleBudget        = 2 * time.Minute  // queuing in the background after a failed submission
 	acceptedSendTimeout = 30 * time.Second // publishing (or spooling) a batch of accepted events
 	enqueueBatchMax     = 256
-	// passPayloadMax is the largest payload whose record goes in a pass's transaction;
-	// a larger one is stored by its submission (see Submit).
-	passPayloadMax = 64 << 10
 )
 
 // SubmitSpacingDefault is the least time between the starts of two submission passes
@@ -371,7 +369,7 @@ func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task
 	}
 	dctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	if derr := b.tasks.Delete(dctx, rec.ID); derr != nil {
+	if derr := b.tasks.Delete(dctx, rec); derr != nil {
 		b.logger.ErrorContext(ctx, "could not remove record of a task that was not queued", "task_id", rec.ID, "error", derr)
 		return
 	}

@@ -395,14 +395,14 @@ func TestAcceptedEventsSeenAreNotPublishedAgain(t *testing.T) {
 	})
 }
 
-// A submission with a large payload stores its record in a call of its own, and shares
-// only the queue call with the pass: the pass's transaction carries the small records,
-// so they do not wait for its megabytes.
+// A submission with a large payload stores its record in a call of its own (and its
+// payload apart from it), and shares only the queue call with the pass: the pass's
+// transaction carries the small records, so they do not wait for its megabytes.
 func TestLargeSubmissionStoresItsOwnRecord(t *testing.T) {
 	t.Parallel()
 	fake := newDaprFake()
 	b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, BackendOptions{})
-	large := json.RawMessage(`{"data":"` + strings.Repeat("x", passPayloadMax) + `"}`)
+	large := json.RawMessage(`{"data":"` + strings.Repeat("x", taskstore.InlinePayloadMax) + `"}`)
 	for _, tc := range []struct {
 		payload json.RawMessage
 		txs     int // the pass's record transactions
@@ -415,8 +415,12 @@ func TestLargeSubmissionStoresItsOwnRecord(t *testing.T) {
 		if _, created, err := b.Submit(t.Context(), rec, accepted, ""); err != nil || !created {
 			t.Fatalf("submit a payload of %d bytes: created %v, %v", len(tc.payload), created, err)
 		}
-		if got, _, err := b.tasks.Get(t.Context(), rec.ID); err != nil || !bytes.Equal(got.Payload, tc.payload) {
+		got, _, err := b.tasks.Get(t.Context(), rec.ID)
+		if err != nil {
 			t.Fatalf("record of a payload of %d bytes: %v", len(tc.payload), err)
+		}
+		if p, err := b.tasks.Payload(t.Context(), got); err != nil || !bytes.Equal(p, tc.payload) {
+			t.Fatalf("the payload of %d bytes read back as %d bytes, %v", len(tc.payload), len(p), err)
 		}
 		if got := fake.transactions - before; got != tc.txs {
 			t.Errorf("a payload of %d bytes: %d record transactions, want %d", len(tc.payload), got, tc.txs)

@@ -50,6 +50,7 @@ func (n *Node) run(a *attempt) {
 	var claim atomic.Int32
 	spec := a.grant.Assignment.Spec
 	var grace *time.Timer
+	var payloadErr error // the payload, stored apart from its record, could not be read
 	if spec == nil || a.grant.Assignment.Redispatched || a.grant.Assignment.Attempt > spec.MaxAttempts {
 		claim.Store(claimStart)
 		// The record has the payload, or the attempt may have run elsewhere, or it is
@@ -61,7 +62,8 @@ func (n *Node) run(a *attempt) {
 		}
 		spec = task.SpecOf(a.rec)
 		if spec == nil {
-			spec = &task.Spec{Type: a.rec.Type, Payload: a.rec.Payload, Directory: a.rec.Directory, CreatedAt: a.rec.CreatedAt}
+			spec = &task.Spec{Type: a.rec.Type, Directory: a.rec.Directory, CreatedAt: a.rec.CreatedAt}
+			spec.Payload, payloadErr = n.payload(a)
 		}
 	} else {
 		grace = time.AfterFunc(n.startGrace, func() {
@@ -84,7 +86,11 @@ func (n *Node) run(a *attempt) {
 
 	computing := time.Now().UTC()
 	steps.Mark(a.grant.Assignment.TaskID, steps.Computing)
-	a.out = n.exec.Execute(a.ctx, spec.Type, spec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a, started))
+	if payloadErr != nil {
+		a.out = Outcome{Failure: FailureUnread, Err: payloadErr}
+	} else {
+		a.out = n.exec.Execute(a.ctx, spec.Type, spec.Payload, a.grant.Assignment.Attempt, n.reportProgress(a, started))
+	}
 	if a.cancelled.Load() && a.out.Failure != "" {
 		a.out.Failure = FailureCancelled // stopped because its task was cancelled: not a failure
 	}
@@ -147,6 +153,30 @@ func (n *Node) run(a *attempt) {
 	n.mu.Unlock()
 	n.deliver(a)
 }
+
+// payload reads the payload of a's task when its record keeps it apart (a large one),
+// trying again for payloadBudget. An attempt whose payload cannot be read fails (its
+// start is recorded already), and goes back to the queue as a failed attempt does.
+func (n *Node) payload(a *attempt) (json.RawMessage, error) {
+	var p json.RawMessage
+	ctx, cancel := context.WithTimeout(a.ctx, payloadBudget)
+	defer cancel()
+	err := retry.Do(ctx, payloadTryTimeout, func(ctx context.Context) error {
+		var err error
+		p, err = n.svc.Records.Payload(ctx, a.rec)
+		if errors.Is(err, taskstore.ErrNotFound) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	return p, err
+}
+
+// Bounds of reading a payload (see payload): a large one takes a while to come.
+const (
+	payloadBudget     = 30 * time.Second
+	payloadTryTimeout = 10 * time.Second
+)
 
 // Claims of an attempt's start (see run).
 const (

@@ -18,6 +18,7 @@ const (
 	FailureTimeout = "timeout" // the attempt ran past its time limit
 	FailureForced  = "forced"  // forceFailure: the first k attempts fail on purpose
 	FailureInvalid = "invalid" // the payload no longer validates (catalog changed)
+	FailureUnread  = "unread"  // the payload, stored apart from its record, could not be read
 	// FailureCancelled is not a failure: the attempt was stopped because its task was
 	// cancelled. It only labels the attempt in taskgrid_worker_attempts_total.
 	FailureCancelled = "cancelled"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"maps"
 	"slices"
@@ -25,9 +26,11 @@ type (
 	Queue interface {
 		Sync(ctx context.Context, req queue.SyncRequest) (queue.SyncReply, error)
 	}
-	// Records reads and changes task records, many at once.
+	// Records reads and changes task records, many at once, and reads a payload stored
+	// apart from its record.
 	Records interface {
 		UpdateMany(ctx context.Context, ids []uuid.UUID, fn func(*task.Record) error) []taskstore.Result
+		Payload(ctx context.Context, rec task.Record) (json.RawMessage, error)
 	}
 	// Results hands results to the storekeeper, many at once; one outcome per result.
 	Results interface {

@@ -31,6 +31,47 @@ type fakeRecords struct {
 	recs  map[uuid.UUID]task.Record
 	down  int // the next calls fail
 	calls int
+
+	payloads     map[string]json.RawMessage // stored apart from their records (apart)
+	payloadDown  int                        // the next Payload calls fail
+	payloadCalls int
+}
+
+// apart moves every record's payload into a key of its own, as the store does with a
+// large one; lost leaves the key out.
+func (f *fakeRecords) apart(lost bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.payloads == nil {
+		f.payloads = map[string]json.RawMessage{}
+	}
+	for id, rec := range f.recs {
+		rec.PayloadKey = "payload-" + id.String()
+		if !lost {
+			f.payloads[rec.PayloadKey] = rec.Payload
+		}
+		rec.Payload = nil
+		f.recs[id] = rec
+	}
+}
+
+func (f *fakeRecords) Payload(_ context.Context, rec task.Record) (json.RawMessage, error) {
+	if rec.PayloadKey == "" {
+		return rec.Payload, nil
+	}
+	time.Sleep(time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.payloadCalls++
+	if f.payloadDown > 0 {
+		f.payloadDown--
+		return nil, errors.New("state store down")
+	}
+	p, ok := f.payloads[rec.PayloadKey]
+	if !ok {
+		return nil, taskstore.ErrNotFound
+	}
+	return p, nil
 }
 
 func (f *fakeRecords) UpdateMany(_ context.Context, ids []uuid.UUID, fn func(*task.Record) error) []taskstore.Result {
@@ -299,6 +340,12 @@ func TestAttemptLife(t *testing.T) {
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusPending, wantRecords: 1},
 		{name: "no spec: the record is read first", typ: "noop", payload: `{}`, grant: 1, noSpec: true,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventAccepted, task.EventStarted}, wantStored: 1, wantRecords: 1},
+		{name: "payload kept apart from the record: read, then computed", typ: "sleep", payload: `{"ms":10}`, grant: 1, noSpec: true, setup: func(e *nodeEnv) { e.records.apart(false) },
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventAccepted, task.EventStarted}, wantStored: 1, wantRecords: 1},
+		{name: "payload kept apart, state store down a while: read again", typ: "sleep", payload: `{"ms":10}`, grant: 1, noSpec: true, setup: func(e *nodeEnv) { e.records.apart(false); e.records.payloadDown = 2 },
+			wantDone: []queue.Done{{}}, wantStatus: task.StatusRunning, wantKinds: []string{task.EventAccepted, task.EventStarted}, wantStored: 1, wantRecords: 1},
+		{name: "payload kept apart and lost: the attempt fails, re-queued", typ: "sleep", payload: `{"ms":10}`, grant: 1, noSpec: true, setup: func(e *nodeEnv) { e.records.apart(true) },
+			wantDone: []queue.Done{{Requeue: true}}, wantStatus: task.StatusPending, wantKinds: []string{task.EventAccepted, task.EventStarted, task.EventAttemptFailed}, wantRecords: 2},
 		{name: "past the last attempt: failed for good without running", typ: "noop", payload: `{}`, attempts: 2, grant: 3,
 			wantDone: []queue.Done{{}}, wantStatus: task.StatusFailed, wantKinds: []string{task.EventFailed}, wantRecords: 1},
 		{name: "short result rejected: its start is recorded, then the attempt fails", typ: "noop", payload: `{}`, grant: 1, setup: func(e *nodeEnv) { e.results.reject = true },

@@ -21,6 +21,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/components"
+	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
@@ -362,5 +366,19 @@ func TestLargePayloadAndResult(t *testing.T) {
 	}
 	if len(file) <= 4<<20 {
 		t.Errorf("the result file is %d bytes: want more than a sidecar takes by default", len(file))
+	}
+	// The record keeps the payload apart: its start and completion wrote a few hundred
+	// bytes, not the image.
+	client, err := sidecar.New(st.App("worker").Sidecar())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	rec, _, err := taskstore.New(client, components.StateStore).Get(ctx, uuid.MustParse(v.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Status != task.StatusCompleted || rec.PayloadKey == "" || len(rec.Payload) != 0 {
+		t.Errorf("record %s with payload key %q and %d bytes of payload; want completed, its payload apart", rec.Status, rec.PayloadKey, len(rec.Payload))
 	}
 }

@@ -343,18 +343,22 @@ func (s *Store) CreateMany(ctx context.Context, recs []task.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	ops := make([]*dapr.StateOperation, len(recs))
+	ops := make([]*dapr.StateOperation, 0, len(recs))
 	seen := make(map[uuid.UUID]bool, len(recs))
-	for i, rec := range recs {
+	for _, rec := range recs {
 		if seen[rec.ID] {
 			return fmt.Errorf("create %d tasks: task %s listed twice", len(recs), rec.ID)
 		}
 		seen[rec.ID] = true
+		rec, payload := splitPayload(rec)
+		if payload != nil { // ahead of its record: the transactions go in order
+			ops = append(ops, &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: payload})
+		}
 		data, err := json.Marshal(rec)
 		if err != nil {
 			return fmt.Errorf("encode task %s: %w", rec.ID, err)
 		}
-		ops[i] = &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: recordKey(rec.ID), Value: data}}
+		ops = append(ops, &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: recordKey(rec.ID), Value: data}})
 	}
 	var err error
 	batch.Runs(len(ops), func(i int) int64 { return int64(len(ops[i].Item.Value)) }, txBytes, func(from, to int) {

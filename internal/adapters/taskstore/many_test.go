@@ -434,9 +434,11 @@ func TestCreateManyThenUpdateMany(t *testing.T) {
 	}
 }
 
-// Records that carry large payloads go in several transactions of at most txBytes, and a
-// bulk read whose answer is too large for one message is read again in halves: a batch
-// of them is never refused whole, for ever, by the sidecar's message limit.
+// Large payloads (stored apart from their records, in the same transactions) go in
+// several transactions of at most txBytes, and a bulk read whose answer is too large for
+// one message (records stored with their payloads inline, by an earlier version) is read
+// again in halves: a batch of them is never refused whole, for ever, by the sidecar's
+// message limit.
 func TestLargeRecordsFitTheMessageLimit(t *testing.T) {
 	t.Parallel()
 	f := newFakeState()
@@ -454,14 +456,24 @@ func TestLargeRecordsFitTheMessageLimit(t *testing.T) {
 		t.Fatalf("CreateMany of 5 records of 6 MiB: %v", err)
 	}
 	if f.txs != 3 {
-		t.Errorf("%d transactions for 30 MiB of records, want 3 (two, two and one)", f.txs)
+		t.Errorf("%d transactions for 30 MiB of payloads, want 3 (two, two and one)", f.txs)
 	}
 	for _, n := range f.txSizes {
 		if n > txBytes {
 			t.Errorf("a transaction of %d bytes, more than %d", n, txBytes)
 		}
 	}
+	f.mu.Lock()
+	for _, rec := range recs { // as an earlier version stored them: payloads inline
+		data, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.version++
+		f.items[recordKey(rec.ID)] = fakeItem{value: data, etag: strconv.Itoa(f.version)}
+	}
 	f.txs, f.txSizes, f.bulkGets = 0, nil, 0
+	f.mu.Unlock()
 	results := s.UpdateMany(t.Context(), ids, func(rec *task.Record) error {
 		rec.Priority = task.PriorityHigh
 		return nil

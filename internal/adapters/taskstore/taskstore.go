@@ -51,6 +51,32 @@ func New(client StateClient, storeName string) *Store {
 
 func recordKey(id uuid.UUID) string { return "task-" + id.String() }
 
+// InlinePayloadMax is the largest payload a record carries itself. A larger one is
+// stored under a key of its own (Record.PayloadKey), written once with the record and
+// read only by the worker that computes the task (Payload): every other use of the
+// record (its starts, completions, cancels and views, the storekeeper's batches) reads
+// and writes a few hundred bytes instead of the payload's megabytes.
+const InlinePayloadMax = 64 << 10
+
+// payloadKey names the key of a payload kept apart from its record, by task and
+// content: a keyed retry that stores its own payload under an id bound already (see
+// the gateway's Submit) never changes the payload a stored record refers to.
+func payloadKey(id uuid.UUID, payload []byte) string {
+	sum := sha256.Sum256(payload)
+	return "payload-" + id.String() + "-" + hex.EncodeToString(sum[:8])
+}
+
+// splitPayload returns rec as it is stored, and the item its payload is stored as when
+// that is over InlinePayloadMax (nil otherwise).
+func splitPayload(rec task.Record) (task.Record, *dapr.SetStateItem) {
+	if len(rec.Payload) <= InlinePayloadMax {
+		return rec, nil
+	}
+	item := &dapr.SetStateItem{Key: payloadKey(rec.ID, rec.Payload), Value: rec.Payload}
+	rec.Payload, rec.PayloadKey = nil, item.Key
+	return rec, item
+}
+
 var firstWrite = dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite)
 
 // insert writes key only when it does not exist yet.
@@ -67,8 +93,16 @@ func (s *Store) insert(ctx context.Context, key string, data []byte) error {
 	return fmt.Errorf("save %s: %w", key, err)
 }
 
-// Create stores a new record; ErrExists when its id is taken.
+// Create stores a new record; ErrExists when its id is taken. A payload over
+// InlinePayloadMax is stored first, under its own key: a record is never stored without
+// its payload (a payload may be, when the record's write fails).
 func (s *Store) Create(ctx context.Context, rec task.Record) error {
+	rec, payload := splitPayload(rec)
+	if payload != nil {
+		if err := s.client.SaveStateWithETag(ctx, s.storeName, payload.Key, payload.Value, "", nil); err != nil {
+			return fmt.Errorf("create task %s: save its payload: %w", rec.ID, err)
+		}
+	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", rec.ID, err)
@@ -158,10 +192,37 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, key string, id uuid.UUI
 	return bound, false, nil
 }
 
-// Delete removes the record of id (a task that was refused after its record was written).
-func (s *Store) Delete(ctx context.Context, id uuid.UUID) error {
-	if err := s.client.DeleteState(ctx, s.storeName, recordKey(id), nil); err != nil {
-		return fmt.Errorf("delete task %s: %w", id, err)
+// Payload returns the payload of rec: its own, or the one stored apart from it
+// (ErrNotFound when that is missing).
+func (s *Store) Payload(ctx context.Context, rec task.Record) (json.RawMessage, error) {
+	if rec.PayloadKey == "" {
+		return rec.Payload, nil
+	}
+	item, err := s.client.GetState(ctx, s.storeName, rec.PayloadKey, nil)
+	if err != nil {
+		return nil, fmt.Errorf("get payload of task %s: %w", rec.ID, err)
+	}
+	if item == nil || len(item.Value) == 0 {
+		return nil, fmt.Errorf("get payload of task %s: %w", rec.ID, ErrNotFound)
+	}
+	return item.Value, nil
+}
+
+// Delete removes rec's record, then its payload when stored apart (a task that was
+// refused after its record was written).
+func (s *Store) Delete(ctx context.Context, rec task.Record) error {
+	if err := s.client.DeleteState(ctx, s.storeName, recordKey(rec.ID), nil); err != nil {
+		return fmt.Errorf("delete task %s: %w", rec.ID, err)
+	}
+	key := rec.PayloadKey // rec as stored, or as given to Create:
+	if _, payload := splitPayload(rec); payload != nil {
+		key = payload.Key
+	}
+	if key == "" {
+		return nil
+	}
+	if err := s.client.DeleteState(ctx, s.storeName, key, nil); err != nil {
+		return fmt.Errorf("delete the payload of task %s: %w", rec.ID, err)
 	}
 	return nil
 }

@@ -728,7 +728,7 @@ func TestDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Delete(ctx, rec.ID); err != nil {
+	if err := s.Delete(ctx, rec); err != nil {
 		t.Fatalf("Delete = %v", err)
 	}
 	if _, _, err := s.Get(ctx, rec.ID); !errors.Is(err, ErrNotFound) {
@@ -742,13 +742,112 @@ func TestDelete(t *testing.T) {
 		t.Errorf("Create after Delete = %v", err)
 	}
 	// Deleting what is not there is fine (Dapr does not report it).
-	if err := s.Delete(ctx, uuid.New()); err != nil {
+	if err := s.Delete(ctx, task.Record{ID: uuid.New()}); err != nil {
 		t.Errorf("Delete(unknown) = %v", err)
 	}
 
 	down := errors.New("state store down")
 	f.deleteErr = down
-	if err := s.Delete(ctx, keep.ID); !errors.Is(err, down) {
+	if err := s.Delete(ctx, keep); !errors.Is(err, down) {
 		t.Errorf("Delete = %v, want %v", err, down)
+	}
+}
+
+// A payload over InlinePayloadMax is stored apart from its record, whichever way the
+// record is created, and read back whole; every other use of the record reads and
+// writes it without the payload. Delete removes both.
+func TestLargePayloadStoredApart(t *testing.T) {
+	t.Parallel()
+	small := json.RawMessage(`{"n":1}`)
+	edge := json.RawMessage(`{"d":"` + strings.Repeat("e", InlinePayloadMax-8) + `"}`)
+	large := json.RawMessage(`{"d":"` + strings.Repeat("x", InlinePayloadMax) + `"}`)
+	if len(edge) != InlinePayloadMax {
+		t.Fatalf("edge payload of %d bytes, want %d", len(edge), InlinePayloadMax)
+	}
+	for _, how := range []string{"Create", "CreateMany"} {
+		for _, tc := range []struct {
+			name    string
+			payload json.RawMessage
+			apart   bool
+		}{{"small", small, false}, {"at the bound", edge, false}, {"large", large, true}} {
+			t.Run(how+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				s, f := newStore(t)
+				ctx := t.Context()
+				rec := newRecord()
+				rec.Payload = tc.payload
+				var err error
+				if how == "Create" {
+					err = s.Create(ctx, rec)
+				} else {
+					err = s.CreateMany(ctx, []task.Record{newRecord(), rec})
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", how, err)
+				}
+				got, _, err := s.Get(ctx, rec.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if apart := got.PayloadKey != ""; apart != tc.apart || apart && len(got.Payload) != 0 {
+					t.Fatalf("record has payload key %q and %d bytes of payload, want apart=%v", got.PayloadKey, len(got.Payload), tc.apart)
+				}
+				f.mu.Lock()
+				stored := len(f.items[recordKey(rec.ID)].value)
+				f.mu.Unlock()
+				if tc.apart && stored > 1024 {
+					t.Errorf("record stored in %d bytes, want it without its payload", stored)
+				}
+				// A change of the record keeps what it refers to.
+				res := s.UpdateMany(ctx, []uuid.UUID{rec.ID}, func(r *task.Record) error { r.Progress = 0.5; return nil })
+				if res[0].Err != nil || res[0].Record.PayloadKey != got.PayloadKey {
+					t.Fatalf("update: %+v, want the payload key %q kept", res[0], got.PayloadKey)
+				}
+				p, err := s.Payload(ctx, res[0].Record)
+				if err != nil || string(p) != string(tc.payload) {
+					t.Fatalf("Payload = %d bytes, %v; want the %d bytes created", len(p), err, len(tc.payload))
+				}
+				if err := s.Delete(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+				f.mu.Lock()
+				left := len(f.items)
+				f.mu.Unlock()
+				if want := map[string]int{"Create": 0, "CreateMany": 1}[how]; left != want {
+					t.Errorf("%d keys left after Delete, want %d (the other record)", left, want)
+				}
+			})
+		}
+	}
+}
+
+// A keyed retry that stores another payload under the same id does not change the one
+// a stored record refers to; a payload gone missing is reported as ErrNotFound.
+func TestPayloadKeyFollowsContent(t *testing.T) {
+	t.Parallel()
+	s, f := newStore(t)
+	ctx := t.Context()
+	rec := newRecord()
+	rec.Payload = json.RawMessage(`{"d":"` + strings.Repeat("a", InlinePayloadMax) + `"}`)
+	if err := s.Create(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	other := rec
+	other.Payload = json.RawMessage(`{"d":"` + strings.Repeat("b", InlinePayloadMax) + `"}`)
+	if err := s.Create(ctx, other); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Create = %v, want ErrExists", err)
+	}
+	got, _, err := s.Get(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Payload(ctx, got); err != nil || string(p) != string(rec.Payload) {
+		t.Fatalf("Payload after a second Create = %.20s..., %v; want the first", p, err)
+	}
+	f.mu.Lock()
+	delete(f.items, got.PayloadKey)
+	f.mu.Unlock()
+	if _, err := s.Payload(ctx, got); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Payload of a missing key = %v, want ErrNotFound", err)
 	}
 }

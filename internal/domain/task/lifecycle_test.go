@@ -1,6 +1,7 @@
 package task
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -434,6 +435,34 @@ func TestAcceptanceCarried(t *testing.T) {
 			}
 			if len(evs) < 2 || evs[0] != want {
 				t.Fatalf("events %v: want the acceptance %+v first", kinds(evs), want)
+			}
+		})
+	}
+}
+
+// An assignment carries the spec of a task whose payload is small and kept in its
+// record; a large payload, or one stored apart from the record, makes the worker read
+// it.
+func TestSpecOf(t *testing.T) {
+	small := json.RawMessage(`{"n":1}`)
+	edge := json.RawMessage(`"` + strings.Repeat("e", SpecMaxPayload-2) + `"`)
+	for _, tc := range []struct {
+		name string
+		rec  Record
+		want bool
+	}{
+		{"small payload", Record{Type: "noop", Payload: small}, true},
+		{"at the bound", Record{Type: "noop", Payload: edge}, true},
+		{"over the bound", Record{Type: "noop", Payload: append(edge, ' ')}, false},
+		{"stored apart", Record{Type: "noop", PayloadKey: "payload-x"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := SpecOf(tc.rec)
+			if (spec != nil) != tc.want {
+				t.Fatalf("SpecOf = %+v, want a spec: %v", spec, tc.want)
+			}
+			if spec != nil && (spec.Type != tc.rec.Type || string(spec.Payload) != string(tc.rec.Payload)) {
+				t.Errorf("spec %+v does not carry the record's type and payload", spec)
 			}
 		})
 	}

@@ -45,17 +45,20 @@ const MaxAttemptsDefault = 5
 
 // Record is the stored state of one task (key "task-<id>" in the state store).
 type Record struct {
-	ID          uuid.UUID       `json:"id"`
-	Type        string          `json:"task"`
-	Payload     json.RawMessage `json:"payload"`
-	Directory   string          `json:"directory"`
-	Status      Status          `json:"status"`
-	Priority    Priority        `json:"priority"`
-	Attempts    int             `json:"attempts"`
-	MaxAttempts int             `json:"max_attempts"`
-	Progress    float64         `json:"progress"`
-	Worker      string          `json:"worker,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
+	ID      uuid.UUID       `json:"id"`
+	Type    string          `json:"task"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// PayloadKey, when set, names the state key the payload is stored under, apart from
+	// the record (a large one; see taskstore.InlinePayloadMax), and Payload is empty.
+	PayloadKey  string    `json:"payload_key,omitempty"`
+	Directory   string    `json:"directory"`
+	Status      Status    `json:"status"`
+	Priority    Priority  `json:"priority"`
+	Attempts    int       `json:"attempts"`
+	MaxAttempts int       `json:"max_attempts"`
+	Progress    float64   `json:"progress"`
+	Worker      string    `json:"worker,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
 	// QueuedAt and DispatchedAt are when the latest attempt entered and left the queue
 	// (the queue's clock); StartedAt is when it started running (the worker's clock).
 	QueuedAt     *time.Time `json:"queued_at,omitempty"`
@@ -123,9 +126,9 @@ type Spec struct {
 const SpecMaxPayload = 4 << 10
 
 // SpecOf returns the spec of rec to carry in its assignments, or nil when its payload
-// is too large to carry.
+// is too large to carry (or stored apart from the record).
 func SpecOf(rec Record) *Spec {
-	if len(rec.Payload) > SpecMaxPayload {
+	if rec.PayloadKey != "" || len(rec.Payload) > SpecMaxPayload {
 		return nil
 	}
 	return &Spec{Type: rec.Type, Payload: rec.Payload, Directory: rec.Directory, CreatedAt: rec.CreatedAt, MaxAttempts: rec.MaxAttempts}

@@ -5,7 +5,9 @@ package contract
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 type Records interface {
 	Create(ctx context.Context, rec task.Record) error
 	UpdateMany(ctx context.Context, ids []uuid.UUID, fn func(*task.Record) error) []taskstore.Result
+	Payload(ctx context.Context, rec task.Record) (json.RawMessage, error)
 }
 
 // TestRecords runs the contract of Records on s.
@@ -77,6 +80,26 @@ func TestRecords(t *testing.T, s Records) {
 		again := s.UpdateMany(ctx, []uuid.UUID{a.ID}, start)
 		if again[0].Changed || !errors.Is(again[0].Err, task.ErrStale) {
 			t.Errorf("second start of a: %+v, want ErrStale", again[0])
+		}
+	})
+
+	t.Run("a payload is read back whole from the record read, however large", func(t *testing.T) {
+		for _, payload := range []json.RawMessage{
+			json.RawMessage(`{"n":1}`),
+			json.RawMessage(`{"d":"` + strings.Repeat("x", taskstore.InlinePayloadMax) + `"}`),
+		} {
+			rec, _ := task.Accept(task.Record{ID: uuid.New(), Type: "hash", Payload: payload, Directory: "contract", MaxAttempts: 3}, now)
+			if err := s.Create(ctx, rec); err != nil {
+				t.Fatalf("create with a payload of %d bytes: %v", len(payload), err)
+			}
+			res := s.UpdateMany(ctx, []uuid.UUID{rec.ID}, start)
+			if res[0].Err != nil {
+				t.Fatalf("start: %v", res[0].Err)
+			}
+			got, err := s.Payload(ctx, res[0].Record)
+			if err != nil || string(got) != string(payload) {
+				t.Errorf("payload of %d bytes read back as %d bytes, %v", len(payload), len(got), err)
+			}
 		}
 	})
 
