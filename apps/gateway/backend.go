@@ -183,7 +183,7 @@ func newSubmission(rec task.Record, accepted task.Event) *submission {
 //
 // The queue call does not wait for the records' write: the queue pushes an attempt to
 // an idle slot as it takes it, so a task starts a write's round trip sooner (submit →
-// started at 10 tasks/s: README, "The thirteenth session"). A worker or the storekeeper
+// started at 10 tasks/s: docs/benchmarks-history.md, "The thirteenth session"). A worker or the storekeeper
 // may then look for a record that is not written yet: for a first attempt queued within
 // task.RecordGrace they look again, and after it take the task for one that does not
 // exist. That is also what becomes of an attempt whose record could not be written: its
@@ -333,19 +333,19 @@ const (
 // that follow one another (Config.SubmitSpacing). A pass costs three sidecar calls
 // whatever it carries, and at a steady 500 tasks/s one started as the last ended
 // carried about two submissions: spaced 8 ms apart, passes carry about four, which took
-// the calls per task from 1.79 to 1.28 and the CPU per task from 3.09 to 2.80 ms (README,
-// "Benchmarks", the eleventh session). A lone submission, or the first after a quiet spell, goes at once.
+// the calls per task from 1.79 to 1.28 and the CPU per task from 3.09 to 2.80 ms
+// (docs/benchmarks-history.md, "The eleventh session"). A lone submission, or the first after a quiet spell, goes at once.
 const SubmitSpacingDefault = 8 * time.Millisecond
 
 // AcceptedDelayDefault is BackendOptions.AcceptedDelay's default. At 10 tasks/s a task
 // is notified within about 15 ms, so its accepted event's publish and deliveries would
 // come after it; in alternate tasks of one run at 10/s, a publish 25 ms after the
 // acceptance rather than at once brought the median task's SSE write 1.2 ms sooner
-// (12.6 → 11.4 ms after its acceptance; README, "The fifteenth session"). And a task that
+// (12.6 → 11.4 ms after its acceptance; docs/benchmarks-history.md, "The fifteenth session"). And a task that
 // starts within the delay has its accepted event carried by its start (the feed delivers
 // it: AcceptedSeen), so the gateway publishes nothing for it: a second covers a task's
 // wait in the queue under load too, where at 50 ms the burst of 10,000 put 1.93 accepted
-// events per task on the broker (README, "The sixteenth session").
+// events per task on the broker (docs/benchmarks-history.md, "The sixteenth session").
 const AcceptedDelayDefault = time.Second
 
 // settle queues a task whose submission failed while queuing it, for up to

@@ -31,7 +31,7 @@ const acceptedFlushTimeout = 5 * time.Second
 // (a pack of events) at a time, as it comes: a bulk delivery waited for daprd's next
 // flush, every millisecond at the least (half of it on average), and that timer woke the
 // sidecar every millisecond when idle. At 500 tasks/s a delivery per message costs the
-// sidecar a little more (0.50 → 0.54 ms per task; README, "The thirteenth session").
+// sidecar a little more (0.50 → 0.54 ms per task; docs/benchmarks-history.md, "The thirteenth session").
 const routeFeed = "/internal/events"
 
 func run(ctx context.Context, logger *slog.Logger, cfg Config) error {

@@ -471,7 +471,7 @@ func (n *Node) Run(ctx context.Context) {
 //     queue holds other slots or room of the node to push work to. At light load a
 //     task's slot and its end thus cost no sync, each a turn of the queue actor and an
 //     actor state transaction that would run beside the next tasks' calls (at 10
-//     tasks/s they were about 2.4 a task; README, "The fourteenth session of
+//     tasks/s they were about 2.4 a task; docs/benchmarks-history.md, "The fourteenth session of
 //     2026-12-07"). What rides is only the leases of ended attempts, held at most a
 //     heartbeat longer.
 func (n *Node) nextSync(ctx context.Context, last time.Time, heartbeat <-chan time.Time) bool {
@@ -497,7 +497,7 @@ func (n *Node) nextSync(ctx context.Context, last time.Time, heartbeat <-chan ti
 // a node works in rounds, and one sync (one turn of the queue actor, one state
 // transaction) reports and takes a round's work. The rounds are what make a node's
 // batches large all the way down (starts, results, events), and what takes most of the
-// CPU per task off under load (README, "The ninth session of 2026-12-06"); their price
+// CPU per task off under load (docs/benchmarks-history.md, "The ninth session of 2026-12-06"); their price
 // is that work submitted meanwhile waits for the round. One thing ends the wait early:
 // the node's slots run dry (see dry), so the rounds never leave slots idle with work
 // waiting in the queue, whatever the pace.
@@ -528,7 +528,7 @@ const SyncGapDefault = 100 * time.Millisecond
 // the storekeeper that follow one another (Config.StoreSpacing). Work pushed into a
 // node's room comes in a turn of the queue's at a time, and so do its results: without
 // the spacing, at 500 tasks/s a call carried a few of them, and the storekeeper's calls
-// per task doubled (README, "The twelfth session of 2026-12-07").
+// per task doubled (docs/benchmarks-history.md, "The twelfth session of 2026-12-07").
 const StoreSpacingDefault = 30 * time.Millisecond
 
 // roundDue reports whether the node has a round's worth of ended attempts to report: as

@@ -715,8 +715,8 @@ func (q *Queue) Enqueue(ctx context.Context, as []task.Assignment) (dispatched i
 	}
 	// The pushes go out as the turn writes its leases, not after: a push is a call
 	// through two sidecars and the write a call through this one, so the work reaches
-	// its node a write's round trip sooner (submit → started at 10 tasks/s: see README,
-	// "The thirteenth session"). No sync of the node can act on a push before the write
+	// its node a write's round trip sooner (submit → started at 10 tasks/s: see
+	// docs/benchmarks-history.md, "The thirteenth session"). No sync of the node can act on a push before the write
 	// has ended: a sync is a turn, and this turn holds the queue until then. A write
 	// that fails (or whose outcome is unknown) leaves the pushed attempts without
 	// durable leases: the enqueue fails and is tried again, the waiting attempts taken

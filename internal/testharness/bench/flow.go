@@ -390,7 +390,7 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	ms := latencies("submit→started", spans(all, startedAt), true)
 	ms = append(ms, latencies("submit→notified", spans(all, notifiedAt), true)...)
 	// The same without the run's first seconds, in which every process goes from idle to
-	// the rate: on a fresh stack they held most of the slowest 1 % (README, "The eighth
+	// the rate: on a fresh stack they held most of the slowest 1 % (docs/benchmarks-history.md, "The eighth
 	// session of 2026-12-06"). A diagnostic; the target is on the whole run.
 	if steady := submittedFrom(all, start.Add(steadyAfter)); c.PacedDuration >= 2*steadyAfter && len(steady) > 0 {
 		ms = append(ms, latencies(fmt.Sprintf("submit→notified from %v on", steadyAfter), spans(steady, notifiedAt), false)...)
