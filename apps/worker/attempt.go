@@ -410,17 +410,11 @@ func (n *Node) deliver(a *attempt) {
 		return
 	}
 	err := retry.Do(a.ctx, deliverTimeout, func(ctx context.Context) error {
-		a.stored = nil
-		if err := n.deliveries.Do(ctx, a); err != nil {
-			return err
+		err := n.deliverOnce(ctx, a)
+		if err != nil && a.merged && !n.showStarted(a) {
+			return retry.Permanent(err) // the attempt ended (notStarted)
 		}
-		switch {
-		case a.stored == nil:
-			return fmt.Errorf("%w: no outcome for it in the reply", errNotStored)
-		case !a.stored.Stored && !a.stored.Rejected:
-			return fmt.Errorf("%w: %s", errNotStored, a.stored.Error)
-		}
-		return nil
+		return err
 	})
 	switch {
 	case err != nil:
@@ -434,6 +428,46 @@ func (n *Node) deliver(a *attempt) {
 	default:
 		n.end(a, queue.Done{AttemptID: a.id()})
 	}
+}
+
+// deliverOnce sends a's result to the storekeeper once (with the other results of the
+// moment), and reports why it was not stored, if it was not.
+func (n *Node) deliverOnce(ctx context.Context, a *attempt) error {
+	a.stored = nil
+	if err := n.deliveries.Do(ctx, a); err != nil {
+		return err
+	}
+	switch {
+	case a.stored == nil:
+		return fmt.Errorf("%w: no outcome for it in the reply", errNotStored)
+	case !a.stored.Stored && !a.stored.Rejected:
+		return fmt.Errorf("%w: %s", errNotStored, a.stored.Error)
+	}
+	return nil
+}
+
+// showStarted records the start of a merged attempt (a short task, whose start goes
+// with its result) once its result could not be stored at once, so that while the
+// result waits (the storekeeper away, a full results disk) the task shows running, not
+// pending. A start the record refuses stays with the result, as before. It reports
+// whether the attempt goes on.
+func (n *Node) showStarted(a *attempt) bool {
+	merged, evs := a.rec, a.evs
+	// As any start, it waits for the state store: while that is away the storekeeper
+	// could not complete the task either.
+	err := n.recordStart(a.ctx, a)
+	switch {
+	case err == nil:
+		a.merged = false
+		n.send(a.ctx, a.evs)
+	case errors.Is(err, task.ErrExhausted): // the record was written failed
+		n.notStarted(a, err)
+		return false
+	default: // refused (the attempt is not current), or the attempt ends: the result
+		// keeps carrying its start, and the storekeeper judges it as before
+		a.rec, a.evs = merged, evs
+	}
+	return true
 }
 
 // deliverBatch sends results to the storekeeper: in one call, or in as many calls, one

@@ -42,9 +42,14 @@ func TestResultsDiskFull(t *testing.T) {
 	var ids []string
 	streams := map[string]*stream{}
 	for i := range held + waiting {
-		// 50 ms: longer than a worker waits before it records a start itself (a shorter
-		// task's start is recorded with its result, so it would show pending meanwhile).
-		v, _, err := gw.SubmitRetrying(ctx, "sleep", map[string]any{"ms": 50}, dir)
+		// Every other task is shorter than the worker waits before it records a start
+		// itself: its start goes with its result, and is recorded at the result's first
+		// failed store, so that it shows running too while the result is held.
+		typ, payload := "sleep", map[string]any{"ms": 50}
+		if i%2 == 1 {
+			typ, payload = "noop", map[string]any{}
+		}
+		v, _, err := gw.SubmitRetrying(ctx, typ, payload, dir)
 		if err != nil {
 			t.Fatalf("task %d: %v", i, err)
 		}
