@@ -61,7 +61,10 @@ type DaprBackend struct {
 	enqueues *batch.Batcher[task.Assignment]
 	// settleBudget bounds settle (settleBudget; tests set less); settling are its runs.
 	settleBudget time.Duration
-	settling     sync.WaitGroup
+	// removeAfter is how long after a failed write of its own a submission's record is
+	// removed (submitBudget, past which its write's deadline has gone; tests set less).
+	removeAfter time.Duration
+	settling    sync.WaitGroup
 }
 
 // BackendOptions are the gateway backend's timings.
@@ -86,6 +89,7 @@ func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchS
 		logger: logger.With("component", "backend"), client: client, events: sender,
 		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client, Here: here},
 		settleBudget: settleBudget,
+		removeAfter:  submitBudget,
 	}
 	b.enqueues = batch.New(context.Background(), enqueueBatchMax, func(ctx context.Context, as []task.Assignment) error {
 		ctx, cancel := context.WithTimeout(ctx, enqueueTryTimeout)
@@ -276,6 +280,15 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 	// every submission of the pass wait for their megabytes.
 	if key != "" || len(rec.Payload) > taskstore.InlinePayloadMax {
 		if err := b.tasks.Create(ctx, rec); err != nil {
+			if key == "" {
+				// Nobody can reach this task (its client is answered 503 and gets no id),
+				// yet its write, or its payload's, may land all the same: remove both
+				// once the write's own deadline has passed.
+				b.settling.Go(func() {
+					time.Sleep(b.removeAfter)
+					b.remove(context.WithoutCancel(ctx), rec, err)
+				})
+			}
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
 		sub.stored = true
@@ -367,6 +380,12 @@ func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task
 		b.logger.WarnContext(ctx, "task left pending: it could not be queued; a retry with its idempotency key queues it", "task_id", rec.ID, "error", err)
 		return
 	}
+	b.remove(ctx, rec, err)
+}
+
+// remove deletes the record of a task that was not queued, and its payload when kept
+// apart, because of err.
+func (b *DaprBackend) remove(ctx context.Context, rec task.Record, err error) {
 	dctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
 	if derr := b.tasks.Delete(dctx, rec); derr != nil {
