@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type daprFake struct {
 	entered      int           // queue calls begun
 	txHold       chan struct{} // if set, a state transaction waits for it to close
 	txDown       bool          // state transactions fail
+	saveLost     string        // a save of a key with this prefix is stored, and its caller told it failed (a timeout)
 }
 
 func newDaprFake() *daprFake { return &daprFake{items: map[string][]byte{}} }
@@ -57,6 +59,9 @@ func (f *daprFake) SaveStateWithETag(_ context.Context, _, key string, data []by
 		return errors.New("possible etag mismatch")
 	}
 	f.items[key] = slices.Clone(data)
+	if f.saveLost != "" && strings.HasPrefix(key, f.saveLost) {
+		return context.DeadlineExceeded
+	}
 	return nil
 }
 
@@ -295,6 +300,13 @@ func (r *recordingSender) Send(ctx context.Context, e task.Event) error {
 	return r.SendAll(ctx, []task.Event{e})
 }
 
+// got returns what was sent so far and when.
+func (r *recordingSender) got() ([][]task.Event, []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.sends), slices.Clone(r.at)
+}
+
 func (r *recordingSender) SendAll(_ context.Context, evs []task.Event) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -332,11 +344,12 @@ func TestAcceptedEventsGoOutLater(t *testing.T) {
 		sent := func(i int, at time.Duration, ids ...string) {
 			t.Helper()
 			synctest.Wait()
-			if len(sender.sends) != i+1 || sender.at[i].Sub(start) != at {
-				t.Fatalf("sends %d (at %v), want %d, the last at %v", len(sender.sends), sender.at, i+1, at)
+			sends, ats := sender.got()
+			if len(sends) != i+1 || ats[i].Sub(start) != at {
+				t.Fatalf("sends %d (at %v), want %d, the last at %v", len(sends), ats, i+1, at)
 			}
 			var got []string
-			for _, e := range sender.sends[i] {
+			for _, e := range sends[i] {
 				got = append(got, e.ID)
 			}
 			if !slices.Equal(got, ids) {
@@ -350,8 +363,8 @@ func TestAcceptedEventsGoOutLater(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		second := submit().ID
 		synctest.Wait()
-		if len(sender.sends) != 0 {
-			t.Fatalf("sent %d times before the delay", len(sender.sends))
+		if sends, _ := sender.got(); len(sends) != 0 {
+			t.Fatalf("sent %d times before the delay", len(sends))
 		}
 		time.Sleep(30 * time.Millisecond)
 		sent(0, 50*time.Millisecond, first) // the second has waited 30 ms
@@ -364,8 +377,8 @@ func TestAcceptedEventsGoOutLater(t *testing.T) {
 		defer cancel()
 		b.Flush(ctx)
 		sent(2, 120*time.Millisecond, third, fourth) // at once: the third has waited 20 ms, the fourth none
-		if len(sender.sends) != 3 {
-			t.Errorf("%d sends after Flush, want 3", len(sender.sends))
+		if sends, _ := sender.got(); len(sends) != 3 {
+			t.Errorf("%d sends after Flush, want 3", len(sends))
 		}
 	})
 }
@@ -380,14 +393,14 @@ func TestAcceptedEventsSeenAreNotPublishedAgain(t *testing.T) {
 		b.AcceptedSeen(uuid.New()) // a task of another gateway: nothing to do here
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if len(sender.sends) != 1 || len(sender.sends[0]) != 1 || sender.sends[0][0].ID != waiting.ID {
-			t.Fatalf("sends %v, want only %s", sender.sends, waiting.ID)
+		if sends, _ := sender.got(); len(sends) != 1 || len(sends[0]) != 1 || sends[0][0].ID != waiting.ID {
+			t.Fatalf("sends %v, want only %s", sends, waiting.ID)
 		}
 		b.AcceptedSeen(submit().TaskID)
 		time.Sleep(time.Minute)
 		synctest.Wait()
-		if len(sender.sends) != 1 {
-			t.Fatalf("sends %v: a batch of events seen on the feed was published", sender.sends)
+		if sends, _ := sender.got(); len(sends) != 1 {
+			t.Fatalf("sends %v: a batch of events seen on the feed was published", sends)
 		}
 		if len(b.waiting) != 0 {
 			t.Errorf("%d tasks still noted as waiting", len(b.waiting))
@@ -425,5 +438,39 @@ func TestLargeSubmissionStoresItsOwnRecord(t *testing.T) {
 		if got := fake.transactions - before; got != tc.txs {
 			t.Errorf("a payload of %d bytes: %d record transactions, want %d", len(tc.payload), got, tc.txs)
 		}
+	}
+}
+
+// A submission without a key whose record (and payload kept apart) was stored by a write
+// reported failed is answered 503, and what the write left is removed: nobody has the
+// task's id. With a key, the record stays for the retry.
+func TestFailedOwnWriteLeavesNothing(t *testing.T) {
+	t.Parallel()
+	large := json.RawMessage(`{"data":"` + strings.Repeat("x", taskstore.InlinePayloadMax) + `"}`)
+	for _, tc := range []struct {
+		name string
+		key  string
+		want int // keys left
+	}{
+		{"large payload, no key: record and payload removed", "", 0},
+		{"large payload, a key: the key, record and payload kept", "k-1", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fake := newDaprFake()
+			b := NewDaprBackend(slog.New(slog.NewTextHandler(io.Discard, nil)), fake, nopSender{}, nil, BackendOptions{})
+			b.removeAfter = 10 * time.Millisecond
+			rec, accepted := task.Accept(task.Record{ID: uuid.New(), Type: "hash", Payload: large, Directory: "d"}, time.Now())
+			fake.saveLost = "task-"
+			if _, _, err := b.Submit(t.Context(), rec, accepted, tc.key); !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Submit with a write reported failed = %v, want ErrUnavailable", err)
+			}
+			b.settling.Wait()
+			fake.mu.Lock()
+			defer fake.mu.Unlock()
+			if len(fake.items) != tc.want {
+				t.Errorf("%d keys left (%v), want %d", len(fake.items), slices.Collect(maps.Keys(fake.items)), tc.want)
+			}
+		})
 	}
 }
