@@ -237,17 +237,17 @@ func TestDelayedItemsWaitTheDelay(t *testing.T) {
 			at    time.Duration
 			items []int
 		}
-		var calls []call
+		var rec recorded[call]
 		start := time.Now()
 		b := New(t.Context(), 0, func(_ context.Context, items []int) error {
-			calls = append(calls, call{time.Since(start), items})
+			rec.add(call{time.Since(start), items})
 			return nil
 		}).Delayed(50 * time.Millisecond)
 		b.Add(1)
 		time.Sleep(20 * time.Millisecond)
 		b.Add(2)
 		synctest.Wait()
-		if len(calls) != 0 {
+		if calls := rec.get(); len(calls) != 0 {
 			t.Fatalf("calls %v before the delay", calls)
 		}
 		time.Sleep(100 * time.Millisecond) // 1 went at 50 ms; 2, due at 70, at 100 (50 after the call before)
@@ -255,7 +255,7 @@ func TestDelayedItemsWaitTheDelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := []call{{50 * time.Millisecond, []int{1}}, {100 * time.Millisecond, []int{2}}, {170 * time.Millisecond, []int{3}}}
-		if !slices.EqualFunc(calls, want, func(a, b call) bool { return a.at == b.at && slices.Equal(a.items, b.items) }) {
+		if calls := rec.get(); !slices.EqualFunc(calls, want, func(a, b call) bool { return a.at == b.at && slices.Equal(a.items, b.items) }) {
 			t.Fatalf("calls %v, want %v", calls, want)
 		}
 		if !b.Idle() {
@@ -269,14 +269,14 @@ func TestDelayedItemsWaitTheDelay(t *testing.T) {
 func TestDelayedCallsGoOnePerDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const d = 100 * time.Millisecond
-		var calls [][]time.Duration // each call's items: when they came
+		var rec recorded[[]time.Duration] // each call's items: how long they waited
 		start := time.Now()
 		b := New(t.Context(), 0, func(_ context.Context, items []time.Duration) error {
 			waits := make([]time.Duration, len(items))
 			for i, at := range items {
 				waits[i] = time.Since(start) - at
 			}
-			calls = append(calls, waits)
+			rec.add(waits)
 			return nil
 		}).Delayed(d)
 		for range 30 { // one item every 10 ms for 300 ms
@@ -285,6 +285,7 @@ func TestDelayedCallsGoOnePerDelay(t *testing.T) {
 		}
 		time.Sleep(3 * d)
 		synctest.Wait()
+		calls := rec.get()
 		n := 0
 		for _, waits := range calls {
 			for _, w := range waits {
@@ -306,25 +307,25 @@ func TestDelayedCallsGoOnePerDelay(t *testing.T) {
 // Flush ends the waits: what is pending goes at once, and so does what comes later.
 func TestDelayedFlush(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var calls [][]int
+		var rec recorded[[]int]
 		b := New(t.Context(), 0, func(_ context.Context, items []int) error {
-			calls = append(calls, items)
+			rec.add(items)
 			return nil
 		}).Delayed(time.Hour)
 		b.Add(1)
 		b.Add(2)
 		synctest.Wait()
-		if len(calls) != 0 {
+		if calls := rec.get(); len(calls) != 0 {
 			t.Fatalf("calls %v before the delay", calls)
 		}
 		b.Flush()
 		synctest.Wait()
-		if len(calls) != 1 || !slices.Equal(calls[0], []int{1, 2}) {
+		if calls := rec.get(); len(calls) != 1 || !slices.Equal(calls[0], []int{1, 2}) {
 			t.Fatalf("calls %v after Flush, want [[1 2]]", calls)
 		}
 		b.Add(3)
 		synctest.Wait()
-		if len(calls) != 2 || !slices.Equal(calls[1], []int{3}) {
+		if calls := rec.get(); len(calls) != 2 || !slices.Equal(calls[1], []int{3}) {
 			t.Fatalf("calls %v, want [[1 2] [3]]: an item added after Flush waits", calls)
 		}
 	})
@@ -391,4 +392,22 @@ func TestRuns(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recorded keeps what a batcher's calls were given, to be read while they run.
+type recorded[T any] struct {
+	mu    sync.Mutex
+	calls []T
+}
+
+func (r *recorded[T]) add(c T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, c)
+}
+
+func (r *recorded[T]) get() []T {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
 }
