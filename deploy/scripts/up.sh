@@ -50,10 +50,24 @@ start kafka "$kafka_port" "$BIN_DIR/kafka-broker" -addr "127.0.0.1:$kafka_port" 
 # enables mTLS, so that is its port. (Dapr 1.18.2's sentry binds its healthz and
 # metrics ports on every interface whatever the flags say; they serve no secrets.)
 mkdir -p "$RUN_DIR/data/sentry" && chmod 700 "$RUN_DIR/data/sentry"
-start sentry "$TASKGRID_SENTRY_PORT" "$DAPR_BIN/sentry" --listen-address 127.0.0.1 --port "$TASKGRID_SENTRY_PORT" \
-  --issuer-credentials "$RUN_DIR/data/sentry" --trust-domain localhost --config "$here/../sentry.yaml" \
-  --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_SENTRY_HEALTHZ_PORT" \
-  --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_SENTRY_METRICS_PORT" --log-as-json
+sentry=("$DAPR_BIN/sentry" --listen-address 127.0.0.1 --port "$TASKGRID_SENTRY_PORT"
+  --issuer-credentials "$RUN_DIR/data/sentry" --trust-domain localhost --config "$here/../sentry.yaml"
+  --healthz-listen-address 127.0.0.1 --healthz-port "$TASKGRID_SENTRY_HEALTHZ_PORT"
+  --metrics-listen-address 127.0.0.1 --metrics-port "$TASKGRID_SENTRY_METRICS_PORT" --log-as-json)
+# A sentry that makes its root and issuer reloads itself 2 s later (its watch of the
+# credentials directory sees its own writes; dapr v1.18.2, cmd/sentry/app), and refuses
+# connections while it does: a sidecar asking for its identity then exits. So the first
+# start only makes them, and the sentry that serves finds them and writes nothing.
+if [ ! -f "$RUN_DIR/data/sentry/ca.crt" ] && ! pid_alive "$RUN_DIR/pids/sentry.pid"; then
+  start sentry "$TASKGRID_SENTRY_PORT" "${sentry[@]}"
+  pid=$(cat "$RUN_DIR/pids/sentry.pid")
+  kill -TERM "$pid"
+  for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && die "sentry (pid $pid) did not stop after making its credentials"
+  rm -f "$RUN_DIR/pids/sentry.pid"
+  log "sentry made its root and issuer; starting it again to serve"
+fi
+start sentry "$TASKGRID_SENTRY_PORT" "${sentry[@]}"
 tls=(--tls-enabled --trust-anchors-file "$RUN_DIR/data/sentry/ca.crt" --sentry-address "127.0.0.1:$TASKGRID_SENTRY_PORT"
   --trust-domain localhost --mode standalone)
 

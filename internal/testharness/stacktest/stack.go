@@ -214,12 +214,22 @@ func (s *Stack) startServices(ctx context.Context) error {
 	if err := os.MkdirAll(creds, 0o700); err != nil {
 		return fmt.Errorf("start sentry: %w", err)
 	}
+	_, made := os.Stat(filepath.Join(creds, "ca.crt"))
 	if err := s.service(ctx, "sentry", s.SentryAddr, s.bins.sentry, "--listen-address", ip,
 		"--port", strconv.Itoa(sentryPort), "--issuer-credentials", creds, "--trust-domain", "localhost",
 		"--config", filepath.Join(s.RepoRoot, "deploy", "sentry.yaml"),
 		"--healthz-listen-address", ip, "--healthz-port", strconv.Itoa(sentryHealth),
 		"--metrics-listen-address", ip, "--metrics-port", strconv.Itoa(sentryMetrics), "--log-as-json"); err != nil {
 		return err
+	}
+	// A sentry that made its root and issuer reloads itself 2 s later (its watch of
+	// data/sentry sees its own writes; dapr v1.18.2, cmd/sentry/app) and refuses
+	// connections while it does: a sidecar asking for its identity then exits, and the
+	// stack does not start. Started again, it finds them and writes nothing.
+	if made != nil {
+		if err := s.RestartService(ctx, "sentry", s.SentryAddr); err != nil {
+			return fmt.Errorf("sentry, started again once it made its credentials: %w", err)
+		}
 	}
 	anchors, err := os.ReadFile(filepath.Join(creds, "ca.crt"))
 	if err != nil {
