@@ -56,7 +56,10 @@ set +e
      done) >/dev/null 2>&1 &
     prefetch=$!
   fi
-  go test -json -count=1 -p "${TASKGRID_TEST_P:-3}" -timeout 40m "$@" 2>&1
+  # With the race detector: the tests' own goroutines (the apps' logic under unit tests,
+  # the harness under the real-stack ones) are checked for data races; the stack's
+  # processes are the binaries make build made, without it.
+  go test -json -count=1 -race -p "${TASKGRID_TEST_P:-3}" -timeout 40m "$@" 2>&1
   root=$?
   others=0
   if [ -n "${whole:-}" ]; then
