@@ -286,7 +286,7 @@ func (b *DaprBackend) Submit(ctx context.Context, rec task.Record, accepted task
 				// once the write's own deadline has passed.
 				b.settling.Go(func() {
 					time.Sleep(b.removeAfter)
-					b.remove(context.WithoutCancel(ctx), rec, err)
+					b.remove(context.WithoutCancel(ctx), rec, "stored", err)
 				})
 			}
 			return rec, false, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -380,19 +380,19 @@ func (b *DaprBackend) settle(ctx context.Context, rec task.Record, accepted task
 		b.logger.WarnContext(ctx, "task left pending: it could not be queued; a retry with its idempotency key queues it", "task_id", rec.ID, "error", err)
 		return
 	}
-	b.remove(ctx, rec, err)
+	b.remove(ctx, rec, "queued", err)
 }
 
-// remove deletes the record of a task that was not queued, and its payload when kept
-// apart, because of err.
-func (b *DaprBackend) remove(ctx context.Context, rec task.Record, err error) {
+// remove deletes the record of a task that could not be stored or queued (what says
+// which), and its payload when kept apart, because of err.
+func (b *DaprBackend) remove(ctx context.Context, rec task.Record, what string, err error) {
 	dctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
 	if derr := b.tasks.Delete(dctx, rec); derr != nil {
-		b.logger.ErrorContext(ctx, "could not remove record of a task that was not queued", "task_id", rec.ID, "error", derr)
+		b.logger.ErrorContext(ctx, "could not remove record of a task that was not "+what, "task_id", rec.ID, "error", derr)
 		return
 	}
-	b.logger.WarnContext(ctx, "task removed: it could not be queued", "task_id", rec.ID, "error", err)
+	b.logger.WarnContext(ctx, "task removed: it could not be "+what, "task_id", rec.ID, "error", err)
 }
 
 // firstAttempt is the assignment of rec's first attempt; redispatched when an earlier try
