@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
@@ -374,11 +375,16 @@ func TestLargePayloadAndResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	rec, _, err := taskstore.New(client, components.StateStore).Get(ctx, uuid.MustParse(v.ID))
+	store := taskstore.New(client, components.StateStore)
+	rec, _, err := store.Get(ctx, uuid.MustParse(v.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.Status != task.StatusCompleted || rec.PayloadKey == "" || len(rec.Payload) != 0 {
 		t.Errorf("record %s with payload key %q and %d bytes of payload; want completed, its payload apart", rec.Status, rec.PayloadKey, len(rec.Payload))
+	}
+	// Completed, the task needs its payload no more: it was removed with the completion.
+	if p, err := store.Payload(ctx, rec); !errors.Is(err, taskstore.ErrNotFound) {
+		t.Errorf("the payload of the completed task: %d bytes, %v; want it removed", len(p), err)
 	}
 }

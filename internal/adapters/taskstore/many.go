@@ -188,9 +188,12 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 			s.settle(ctx, ids, part, fn, results, err)
 			return
 		}
-		for _, w := range part {
+		recs := make([]task.Record, len(part))
+		for j, w := range part {
 			results[w.i] = Result{Record: w.rec, Changed: true}
+			recs[j] = w.rec
 		}
+		s.dropPayloads(ctx, recs...)
 	})
 }
 

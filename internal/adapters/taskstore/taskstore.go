@@ -160,6 +160,7 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, fn func(*task.Record) 
 		}
 		err = s.client.SaveStateWithETag(ctx, s.storeName, recordKey(id), data, etag, nil, firstWrite)
 		if err == nil {
+			s.dropPayloads(ctx, rec)
 			return rec, true, nil
 		}
 		if status.Code(err) != codes.Aborted { // Aborted is an ETag mismatch: another writer won
@@ -190,6 +191,24 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, key string, id uuid.UUI
 		return uuid.Nil, false, fmt.Errorf("decode idempotency key: %w", err)
 	}
 	return bound, false, nil
+}
+
+// dropPayloads removes the payloads kept apart of the records among recs that were just
+// written terminal (completed, failed or cancelled): no attempt reads them again. It
+// comes after their write has landed, in a call of its own, because Dapr's Redis store
+// does not roll a transaction back: a delete beside a record's write refused for its
+// ETag would be applied all the same, and take the payload of a task that still runs.
+// A removal that fails leaves the payload stored (nothing reads it).
+func (s *Store) dropPayloads(ctx context.Context, recs ...task.Record) {
+	var ops []*dapr.StateOperation
+	for _, rec := range recs {
+		if rec.PayloadKey != "" && rec.Status.Terminal() {
+			ops = append(ops, &dapr.StateOperation{Type: dapr.StateOperationTypeDelete, Item: &dapr.SetStateItem{Key: rec.PayloadKey}})
+		}
+	}
+	if len(ops) > 0 {
+		_ = s.client.ExecuteStateTransaction(ctx, s.storeName, nil, ops)
+	}
 }
 
 // Payload returns the payload of rec: its own, or the one stored apart from it

@@ -851,3 +851,61 @@ func TestPayloadKeyFollowsContent(t *testing.T) {
 		t.Fatalf("Payload of a missing key = %v, want ErrNotFound", err)
 	}
 }
+
+// A record written terminal, in a batch or alone, has its payload kept apart removed
+// after its write landed; a record still running keeps it, and so does one whose
+// terminal write did not land.
+func TestTerminalWriteDropsThePayload(t *testing.T) {
+	t.Parallel()
+	large := json.RawMessage(`{"d":"` + strings.Repeat("x", InlinePayloadMax) + `"}`)
+	for _, tc := range []struct {
+		name      string
+		status    task.Status
+		batch     bool
+		down      bool // every write fails
+		wantKept  bool
+		wantWrote bool
+	}{
+		{"completed in a batch", task.StatusCompleted, true, false, false, true},
+		{"cancelled alone", task.StatusCancelled, false, false, false, true},
+		{"failed in a batch", task.StatusFailed, true, false, false, true},
+		{"running in a batch", task.StatusRunning, true, false, true, true},
+		{"completed, the write refused", task.StatusCompleted, true, true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, f := newStore(t)
+			ctx := t.Context()
+			rec := newRecord()
+			rec.Payload = large
+			if err := s.Create(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := s.Get(ctx, rec.ID)
+			if err != nil || got.PayloadKey == "" {
+				t.Fatalf("record %+v, %v: want its payload apart", got, err)
+			}
+			if tc.down {
+				f.mu.Lock()
+				f.txErr, f.saveErr = errors.New("state store down"), errors.New("state store down")
+				f.mu.Unlock()
+			}
+			fn := func(r *task.Record) error { r.Status = tc.status; return nil }
+			wrote := false
+			if tc.batch {
+				wrote = s.UpdateMany(ctx, []uuid.UUID{rec.ID}, fn)[0].Changed
+			} else {
+				_, wrote, _ = s.Update(ctx, rec.ID, fn)
+			}
+			if wrote != tc.wantWrote {
+				t.Fatalf("written %v, want %v", wrote, tc.wantWrote)
+			}
+			f.mu.Lock()
+			_, kept := f.items[got.PayloadKey]
+			f.mu.Unlock()
+			if kept != tc.wantKept {
+				t.Errorf("payload kept %v, want %v", kept, tc.wantKept)
+			}
+		})
+	}
+}
