@@ -318,8 +318,8 @@ func TestGatewayKilledMidRunLosesNothing(t *testing.T) {
 }
 
 // A submission and a result larger than a sidecar takes by default (4 MiB): a noise
-// image of about 4.8 MB converted to PNG. The submission is accepted (its record goes
-// through the gateway's sidecar whole), the result file of about the same size goes
+// image of about 4.8 MB converted to PNG. The submission is accepted (its payload goes
+// through the gateway's sidecar whole, under a key of its own), the result file of about the same size goes
 // through two sidecars to the storekeeper, and the task completes once, its file on
 // disk what the result says.
 func TestLargePayloadAndResult(t *testing.T) {

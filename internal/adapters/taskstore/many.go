@@ -18,8 +18,8 @@ import (
 )
 
 // The batched paths: a batch of records costs one GetBulkState and one state
-// transaction, two sidecar calls whatever its count, instead of two per record (records
-// with large payloads take more: see txBytes and bulkGetKeys).
+// transaction, two sidecar calls whatever its count, instead of two per record (large
+// payloads take more: see txBytes and bulkGetKeys).
 //
 // What a transaction guarantees depends on the store, and state.redis (components-contrib
 // v1.18.4, state/redis/redis.go, Multi) guarantees little: it queues one Lua script per
@@ -44,10 +44,11 @@ type Result struct {
 // fallbackConcurrency bounds the per-record Updates that settle a failed transaction.
 const fallbackConcurrency = 32
 
-// txBytes bounds the values of one state transaction: a record carries its task's
-// payload (up to 16 MiB), and a batch of such records in one call would pass the
+// txBytes bounds the values of one state transaction: a new task's payload kept apart
+// (up to 16 MiB) goes in CreateMany's transaction, and a record stored by an earlier
+// version carries its payload inline; a batch of such values in one call would pass the
 // sidecar's message limit (sidecar.MaxMessageBytes) and be refused whole, however often
-// it was tried. A batch goes in transactions of at most txBytes each (a larger record
+// it was tried. A batch goes in transactions of at most txBytes each (a larger value
 // alone), one after another (batch.Runs).
 const txBytes = 16 << 20
 
@@ -188,12 +189,10 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 			s.settle(ctx, ids, part, fn, results, err)
 			return
 		}
-		recs := make([]task.Record, len(part))
-		for j, w := range part {
+		for _, w := range part {
 			results[w.i] = Result{Record: w.rec, Changed: true}
-			recs[j] = w.rec
 		}
-		s.dropPayloads(ctx, recs...)
+		s.dropPayloads(ctx, part)
 	})
 }
 
@@ -221,7 +220,7 @@ func (s *Store) bulkGet(ctx context.Context, ids []uuid.UUID, idx []int) (map[st
 }
 
 // bulkGetKeys reads keys into byKey. A read whose answer is too large for one message
-// (records that carry large payloads: codes.ResourceExhausted) is read again in two
+// (records stored with large payloads inline: codes.ResourceExhausted) is read again in two
 // halves: the sizes of records are not known before they are read, and most batches
 // of them fit in one call.
 func (s *Store) bulkGetKeys(ctx context.Context, keys []string, byKey map[string]*dapr.BulkStateItem) error {

@@ -160,7 +160,7 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, fn func(*task.Record) 
 		}
 		err = s.client.SaveStateWithETag(ctx, s.storeName, recordKey(id), data, etag, nil, firstWrite)
 		if err == nil {
-			s.dropPayloads(ctx, rec)
+			s.dropPayloads(ctx, []pendingWrite{{rec: rec}})
 			return rec, true, nil
 		}
 		if status.Code(err) != codes.Aborted { // Aborted is an ETag mismatch: another writer won
@@ -193,17 +193,17 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, key string, id uuid.UUI
 	return bound, false, nil
 }
 
-// dropPayloads removes the payloads kept apart of the records among recs that were just
+// dropPayloads removes the payloads kept apart of the records among written that were just
 // written terminal (completed, failed or cancelled): no attempt reads them again. It
 // comes after their write has landed, in a call of its own, because Dapr's Redis store
 // does not roll a transaction back: a delete beside a record's write refused for its
 // ETag would be applied all the same, and take the payload of a task that still runs.
 // A removal that fails leaves the payload stored (nothing reads it).
-func (s *Store) dropPayloads(ctx context.Context, recs ...task.Record) {
+func (s *Store) dropPayloads(ctx context.Context, written []pendingWrite) {
 	var ops []*dapr.StateOperation
-	for _, rec := range recs {
-		if rec.PayloadKey != "" && rec.Status.Terminal() {
-			ops = append(ops, &dapr.StateOperation{Type: dapr.StateOperationTypeDelete, Item: &dapr.SetStateItem{Key: rec.PayloadKey}})
+	for _, w := range written {
+		if w.rec.PayloadKey != "" && w.rec.Status.Terminal() {
+			ops = append(ops, &dapr.StateOperation{Type: dapr.StateOperationTypeDelete, Item: &dapr.SetStateItem{Key: w.rec.PayloadKey}})
 		}
 	}
 	if len(ops) > 0 {
@@ -233,14 +233,11 @@ func (s *Store) Delete(ctx context.Context, rec task.Record) error {
 	if err := s.client.DeleteState(ctx, s.storeName, recordKey(rec.ID), nil); err != nil {
 		return fmt.Errorf("delete task %s: %w", rec.ID, err)
 	}
-	key := rec.PayloadKey // rec as stored, or as given to Create:
-	if _, payload := splitPayload(rec); payload != nil {
-		key = payload.Key
-	}
-	if key == "" {
+	stored, _ := splitPayload(rec) // rec as stored, or as given to Create
+	if stored.PayloadKey == "" {
 		return nil
 	}
-	if err := s.client.DeleteState(ctx, s.storeName, key, nil); err != nil {
+	if err := s.client.DeleteState(ctx, s.storeName, stored.PayloadKey, nil); err != nil {
 		return fmt.Errorf("delete the payload of task %s: %w", rec.ID, err)
 	}
 	return nil
