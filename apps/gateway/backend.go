@@ -69,6 +69,9 @@ type DaprBackend struct {
 
 // BackendOptions are the gateway backend's timings.
 type BackendOptions struct {
+	// Retention is how long a finished task's record, and an idempotency key after its
+	// claim, are kept (0: for ever): taskstore.WithRetention.
+	Retention time.Duration
 	// SubmitSpacing is the least time between the starts of two submission passes that
 	// follow one another (0: none).
 	SubmitSpacing time.Duration
@@ -87,7 +90,7 @@ type BackendOptions struct {
 func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchSender, here *queueactor.Actor, opts BackendOptions) *DaprBackend {
 	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
-		tasks: taskstore.New(client, components.StateStore), queue: queueactor.Client{Invoker: client, Here: here},
+		tasks: taskstore.New(client, components.StateStore, taskstore.WithRetention(opts.Retention)), queue: queueactor.Client{Invoker: client, Here: here},
 		settleBudget: settleBudget,
 		removeAfter:  submitBudget,
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
@@ -32,6 +33,10 @@ type Config struct {
 	// BodyBudget bounds the bytes of the submission bodies the gateway holds at once
 	// (SUBMIT_BODY_BUDGET, default BodyBudgetDefault): see APIConfig.BodyBudget.
 	BodyBudget int64
+	// Retention is how long a finished task's record, and an idempotency key after its
+	// claim, are kept (TASK_RETENTION, default taskstore.RetentionDefault; 0: for ever):
+	// see taskstore.WithRetention.
+	Retention time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -44,6 +49,7 @@ func Load(getenv func(string) string) (Config, error) {
 		SubmitSpacing: r.Duration("SUBMIT_SPACING", SubmitSpacingDefault, 0, time.Second),
 		AcceptedDelay: r.Duration("ACCEPTED_EVENTS_DELAY", AcceptedDelayDefault, 0, time.Minute),
 		BodyBudget:    int64(r.Int("SUBMIT_BODY_BUDGET", BodyBudgetDefault, MaxBodyBytesDefault, 1<<40)),
+		Retention:     taskstore.LoadRetention(r),
 	}
 	if path := r.String("API_KEYS_FILE", ""); path != "" {
 		keys, err := LoadKeys(path)

@@ -3,6 +3,8 @@ package main
 import (
 	"testing"
 	"time"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 )
 
 // The gateway's timings: each variable's default, a value, off, and what is refused.
@@ -16,6 +18,7 @@ func TestLoadTimings(t *testing.T) {
 	}{
 		{"SUBMIT_SPACING", SubmitSpacingDefault, "2s", func(c Config) time.Duration { return c.SubmitSpacing }},
 		{"ACCEPTED_EVENTS_DELAY", AcceptedDelayDefault, "2m", func(c Config) time.Duration { return c.AcceptedDelay }},
+		{"TASK_RETENTION", taskstore.RetentionDefault, "87601h", func(c Config) time.Duration { return c.Retention }},
 	}
 	for _, tm := range timings {
 		tests := []struct {

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"time"
+
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
@@ -10,6 +13,9 @@ type Config struct {
 	appserver.Config
 	// ResultsRoot is the directory under which results are written.
 	ResultsRoot string
+	// Retention is how long a finished task's record is kept (TASK_RETENTION, default
+	// taskstore.RetentionDefault; 0: for ever): see taskstore.WithRetention.
+	Retention time.Duration
 }
 
 // Load reads the configuration from the environment.
@@ -18,6 +24,7 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		Config:      appserver.LoadConfig(r, "storekeeper", 8082),
 		ResultsRoot: r.Required("RESULTS_ROOT"),
+		Retention:   taskstore.LoadRetention(r),
 	}
 	return cfg, r.Err()
 }

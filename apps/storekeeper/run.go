@@ -21,6 +21,6 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	}
 	defer results.Close()
 	outbox := app.NewOutbox()
-	NewKeeper(logger, results, taskstore.New(app.Dapr, components.StateStore), outbox, app.Registry).Mount(app.Server.Channel)
+	NewKeeper(logger, results, taskstore.New(app.Dapr, components.StateStore, taskstore.WithRetention(cfg.Retention)), outbox, app.Registry).Mount(app.Server.Channel)
 	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil })
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/queue"
 	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
@@ -14,6 +15,9 @@ import (
 // Config is the worker's configuration.
 type Config struct {
 	appserver.Config
+	// Retention is how long a finished task's record is kept (TASK_RETENTION, default
+	// taskstore.RetentionDefault; 0: for ever): see taskstore.WithRetention.
+	Retention time.Duration
 	// NodeID names this worker node; its slots are "<NodeID>-<i>". Keep it stable across
 	// restarts (a host name, a StatefulSet pod name). Defaults to the host name.
 	NodeID string
@@ -73,6 +77,7 @@ func Load(getenv func(string) string) (Config, error) {
 		PoolSize:     r.Int("POOL_SIZE", runtime.NumCPU(), 1, 1024),
 		DrainTimeout: r.Duration("DRAIN_TIMEOUT", 30*time.Second, 0, time.Hour),
 		FaultRate:    r.Float("WORKER_FAULT_RATE", 0, 0, 1),
+		Retention:    taskstore.LoadRetention(r),
 	}
 	cfg.HeldResultsMax = r.Int("HELD_RESULTS_MAX", HeldResultsMaxDefault, 1, 1<<20)
 	cfg.HeldBytesMax = r.Int("HELD_RESULTS_MAX_BYTES", HeldBytesMaxDefault, 1, 1<<40)

@@ -27,6 +27,9 @@ func TestLoadDefaults(t *testing.T) {
 	if cfg.PoolSize != runtime.NumCPU() {
 		t.Errorf("PoolSize = %d, want NumCPU = %d", cfg.PoolSize, runtime.NumCPU())
 	}
+	if cfg.Retention != 24*time.Hour {
+		t.Errorf("Retention = %s, want 24h", cfg.Retention)
+	}
 	if cfg.DrainTimeout != 30*time.Second {
 		t.Errorf("DrainTimeout = %s, want 30s", cfg.DrainTimeout)
 	}

@@ -24,7 +24,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return node.Busy() }, func() (int, int64) { return node.HeldResults() })
 	svc := Services{
 		Queue:    queueactor.Client{Invoker: app.Dapr},
-		Records:  taskstore.New(app.Dapr, components.StateStore),
+		Records:  taskstore.New(app.Dapr, components.StateStore, taskstore.WithRetention(cfg.Retention)),
 		Results:  storekeeper.Client{Invoker: app.Dapr},
 		Events:   outbox,
 		Progress: events.BestEffort{Logger: logger, Publisher: app.Dapr, PubSub: components.PubSub},

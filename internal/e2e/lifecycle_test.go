@@ -287,6 +287,14 @@ func TestIdempotencyKey(t *testing.T) {
 	if _, err := gw.WaitStatus(ctx, ids[0], "completed"); err != nil {
 		t.Fatal(err)
 	}
+	// The completed record expires TASK_RETENTION (24 h by default) after its completion,
+	// the key as long after its claim (taskstore.WithRetention).
+	sum := sha256.Sum256([]byte(key["Idempotency-Key"]))
+	for _, k := range []string{"task-" + ids[0], "idempotency-" + hex.EncodeToString(sum[:])} {
+		if v, err := st.RedisTTL(ctx, k); err != nil || v <= 86400-120 || v > 86400 {
+			t.Errorf("%s: TTL %d s (%v), want about a day", k, v, err)
+		}
+	}
 }
 
 // Killing the gateway (which hosts the queue) mid-run and starting it again loses no

@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -24,6 +28,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
 	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
+	"github.com/taskgrid/taskgrid/internal/domain/task"
 	"github.com/taskgrid/taskgrid/internal/platform/procs"
 	"github.com/taskgrid/taskgrid/internal/testharness/contract"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
@@ -204,7 +209,149 @@ func TestRecordsContractThroughSidecar(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	contract.TestRecords(t, taskstore.New(client, components.StateStore))
+	for _, retention := range []time.Duration{0, time.Hour} { // terminal writes in transactions, or saved alone
+		t.Run(fmt.Sprintf("retention %v", retention), func(t *testing.T) {
+			contract.TestRecords(t, taskstore.New(client, components.StateStore, taskstore.WithRetention(retention)))
+		})
+	}
+}
+
+// Retention on the real sidecar and Redis (taskstore.WithRetention): a record made terminal
+// expires, in a batch or alone, one still running does not, an idempotency key does from
+// its claim; a terminal write refused for its ETag leaves no expiry on the version that
+// won, where the same write in a state transaction does (the reason terminal writes are
+// not made in one); and an expired record is gone.
+func TestRetentionThroughSidecar(t *testing.T) {
+	st := stacktest.Get(t)
+	client, err := sidecar.New(st.App("worker").Sidecar())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	ctx := t.Context()
+	store := taskstore.New(client, components.StateStore, taskstore.WithRetention(time.Hour))
+	now := time.Now()
+	mk := func(s *taskstore.Store) task.Record {
+		rec, _ := task.Accept(task.Record{ID: uuid.New(), Type: "noop", Directory: "retention", MaxAttempts: 3}, now)
+		if err := s.Create(ctx, rec); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		return rec
+	}
+	ttl := func(k string) int64 {
+		t.Helper()
+		v, err := st.RedisTTL(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	to := func(status task.Status) func(*task.Record) error {
+		return func(r *task.Record) error { r.Status = status; return nil }
+	}
+	expiresWithinTheHour := func(v int64) bool { return v > 3500 && v <= 3600 }
+
+	running, completed, cancelled := mk(store), mk(store), mk(store)
+	res := store.UpdateMany(ctx, []uuid.UUID{running.ID, completed.ID}, func(r *task.Record) error {
+		if r.ID == running.ID {
+			r.Status = task.StatusRunning
+		} else {
+			r.Status = task.StatusCompleted
+		}
+		return nil
+	})
+	if !res[0].Changed || !res[1].Changed {
+		t.Fatalf("batch: %+v", res)
+	}
+	if _, changed, err := store.Update(ctx, cancelled.ID, to(task.StatusCancelled)); !changed || err != nil {
+		t.Fatalf("cancel: %v, %v", changed, err)
+	}
+	if v := ttl("task-" + running.ID.String()); v != -1 {
+		t.Errorf("running record: TTL %d, want none (-1)", v)
+	}
+	if v := ttl("task-" + completed.ID.String()); !expiresWithinTheHour(v) {
+		t.Errorf("record completed in a batch: TTL %d, want about 3600", v)
+	}
+	if v := ttl("task-" + cancelled.ID.String()); !expiresWithinTheHour(v) {
+		t.Errorf("record cancelled alone: TTL %d, want about 3600", v)
+	}
+	key := "retention-" + uuid.NewString()
+	if _, claimed, err := store.ClaimIdempotencyKey(ctx, key, uuid.New()); !claimed || err != nil {
+		t.Fatalf("claim: %v, %v", claimed, err)
+	}
+	sum := sha256.Sum256([]byte(key))
+	if v := ttl("idempotency-" + hex.EncodeToString(sum[:])); !expiresWithinTheHour(v) {
+		t.Errorf("idempotency key: TTL %d, want about 3600", v)
+	}
+
+	t.Run("a refused terminal write leaves no expiry", func(t *testing.T) {
+		rec := mk(store)
+		read := store.Prefetch(ctx, []uuid.UUID{rec.ID})
+		if _, _, err := store.Update(ctx, rec.ID, to(task.StatusRunning)); err != nil { // another writer, between
+			t.Fatal(err)
+		}
+		res := store.UpdateManyRead(ctx, []uuid.UUID{rec.ID}, read, func(r *task.Record) error {
+			if r.Status == task.StatusRunning {
+				return task.ErrStale
+			}
+			r.Status = task.StatusCompleted
+			return nil
+		})
+		if res[0].Changed || !errors.Is(res[0].Err, task.ErrStale) {
+			t.Fatalf("the write: changed %v, %v; want refused (stale)", res[0].Changed, res[0].Err)
+		}
+		if v := ttl("task-" + rec.ID.String()); v != -1 {
+			t.Errorf("the running record: TTL %d, want none (-1)", v)
+		}
+
+		// The same write in a state transaction, its ETag stale: Dapr's Redis store
+		// refuses the write and sets the expiry all the same.
+		cur, etag, err := store.Get(ctx, rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := store.Update(ctx, rec.ID, func(r *task.Record) error { r.Progress = 0.5; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		cur.Status = task.StatusCompleted
+		data, _ := json.Marshal(cur)
+		err = client.ExecuteStateTransaction(ctx, components.StateStore, nil, []*dapr.StateOperation{{
+			Type: dapr.StateOperationTypeUpsert,
+			Item: &dapr.SetStateItem{
+				Key: "task-" + rec.ID.String(), Value: data, Etag: &dapr.ETag{Value: etag},
+				Metadata: map[string]string{"ttlInSeconds": "3600"},
+				Options:  &dapr.StateOptions{Concurrency: dapr.StateConcurrencyFirstWrite},
+			},
+		}})
+		if err == nil {
+			t.Fatal("a transaction with a stale ETag succeeded")
+		}
+		if got, _, _ := store.Get(ctx, rec.ID); got.Status != task.StatusRunning {
+			t.Fatalf("the record is %s after the refused transaction, want running", got.Status)
+		}
+		if v := ttl("task-" + rec.ID.String()); !expiresWithinTheHour(v) {
+			t.Errorf("after a refused write in a transaction: TTL %d; this test expects Dapr's Redis store to set it anyway (about 3600): if it no longer does, terminal writes may go in transactions again (taskstore.WithRetention)", v)
+		}
+	})
+
+	t.Run("an expired record is gone", func(t *testing.T) {
+		short := taskstore.New(client, components.StateStore, taskstore.WithRetention(time.Second))
+		rec := mk(short)
+		if res := short.UpdateMany(ctx, []uuid.UUID{rec.ID}, to(task.StatusCompleted)); !res[0].Changed {
+			t.Fatalf("complete: %+v", res[0])
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, _, err := short.Get(ctx, rec.ID)
+			if errors.Is(err, taskstore.ErrNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("record still there 10 s after a retention of 1 s: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
 }
 
 // Every Go process of the stack runs with the cores package procs gives it (the stack

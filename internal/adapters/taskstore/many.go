@@ -183,9 +183,38 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 		}
 		writes = append(writes, pendingWrite{i: i, key: recordKey(ids[i]), rec: rec, data: data, etag: etag})
 	}
+	// Writes that expire are saved each on its own, never in a transaction: see WithRetention.
+	expiring, rest := s.splitExpiring(writes)
+	s.writeRuns(ctx, ids, rest, fn, results, func(part []pendingWrite) error {
+		return s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(part))
+	})
+	s.writeRuns(ctx, ids, expiring, fn, results, func(part []pendingWrite) error {
+		return s.client.SaveBulkState(ctx, s.storeName, s.setItems(part)...)
+	})
+}
+
+// splitExpiring returns the writes that expire (see WithRetention) and the others, each in
+// order. With no retention every write is among the others, without a copy.
+func (s *Store) splitExpiring(writes []pendingWrite) (expiring, rest []pendingWrite) {
+	if s.expire == nil {
+		return nil, writes
+	}
+	for _, w := range writes {
+		if s.expires(w.rec) {
+			expiring = append(expiring, w)
+		} else {
+			rest = append(rest, w)
+		}
+	}
+	return expiring, rest
+}
+
+// writeRuns writes writes in calls of at most txBytes each (write makes one call), one
+// after another, and records what became of each in results.
+func (s *Store) writeRuns(ctx context.Context, ids []uuid.UUID, writes []pendingWrite, fn func(*task.Record) error, results []Result, write func([]pendingWrite) error) {
 	batch.Runs(len(writes), func(j int) int64 { return int64(len(writes[j].data)) }, txBytes, func(from, to int) {
 		part := writes[from:to]
-		if err := s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(part)); err != nil {
+		if err := write(part); err != nil {
 			s.settle(ctx, ids, part, fn, results, err)
 			return
 		}
@@ -263,16 +292,30 @@ func decodeItem(id uuid.UUID, it *dapr.BulkStateItem) (task.Record, string, erro
 func updateOps(writes []pendingWrite) []*dapr.StateOperation {
 	ops := make([]*dapr.StateOperation, len(writes))
 	for j, w := range writes {
-		item := &dapr.SetStateItem{
-			Key: w.key, Value: w.data,
-			Options: &dapr.StateOptions{Concurrency: dapr.StateConcurrencyFirstWrite},
-		}
-		if w.etag != "" { // as SaveStateWithETag: no ETag rather than an empty one
-			item.Etag = &dapr.ETag{Value: w.etag}
-		}
-		ops[j] = &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: item}
+		ops[j] = &dapr.StateOperation{Type: dapr.StateOperationTypeUpsert, Item: setItem(w, nil)}
 	}
 	return ops
+}
+
+// setItems are the items of writes that expire, for SaveBulkState.
+func (s *Store) setItems(writes []pendingWrite) []*dapr.SetStateItem {
+	items := make([]*dapr.SetStateItem, len(writes))
+	for j, w := range writes {
+		items[j] = setItem(w, s.expire)
+	}
+	return items
+}
+
+// setItem is w as a first-write save with the ETag it was read with, and meta.
+func setItem(w pendingWrite, meta map[string]string) *dapr.SetStateItem {
+	item := &dapr.SetStateItem{
+		Key: w.key, Value: w.data, Metadata: meta,
+		Options: &dapr.StateOptions{Concurrency: dapr.StateConcurrencyFirstWrite},
+	}
+	if w.etag != "" { // as SaveStateWithETag: no ETag rather than an empty one
+		item.Etag = &dapr.ETag{Value: w.etag}
+	}
+	return item
 }
 
 // settle finds out what became of the writes of a failed transaction. A write whose
@@ -299,6 +342,8 @@ func (s *Store) settle(ctx context.Context, ids []uuid.UUID, writes []pendingWri
 		return
 	}
 	var retry []int
+	var landed []pendingWrite
+	var expireAgain []*dapr.SetStateItem
 	for _, w := range writes {
 		it := items[w.key]
 		switch {
@@ -306,10 +351,22 @@ func (s *Store) settle(ctx context.Context, ids []uuid.UUID, writes []pendingWri
 			results[w.i].Err = fmt.Errorf("update task %s: transaction failed (%v), and reading back what it wrote failed: %s", ids[w.i], txErr, it.Error)
 		case it != nil && bytes.Equal(it.Value, w.data):
 			results[w.i] = Result{Record: w.rec, Changed: true}
+			landed = append(landed, w)
+			if s.expires(w.rec) { // its save may have failed between the write and its expiry
+				w.etag = it.Etag
+				expireAgain = append(expireAgain, setItem(w, s.expire))
+			}
 		default:
 			retry = append(retry, w.i)
 		}
 	}
+	if len(expireAgain) > 0 {
+		// The same bytes again, with the ETag just read: a terminal record is not written
+		// after its terminal write, and if it were, this save would be refused. A failure
+		// leaves that record without its expiry (kept for ever), no worse.
+		_ = s.client.SaveBulkState(ctx, s.storeName, expireAgain...)
+	}
+	s.dropPayloads(ctx, landed)
 	forEach(len(retry), fallbackConcurrency, func(j int) {
 		i := retry[j]
 		rec, changed, err := s.update(ctx, ids[i], fn)

@@ -51,7 +51,7 @@ func otherWriter(f *fakeState, id uuid.UUID, progress float64) {
 	r.Progress = progress
 	data, _ := json.Marshal(r)
 	f.version++
-	f.items[key(id)] = fakeItem{value: data, etag: strconv.Itoa(f.version)}
+	f.items[key(id)] = fakeItem{value: data, etag: strconv.Itoa(f.version), ttl: f.items[key(id)].ttl} // a write keeps the expiry, as HSET does
 }
 
 // What fn does to each record of a test, by name.

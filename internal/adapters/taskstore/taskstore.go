@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
@@ -18,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
 // Errors.
@@ -36,17 +39,73 @@ type StateClient interface {
 	// The batched paths (UpdateMany, CreateMany): one sidecar call for many records.
 	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
 	ExecuteStateTransaction(ctx context.Context, storeName string, meta map[string]string, ops []*dapr.StateOperation) error
+	// SaveBulkState writes records that expire (see WithRetention): each item on its own.
+	SaveBulkState(ctx context.Context, storeName string, items ...*dapr.SetStateItem) error
 }
 
 // Store reads and writes task records in one state store.
 type Store struct {
 	client    StateClient
 	storeName string
+	expire    map[string]string // the metadata of a write that expires (nil: nothing expires)
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// RetentionDefault is how long a finished task's record is kept by default (TASK_RETENTION).
+const RetentionDefault = 24 * time.Hour
+
+// LoadRetention reads TASK_RETENTION, the retention of WithRetention, for the apps that
+// write task records (gateway, worker, storekeeper: give them the same value). 0 keeps
+// records and idempotency keys for ever.
+func LoadRetention(r *env.Reader) time.Duration {
+	return r.Duration("TASK_RETENTION", RetentionDefault, 0, 10*365*24*time.Hour)
+}
+
+// WithRetention makes a record expire d after the write that made it completed, failed or
+// cancelled, and an idempotency key d after its claim; 0 keeps both for ever. d is
+// rounded up to whole seconds (the store's TTL is in seconds).
+//
+// A write that expires is never part of a state transaction. state.redis (components-
+// contrib v1.18.3, Multi) queues a write's EXPIRE after its Lua script in one MULTI/EXEC,
+// and Redis runs the EXPIRE even when the script refused the write for its ETag: a
+// terminal write that lost to another writer would set the expiry on the version that
+// won, a task still pending or running, whose later writes (HSET) keep it. A single save
+// (Set, and SaveBulkState, which saves each item on its own) returns at the refusal
+// before it sets any expiry. So records that become terminal are saved with
+// SaveBulkState, the others in transactions as before, and a key's claim is a single
+// first-write save.
+func WithRetention(d time.Duration) Option {
+	return func(s *Store) {
+		if d <= 0 {
+			s.expire = nil
+			return
+		}
+		secs := int64((d + time.Second - 1) / time.Second)
+		s.expire = map[string]string{"ttlInSeconds": strconv.FormatInt(secs, 10)}
+	}
 }
 
 // New returns a Store over the state store called storeName.
-func New(client StateClient, storeName string) *Store {
-	return &Store{client: client, storeName: storeName}
+func New(client StateClient, storeName string, opts ...Option) *Store {
+	s := &Store{client: client, storeName: storeName}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// expires reports whether the write of rec is one that expires: rec is terminal and the
+// store keeps records for a limited time.
+func (s *Store) expires(rec task.Record) bool { return s.expire != nil && rec.Status.Terminal() }
+
+// writeMeta is the metadata of rec's write.
+func (s *Store) writeMeta(rec task.Record) map[string]string {
+	if s.expires(rec) {
+		return s.expire
+	}
+	return nil
 }
 
 func recordKey(id uuid.UUID) string { return "task-" + id.String() }
@@ -79,9 +138,9 @@ func splitPayload(rec task.Record) (task.Record, *dapr.SetStateItem) {
 
 var firstWrite = dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite)
 
-// insert writes key only when it does not exist yet.
-func (s *Store) insert(ctx context.Context, key string, data []byte) error {
-	err := s.client.SaveStateWithETag(ctx, s.storeName, key, data, "", nil, firstWrite)
+// insert writes key only when it does not exist yet, with meta.
+func (s *Store) insert(ctx context.Context, key string, data []byte, meta map[string]string) error {
+	err := s.client.SaveStateWithETag(ctx, s.storeName, key, data, "", meta, firstWrite)
 	if err == nil {
 		return nil
 	}
@@ -107,7 +166,7 @@ func (s *Store) Create(ctx context.Context, rec task.Record) error {
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", rec.ID, err)
 	}
-	if err := s.insert(ctx, recordKey(rec.ID), data); err != nil {
+	if err := s.insert(ctx, recordKey(rec.ID), data, nil); err != nil {
 		return fmt.Errorf("create task %s: %w", rec.ID, err)
 	}
 	return nil
@@ -158,7 +217,7 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, fn func(*task.Record) 
 		if err != nil {
 			return rec, false, fmt.Errorf("encode task %s: %w", id, err)
 		}
-		err = s.client.SaveStateWithETag(ctx, s.storeName, recordKey(id), data, etag, nil, firstWrite)
+		err = s.client.SaveStateWithETag(ctx, s.storeName, recordKey(id), data, etag, s.writeMeta(rec), firstWrite)
 		if err == nil {
 			s.dropPayloads(ctx, []pendingWrite{{rec: rec}})
 			return rec, true, nil
@@ -171,11 +230,14 @@ func (s *Store) update(ctx context.Context, id uuid.UUID, fn func(*task.Record) 
 }
 
 // ClaimIdempotencyKey binds key to id unless key is bound already; it returns the id
-// the key is bound to and whether this call bound it.
+// the key is bound to and whether this call bound it. With a retention (WithRetention)
+// the binding expires that long after its claim: never after its task's record, which
+// expires that long after the task ended (a key that outlived its record would have its
+// retry find no record and store the task again).
 func (s *Store) ClaimIdempotencyKey(ctx context.Context, key string, id uuid.UUID) (uuid.UUID, bool, error) {
 	sum := sha256.Sum256([]byte(key))
 	k := "idempotency-" + hex.EncodeToString(sum[:])
-	err := s.insert(ctx, k, []byte(`"`+id.String()+`"`))
+	err := s.insert(ctx, k, []byte(`"`+id.String()+`"`), s.expire)
 	if err == nil {
 		return id, true, nil
 	}

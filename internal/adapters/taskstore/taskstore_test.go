@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,9 +38,10 @@ type fakeState struct {
 	conflicts int // saves refused for an ETag mismatch
 	stores    map[string]bool
 
-	bulkGets int // GetBulkState calls
-	txs      int // ExecuteStateTransaction calls
-	txWrites int // writes applied by transactions
+	bulkGets  int // GetBulkState calls
+	bulkSaves int // SaveBulkState calls
+	txs       int // ExecuteStateTransaction calls
+	txWrites  int // writes applied by transactions
 
 	// Test hooks, all optional.
 	getErr    error                         // returned by GetState
@@ -50,8 +52,11 @@ type fakeState struct {
 	// returns an error; itemErr gives an item its Error.
 	bulkGetErr func(n int) error
 	itemErr    func(key string) string
-	txErr      error  // returned by ExecuteStateTransaction before any operation
-	beforeTx   func() // runs when ExecuteStateTransaction is called, outside the lock
+	txErr      error // returned by ExecuteStateTransaction before any operation
+	// bulkSaveLosesExpiry makes the n-th SaveBulkState call (1 for the first) write its
+	// items without their expiry and fail, as a save cut off between the two.
+	bulkSaveLosesExpiry func(n int) bool
+	beforeTx            func() // runs when ExecuteStateTransaction is called, outside the lock
 	// maxMessage, when set, is the sidecar's message limit: a transaction whose values,
 	// or a bulk read whose answer, add up to more is refused whole (ResourceExhausted).
 	maxMessage int
@@ -65,6 +70,7 @@ type fakeState struct {
 type fakeItem struct {
 	value []byte
 	etag  string
+	ttl   string // the expiry in seconds a write's ttlInSeconds set ("": none)
 }
 
 func newFakeState() *fakeState {
@@ -87,7 +93,7 @@ func (f *fakeState) GetState(_ context.Context, store, key string, _ map[string]
 	return &dapr.StateItem{Key: key, Value: slices.Clone(it.value), Etag: it.etag}, nil
 }
 
-func (f *fakeState) SaveStateWithETag(_ context.Context, store, key string, data []byte, etag string, _ map[string]string, so ...dapr.StateOption) error {
+func (f *fakeState) SaveStateWithETag(_ context.Context, store, key string, data []byte, etag string, meta map[string]string, so ...dapr.StateOption) error {
 	var opts dapr.StateOptions
 	for _, o := range so {
 		o(&opts)
@@ -98,17 +104,62 @@ func (f *fakeState) SaveStateWithETag(_ context.Context, store, key string, data
 	if f.saveErr != nil {
 		return f.saveErr
 	}
+	return f.save(store, key, data, etag, meta, opts.Concurrency)
+}
+
+// save is one save, as state.redis's Set makes it: refused for its ETag before anything
+// is written, or written (keeping the key's expiry, as HSET does) and then given the
+// expiry its ttlInSeconds asks for. f.mu is held.
+func (f *fakeState) save(store, key string, data []byte, etag string, meta map[string]string, concurrency dapr.StateConcurrency) error {
 	cur, exists := f.items[key]
 	switch {
 	case etag != "" && (!exists || cur.etag != etag),
-		etag == "" && exists && opts.Concurrency == dapr.StateConcurrencyFirstWrite:
+		etag == "" && exists && concurrency == dapr.StateConcurrencyFirstWrite:
 		f.conflicts++
 		return status.Error(codes.Aborted, "failed saving state in state store "+store+": possible etag mismatch")
 	}
 	f.version++
-	f.items[key] = fakeItem{value: slices.Clone(data), etag: strconv.Itoa(f.version)}
+	ttl := cur.ttl
+	if v := meta["ttlInSeconds"]; v != "" {
+		ttl = v
+	}
+	f.items[key] = fakeItem{value: slices.Clone(data), etag: strconv.Itoa(f.version), ttl: ttl}
 	f.saves++
 	return nil
+}
+
+// SaveBulkState saves each item on its own, as the sidecar does for state.redis (no
+// transaction), and fails if any failed.
+func (f *fakeState) SaveBulkState(_ context.Context, store string, items ...*dapr.SetStateItem) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stores[store] = true
+	f.bulkSaves++
+	if f.saveErr != nil {
+		return f.saveErr
+	}
+	losesExpiry := f.bulkSaveLosesExpiry != nil && f.bulkSaveLosesExpiry(f.bulkSaves)
+	var errs []error
+	if losesExpiry {
+		errs = append(errs, status.Error(codes.Unavailable, "connection lost after the write, before its expiry"))
+	}
+	for _, it := range items {
+		etag, concurrency := "", dapr.StateConcurrencyUndefined
+		if it.Etag != nil {
+			etag = it.Etag.Value
+		}
+		if it.Options != nil {
+			concurrency = it.Options.Concurrency
+		}
+		meta := it.Metadata
+		if losesExpiry {
+			meta = nil
+		}
+		if err := f.save(store, it.Key, it.Value, etag, meta, concurrency); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (f *fakeState) DeleteState(_ context.Context, store, key string, _ map[string]string) error {
@@ -192,8 +243,15 @@ func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ m
 		return status.Error(codes.Aborted, "transaction aborted: possible etag mismatch")
 	}
 	for _, op := range ops {
+		// state.redis queues a write's EXPIRE after its script, and Redis runs it even
+		// when the script refused the write: the expiry lands on whatever is stored.
+		ttl := op.Item.Metadata["ttlInSeconds"]
 		if conflict(op) {
 			f.conflicts++
+			if cur, ok := f.items[op.Item.Key]; ok && ttl != "" {
+				cur.ttl = ttl
+				f.items[op.Item.Key] = cur
+			}
 			continue
 		}
 		if op.Type == dapr.StateOperationTypeDelete {
@@ -201,7 +259,10 @@ func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ m
 			continue
 		}
 		f.version++
-		f.items[op.Item.Key] = fakeItem{value: slices.Clone(op.Item.Value), etag: strconv.Itoa(f.version)}
+		if ttl == "" {
+			ttl = f.items[op.Item.Key].ttl
+		}
+		f.items[op.Item.Key] = fakeItem{value: slices.Clone(op.Item.Value), etag: strconv.Itoa(f.version), ttl: ttl}
 		f.txWrites++
 	}
 	if failed > 0 {
@@ -872,40 +933,43 @@ func TestTerminalWriteDropsThePayload(t *testing.T) {
 		{"running in a batch", task.StatusRunning, true, false, true, true},
 		{"completed, the write refused", task.StatusCompleted, true, true, true, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s, f := newStore(t)
-			ctx := t.Context()
-			rec := newRecord()
-			rec.Payload = large
-			if err := s.Create(ctx, rec); err != nil {
-				t.Fatal(err)
-			}
-			got, _, err := s.Get(ctx, rec.ID)
-			if err != nil || got.PayloadKey == "" {
-				t.Fatalf("record %+v, %v: want its payload apart", got, err)
-			}
-			if tc.down {
+		for _, retention := range []time.Duration{0, time.Hour} { // a transaction, or saved alone
+			t.Run(fmt.Sprintf("%s, retention %v", tc.name, retention), func(t *testing.T) {
+				t.Parallel()
+				_, f := newStore(t)
+				s := New(f, storeName, WithRetention(retention))
+				ctx := t.Context()
+				rec := newRecord()
+				rec.Payload = large
+				if err := s.Create(ctx, rec); err != nil {
+					t.Fatal(err)
+				}
+				got, _, err := s.Get(ctx, rec.ID)
+				if err != nil || got.PayloadKey == "" {
+					t.Fatalf("record %+v, %v: want its payload apart", got, err)
+				}
+				if tc.down {
+					f.mu.Lock()
+					f.txErr, f.saveErr = errors.New("state store down"), errors.New("state store down")
+					f.mu.Unlock()
+				}
+				fn := func(r *task.Record) error { r.Status = tc.status; return nil }
+				wrote := false
+				if tc.batch {
+					wrote = s.UpdateMany(ctx, []uuid.UUID{rec.ID}, fn)[0].Changed
+				} else {
+					_, wrote, _ = s.Update(ctx, rec.ID, fn)
+				}
+				if wrote != tc.wantWrote {
+					t.Fatalf("written %v, want %v", wrote, tc.wantWrote)
+				}
 				f.mu.Lock()
-				f.txErr, f.saveErr = errors.New("state store down"), errors.New("state store down")
+				_, kept := f.items[got.PayloadKey]
 				f.mu.Unlock()
-			}
-			fn := func(r *task.Record) error { r.Status = tc.status; return nil }
-			wrote := false
-			if tc.batch {
-				wrote = s.UpdateMany(ctx, []uuid.UUID{rec.ID}, fn)[0].Changed
-			} else {
-				_, wrote, _ = s.Update(ctx, rec.ID, fn)
-			}
-			if wrote != tc.wantWrote {
-				t.Fatalf("written %v, want %v", wrote, tc.wantWrote)
-			}
-			f.mu.Lock()
-			_, kept := f.items[got.PayloadKey]
-			f.mu.Unlock()
-			if kept != tc.wantKept {
-				t.Errorf("payload kept %v, want %v", kept, tc.wantKept)
-			}
-		})
+				if kept != tc.wantKept {
+					t.Errorf("payload kept %v, want %v", kept, tc.wantKept)
+				}
+			})
+		}
 	}
 }

@@ -238,11 +238,18 @@ func TestCancelRunningTask(t *testing.T) {
 		long[i] = waitRunning(ctx, t, gw, long[i].ID)
 	}
 	victim := long[0]
+	if v, err := st.RedisTTL(ctx, "task-"+victim.ID); err != nil || v != -1 {
+		t.Errorf("running task's record: TTL %d (%v), want none (-1)", v, err)
+	}
 	s := follow(ctx, t, gw, victim.ID)
 	at := time.Now()
 	code, v, e := cancel(ctx, t, gw, victim.ID)
 	if code != http.StatusOK || v.Status != "cancelled" {
 		t.Fatalf("DELETE running = %d %+v %+v", code, v, e)
+	}
+	// A cancelled record expires TASK_RETENTION (24 h by default) after its cancel.
+	if v, err := st.RedisTTL(ctx, "task-"+victim.ID); err != nil || v <= 86400-120 || v > 86400 {
+		t.Errorf("cancelled task's record: TTL %d (%v), want about a day", v, err)
 	}
 	next, err := gw.Submit(ctx, "sleep", map[string]any{"ms": 10}, "cancel")
 	if err != nil {

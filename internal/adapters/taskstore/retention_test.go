@@ -1,0 +1,195 @@
+package taskstore
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/env"
+)
+
+func newRetainingStore(t *testing.T, d time.Duration) (*Store, *fakeState) {
+	t.Helper()
+	_, f := newStore(t)
+	return New(f, storeName, WithRetention(d)), f
+}
+
+func ttlOf(f *fakeState, k string) string {
+	it, _ := f.item(k)
+	return it.ttl
+}
+
+// With a retention, a write that makes a record completed, failed or cancelled sets its
+// expiry, in a batch or alone, and is saved on its own (SaveBulkState), never in a
+// transaction; every other write sets none and goes in the batch's transaction as before.
+// Without one, nothing expires and every batch is one transaction.
+func TestRetentionExpiresTerminalRecords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		retention     time.Duration
+		statuses      []task.Status // what the batch makes of each record
+		batch         bool
+		wantTTL       []string
+		wantTxs       int
+		wantBulkSaves int
+	}{
+		{"completed in a batch", time.Hour, []task.Status{task.StatusCompleted, task.StatusCompleted}, true, []string{"3600", "3600"}, 0, 1},
+		{"running in a batch", time.Hour, []task.Status{task.StatusRunning, task.StatusPending}, true, []string{"", ""}, 1, 0},
+		{"a mixed batch", time.Hour, []task.Status{task.StatusRunning, task.StatusFailed, task.StatusCancelled}, true, []string{"", "3600", "3600"}, 1, 1},
+		{"no retention", 0, []task.Status{task.StatusCompleted, task.StatusRunning}, true, []string{"", ""}, 1, 0},
+		{"seconds rounded up", 1500 * time.Millisecond, []task.Status{task.StatusCompleted}, true, []string{"2"}, 0, 1},
+		{"cancelled alone", time.Hour, []task.Status{task.StatusCancelled}, false, []string{"3600"}, 0, 0},
+		{"running alone", time.Hour, []task.Status{task.StatusRunning}, false, []string{""}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, f := newRetainingStore(t, tc.retention)
+			ids := make([]uuid.UUID, len(tc.statuses))
+			want := map[uuid.UUID]task.Status{}
+			for i, st := range tc.statuses {
+				rec := newRecord()
+				seed(f, rec)
+				ids[i], want[rec.ID] = rec.ID, st
+			}
+			fn := func(r *task.Record) error { r.Status = want[r.ID]; return nil }
+			if tc.batch {
+				for i, r := range s.UpdateMany(t.Context(), ids, fn) {
+					if !r.Changed || r.Err != nil {
+						t.Fatalf("record %d: changed %v, %v", i, r.Changed, r.Err)
+					}
+				}
+			} else if _, changed, err := s.Update(t.Context(), ids[0], fn); !changed || err != nil {
+				t.Fatalf("Update: changed %v, %v", changed, err)
+			}
+			for i, id := range ids {
+				if got, _ := stored(t, f, id); got.Status != tc.statuses[i] {
+					t.Errorf("record %d is %s, want %s", i, got.Status, tc.statuses[i])
+				}
+				if got := ttlOf(f, key(id)); got != tc.wantTTL[i] {
+					t.Errorf("record %d (%s): expiry %q, want %q", i, tc.statuses[i], got, tc.wantTTL[i])
+				}
+			}
+			f.mu.Lock()
+			txs, bulkSaves := f.txs, f.bulkSaves
+			f.mu.Unlock()
+			if txs != tc.wantTxs || bulkSaves != tc.wantBulkSaves {
+				t.Errorf("%d transactions and %d bulk saves, want %d and %d", txs, bulkSaves, tc.wantTxs, tc.wantBulkSaves)
+			}
+		})
+	}
+}
+
+// A terminal write refused for its ETag must not leave its expiry on the version that won:
+// here another writer moves the task on (a later attempt) between the read and the write,
+// fn then refuses the step, and the record, still running, must keep no expiry (its later
+// writes would keep it, and the task vanish while it runs or waits). In a transaction
+// (Dapr's Redis store, as the fake does) the expiry lands anyway; saved alone it does not.
+func TestRefusedTerminalWriteSetsNoExpiry(t *testing.T) {
+	t.Parallel()
+	s, f := newRetainingStore(t, time.Hour)
+	moved, done := newRecord(), newRecord()
+	moved.Status, moved.Attempts = task.StatusRunning, 1
+	done.Status, done.Attempts = task.StatusRunning, 1
+	seed(f, moved, done)
+	read := s.Prefetch(t.Context(), []uuid.UUID{moved.ID, done.ID})
+	otherWriter(f, moved.ID, 0.5) // the task moved on: fn refuses it now
+	fn := func(r *task.Record) error {
+		if r.Progress != 0 {
+			return task.ErrStale
+		}
+		r.Status = task.StatusCompleted
+		return nil
+	}
+	res := s.UpdateManyRead(t.Context(), []uuid.UUID{moved.ID, done.ID}, read, fn)
+	if res[0].Changed || !errors.Is(res[0].Err, task.ErrStale) {
+		t.Errorf("the moved record: changed %v, %v; want refused as stale", res[0].Changed, res[0].Err)
+	}
+	if !res[1].Changed || res[1].Err != nil {
+		t.Errorf("the other record: changed %v, %v; want written", res[1].Changed, res[1].Err)
+	}
+	if got := ttlOf(f, key(moved.ID)); got != "" {
+		t.Errorf("the moved record, still running, expires in %s s; want no expiry", got)
+	}
+	if got := ttlOf(f, key(done.ID)); got != "3600" {
+		t.Errorf("the completed record's expiry %q, want 3600", got)
+	}
+}
+
+// A bulk save that wrote a record and failed before its expiry (the store lost between
+// the two) is settled: the record is found written, and saved again with its expiry.
+func TestLandedTerminalWriteGetsItsExpiry(t *testing.T) {
+	t.Parallel()
+	s, f := newRetainingStore(t, time.Hour)
+	rec := newRecord()
+	seed(f, rec)
+	f.mu.Lock()
+	f.bulkSaveLosesExpiry = func(n int) bool { return n == 1 }
+	f.mu.Unlock()
+	res := s.UpdateMany(t.Context(), []uuid.UUID{rec.ID}, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
+	if !res[0].Changed || res[0].Err != nil {
+		t.Fatalf("changed %v, %v; want written", res[0].Changed, res[0].Err)
+	}
+	if got := ttlOf(f, key(rec.ID)); got != "3600" {
+		t.Errorf("expiry %q, want 3600", got)
+	}
+}
+
+// An idempotency key expires its retention after its claim; a second claim finds it
+// bound and changes nothing.
+func TestIdempotencyKeyExpires(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		retention time.Duration
+		want      string
+	}{{24 * time.Hour, "86400"}, {0, ""}} {
+		s, f := newRetainingStore(t, tc.retention)
+		first, second := uuid.New(), uuid.New()
+		if bound, claimed, err := s.ClaimIdempotencyKey(t.Context(), "k", first); err != nil || !claimed || bound != first {
+			t.Fatalf("first claim: %v %v %v", bound, claimed, err)
+		}
+		if bound, claimed, err := s.ClaimIdempotencyKey(t.Context(), "k", second); err != nil || claimed || bound != first {
+			t.Fatalf("second claim: %v %v %v; want bound to the first", bound, claimed, err)
+		}
+		f.mu.Lock()
+		var ttls []string
+		for k, it := range f.items {
+			if len(k) > len("idempotency-") && k[:len("idempotency-")] == "idempotency-" {
+				ttls = append(ttls, it.ttl)
+			}
+		}
+		f.mu.Unlock()
+		if len(ttls) != 1 || ttls[0] != tc.want {
+			t.Errorf("retention %v: key expiries %q, want one of %q", tc.retention, ttls, tc.want)
+		}
+	}
+}
+
+func TestLoadRetention(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		value   string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", RetentionDefault, false},
+		{"1h", time.Hour, false},
+		{"0s", 0, false},
+		{"-1s", 0, true},
+		{"soon", 0, true},
+	} {
+		r := env.New(func(k string) string {
+			if k == "TASK_RETENTION" {
+				return tc.value
+			}
+			return ""
+		})
+		got := LoadRetention(r)
+		if err := r.Err(); (err != nil) != tc.wantErr || (!tc.wantErr && got != tc.want) {
+			t.Errorf("TASK_RETENTION=%q: %v, %v; want %v, error %v", tc.value, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
