@@ -264,8 +264,9 @@ func variants(t *testing.T) map[string]release {
 	for _, f := range files {
 		out[f] = render(t, []string{f}, nil)
 	}
-	out["external-kafka,no-ingress,prefetch-0,sync-gap,store-spacing,held-results,submit-spacing,accepted-delay,podmonitor,no-redis-password,anonymous-api"] = render(t, nil, map[string]any{
-		"kafka": map[string]any{"create": false, "bootstrapServers": "kafka-0.kafka.example:9092,kafka-1.kafka.example:9092"},
+	out["external-kafka,no-ingress,prefetch-0,sync-gap,store-spacing,held-results,submit-spacing,accepted-delay,podmonitor,no-redis-password,anonymous-api,retention"] = render(t, nil, map[string]any{
+		"taskRetention": "2h",
+		"kafka":         map[string]any{"create": false, "bootstrapServers": "kafka-0.kafka.example:9092,kafka-1.kafka.example:9092"},
 		"gateway": map[string]any{"ingress": map[string]any{"enabled": false}, "preStopSleepSeconds": 0,
 			"apiKeys": map[string]any{"secretName": ""}, "allowAnonymous": true, "submitSpacing": "4ms", "acceptedEventsDelay": "20ms"},
 		"worker": map[string]any{"prefetch": 0, "syncGap": "20ms", "storeSpacing": "50ms", "heldResultsMax": 64.0, "heldResultsMaxBytes": 268435456.0, // floats, as from a values file

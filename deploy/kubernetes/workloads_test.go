@@ -231,7 +231,11 @@ func TestEnvMatchesAppConfig(t *testing.T) {
 	for name, r := range variants(t) {
 		t.Run(name, func(t *testing.T) {
 			for id, w := range workloads(t, r) {
-				read, required := envRead(t, append([]string{mainDir(id)}, common...)...)
+				dirs := append([]string{mainDir(id)}, common...)
+				if id != "analytics" { // the apps that write task records read TASK_RETENTION there
+					dirs = append(dirs, "internal/adapters/taskstore")
+				}
+				read, required := envRead(t, dirs...)
 				env := envOf(appContainer(t, w))
 				for n := range env {
 					if !read[n] {
@@ -259,7 +263,8 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 }
 
 // The apps' optional settings reach them only when the values set them (their
-// defaults otherwise): the gateway's SUBMIT_SPACING and ACCEPTED_EVENTS_DELAY, the
+// defaults otherwise): TASK_RETENTION for the apps that write task records (and not
+// analytics, which reads no such setting), the gateway's SUBMIT_SPACING and ACCEPTED_EVENTS_DELAY, the
 // worker's HELD_RESULTS_MAX and HELD_RESULTS_MAX_BYTES, the latter as integers (a YAML
 // number is a float to Helm: 268435456 must not become 2.68435456e+08, which the worker
 // refuses).
@@ -269,6 +274,9 @@ func TestOptionalEnv(t *testing.T) {
 		{"gateway", "ACCEPTED_EVENTS_DELAY", "accepted-delay", "20ms"},
 		{"worker", "HELD_RESULTS_MAX", "held-results", "64"},
 		{"worker", "HELD_RESULTS_MAX_BYTES", "held-results", "268435456"},
+		{"gateway", "TASK_RETENTION", "retention", "2h"},
+		{"worker", "TASK_RETENTION", "retention", "2h"},
+		{"storekeeper", "TASK_RETENTION", "retention", "2h"},
 	}
 	for name, r := range variants(t) {
 		t.Run(name, func(t *testing.T) {

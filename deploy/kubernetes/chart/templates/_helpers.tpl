@@ -228,6 +228,15 @@ channel requires from it. Arguments: root, app.
       key: token
 {{- end -}}
 
+{{/* TASK_RETENTION, for the apps that write task records (gateway, worker, storekeeper),
+one value for all: an idempotency key must not outlive its task's record. */}}
+{{- define "taskgrid.retentionEnv" -}}
+{{- if ne (toString .Values.taskRetention) "" }}
+- name: TASK_RETENTION
+  value: {{ .Values.taskRetention | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* Kafka: the Strimzi cluster's name and the brokers the pub/sub components use. */}}
 {{- define "taskgrid.kafkaName" -}}
 {{- default (printf "%s-kafka" (include "taskgrid.fullname" .)) .Values.kafka.clusterName -}}
