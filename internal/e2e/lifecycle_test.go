@@ -291,7 +291,7 @@ func TestIdempotencyKey(t *testing.T) {
 	// the key as long after its claim (taskstore.WithRetention).
 	sum := sha256.Sum256([]byte(key["Idempotency-Key"]))
 	for _, k := range []string{"task-" + ids[0], "idempotency-" + hex.EncodeToString(sum[:])} {
-		if v, err := st.RedisTTL(ctx, k); err != nil || v <= 86400-120 || v > 86400 {
+		if v, err := st.AwaitRedisTTL(ctx, k); err != nil || v <= 86400-120 || v > 86400 {
 			t.Errorf("%s: TTL %d s (%v), want about a day", k, v, err)
 		}
 	}

@@ -183,45 +183,16 @@ func (s *Store) updateBatch(ctx context.Context, ids []uuid.UUID, idx []int, fn 
 		}
 		writes = append(writes, pendingWrite{i: i, key: recordKey(ids[i]), rec: rec, data: data, etag: etag})
 	}
-	// Writes that expire are saved each on its own, never in a transaction: see WithRetention.
-	expiring, rest := s.splitExpiring(writes)
-	s.writeRuns(ctx, ids, rest, fn, results, func(part []pendingWrite) error {
-		return s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(part))
-	})
-	s.writeRuns(ctx, ids, expiring, fn, results, func(part []pendingWrite) error {
-		return s.client.SaveBulkState(ctx, s.storeName, s.setItems(part)...)
-	})
-}
-
-// splitExpiring returns the writes that expire (see WithRetention) and the others, each in
-// order. With no retention every write is among the others, without a copy.
-func (s *Store) splitExpiring(writes []pendingWrite) (expiring, rest []pendingWrite) {
-	if s.expire == nil {
-		return nil, writes
-	}
-	for _, w := range writes {
-		if s.expires(w.rec) {
-			expiring = append(expiring, w)
-		} else {
-			rest = append(rest, w)
-		}
-	}
-	return expiring, rest
-}
-
-// writeRuns writes writes in calls of at most txBytes each (write makes one call), one
-// after another, and records what became of each in results.
-func (s *Store) writeRuns(ctx context.Context, ids []uuid.UUID, writes []pendingWrite, fn func(*task.Record) error, results []Result, write func([]pendingWrite) error) {
 	batch.Runs(len(writes), func(j int) int64 { return int64(len(writes[j].data)) }, txBytes, func(from, to int) {
 		part := writes[from:to]
-		if err := write(part); err != nil {
+		if err := s.client.ExecuteStateTransaction(ctx, s.storeName, nil, updateOps(part)); err != nil {
 			s.settle(ctx, ids, part, fn, results, err)
 			return
 		}
 		for _, w := range part {
 			results[w.i] = Result{Record: w.rec, Changed: true}
 		}
-		s.dropPayloads(ctx, part)
+		s.afterLanded(ctx, part)
 	})
 }
 
@@ -297,15 +268,6 @@ func updateOps(writes []pendingWrite) []*dapr.StateOperation {
 	return ops
 }
 
-// setItems are the items of writes that expire, for SaveBulkState.
-func (s *Store) setItems(writes []pendingWrite) []*dapr.SetStateItem {
-	items := make([]*dapr.SetStateItem, len(writes))
-	for j, w := range writes {
-		items[j] = setItem(w, s.expire)
-	}
-	return items
-}
-
 // setItem is w as a first-write save with the ETag it was read with, and meta.
 func setItem(w pendingWrite, meta map[string]string) *dapr.SetStateItem {
 	item := &dapr.SetStateItem{
@@ -343,7 +305,6 @@ func (s *Store) settle(ctx context.Context, ids []uuid.UUID, writes []pendingWri
 	}
 	var retry []int
 	var landed []pendingWrite
-	var expireAgain []*dapr.SetStateItem
 	for _, w := range writes {
 		it := items[w.key]
 		switch {
@@ -352,21 +313,13 @@ func (s *Store) settle(ctx context.Context, ids []uuid.UUID, writes []pendingWri
 		case it != nil && bytes.Equal(it.Value, w.data):
 			results[w.i] = Result{Record: w.rec, Changed: true}
 			landed = append(landed, w)
-			if s.expires(w.rec) { // its save may have failed between the write and its expiry
-				w.etag = it.Etag
-				expireAgain = append(expireAgain, setItem(w, s.expire))
-			}
 		default:
 			retry = append(retry, w.i)
 		}
 	}
-	if len(expireAgain) > 0 {
-		// The same bytes again, with the ETag just read: a terminal record is not written
-		// after its terminal write, and if it were, this save would be refused. A failure
-		// leaves that record without its expiry (kept for ever), no worse.
-		_ = s.client.SaveBulkState(ctx, s.storeName, expireAgain...)
-	}
-	s.dropPayloads(ctx, landed)
+	s.afterLanded(ctx, landed)
+	// A write that did not land is made again by Update, which gives a terminal one its
+	// expiry in the same single save (see WithRetention).
 	forEach(len(retry), fallbackConcurrency, func(j int) {
 		i := retry[j]
 		rec, changed, err := s.update(ctx, ids[i], fn)

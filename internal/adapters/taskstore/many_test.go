@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,8 +22,7 @@ func seed(f *fakeState, recs ...task.Record) {
 	defer f.mu.Unlock()
 	for _, r := range recs {
 		data, _ := json.Marshal(r)
-		f.version++
-		f.items[key(r.ID)] = fakeItem{value: data, etag: strconv.Itoa(f.version)}
+		f.items[key(r.ID)] = fakeItem{value: data, etag: f.next(key(r.ID))}
 	}
 }
 
@@ -50,8 +48,7 @@ func otherWriter(f *fakeState, id uuid.UUID, progress float64) {
 	_ = json.Unmarshal(f.items[key(id)].value, &r)
 	r.Progress = progress
 	data, _ := json.Marshal(r)
-	f.version++
-	f.items[key(id)] = fakeItem{value: data, etag: strconv.Itoa(f.version), ttl: f.items[key(id)].ttl} // a write keeps the expiry, as HSET does
+	f.items[key(id)] = fakeItem{value: data, etag: f.next(key(id)), ttl: f.items[key(id)].ttl} // a write keeps the expiry, as HSET does
 }
 
 // What fn does to each record of a test, by name.
@@ -469,8 +466,7 @@ func TestLargeRecordsFitTheMessageLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.version++
-		f.items[recordKey(rec.ID)] = fakeItem{value: data, etag: strconv.Itoa(f.version)}
+		f.items[recordKey(rec.ID)] = fakeItem{value: data, etag: f.next(recordKey(rec.ID))}
 	}
 	f.txs, f.txSizes, f.bulkGets = 0, nil, 0
 	f.mu.Unlock()

@@ -23,33 +23,34 @@ func ttlOf(f *fakeState, k string) string {
 }
 
 // With a retention, a write that makes a record completed, failed or cancelled sets its
-// expiry, in a batch or alone, and is saved on its own (SaveBulkState), never in a
-// transaction; every other write sets none and goes in the batch's transaction as before.
-// Without one, nothing expires and every batch is one transaction.
+// expiry, in a batch or alone; every other write sets none. A batch is written in its
+// transaction as before, and its terminal records get their expiry in a transaction of
+// their own once it has landed; a record written alone carries it in its save. Without
+// a retention nothing expires and a batch is one transaction.
 func TestRetentionExpiresTerminalRecords(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name          string
-		retention     time.Duration
-		statuses      []task.Status // what the batch makes of each record
-		batch         bool
-		wantTTL       []string
-		wantTxs       int
-		wantBulkSaves int
+		name      string
+		retention time.Duration
+		statuses  []task.Status // what the batch makes of each record
+		batch     bool
+		wantTTL   []string
+		wantTxs   int
 	}{
-		{"completed in a batch", time.Hour, []task.Status{task.StatusCompleted, task.StatusCompleted}, true, []string{"3600", "3600"}, 0, 1},
-		{"running in a batch", time.Hour, []task.Status{task.StatusRunning, task.StatusPending}, true, []string{"", ""}, 1, 0},
-		{"a mixed batch", time.Hour, []task.Status{task.StatusRunning, task.StatusFailed, task.StatusCancelled}, true, []string{"", "3600", "3600"}, 1, 1},
-		{"no retention", 0, []task.Status{task.StatusCompleted, task.StatusRunning}, true, []string{"", ""}, 1, 0},
-		{"seconds rounded up", 1500 * time.Millisecond, []task.Status{task.StatusCompleted}, true, []string{"2"}, 0, 1},
-		{"cancelled alone", time.Hour, []task.Status{task.StatusCancelled}, false, []string{"3600"}, 0, 0},
-		{"running alone", time.Hour, []task.Status{task.StatusRunning}, false, []string{""}, 0, 0},
+		{"completed in a batch", time.Hour, []task.Status{task.StatusCompleted, task.StatusCompleted}, true, []string{"3600", "3600"}, 2},
+		{"running in a batch", time.Hour, []task.Status{task.StatusRunning, task.StatusPending}, true, []string{"", ""}, 1},
+		{"a mixed batch", time.Hour, []task.Status{task.StatusRunning, task.StatusFailed, task.StatusCancelled}, true, []string{"", "3600", "3600"}, 2},
+		{"no retention", 0, []task.Status{task.StatusCompleted, task.StatusRunning}, true, []string{"", ""}, 1},
+		{"seconds rounded up", 1500 * time.Millisecond, []task.Status{task.StatusCompleted}, true, []string{"2"}, 2},
+		{"cancelled alone", time.Hour, []task.Status{task.StatusCancelled}, false, []string{"3600"}, 0},
+		{"running alone", time.Hour, []task.Status{task.StatusRunning}, false, []string{""}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s, f := newRetainingStore(t, tc.retention)
 			ids := make([]uuid.UUID, len(tc.statuses))
 			want := map[uuid.UUID]task.Status{}
+			var written []task.Record
 			for i, st := range tc.statuses {
 				rec := newRecord()
 				seed(f, rec)
@@ -61,13 +62,19 @@ func TestRetentionExpiresTerminalRecords(t *testing.T) {
 					if !r.Changed || r.Err != nil {
 						t.Fatalf("record %d: changed %v, %v", i, r.Changed, r.Err)
 					}
+					written = append(written, r.Record)
 				}
-			} else if _, changed, err := s.Update(t.Context(), ids[0], fn); !changed || err != nil {
-				t.Fatalf("Update: changed %v, %v", changed, err)
+			} else {
+				rec, changed, err := s.Update(t.Context(), ids[0], fn)
+				if !changed || err != nil {
+					t.Fatalf("Update: changed %v, %v", changed, err)
+				}
+				written = append(written, rec)
 			}
+			s.expiring.Wait()
 			for i, id := range ids {
-				if got, _ := stored(t, f, id); got.Status != tc.statuses[i] {
-					t.Errorf("record %d is %s, want %s", i, got.Status, tc.statuses[i])
+				if got, _ := stored(t, f, id); !equalRecords(got, written[i]) {
+					t.Errorf("record %d: stored %+v, want what the call wrote, %+v", i, got, written[i])
 				}
 				if got := ttlOf(f, key(id)); got != tc.wantTTL[i] {
 					t.Errorf("record %d (%s): expiry %q, want %q", i, tc.statuses[i], got, tc.wantTTL[i])
@@ -76,8 +83,8 @@ func TestRetentionExpiresTerminalRecords(t *testing.T) {
 			f.mu.Lock()
 			txs, bulkSaves := f.txs, f.bulkSaves
 			f.mu.Unlock()
-			if txs != tc.wantTxs || bulkSaves != tc.wantBulkSaves {
-				t.Errorf("%d transactions and %d bulk saves, want %d and %d", txs, bulkSaves, tc.wantTxs, tc.wantBulkSaves)
+			if txs != tc.wantTxs || bulkSaves != 0 {
+				t.Errorf("%d transactions and %d bulk saves, want %d and none", txs, bulkSaves, tc.wantTxs)
 			}
 		})
 	}
@@ -86,8 +93,8 @@ func TestRetentionExpiresTerminalRecords(t *testing.T) {
 // A terminal write refused for its ETag must not leave its expiry on the version that won:
 // here another writer moves the task on (a later attempt) between the read and the write,
 // fn then refuses the step, and the record, still running, must keep no expiry (its later
-// writes would keep it, and the task vanish while it runs or waits). In a transaction
-// (Dapr's Redis store, as the fake does) the expiry lands anyway; saved alone it does not.
+// writes would keep it, and the task vanish while it runs or waits). A transaction with
+// the expiry in it (Dapr's Redis store, as the fake does) sets it anyway.
 func TestRefusedTerminalWriteSetsNoExpiry(t *testing.T) {
 	t.Parallel()
 	s, f := newRetainingStore(t, time.Hour)
@@ -111,6 +118,7 @@ func TestRefusedTerminalWriteSetsNoExpiry(t *testing.T) {
 	if !res[1].Changed || res[1].Err != nil {
 		t.Errorf("the other record: changed %v, %v; want written", res[1].Changed, res[1].Err)
 	}
+	s.expiring.Wait()
 	if got := ttlOf(f, key(moved.ID)); got != "" {
 		t.Errorf("the moved record, still running, expires in %s s; want no expiry", got)
 	}
@@ -119,22 +127,73 @@ func TestRefusedTerminalWriteSetsNoExpiry(t *testing.T) {
 	}
 }
 
-// A bulk save that wrote a record and failed before its expiry (the store lost between
-// the two) is settled: the record is found written, and saved again with its expiry.
-func TestLandedTerminalWriteGetsItsExpiry(t *testing.T) {
+// When the transaction of expiries fails (the store down a moment, or ETags that are not
+// state.redis's versions), each record is read and saved again on its own with its
+// expiry; a record that changed since (it cannot, once terminal, but if it did) is left
+// as it is.
+func TestExpiryFallsBackToSingleSaves(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup func(f *fakeState, rec task.Record)
+	}{
+		{"the transaction fails", func(f *fakeState, _ task.Record) {
+			f.txFails = func(n int) bool { return n == 2 }
+		}},
+		{"ETags that are not versions", func(f *fakeState, rec task.Record) {
+			it := f.items[key(rec.ID)]
+			it.etag = "W/abc"
+			f.items[key(rec.ID)] = it
+			f.txFails = func(n int) bool { return n > 1 } // a transaction of expiries would be a mistake
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, f := newRetainingStore(t, time.Hour)
+			rec := newRecord()
+			seed(f, rec)
+			f.mu.Lock()
+			tc.setup(f, rec)
+			f.mu.Unlock()
+			res := s.UpdateMany(t.Context(), []uuid.UUID{rec.ID}, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
+			if !res[0].Changed || res[0].Err != nil {
+				t.Fatalf("changed %v, %v; want written", res[0].Changed, res[0].Err)
+			}
+			s.expiring.Wait()
+			if got := ttlOf(f, key(rec.ID)); got != "3600" {
+				t.Errorf("expiry %q, want 3600", got)
+			}
+			if got, _ := stored(t, f, rec.ID); got.Status != task.StatusCompleted {
+				t.Errorf("stored %s, want completed", got.Status)
+			}
+			f.mu.Lock()
+			bulkSaves := f.bulkSaves
+			f.mu.Unlock()
+			if bulkSaves != 1 {
+				t.Errorf("%d bulk saves, want 1", bulkSaves)
+			}
+		})
+	}
+}
+
+// A terminal record written in a transaction that failed for another record's conflict
+// is found written by the read-back, and gets its expiry like any batch's.
+func TestLandedInAFailedTransactionGetsItsExpiry(t *testing.T) {
 	t.Parallel()
 	s, f := newRetainingStore(t, time.Hour)
-	rec := newRecord()
-	seed(f, rec)
-	f.mu.Lock()
-	f.bulkSaveLosesExpiry = func(n int) bool { return n == 1 }
-	f.mu.Unlock()
-	res := s.UpdateMany(t.Context(), []uuid.UUID{rec.ID}, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
-	if !res[0].Changed || res[0].Err != nil {
-		t.Fatalf("changed %v, %v; want written", res[0].Changed, res[0].Err)
+	done, moved := newRecord(), newRecord()
+	seed(f, done, moved)
+	read := s.Prefetch(t.Context(), []uuid.UUID{done.ID, moved.ID})
+	otherWriter(f, moved.ID, 0.5)
+	res := s.UpdateManyRead(t.Context(), []uuid.UUID{done.ID, moved.ID}, read, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
+	if !res[0].Changed || !res[1].Changed {
+		t.Fatalf("results %+v; want both written", res)
 	}
-	if got := ttlOf(f, key(rec.ID)); got != "3600" {
-		t.Errorf("expiry %q, want 3600", got)
+	s.expiring.Wait()
+	for _, id := range []uuid.UUID{done.ID, moved.ID} {
+		if got := ttlOf(f, key(id)); got != "3600" {
+			t.Errorf("record %s: expiry %q, want 3600", id, got)
+		}
 	}
 }
 

@@ -11,8 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
+	"sync"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
@@ -20,7 +19,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
-	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
 // Errors.
@@ -39,7 +37,8 @@ type StateClient interface {
 	// The batched paths (UpdateMany, CreateMany): one sidecar call for many records.
 	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
 	ExecuteStateTransaction(ctx context.Context, storeName string, meta map[string]string, ops []*dapr.StateOperation) error
-	// SaveBulkState writes records that expire (see WithRetention): each item on its own.
+	// SaveBulkState saves each item on its own: the expiries that cannot go in a
+	// transaction (see WithRetention).
 	SaveBulkState(ctx context.Context, storeName string, items ...*dapr.SetStateItem) error
 }
 
@@ -48,44 +47,11 @@ type Store struct {
 	client    StateClient
 	storeName string
 	expire    map[string]string // the metadata of a write that expires (nil: nothing expires)
+	expiring  sync.WaitGroup    // expiries on their way (see afterLanded)
 }
 
 // Option configures a Store.
 type Option func(*Store)
-
-// RetentionDefault is how long a finished task's record is kept by default (TASK_RETENTION).
-const RetentionDefault = 24 * time.Hour
-
-// LoadRetention reads TASK_RETENTION, the retention of WithRetention, for the apps that
-// write task records (gateway, worker, storekeeper: give them the same value). 0 keeps
-// records and idempotency keys for ever.
-func LoadRetention(r *env.Reader) time.Duration {
-	return r.Duration("TASK_RETENTION", RetentionDefault, 0, 10*365*24*time.Hour)
-}
-
-// WithRetention makes a record expire d after the write that made it completed, failed or
-// cancelled, and an idempotency key d after its claim; 0 keeps both for ever. d is
-// rounded up to whole seconds (the store's TTL is in seconds).
-//
-// A write that expires is never part of a state transaction. state.redis (components-
-// contrib v1.18.3, Multi) queues a write's EXPIRE after its Lua script in one MULTI/EXEC,
-// and Redis runs the EXPIRE even when the script refused the write for its ETag: a
-// terminal write that lost to another writer would set the expiry on the version that
-// won, a task still pending or running, whose later writes (HSET) keep it. A single save
-// (Set, and SaveBulkState, which saves each item on its own) returns at the refusal
-// before it sets any expiry. So records that become terminal are saved with
-// SaveBulkState, the others in transactions as before, and a key's claim is a single
-// first-write save.
-func WithRetention(d time.Duration) Option {
-	return func(s *Store) {
-		if d <= 0 {
-			s.expire = nil
-			return
-		}
-		secs := int64((d + time.Second - 1) / time.Second)
-		s.expire = map[string]string{"ttlInSeconds": strconv.FormatInt(secs, 10)}
-	}
-}
 
 // New returns a Store over the state store called storeName.
 func New(client StateClient, storeName string, opts ...Option) *Store {
@@ -94,18 +60,6 @@ func New(client StateClient, storeName string, opts ...Option) *Store {
 		o(s)
 	}
 	return s
-}
-
-// expires reports whether the write of rec is one that expires: rec is terminal and the
-// store keeps records for a limited time.
-func (s *Store) expires(rec task.Record) bool { return s.expire != nil && rec.Status.Terminal() }
-
-// writeMeta is the metadata of rec's write.
-func (s *Store) writeMeta(rec task.Record) map[string]string {
-	if s.expires(rec) {
-		return s.expire
-	}
-	return nil
 }
 
 func recordKey(id uuid.UUID) string { return "task-" + id.String() }

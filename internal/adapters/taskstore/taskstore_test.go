@@ -1,6 +1,7 @@
 package taskstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -33,7 +34,6 @@ const storeName = "statestore"
 type fakeState struct {
 	mu        sync.Mutex
 	items     map[string]fakeItem
-	version   int
 	saves     int // successful saves
 	conflicts int // saves refused for an ETag mismatch
 	stores    map[string]bool
@@ -53,6 +53,9 @@ type fakeState struct {
 	bulkGetErr func(n int) error
 	itemErr    func(key string) string
 	txErr      error // returned by ExecuteStateTransaction before any operation
+	// txFails makes the n-th ExecuteStateTransaction call (1 for the first) fail before
+	// any operation.
+	txFails func(n int) bool
 	// bulkSaveLosesExpiry makes the n-th SaveBulkState call (1 for the first) write its
 	// items without their expiry and fail, as a save cut off between the two.
 	bulkSaveLosesExpiry func(n int) bool
@@ -118,12 +121,11 @@ func (f *fakeState) save(store, key string, data []byte, etag string, meta map[s
 		f.conflicts++
 		return status.Error(codes.Aborted, "failed saving state in state store "+store+": possible etag mismatch")
 	}
-	f.version++
 	ttl := cur.ttl
 	if v := meta["ttlInSeconds"]; v != "" {
 		ttl = v
 	}
-	f.items[key] = fakeItem{value: slices.Clone(data), etag: strconv.Itoa(f.version), ttl: ttl}
+	f.items[key] = fakeItem{value: slices.Clone(data), etag: f.next(key), ttl: ttl}
 	f.saves++
 	return nil
 }
@@ -217,8 +219,8 @@ func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ m
 	defer f.mu.Unlock()
 	f.stores[store] = true
 	f.txs++
-	if f.txErr != nil {
-		return f.txErr
+	if f.txErr != nil || f.txFails != nil && f.txFails(f.txs) {
+		return cmp.Or(f.txErr, errors.New("state store down"))
 	}
 	size := 0
 	for _, op := range ops {
@@ -258,11 +260,10 @@ func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ m
 			delete(f.items, op.Item.Key)
 			continue
 		}
-		f.version++
 		if ttl == "" {
 			ttl = f.items[op.Item.Key].ttl
 		}
-		f.items[op.Item.Key] = fakeItem{value: slices.Clone(op.Item.Value), etag: strconv.Itoa(f.version), ttl: ttl}
+		f.items[op.Item.Key] = fakeItem{value: slices.Clone(op.Item.Value), etag: f.next(op.Item.Key), ttl: ttl}
 		f.txWrites++
 	}
 	if failed > 0 {
@@ -271,13 +272,19 @@ func (f *fakeState) ExecuteStateTransaction(_ context.Context, store string, _ m
 	return nil
 }
 
+// next is the ETag key's next write gets: its version plus one, as state.redis's script
+// increments it (1 for a key that does not exist). f.mu is held.
+func (f *fakeState) next(key string) string {
+	n, _ := strconv.Atoi(f.items[key].etag)
+	return strconv.Itoa(n + 1)
+}
+
 // bump stands in for another writer: it changes key's ETag without the store's help.
 func (f *fakeState) bump(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.version++
 	it := f.items[key]
-	it.etag = strconv.Itoa(f.version)
+	it.etag = f.next(key)
 	f.items[key] = it
 }
 
@@ -570,8 +577,7 @@ func TestUpdateRetriesOnConflict(t *testing.T) {
 		_ = json.Unmarshal(f.items[k].value, &r)
 		r.Progress = 0.5
 		data, _ := json.Marshal(r)
-		f.version++
-		f.items[k] = fakeItem{value: data, etag: strconv.Itoa(f.version)}
+		f.items[k] = fakeItem{value: data, etag: f.next(k)}
 	}
 	var seen []float64
 	got, changed, err := s.Update(ctx, rec.ID, func(r *task.Record) error {

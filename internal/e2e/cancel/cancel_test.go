@@ -248,7 +248,7 @@ func TestCancelRunningTask(t *testing.T) {
 		t.Fatalf("DELETE running = %d %+v %+v", code, v, e)
 	}
 	// A cancelled record expires TASK_RETENTION (24 h by default) after its cancel.
-	if v, err := st.RedisTTL(ctx, "task-"+victim.ID); err != nil || v <= 86400-120 || v > 86400 {
+	if v, err := st.AwaitRedisTTL(ctx, "task-"+victim.ID); err != nil || v <= 86400-120 || v > 86400 {
 		t.Errorf("cancelled task's record: TTL %d (%v), want about a day", v, err)
 	}
 	next, err := gw.Submit(ctx, "sleep", map[string]any{"ms": 10}, "cancel")

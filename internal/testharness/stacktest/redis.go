@@ -38,3 +38,20 @@ func (s *Stack) RedisTTL(ctx context.Context, key string) (int64, error) {
 	}
 	return strconv.ParseInt(line[1:], 10, 64)
 }
+
+// AwaitRedisTTL is RedisTTL once key has an expiry, or after 5 s without one (-1): a
+// batch of task records gets its expiry just after its write (taskstore.WithRetention).
+func (s *Stack) AwaitRedisTTL(ctx context.Context, key string) (int64, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, err := s.RedisTTL(ctx, key)
+		if err != nil || v != -1 || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
