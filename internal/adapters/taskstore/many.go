@@ -19,10 +19,11 @@ import (
 
 // The batched paths: a batch of records costs one GetBulkState and one state
 // transaction, two sidecar calls whatever its count, instead of two per record (large
-// payloads take more: see txBytes and bulkGetKeys).
+// payloads take more: see txBytes and bulkGetKeys), and with a retention a third, after
+// it and off the caller's way, when it made records terminal (see WithRetention).
 //
 // What a transaction guarantees depends on the store, and state.redis (components-contrib
-// v1.18.4, state/redis/redis.go, Multi) guarantees little: it queues one Lua script per
+// v1.18.3, state/redis/redis.go, Multi) guarantees little: it queues one Lua script per
 // operation in a MULTI/EXEC pipeline and Redis does not roll back. A write whose ETag no
 // longer matches fails alone (its script raises an error before writing anything) while
 // every other write of the transaction is applied, and the call still fails. So after a

@@ -292,6 +292,11 @@ func TestForcedFailures(t *testing.T) {
 					t.Errorf("task error %q differs from the event's %q", got.Error, data.Error)
 				}
 			}
+			// Failed for good (the worker's batch) or completed (the storekeeper's), the
+			// record expires TASK_RETENTION (24 h by default) after.
+			if ttl, err := st.AwaitRedisTTL(ctx, "task-"+v.ID); err != nil || ttl <= 86400-120 || ttl > 86400 {
+				t.Errorf("%s task's record: TTL %d (%v), want about a day", tt.status, ttl, err)
+			}
 		})
 	}
 }
