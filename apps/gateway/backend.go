@@ -153,8 +153,9 @@ func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event
 	return nil
 }
 
-// Flush publishes the accepted events that wait for their delay, and waits for them,
-// until ctx ends: on shutdown, while the sidecar is there.
+// Flush publishes the accepted events that wait for their delay, and waits for them and
+// for the records' expiries on their way (taskstore.Store.Wait), until ctx ends: on
+// shutdown, while the sidecar is there.
 func (b *DaprBackend) Flush(ctx context.Context) {
 	b.accepted.Flush()
 	for !b.accepted.Idle() {
@@ -165,6 +166,7 @@ func (b *DaprBackend) Flush(ctx context.Context) {
 		case <-time.After(time.Millisecond):
 		}
 	}
+	b.tasks.Wait(ctx)
 }
 
 // submission is one task on its way through a pass of submitBatch, and how far it got.

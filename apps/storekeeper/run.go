@@ -4,9 +4,7 @@ import (
 	"context"
 	"log/slog"
 
-	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/adapters/resultstore"
-	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 )
 
@@ -21,6 +19,6 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	}
 	defer results.Close()
 	outbox := app.NewOutbox()
-	NewKeeper(logger, results, taskstore.New(app.Dapr, components.StateStore, taskstore.WithRetention(cfg.Retention)), outbox, app.Registry).Mount(app.Server.Channel)
+	NewKeeper(logger, results, app.Records(cfg.Retention), outbox, app.Registry).Mount(app.Server.Channel)
 	return app.Run(ctx, func(ctx context.Context) error { outbox.Run(ctx); return nil })
 }

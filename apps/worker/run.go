@@ -9,7 +9,6 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/queueactor"
 	"github.com/taskgrid/taskgrid/internal/adapters/storekeeper"
-	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/domain/catalog"
 	"github.com/taskgrid/taskgrid/internal/platform/appserver"
 )
@@ -24,7 +23,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	metrics := NewMetrics(app.Registry, cfg.PoolSize, func() int { return node.Busy() }, func() (int, int64) { return node.HeldResults() })
 	svc := Services{
 		Queue:    queueactor.Client{Invoker: app.Dapr},
-		Records:  taskstore.New(app.Dapr, components.StateStore, taskstore.WithRetention(cfg.Retention)),
+		Records:  app.Records(cfg.Retention),
 		Results:  storekeeper.Client{Invoker: app.Dapr},
 		Events:   outbox,
 		Progress: events.BestEffort{Logger: logger, Publisher: app.Dapr, PubSub: components.PubSub},

@@ -92,6 +92,20 @@ func (s *Store) afterLanded(ctx context.Context, written []pendingWrite) {
 	})
 }
 
+// Wait waits until the expiries on their way (see afterLanded) are written, or ctx ends: a
+// process that stops calls it before it closes its sidecar client.
+func (s *Store) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.expiring.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
 // expireWritten writes the terminal records of written again with their expiry: in one
 // transaction naming the versions written, else each on its own with its current ETag.
 func (s *Store) expireWritten(ctx context.Context, written []pendingWrite) {

@@ -1,6 +1,7 @@
 package taskstore
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -250,5 +251,38 @@ func TestLoadRetention(t *testing.T) {
 		if err := r.Err(); (err != nil) != tc.wantErr || (!tc.wantErr && got != tc.want) {
 			t.Errorf("TASK_RETENTION=%q: %v, %v; want %v, error %v", tc.value, got, err, tc.want, tc.wantErr)
 		}
+	}
+}
+
+// Wait returns once the expiries on their way are written, or when its context ends.
+func TestWaitForExpiries(t *testing.T) {
+	t.Parallel()
+	s, f := newRetainingStore(t, time.Hour)
+	rec := newRecord()
+	seed(f, rec)
+	release := make(chan struct{})
+	f.mu.Lock()
+	calls := 0
+	f.beforeTx = func() { // the batch's transaction goes; its expiries' is held
+		calls++
+		if calls == 2 {
+			<-release
+		}
+	}
+	f.mu.Unlock()
+	s.UpdateMany(t.Context(), []uuid.UUID{rec.ID}, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	s.Wait(ctx)
+	if ctx.Err() == nil {
+		t.Fatal("Wait returned while the expiry was held")
+	}
+	if got := ttlOf(f, key(rec.ID)); got != "" {
+		t.Fatalf("expiry %q before the held transaction went", got)
+	}
+	close(release)
+	s.Wait(t.Context())
+	if got := ttlOf(f, key(rec.ID)); got != "3600" {
+		t.Errorf("expiry %q after Wait, want 3600", got)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/taskgrid/taskgrid/internal/adapters/components"
 	"github.com/taskgrid/taskgrid/internal/adapters/events"
 	"github.com/taskgrid/taskgrid/internal/adapters/sidecar"
+	"github.com/taskgrid/taskgrid/internal/adapters/taskstore"
 	"github.com/taskgrid/taskgrid/internal/platform/retry"
 	"github.com/taskgrid/taskgrid/internal/platform/runner"
 	"github.com/taskgrid/taskgrid/internal/platform/steps"
@@ -59,6 +60,21 @@ type App struct {
 	Registry *prometheus.Registry
 	Server   *Server
 	Dapr     *sidecar.Client
+
+	records []*taskstore.Store // Run waits for their expiries on their way (Records)
+}
+
+// recordsWaitTimeout bounds how long a stopping app waits for the expiries of its last
+// batches of records (see taskstore.WithRetention).
+const recordsWaitTimeout = 5 * time.Second
+
+// Records returns the task records' store, whose records expire retention after they end
+// (taskstore.WithRetention). Run waits for the expiries on their way before it closes the
+// sidecar client.
+func (a *App) Records(retention time.Duration) *taskstore.Store {
+	s := taskstore.New(a.Dapr, components.StateStore, taskstore.WithRetention(retention))
+	a.records = append(a.records, s)
+	return s
 }
 
 // NewApp builds the registry, the HTTP server with its operational routes, and a lazily
@@ -93,6 +109,13 @@ func (a *App) NewOutbox() *events.Outbox {
 // first because the sidecar waits for the app's port before it calls the app.
 func (a *App) Run(ctx context.Context, loops ...runner.Func) error {
 	defer a.Dapr.Close()
+	defer func() { // before the client closes
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordsWaitTimeout)
+		defer cancel()
+		for _, s := range a.records {
+			s.Wait(ctx)
+		}
+	}()
 	afterSidecar := func(ctx context.Context) error {
 		if err := a.AwaitSidecar(ctx); err != nil {
 			return err
