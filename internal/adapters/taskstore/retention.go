@@ -9,6 +9,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/batch"
 	"github.com/taskgrid/taskgrid/internal/platform/env"
 )
 
@@ -22,8 +23,17 @@ func LoadRetention(r *env.Reader) time.Duration {
 	return r.Duration("TASK_RETENTION", RetentionDefault, 0, 10*365*24*time.Hour)
 }
 
-// expireTimeout bounds the calls that give the records of a batch their expiry.
+// expireTimeout bounds a call that gives records their expiry.
 const expireTimeout = 30 * time.Second
+
+// expireDelay is how long the expiries of the records batches made terminal gather before
+// they are written, in one transaction (or a few, of at most txBytes each) for all of
+// them: under load the storekeeper's calls each made one of their own, about a record's
+// write in ten. A record without its expiry yet is no harm; see Wait for a stopping app.
+const expireDelay = time.Second
+
+// expireBatchMax bounds the records given their expiry in one call of the batcher.
+const expireBatchMax = 4096
 
 // WithRetention makes a record expire d after the write that made it completed, failed or
 // cancelled, and an idempotency key d after its claim; 0 keeps both for ever. d is
@@ -39,7 +49,8 @@ const expireTimeout = 30 * time.Second
 //   - a record written alone (Update) carries its expiry in that save;
 //   - a batch (UpdateMany) is written in its transaction without expiries, as before; once
 //     it has landed, its terminal records are written again, the same bytes with their
-//     expiry, in a transaction of their own (afterLanded), off the caller's way. A
+//     expiry, in a transaction of their own with those of the other batches of the
+//     moment (afterLanded, expireDelay), off the caller's way. A
 //     terminal record is never written again after its terminal write (every transition
 //     from a terminal status is refused), so that transaction's EXPIREs land on the
 //     versions the batch wrote, whether or not its writes are refused. It names the
@@ -55,6 +66,14 @@ func WithRetention(d time.Duration) Option {
 		}
 		secs := int64((d + time.Second - 1) / time.Second)
 		s.expire = map[string]string{"ttlInSeconds": strconv.FormatInt(secs, 10)}
+		s.expiries = batch.New(context.Background(), expireBatchMax, func(ctx context.Context, ws []pendingWrite) error {
+			ctx, cancel := context.WithTimeout(ctx, expireTimeout)
+			defer cancel()
+			batch.Runs(len(ws), func(j int) int64 { return int64(len(ws[j].data)) }, txBytes, func(from, to int) {
+				s.expireWritten(ctx, ws[from:to])
+			})
+			return nil
+		}).Delayed(expireDelay)
 	}
 }
 
@@ -69,40 +88,35 @@ func (s *Store) writeMeta(rec task.Record) map[string]string {
 
 // afterLanded follows writes that landed in a transaction: it removes the payloads kept
 // apart of those that made their record terminal (dropPayloads), and gives those records
-// their expiry, in the background (see WithRetention). A process that stops before that
-// leaves those records without an expiry: kept for ever, never lost.
+// their expiry, in the background, with the others of the moment (see WithRetention and
+// expireDelay). A process that stops before that leaves those records without an expiry:
+// kept for ever, never lost.
 func (s *Store) afterLanded(ctx context.Context, written []pendingWrite) {
 	s.dropPayloads(ctx, written)
-	if s.expire == nil {
+	if s.expiries == nil {
 		return
 	}
-	var terminal []pendingWrite
 	for _, w := range written {
 		if w.rec.Status.Terminal() {
-			terminal = append(terminal, w)
+			s.expiries.Add(w)
 		}
 	}
-	if len(terminal) == 0 {
-		return
-	}
-	s.expiring.Go(func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), expireTimeout)
-		defer cancel()
-		s.expireWritten(ctx, terminal)
-	})
 }
 
-// Wait waits until the expiries on their way (see afterLanded) are written, or ctx ends: a
-// process that stops calls it before it closes its sidecar client.
+// Wait writes the expiries on their way (see afterLanded) at once, and those that come
+// later too, and waits until they are written or ctx ends: a process that stops calls it
+// before it closes its sidecar client.
 func (s *Store) Wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		s.expiring.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	if s.expiries == nil {
+		return
+	}
+	s.expiries.Flush()
+	for !s.expiries.Idle() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
 

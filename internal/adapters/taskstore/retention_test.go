@@ -72,7 +72,7 @@ func TestRetentionExpiresTerminalRecords(t *testing.T) {
 				}
 				written = append(written, rec)
 			}
-			s.expiring.Wait()
+			s.Wait(t.Context())
 			for i, id := range ids {
 				if got, _ := stored(t, f, id); !equalRecords(got, written[i]) {
 					t.Errorf("record %d: stored %+v, want what the call wrote, %+v", i, got, written[i])
@@ -119,7 +119,7 @@ func TestRefusedTerminalWriteSetsNoExpiry(t *testing.T) {
 	if !res[1].Changed || res[1].Err != nil {
 		t.Errorf("the other record: changed %v, %v; want written", res[1].Changed, res[1].Err)
 	}
-	s.expiring.Wait()
+	s.Wait(t.Context())
 	if got := ttlOf(f, key(moved.ID)); got != "" {
 		t.Errorf("the moved record, still running, expires in %s s; want no expiry", got)
 	}
@@ -160,7 +160,7 @@ func TestExpiryFallsBackToSingleSaves(t *testing.T) {
 			if !res[0].Changed || res[0].Err != nil {
 				t.Fatalf("changed %v, %v; want written", res[0].Changed, res[0].Err)
 			}
-			s.expiring.Wait()
+			s.Wait(t.Context())
 			if got := ttlOf(f, key(rec.ID)); got != "3600" {
 				t.Errorf("expiry %q, want 3600", got)
 			}
@@ -190,7 +190,7 @@ func TestLandedInAFailedTransactionGetsItsExpiry(t *testing.T) {
 	if !res[0].Changed || !res[1].Changed {
 		t.Fatalf("results %+v; want both written", res)
 	}
-	s.expiring.Wait()
+	s.Wait(t.Context())
 	for _, id := range []uuid.UUID{done.ID, moved.ID} {
 		if got := ttlOf(f, key(id)); got != "3600" {
 			t.Errorf("record %s: expiry %q, want 3600", id, got)
@@ -284,5 +284,29 @@ func TestWaitForExpiries(t *testing.T) {
 	s.Wait(t.Context())
 	if got := ttlOf(f, key(rec.ID)); got != "3600" {
 		t.Errorf("expiry %q after Wait, want 3600", got)
+	}
+}
+
+// The expiries of batches that come within expireDelay of one another go in one call.
+func TestExpiriesOfBatchesGoTogether(t *testing.T) {
+	t.Parallel()
+	s, f := newRetainingStore(t, time.Hour)
+	a, b := newRecord(), newRecord()
+	seed(f, a, b)
+	complete := func(r *task.Record) error { r.Status = task.StatusCompleted; return nil }
+	s.UpdateMany(t.Context(), []uuid.UUID{a.ID}, complete)
+	time.Sleep(expireDelay / 20) // time for a's expiry to go, were it not to wait for others
+	s.UpdateMany(t.Context(), []uuid.UUID{b.ID}, complete)
+	s.Wait(t.Context())
+	for _, id := range []uuid.UUID{a.ID, b.ID} {
+		if got := ttlOf(f, key(id)); got != "3600" {
+			t.Errorf("record %s: expiry %q, want 3600", id, got)
+		}
+	}
+	f.mu.Lock()
+	txs := f.txs
+	f.mu.Unlock()
+	if txs != 3 {
+		t.Errorf("%d transactions, want 3: one per batch, and one for both batches' expiries", txs)
 	}
 }

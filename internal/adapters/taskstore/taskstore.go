@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/google/uuid"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/taskgrid/taskgrid/internal/domain/task"
+	"github.com/taskgrid/taskgrid/internal/platform/batch"
 )
 
 // Errors.
@@ -46,8 +46,8 @@ type StateClient interface {
 type Store struct {
 	client    StateClient
 	storeName string
-	expire    map[string]string // the metadata of a write that expires (nil: nothing expires)
-	expiring  sync.WaitGroup    // expiries on their way (see afterLanded)
+	expire    map[string]string            // the metadata of a write that expires (nil: nothing expires)
+	expiries  *batch.Batcher[pendingWrite] // terminal records on their way to their expiry (see afterLanded)
 }
 
 // Option configures a Store.
