@@ -65,20 +65,6 @@ func (f *daprFake) SaveStateWithETag(_ context.Context, _, key string, data []by
 	return nil
 }
 
-// SaveBulkState saves each item as SaveStateWithETag does (the gateway saves this way
-// only records it makes terminal, with a retention).
-func (f *daprFake) SaveBulkState(ctx context.Context, store string, items ...*dapr.SetStateItem) error {
-	var errs []error
-	for _, it := range items {
-		etag := ""
-		if it.Etag != nil {
-			etag = it.Etag.Value
-		}
-		errs = append(errs, f.SaveStateWithETag(ctx, store, it.Key, it.Value, etag, it.Metadata))
-	}
-	return errors.Join(errs...)
-}
-
 func (f *daprFake) DeleteState(_ context.Context, _, key string, _ map[string]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -78,23 +78,6 @@ func (f *fakeState) SaveStateWithETag(_ context.Context, _, key string, data []b
 	return nil
 }
 
-// SaveBulkState saves each item as SaveStateWithETag does (the store saves this way only
-// records it makes terminal, with a retention; these tests keep records for ever).
-func (f *fakeState) SaveBulkState(ctx context.Context, store string, items ...*dapr.SetStateItem) error {
-	f.mu.Lock()
-	f.calls["bulk-save"]++
-	f.mu.Unlock()
-	var errs []error
-	for _, it := range items {
-		etag := ""
-		if it.Etag != nil {
-			etag = it.Etag.Value
-		}
-		errs = append(errs, f.SaveStateWithETag(ctx, store, it.Key, it.Value, etag, it.Metadata))
-	}
-	return errors.Join(errs...)
-}
-
 func (f *fakeState) DeleteState(_ context.Context, _, key string, _ map[string]string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

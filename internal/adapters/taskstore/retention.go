@@ -56,7 +56,7 @@ const expireBatchMax = 4096
 //     versions the batch wrote, whether or not its writes are refused. It names the
 //     version the batch wrote, which for state.redis is the ETag read plus one (its script
 //     increments the version); should that transaction fail, each record is read and
-//     saved again on its own with its expiry (SaveBulkState);
+//     saved again on its own with its expiry;
 //   - an idempotency key's claim is a single first-write save, with its expiry.
 func WithRetention(d time.Duration) Option {
 	return func(s *Store) {
@@ -121,7 +121,8 @@ func (s *Store) Wait(ctx context.Context) {
 }
 
 // expireWritten writes the terminal records of written again with their expiry: in one
-// transaction naming the versions written, else each on its own with its current ETag.
+// transaction naming the versions written, else each on its own with its current ETag
+// (a single save sets no expiry on a write it refused).
 func (s *Store) expireWritten(ctx context.Context, written []pendingWrite) {
 	ops := make([]*dapr.StateOperation, 0, len(written))
 	for _, w := range written {
@@ -143,14 +144,10 @@ func (s *Store) expireWritten(ctx context.Context, written []pendingWrite) {
 	if err := s.bulkGetKeys(ctx, keys, read); err != nil {
 		return // kept for ever: no worse than without a retention
 	}
-	var items []*dapr.SetStateItem
-	for _, w := range written {
+	forEach(len(written), fallbackConcurrency, func(j int) {
+		w := written[j]
 		if it := read[w.key]; it != nil && it.Error == "" && bytes.Equal(it.Value, w.data) {
-			w.etag = it.Etag
-			items = append(items, setItem(w, s.expire))
+			_ = s.client.SaveStateWithETag(ctx, s.storeName, w.key, w.data, it.Etag, s.expire, firstWrite)
 		}
-	}
-	if len(items) > 0 {
-		_ = s.client.SaveBulkState(ctx, s.storeName, items...)
-	}
+	})
 }

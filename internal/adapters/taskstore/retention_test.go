@@ -23,6 +23,28 @@ func ttlOf(f *fakeState, k string) string {
 	return it.ttl
 }
 
+// completeAll completes the records of ids in one batch, all written, and waits for their
+// expiries.
+func completeAll(t *testing.T, s *Store, read Prefetched, ids ...uuid.UUID) {
+	t.Helper()
+	for i, r := range s.UpdateManyRead(t.Context(), ids, read, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil }) {
+		if !r.Changed || r.Err != nil {
+			t.Fatalf("record %d: changed %v, %v; want written", i, r.Changed, r.Err)
+		}
+	}
+	s.Wait(t.Context())
+}
+
+// expiresIn checks that the records of ids expire in want seconds ("": none).
+func expiresIn(t *testing.T, f *fakeState, want string, ids ...uuid.UUID) {
+	t.Helper()
+	for _, id := range ids {
+		if got := ttlOf(f, key(id)); got != want {
+			t.Errorf("record %s: expiry %q, want %q", id, got, want)
+		}
+	}
+}
+
 // With a retention, a write that makes a record completed, failed or cancelled sets its
 // expiry, in a batch or alone; every other write sets none. A batch is written in its
 // transaction as before, and its terminal records get their expiry in a transaction of
@@ -82,10 +104,10 @@ func TestRetentionExpiresTerminalRecords(t *testing.T) {
 				}
 			}
 			f.mu.Lock()
-			txs, bulkSaves := f.txs, f.bulkSaves
+			txs := f.txs
 			f.mu.Unlock()
-			if txs != tc.wantTxs || bulkSaves != 0 {
-				t.Errorf("%d transactions and %d bulk saves, want %d and none", txs, bulkSaves, tc.wantTxs)
+			if txs != tc.wantTxs {
+				t.Errorf("%d transactions, want %d", txs, tc.wantTxs)
 			}
 		})
 	}
@@ -156,22 +178,13 @@ func TestExpiryFallsBackToSingleSaves(t *testing.T) {
 			f.mu.Lock()
 			tc.setup(f, rec)
 			f.mu.Unlock()
-			res := s.UpdateMany(t.Context(), []uuid.UUID{rec.ID}, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
-			if !res[0].Changed || res[0].Err != nil {
-				t.Fatalf("changed %v, %v; want written", res[0].Changed, res[0].Err)
-			}
-			s.Wait(t.Context())
-			if got := ttlOf(f, key(rec.ID)); got != "3600" {
-				t.Errorf("expiry %q, want 3600", got)
-			}
+			completeAll(t, s, Prefetched{}, rec.ID)
+			expiresIn(t, f, "3600", rec.ID)
 			if got, _ := stored(t, f, rec.ID); got.Status != task.StatusCompleted {
 				t.Errorf("stored %s, want completed", got.Status)
 			}
-			f.mu.Lock()
-			bulkSaves := f.bulkSaves
-			f.mu.Unlock()
-			if bulkSaves != 1 {
-				t.Errorf("%d bulk saves, want 1", bulkSaves)
+			if saves, _ := f.counts(); saves != 1 {
+				t.Errorf("%d single saves, want 1", saves)
 			}
 		})
 	}
@@ -186,16 +199,8 @@ func TestLandedInAFailedTransactionGetsItsExpiry(t *testing.T) {
 	seed(f, done, moved)
 	read := s.Prefetch(t.Context(), []uuid.UUID{done.ID, moved.ID})
 	otherWriter(f, moved.ID, 0.5)
-	res := s.UpdateManyRead(t.Context(), []uuid.UUID{done.ID, moved.ID}, read, func(r *task.Record) error { r.Status = task.StatusCompleted; return nil })
-	if !res[0].Changed || !res[1].Changed {
-		t.Fatalf("results %+v; want both written", res)
-	}
-	s.Wait(t.Context())
-	for _, id := range []uuid.UUID{done.ID, moved.ID} {
-		if got := ttlOf(f, key(id)); got != "3600" {
-			t.Errorf("record %s: expiry %q, want 3600", id, got)
-		}
-	}
+	completeAll(t, s, read, done.ID, moved.ID)
+	expiresIn(t, f, "3600", done.ID, moved.ID)
 }
 
 // An idempotency key expires its retention after its claim; a second claim finds it
@@ -298,11 +303,7 @@ func TestExpiriesOfBatchesGoTogether(t *testing.T) {
 	time.Sleep(expireDelay / 20) // time for a's expiry to go, were it not to wait for others
 	s.UpdateMany(t.Context(), []uuid.UUID{b.ID}, complete)
 	s.Wait(t.Context())
-	for _, id := range []uuid.UUID{a.ID, b.ID} {
-		if got := ttlOf(f, key(id)); got != "3600" {
-			t.Errorf("record %s: expiry %q, want 3600", id, got)
-		}
-	}
+	expiresIn(t, f, "3600", a.ID, b.ID)
 	f.mu.Lock()
 	txs := f.txs
 	f.mu.Unlock()

@@ -37,9 +37,6 @@ type StateClient interface {
 	// The batched paths (UpdateMany, CreateMany): one sidecar call for many records.
 	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
 	ExecuteStateTransaction(ctx context.Context, storeName string, meta map[string]string, ops []*dapr.StateOperation) error
-	// SaveBulkState saves each item on its own: the expiries that cannot go in a
-	// transaction (see WithRetention).
-	SaveBulkState(ctx context.Context, storeName string, items ...*dapr.SetStateItem) error
 }
 
 // Store reads and writes task records in one state store.

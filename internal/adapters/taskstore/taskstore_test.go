@@ -38,10 +38,9 @@ type fakeState struct {
 	conflicts int // saves refused for an ETag mismatch
 	stores    map[string]bool
 
-	bulkGets  int // GetBulkState calls
-	bulkSaves int // SaveBulkState calls
-	txs       int // ExecuteStateTransaction calls
-	txWrites  int // writes applied by transactions
+	bulkGets int // GetBulkState calls
+	txs      int // ExecuteStateTransaction calls
+	txWrites int // writes applied by transactions
 
 	// Test hooks, all optional.
 	getErr    error                         // returned by GetState
@@ -55,11 +54,8 @@ type fakeState struct {
 	txErr      error // returned by ExecuteStateTransaction before any operation
 	// txFails makes the n-th ExecuteStateTransaction call (1 for the first) fail before
 	// any operation.
-	txFails func(n int) bool
-	// bulkSaveLosesExpiry makes the n-th SaveBulkState call (1 for the first) write its
-	// items without their expiry and fail, as a save cut off between the two.
-	bulkSaveLosesExpiry func(n int) bool
-	beforeTx            func() // runs when ExecuteStateTransaction is called, outside the lock
+	txFails  func(n int) bool
+	beforeTx func() // runs when ExecuteStateTransaction is called, outside the lock
 	// maxMessage, when set, is the sidecar's message limit: a transaction whose values,
 	// or a bulk read whose answer, add up to more is refused whole (ResourceExhausted).
 	maxMessage int
@@ -128,40 +124,6 @@ func (f *fakeState) save(store, key string, data []byte, etag string, meta map[s
 	f.items[key] = fakeItem{value: slices.Clone(data), etag: f.next(key), ttl: ttl}
 	f.saves++
 	return nil
-}
-
-// SaveBulkState saves each item on its own, as the sidecar does for state.redis (no
-// transaction), and fails if any failed.
-func (f *fakeState) SaveBulkState(_ context.Context, store string, items ...*dapr.SetStateItem) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.stores[store] = true
-	f.bulkSaves++
-	if f.saveErr != nil {
-		return f.saveErr
-	}
-	losesExpiry := f.bulkSaveLosesExpiry != nil && f.bulkSaveLosesExpiry(f.bulkSaves)
-	var errs []error
-	if losesExpiry {
-		errs = append(errs, status.Error(codes.Unavailable, "connection lost after the write, before its expiry"))
-	}
-	for _, it := range items {
-		etag, concurrency := "", dapr.StateConcurrencyUndefined
-		if it.Etag != nil {
-			etag = it.Etag.Value
-		}
-		if it.Options != nil {
-			concurrency = it.Options.Concurrency
-		}
-		meta := it.Metadata
-		if losesExpiry {
-			meta = nil
-		}
-		if err := f.save(store, it.Key, it.Value, etag, meta, concurrency); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func (f *fakeState) DeleteState(_ context.Context, store, key string, _ map[string]string) error {
