@@ -32,8 +32,10 @@ const expireTimeout = 30 * time.Second
 // write in ten. A record without its expiry yet is no harm; see Wait for a stopping app.
 const expireDelay = time.Second
 
-// expireBatchMax bounds the records given their expiry in one call of the batcher.
-const expireBatchMax = 4096
+// expireBatchMax is the number of records whose expiries go at once, without waiting out
+// expireDelay: a record may carry a payload of up to InlinePayloadMax, and those waiting
+// are held in memory.
+const expireBatchMax = 512
 
 // WithRetention makes a record expire d after the write that made it completed, failed or
 // cancelled, and an idempotency key d after its claim; 0 keeps both for ever. d is
@@ -49,14 +51,13 @@ const expireBatchMax = 4096
 //   - a record written alone (Update) carries its expiry in that save;
 //   - a batch (UpdateMany) is written in its transaction without expiries, as before; once
 //     it has landed, its terminal records are written again, the same bytes with their
-//     expiry, in a transaction of their own with those of the other batches of the
-//     moment (afterLanded, expireDelay), off the caller's way. A
-//     terminal record is never written again after its terminal write (every transition
-//     from a terminal status is refused), so that transaction's EXPIREs land on the
-//     versions the batch wrote, whether or not its writes are refused. It names the
-//     version the batch wrote, which for state.redis is the ETag read plus one (its script
-//     increments the version); should that transaction fail, each record is read and
-//     saved again on its own with its expiry;
+//     expiry, in a transaction of their own with those of the other batches of the moment
+//     (afterLanded, expireDelay), off the caller's way. A terminal record is never written
+//     again after its terminal write (every transition from a terminal status is refused),
+//     so that transaction's EXPIREs land on the versions the batch wrote, whether or not
+//     its writes are refused. It names the version the batch wrote, which for state.redis
+//     is the ETag read plus one (its script increments the version); should that
+//     transaction fail, each record is read and saved again on its own with its expiry;
 //   - an idempotency key's claim is a single first-write save, with its expiry.
 func WithRetention(d time.Duration) Option {
 	return func(s *Store) {
@@ -98,7 +99,7 @@ func (s *Store) afterLanded(ctx context.Context, written []pendingWrite) {
 	}
 	for _, w := range written {
 		if w.rec.Status.Terminal() {
-			s.expiries.Add(w)
+			s.expiries.Add(pendingWrite{key: w.key, data: w.data, etag: w.etag}) // the bytes, not the record too
 		}
 	}
 }
