@@ -110,9 +110,10 @@ func depth(ctx context.Context, e *Env) ([]Measure, error) {
 	var ms []Measure
 	for _, d := range []int{c.DepthSmall, c.DepthLarge} {
 		label := fmt.Sprintf("%d waiting: ", d)
-		// Each run takes DepthSamples out and puts DepthSamples in: fill so that the
-		// depth stays at d or more throughout.
-		rate, err := q.fill(ctx, uint64(d+c.DepthSamples))
+		// Each run puts DepthSamples in and takes DepthSamples out while it measures, and
+		// what the nodes take while they start (up to twice that, see drain): fill so that
+		// the depth stays at d or more throughout.
+		rate, err := q.fill(ctx, uint64(d+c.DepthSamples+c.Runs*2*c.DepthSamples))
 		if err != nil {
 			return nil, err
 		}
@@ -146,33 +147,37 @@ func depth(ctx context.Context, e *Env) ([]Measure, error) {
 	return ms, nil
 }
 
-// drain starts the worker nodes and returns how many entries per second they took
-// from the queue, from the first dequeue until n were taken.
+// drain starts the worker nodes together and, once every one is ready, returns how many
+// entries per second they take from the queue until n more were taken. Measured from the
+// first dequeue with the nodes started one after another, it measured a node's start more
+// than the queue: the first node took most of the entries alone while the second started,
+// and a run now and then took 2 to 500 a second where the others took 1,400 to 3,300
+// (docs/benchmarks-history.md, "The nineteenth session").
 func drain(ctx context.Context, q queueClient, workers []*stacktest.Instance, n int) (float64, error) {
-	before, err := q.depth(ctx)
-	if err != nil {
-		return 0, err
-	}
+	started := make(chan error, len(workers))
 	for _, in := range workers {
-		if err := in.Start(ctx); err != nil {
+		go func() { started <- in.Start(ctx) }()
+	}
+	for range workers {
+		if err := <-started; err != nil {
 			return 0, err
 		}
 	}
-	var first time.Time
-	var firstDepth uint64
+	first := time.Now()
+	firstDepth, err := q.depth(ctx)
+	if err != nil {
+		return 0, err
+	}
 	for {
 		now, err := q.depth(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if first.IsZero() && now < before {
-			first, firstDepth = time.Now(), now
-		}
-		if firstDepth > now && now+uint64(n) <= before {
+		if now+uint64(n) <= firstDepth {
 			return float64(firstDepth-now) / time.Since(first).Seconds(), nil
 		}
 		if err := pause(ctx); err != nil {
-			return 0, fmt.Errorf("%d of %d entries dequeued: %w", before-now, n, err)
+			return 0, fmt.Errorf("%d of %d entries dequeued: %w", firstDepth-now, n, err)
 		}
 	}
 }
