@@ -69,9 +69,9 @@ type DaprBackend struct {
 
 // BackendOptions are the gateway backend's timings.
 type BackendOptions struct {
-	// Retention is how long a finished task's record, and an idempotency key after its
-	// claim, are kept (0: for ever): taskstore.WithRetention.
-	Retention time.Duration
+	// Records is the task records' store (appserver.App.Records, which the app waits for
+	// on its way out); nil: one over the backend's client that keeps records for ever.
+	Records *taskstore.Store
 	// SubmitSpacing is the least time between the starts of two submission passes that
 	// follow one another (0: none).
 	SubmitSpacing time.Duration
@@ -88,9 +88,13 @@ type BackendOptions struct {
 // NewDaprBackend returns the gateway's backend. here is the queue actor type this
 // process hosts (nil: every queue call goes through the sidecar).
 func NewDaprBackend(logger *slog.Logger, client DaprClient, sender events.BatchSender, here *queueactor.Actor, opts BackendOptions) *DaprBackend {
+	tasks := opts.Records
+	if tasks == nil {
+		tasks = taskstore.New(client, components.StateStore)
+	}
 	b := &DaprBackend{
 		logger: logger.With("component", "backend"), client: client, events: sender,
-		tasks: taskstore.New(client, components.StateStore, taskstore.WithRetention(opts.Retention)), queue: queueactor.Client{Invoker: client, Here: here},
+		tasks: tasks, queue: queueactor.Client{Invoker: client, Here: here},
 		settleBudget: settleBudget,
 		removeAfter:  submitBudget,
 	}
@@ -153,9 +157,8 @@ func (b *DaprBackend) publishAccepted(ctx context.Context, passes [][]task.Event
 	return nil
 }
 
-// Flush publishes the accepted events that wait for their delay, and waits for them and
-// for the records' expiries on their way (taskstore.Store.Wait), until ctx ends: on
-// shutdown, while the sidecar is there.
+// Flush publishes the accepted events that wait for their delay, and waits for them,
+// until ctx ends: on shutdown, while the sidecar is there.
 func (b *DaprBackend) Flush(ctx context.Context) {
 	b.accepted.Flush()
 	for !b.accepted.Idle() {
@@ -166,7 +169,6 @@ func (b *DaprBackend) Flush(ctx context.Context) {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	b.tasks.Wait(ctx)
 }
 
 // submission is one task on its way through a pass of submitBatch, and how far it got.

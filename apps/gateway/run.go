@@ -80,7 +80,7 @@ func run(ctx context.Context, logger *slog.Logger, cfg Config) error {
 	host.Mount(app.Server.Channel)
 	// The backend's enqueues go to the queue actor in this process while the sidecar has
 	// it active here (one gateway of several has it), through the sidecar otherwise.
-	backend := NewDaprBackend(logger, app.Dapr, outbox, queueActor, BackendOptions{SubmitSpacing: cfg.SubmitSpacing, AcceptedDelay: cfg.AcceptedDelay, Retention: cfg.Retention})
+	backend := NewDaprBackend(logger, app.Dapr, outbox, queueActor, BackendOptions{SubmitSpacing: cfg.SubmitSpacing, AcceptedDelay: cfg.AcceptedDelay, Records: app.Records(cfg.Retention)})
 	api := NewAPI(logger, &APIConfig{MaxAttempts: cfg.MaxAttempts, Keys: cfg.Keys, BodyBudget: cfg.BodyBudget}, backend, catalog.Default(), hub, NewMetrics(app.Registry))
 	api.Mount(app.Server.Router)
 	MountWeb(app.Server.Router)
