@@ -109,9 +109,13 @@ const (
 	BreakdownCPU   = "cpu"   // CPU per task by process group: "CPU per task: <group>"
 	BreakdownCalls = "calls" // sidecar calls per task by kind: "calls per task: <kind>[: <what>]"
 	BreakdownHops  = "hops"  // mean latency of each leg: "latency by leg: <leg>"
+	// BreakdownSwitches is context switches per task by process group: "context
+	// switches per task: <group>".
+	BreakdownSwitches = "switches"
 
-	cpuPrefix   = "CPU per task: "
-	callsPrefix = "calls per task: "
+	cpuPrefix      = "CPU per task: "
+	callsPrefix    = "calls per task: "
+	switchesPrefix = "context switches per task: "
 )
 
 // breakdownOf is the breakdown table of the figure called name, or "" for the main table.
@@ -123,6 +127,8 @@ func breakdownOf(name string) string {
 		return BreakdownCalls
 	case strings.HasPrefix(name, hopsPrefix):
 		return BreakdownHops
+	case strings.HasPrefix(name, switchesPrefix):
+		return BreakdownSwitches
 	}
 	return ""
 }

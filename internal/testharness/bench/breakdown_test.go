@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -201,13 +203,13 @@ func TestCallMeasures(t *testing.T) {
 
 func TestCPUUsedByGroup(t *testing.T) {
 	before := cpuSnapshot{
-		{"gateway app", 10, 1.0}, {"worker apps", 11, 2.0}, {"worker apps", 12, 3.0}, {"redis", 13, 5.0},
-		{"scheduler", 14, 1.0}, // ends in the window: its last part is lost
+		{"gateway app", 10, 1.0, 100}, {"worker apps", 11, 2.0, 10}, {"worker apps", 12, 3.0, 20}, {"redis", 13, 5.0, 7},
+		{"scheduler", 14, 1.0, 3}, // ends in the window: its last part is lost
 	}
 	after := cpuSnapshot{
-		{"gateway app", 10, 1.5}, {"worker apps", 11, 2.25}, {"worker apps", 12, 3.25}, {"redis", 13, 5.0},
-		{"worker daprds", 20, 0.75}, // started in the window: counts whole
-		{"sentry", 21, 0.5},         // a service no group names: its own group
+		{"gateway app", 10, 1.5, 400}, {"worker apps", 11, 2.25, 60}, {"worker apps", 12, 3.25, 70}, {"redis", 13, 5.0, 7},
+		{"worker daprds", 20, 0.75, 40}, // started in the window: counts whole
+		{"sentry", 21, 0.5, 5},          // a service no group names: its own group
 	}
 	used := cpuUsed(before, after)
 	wantUsed := map[string]float64{"gateway app": 0.5, "worker apps": 0.5, "worker daprds": 0.75, "redis": 0, "scheduler": 0, "sentry": 0.5}
@@ -250,6 +252,104 @@ func TestCPUUsedByGroup(t *testing.T) {
 	}
 	if ms[len(ms)-4].Name != "CPU per task: sentry" {
 		t.Errorf("an unknown group comes after the known ones: %v", ms[len(ms)-4].Name)
+	}
+
+	// Context switches are counted by group the same way, per task, with the clients'
+	// own beside the total and not in it.
+	switches := switchesUsed(before, after)
+	wantSwitches := map[string]float64{"gateway app": 300, "worker apps": 100, "worker daprds": 40, "redis": 0, "scheduler": 0, "sentry": 5}
+	for g, v := range wantSwitches {
+		if switches[g] != v {
+			t.Errorf("%s made %v context switches, want %v", g, switches[g], v)
+		}
+	}
+	var switchSum, switchTotal float64
+	for _, m := range switchMeasures(switches, 50, 100) {
+		switch {
+		case m.Name == switchesTotalName:
+			switchTotal = m.Value
+			if breakdownOf(m.Name) != "" {
+				t.Errorf("the switches' total belongs in the main table")
+			}
+		case strings.Contains(m.Name, "not in the total"):
+			if m.Value != 0.5 {
+				t.Errorf("bench clients %v switches per task, want 0.5", m.Value)
+			}
+		default:
+			switchSum += m.Value
+			if breakdownOf(m.Name) != BreakdownSwitches {
+				t.Errorf("%s is not in the switches breakdown", m.Name)
+			}
+		}
+	}
+	if math.Abs(switchTotal-4.45) > 1e-9 || math.Abs(switchSum-switchTotal) > 1e-9 {
+		t.Errorf("total %v switches per task, groups add up to %v; want 4.45 both", switchTotal, switchSum)
+	}
+}
+
+func TestParseSwitches(t *testing.T) {
+	status := "Name:\tdaprd\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t1200\nnonvoluntary_ctxt_switches:\t34\n"
+	if got, err := parseSwitches(status); err != nil || got != 1234 {
+		t.Errorf("parseSwitches = %v, %v; want 1234", got, err)
+	}
+	for _, bad := range []string{
+		"Name:\tdaprd\nvoluntary_ctxt_switches:\t1200\n", // one of the two
+		"voluntary_ctxt_switches:\tmany\nnonvoluntary_ctxt_switches:\t34\n",
+	} {
+		if _, err := parseSwitches(bad); err == nil {
+			t.Errorf("parseSwitches(%q) gave no error", bad)
+		}
+	}
+}
+
+// Every thread's switches are counted, not only the main thread's (which is all
+// /proc/<pid>/status holds): 20 sleeps on a thread of its own that is not the main
+// thread add at least 20 to the count beyond the main thread's.
+func TestProcSwitchesOfThisProcess(t *testing.T) {
+	pid := os.Getpid()
+	leader := func() float64 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := parseSwitches(string(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before, err := procSwitches(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaderBefore := leader()
+	slept := make(chan bool)
+	release := make(chan struct{})
+	defer close(release)
+	for range 10 { // until a goroutine gets a thread that is not the main one
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if syscall.Gettid() == pid {
+				slept <- false
+				<-release // holds the main thread, so that the next one gets another
+				return
+			}
+			for range 20 {
+				time.Sleep(time.Millisecond)
+			}
+			slept <- true
+		}()
+		if <-slept {
+			break
+		}
+	}
+	after, err := procSwitches(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if others := (after - before) - (leader() - leaderBefore); others < 20 {
+		t.Errorf("20 sleeps on another thread counted %v context switches beyond the main thread's, want 20 at least", others)
 	}
 }
 

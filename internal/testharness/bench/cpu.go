@@ -40,11 +40,13 @@ func appGroup(id string, sidecar bool) string {
 	return id + " app" + plural
 }
 
-// procCPUSample is the CPU time one process of the stack had used when sampled.
+// procCPUSample is the CPU time one process of the stack had used when sampled, and the
+// context switches its threads had made.
 type procCPUSample struct {
-	group string
-	pid   int
-	cpu   float64 // seconds, user + system
+	group    string
+	pid      int
+	cpu      float64 // seconds, user + system
+	switches float64 // voluntary and not, every thread (see procSwitches)
 }
 
 // cpuSnapshot is the CPU time of every running process of the stack at one moment.
@@ -78,12 +80,14 @@ func stackProcs(st *stacktest.Stack) []groupedProc {
 	return out
 }
 
-// takeCPU reads the CPU time of every running process of the stack.
+// takeCPU reads the CPU time and context switches of every running process of the
+// stack. A process whose switches cannot be read counts none.
 func takeCPU(st *stacktest.Stack) cpuSnapshot {
 	var s cpuSnapshot
 	for _, p := range stackProcs(st) {
 		if v, err := procCPU(p.proc.PID()); err == nil {
-			s = append(s, procCPUSample{p.group, p.proc.PID(), v})
+			sw, _ := procSwitches(p.proc.PID())
+			s = append(s, procCPUSample{p.group, p.proc.PID(), v, sw})
 		}
 	}
 	return s
@@ -94,20 +98,32 @@ func takeCPU(st *stacktest.Stack) cpuSnapshot {
 // the earlier one ended in between and its last part is lost (no scenario that
 // measures CPU restarts a process).
 func cpuUsed(before, after cpuSnapshot) map[string]float64 {
+	return usedByGroup(before, after, func(s procCPUSample) float64 { return s.cpu })
+}
+
+// switchesUsed is the context switches, by group, made between two snapshots, counted
+// as cpuUsed counts CPU time.
+func switchesUsed(before, after cpuSnapshot) map[string]float64 {
+	return usedByGroup(before, after, func(s procCPUSample) float64 { return s.switches })
+}
+
+// usedByGroup is how much the counter value of the processes grew between two
+// snapshots, summed by group (every group of cpuGroups present, zero or not).
+func usedByGroup(before, after cpuSnapshot, value func(procCPUSample) float64) map[string]float64 {
 	type key struct {
 		group string
 		pid   int
 	}
 	was := map[key]float64{}
 	for _, s := range before {
-		was[key{s.group, s.pid}] = s.cpu
+		was[key{s.group, s.pid}] = value(s)
 	}
 	out := map[string]float64{}
 	for _, g := range cpuGroups {
 		out[g] = 0
 	}
 	for _, s := range after {
-		out[s.group] += max(s.cpu-was[key{s.group, s.pid}], 0)
+		out[s.group] += max(value(s)-was[key{s.group, s.pid}], 0)
 	}
 	return out
 }
@@ -126,6 +142,28 @@ func cpuTotal(used map[string]float64) float64 {
 // (the clients: not in the total).
 func cpuMeasures(used map[string]float64, self, machine float64, tasks int) []Measure {
 	per := func(s float64) float64 { return s * 1000 / float64(max(tasks, 1)) }
+	ms := byGroup(cpuPrefix, "ms", used, per)
+	return append(ms,
+		Measure{Name: cpuTotalName, Unit: "ms", Value: per(cpuTotal(used))},
+		Measure{Name: cpuPrefix + clientsName, Unit: "ms", Value: per(self)},
+		Measure{Name: cpuPrefix + cpuOthersName, Unit: "ms", Value: per(max(machine-cpuTotal(used)-self, 0))})
+}
+
+// switchMeasures reports the context switches per task of every group (the "switches"
+// breakdown), their total (in the main table) and the benchmark's own process's. On a
+// virtual machine each costs the host's work as well as the kernel's (README,
+// "Benchmarks"), so where a task's switches happen is where it waits and pays.
+func switchMeasures(used map[string]float64, self float64, tasks int) []Measure {
+	per := func(n float64) float64 { return n / float64(max(tasks, 1)) }
+	ms := byGroup(switchesPrefix, "switches", used, per)
+	return append(ms,
+		Measure{Name: switchesTotalName, Unit: "switches", Value: per(cpuTotal(used))},
+		Measure{Name: switchesPrefix + clientsName, Unit: "switches", Value: per(self)})
+}
+
+// byGroup is a measure per group of used, named prefix and the group, with its value
+// through per: the groups of cpuGroups in their order, then any other in name order.
+func byGroup(prefix, unit string, used map[string]float64, per func(float64) float64) []Measure {
 	groups := slices.Clone(cpuGroups)
 	for g := range used {
 		if !slices.Contains(groups, g) {
@@ -133,14 +171,64 @@ func cpuMeasures(used map[string]float64, self, machine float64, tasks int) []Me
 		}
 	}
 	slices.Sort(groups[len(cpuGroups):])
-	var ms []Measure
+	ms := make([]Measure, 0, len(groups))
 	for _, g := range groups {
-		ms = append(ms, Measure{Name: cpuPrefix + g, Unit: "ms", Value: per(used[g])})
+		ms = append(ms, Measure{Name: prefix + g, Unit: unit, Value: per(used[g])})
 	}
-	return append(ms,
-		Measure{Name: cpuTotalName, Unit: "ms", Value: per(cpuTotal(used))},
-		Measure{Name: cpuPrefix + "bench clients (not in the total)", Unit: "ms", Value: per(self)},
-		Measure{Name: cpuPrefix + cpuOthersName, Unit: "ms", Value: per(max(machine-cpuTotal(used)-self, 0))})
+	return ms
+}
+
+// clientsName is the row of the benchmark's own process (the clients) in a breakdown.
+const clientsName = "bench clients (not in the total)"
+
+// switchesTotalName is the figure of context switches per task over every process of
+// the stack.
+const switchesTotalName = "context switches per task (all processes of the stack)"
+
+// procSwitches is the context switches, voluntary and not, that every thread of process
+// pid has made (a thread that has ended is no longer counted: Go processes keep theirs).
+func procSwitches(pid int) (float64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	threads, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("context switches of process %d: %w", pid, err)
+	}
+	var total float64
+	for _, th := range threads {
+		data, err := os.ReadFile(dir + "/" + th.Name() + "/status")
+		if err != nil {
+			continue // the thread ended since the listing
+		}
+		n, err := parseSwitches(string(data))
+		if err != nil {
+			return 0, fmt.Errorf("context switches of process %d: %w", pid, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// parseSwitches adds up voluntary_ctxt_switches and nonvoluntary_ctxt_switches of a
+// thread's status.
+func parseSwitches(status string) (float64, error) {
+	var total float64
+	found := 0
+	for line := range strings.Lines(status) {
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || (name != "voluntary_ctxt_switches" && name != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse %s %q: %w", name, strings.TrimSpace(value), err)
+		}
+		total += v
+		found++
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("status has %d of the 2 context switch counts", found)
+	}
+	return total, nil
 }
 
 // cpuOthersName is the figure of the machine's CPU that neither the stack's processes nor
@@ -181,6 +269,12 @@ func parseMachineCPU(stat string) (float64, error) {
 // cpuTotalName is the figure of CPU per task over every process of the stack.
 const cpuTotalName = "CPU per task (all processes of the stack)"
 
+// selfSwitches is the context switches the benchmark's own process has made.
+func selfSwitches() float64 {
+	v, _ := procSwitches(os.Getpid())
+	return v
+}
+
 // selfCPU is the CPU time the benchmark's own process has used, in seconds.
 func selfCPU() float64 {
 	v, err := procCPU(os.Getpid())
@@ -192,25 +286,33 @@ func selfCPU() float64 {
 
 // cpuWindow measures the stack's CPU between start and stop.
 type cpuWindow struct {
-	st      *stacktest.Stack
-	before  cpuSnapshot
-	self    float64
-	machine float64
+	st           *stacktest.Stack
+	before       cpuSnapshot
+	self         float64
+	selfSwitches float64
+	machine      float64
 }
 
 func startCPU(st *stacktest.Stack) *cpuWindow {
-	return &cpuWindow{st: st, before: takeCPU(st), self: selfCPU(), machine: machineCPU()}
+	return &cpuWindow{st: st, before: takeCPU(st), self: selfCPU(), selfSwitches: selfSwitches(), machine: machineCPU()}
 }
 
 // cpuSpent is what a window measured: CPU seconds by group of the stack's processes, of
-// the benchmark itself (the clients) and of the whole machine.
+// the benchmark itself (the clients) and of the whole machine, and the context switches
+// by group and of the benchmark itself.
 type cpuSpent struct {
 	used          map[string]float64
 	self, machine float64
+	switches      map[string]float64
+	selfSwitches  float64
 }
 
-// stop returns the CPU used by group, by the benchmark itself and by the machine since
+// stop returns what was used by group, by the benchmark itself and by the machine since
 // start.
 func (w *cpuWindow) stop() cpuSpent {
-	return cpuSpent{cpuUsed(w.before, takeCPU(w.st)), selfCPU() - w.self, machineCPU() - w.machine}
+	after := takeCPU(w.st)
+	return cpuSpent{
+		used: cpuUsed(w.before, after), self: selfCPU() - w.self, machine: machineCPU() - w.machine,
+		switches: switchesUsed(w.before, after), selfSwitches: selfSwitches() - w.selfSwitches,
+	}
 }

@@ -213,6 +213,7 @@ func costs(ctx context.Context, w *window, n int, elapsed float64) ([]Measure, e
 	}
 	ms := cpuMeasures(cpu.used, cpu.self, cpu.machine, n)
 	ms = append(ms, Measure{Name: "CPU in use (all processes of the stack)", Unit: "cores", Value: cpuTotal(cpu.used) / elapsed})
+	ms = append(ms, switchMeasures(cpu.switches, cpu.selfSwitches, n)...)
 	ms = append(ms, callMeasures(calls, n)...)
 	ms = append(ms, hopMeasures(w.metrics, w.after)...)
 	in, err := settledIntake(ctx, w.st, w.intake, n)
@@ -247,7 +248,7 @@ func burst(ctx context.Context, e *Env) ([]Measure, error) {
 	var ts timings
 	next := make(chan struct{})
 	var clients sync.WaitGroup
-	ref := referenceWork()
+	ref := machineBefore()
 	w, err := startWindow(ctx, e.Stack)
 	if err != nil {
 		return nil, err
@@ -272,7 +273,7 @@ func burst(ctx context.Context, e *Env) ([]Measure, error) {
 		return nil, err
 	}
 	elapsed := lastNotified(all).Sub(start).Seconds()
-	ms := []Measure{{Name: "throughput", Unit: "tasks/s", Value: float64(len(all)) / elapsed}, ts.refusals(), ref}
+	ms := append([]Measure{{Name: "throughput", Unit: "tasks/s", Value: float64(len(all)) / elapsed}, ts.refusals()}, ref...)
 	ms = append(ms, latencies("submit→notified", spans(all, notifiedAt), false)...)
 	spent, err := costs(ctx, w, len(all), elapsed)
 	if err != nil {
@@ -357,7 +358,7 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 	gw := e.Stack.Gateway()
 	var ts timings
 	n := max(int(c.PacedDuration.Seconds()*float64(rate)), 1)
-	ref := referenceWork()
+	ref := machineBefore()
 	if err := resetSteps(c.Steps); err != nil {
 		return nil, err
 	}
@@ -407,8 +408,9 @@ func paced(ctx context.Context, e *Env, rate int) ([]Measure, error) {
 		Measure{Name: "backlog growth", Unit: "tasks/s", Value: growth},
 		Measure{Name: "sustained", Unit: "1 = yes", Value: yes},
 		Measure{Name: "drain after the last submit", Unit: "s", Value: last.Sub(start.Add(offered)).Seconds()},
-		ts.refusals(), ref,
+		ts.refusals(),
 	)
+	ms = append(ms, ref...)
 	spent, err := costs(ctx, w, len(all), last.Sub(start).Seconds())
 	if err != nil {
 		return nil, err

@@ -150,6 +150,20 @@ func (r *Report) targetRows() []targetRow {
 	return rows
 }
 
+// overRuns summarizes the runs of every scenario's figure called name.
+func (r *Report) overRuns(name string) (Figure, bool) {
+	var runs []float64
+	for _, f := range r.Figures {
+		if f.Name == name {
+			runs = append(runs, f.Runs...)
+		}
+	}
+	if len(runs) == 0 {
+		return Figure{}, false
+	}
+	return Summarize("", "", "", runs), true
+}
+
 // writeTargets prints the targets (targetRows), and beside them the machine's reference
 // work (this machine's speed moves every figure: README, "Reading them") and River's
 // throughput in the same run, when it ran.
@@ -163,15 +177,13 @@ func (r *Report) writeTargets(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	var refs []float64
-	for _, f := range r.Figures {
-		if f.Name == referenceName {
-			refs = append(refs, f.Runs...)
-		}
-	}
-	if len(refs) > 0 {
-		ref := Summarize("", "", "", refs)
+	if ref, ok := r.overRuns(referenceName); ok {
 		fmt.Fprintf(w, "machine: reference work %s ms (%s–%s) over the runs; 92–104 ms in a spell of this machine's usual speed\n", num(ref.Median), num(ref.Min), num(ref.Max))
+	}
+	sc, okSC := r.overRuns(syscallName)
+	pf, okPF := r.overRuns(pageFaultName)
+	if okSC && okPF {
+		fmt.Fprintf(w, "machine: a system call %s µs (%s–%s), a page fault %s µs (%s–%s) over the runs\n", num(sc.Median), num(sc.Min), num(sc.Max), num(pf.Median), num(pf.Min), num(pf.Max))
 	}
 	if f, ok := r.figure("peer-river", "throughput"); ok {
 		fmt.Fprintf(w, "River in the same run: %s jobs/s (the targets were set where it did 1,493)\n", num(f.Median))

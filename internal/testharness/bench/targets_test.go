@@ -30,6 +30,9 @@ func TestTargets(t *testing.T) {
 		Summarize("depth", "1000 waiting: dequeue to 8 slots", "tasks/s", three(2000)),
 		Summarize("depth", "1000000 waiting: dequeue to 8 slots", "tasks/s", three(1000)), // half the rate: dearer
 		Summarize("paced", referenceName, "ms", []float64{150, 160, 170}),
+		Summarize("burst", syscallName, "µs", []float64{1.1, 0.9, 1.0}),
+		Summarize("paced", syscallName, "µs", []float64{1.2, 1.3, 0.8}), // with the burst's: 0.8–1.3, median 1.05
+		Summarize("paced", pageFaultName, "µs", []float64{10.5, 10, 11}),
 	}
 	cases := []struct {
 		name   string
@@ -78,7 +81,7 @@ func TestTargets(t *testing.T) {
 	if err := rep.writeTargets(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"reference work 160 ms (150–170)", "River in the same run: 988 jobs/s", "1010 tasks/s"} {
+	for _, want := range []string{"reference work 160 ms (150–170)", "a system call 1.05 µs (0.800–1.30), a page fault 10.5 µs (10.0–11.0)", "River in the same run: 988 jobs/s", "1010 tasks/s"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("targets lack %q:\n%s", want, b.String())
 		}
