@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -30,8 +29,9 @@ const MaxBatchBytesDefault = task.MaxStoreBatchBytes
 // storeTimeout bounds storing one batch, once begun, whatever its caller does.
 const storeTimeout = time.Minute
 
-// writeConcurrency bounds the result files written at once. Concurrent writes share
-// the file system's journal commits, so a batch pays for a few fsyncs, not one each.
+// writeConcurrency bounds the result files with binary files written at once (the
+// others are written together: resultstore.WriteMany). Concurrent writes share the file
+// system's journal commits, so a batch pays for a few fsyncs, not one each.
 const writeConcurrency = 32
 
 // Keeper stores results and completes tasks. Workers call it through service
@@ -166,24 +166,22 @@ func (it *item) recordMayLag(now time.Time) bool {
 	return it.req.Start != nil && it.req.Start.RecordMayLag(now)
 }
 
-// write writes the result files, at most writeConcurrency at once.
+// write writes the result files: together, with their syncs shared, those the store can
+// write so; the others at most writeConcurrency at once (resultstore.WriteMany).
 func (k *Keeper) write(ctx context.Context, items []item) {
-	sem := make(chan struct{}, writeConcurrency)
-	var wg sync.WaitGroup
-	for i := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			k.writeOne(ctx, &items[i])
-		})
+	rs := make([]resultstore.Result, len(items))
+	for i, it := range items {
+		rs[i] = resultstore.Result{Dir: it.req.Directory, ID: it.req.TaskID, Data: it.req.Output, Files: it.req.Files}
 	}
-	wg.Wait()
+	for i, w := range k.results.WriteMany(ctx, rs, writeConcurrency) {
+		k.written(ctx, &items[i], w)
+	}
 }
 
-func (k *Keeper) writeOne(ctx context.Context, it *item) {
+// written takes what the store did with it's result.
+func (k *Keeper) written(ctx context.Context, it *item, w resultstore.Written) {
 	req := it.req
-	loc, existed, err := k.results.Write(ctx, req.Directory, req.TaskID, req.Output, req.Files)
-	switch {
+	switch err := w.Err; {
 	case errors.Is(err, resultstore.ErrInvalidDirectory), errors.Is(err, resultstore.ErrInvalidFile), errors.Is(err, resultstore.ErrInvalidResult):
 		k.stored.WithLabelValues("rejected").Inc()
 		k.logger.WarnContext(ctx, "result rejected", "task_id", req.TaskID, "worker", req.Worker, "error", err)
@@ -192,14 +190,14 @@ func (k *Keeper) writeOne(ctx context.Context, it *item) {
 	case err != nil:
 		k.fail(it, "write result", err)
 		return
-	case existed:
+	case w.Existed:
 		k.stored.WithLabelValues("duplicate").Inc()
 	default:
 		k.stored.WithLabelValues("written").Inc()
-		k.bytes.Add(float64(loc.Bytes))
+		k.bytes.Add(float64(w.Loc.Bytes))
 	}
 	it.written = true
-	it.loc = loc
+	it.loc = w.Loc
 }
 
 // fail gives it an error: the worker sends the result again.

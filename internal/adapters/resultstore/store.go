@@ -76,7 +76,7 @@ type Store struct {
 	noSyncfs atomic.Bool
 }
 
-// errNoTmpfile: the file system cannot make unnamed files (see linkNew).
+// errNoTmpfile: the file system cannot make unnamed files (see createUnnamed).
 var errNoTmpfile = errors.New("O_TMPFILE not supported")
 
 // Open opens the results root, creating it (mode 0o755) if missing.
@@ -153,42 +153,104 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 }
 
 // writeUnnamed writes a result without binary files through an unnamed file linked into
-// place (linkNew): the whole commit is that link, as in commit's lock-free case. done is
-// false when this way is not open (no O_TMPFILE, a marker of a crashed write of this task,
-// the directory gone): the caller writes the result through a named temp file instead.
+// place (stageUnnamed, then its sync with the other files written at the moment, then
+// the link): the whole commit is that link, as in commit's lock-free case. done is false
+// when this way is not open (no O_TMPFILE, a marker of a crashed write of this task, the
+// directory gone): the caller writes the result through a named temp file instead.
 func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.Location, existed, done bool, err error) {
-	if s.noTmpfile.Load() {
+	st, ok := s.stageUnnamed(dir, id, result)
+	if !ok {
 		return loc, false, false, nil
 	}
-	if err := s.ensureDir(dir); err != nil {
+	defer st.file.f.Close()
+	if err := s.syncData(st.file); err != nil {
+		s.dropDirHandle(dir)
 		return loc, false, false, nil
+	}
+	return s.linkStaged(st)
+}
+
+// unnamed is a result written to an unnamed file in its directory, not yet linked.
+type unnamed struct {
+	dir  string
+	id   uuid.UUID
+	size int64
+	sum  [sha256.Size]byte
+	d    *os.File // the directory
+	file openFile
+}
+
+// stageUnnamed writes result to an unnamed file in directory dir, which it makes if
+// missing; ok is false when the unnamed way is not open for it (see writeUnnamed).
+func (s *Store) stageUnnamed(dir string, id uuid.UUID, result []byte) (st unnamed, ok bool) {
+	if s.noTmpfile.Load() {
+		return st, false
+	}
+	if err := s.ensureDir(dir); err != nil {
+		return st, false
 	}
 	d, err := s.dirHandle(dir)
 	if err != nil {
-		return loc, false, false, nil
+		return st, false
 	}
 	marked, err := exists(d, "."+id.String()+".partial")
-	if err == nil && !marked {
-		existed, err = s.linkNew(d, id.String()+"."+resultSuffix, result)
+	if err != nil || marked {
+		return st, false
 	}
+	f, err := s.createUnnamed(d, result)
 	switch {
 	case errors.Is(err, errNoTmpfile):
 		s.noTmpfile.Store(true)
-		return loc, false, false, nil
-	case marked:
-		return loc, false, false, nil
+		return st, false
 	case err != nil:
 		s.dropDirHandle(dir) // the directory may have been removed: the named way makes it again
-		return loc, false, false, nil
-	case existed:
-		loc, err = s.stat(dir, id)
-		return loc, true, err == nil, err
+		return st, false
 	}
-	if err := s.syncDir(dir); err != nil {
+	return unnamed{dir: dir, id: id, size: int64(len(result)), sum: sha256.Sum256(result), d: d, file: f}, true
+}
+
+// linkStaged links st's file, synced, into place and syncs its directory. done is false
+// when the link failed (see writeUnnamed): nothing changed, and the named way is open.
+func (s *Store) linkStaged(st unnamed) (loc task.Location, existed, done bool, err error) {
+	done, err = s.linkOnly(st)
+	if !done {
+		return loc, false, false, nil
+	}
+	if err == nil {
+		err = s.syncDir(st.dir)
+	}
+	return s.afterLink(st, err)
+}
+
+// errExisted marks a result whose name was taken already when it was linked.
+var errExisted = errors.New("result existed")
+
+// linkOnly links st's synced file into place: err is errExisted if its name was taken
+// (nothing changed); done is false when the link failed otherwise.
+func (s *Store) linkOnly(st unnamed) (done bool, err error) {
+	existed, err := linkUnnamed(st.file, st.d, st.id.String()+"."+resultSuffix)
+	switch {
+	case err != nil:
+		s.dropDirHandle(st.dir)
+		return false, nil
+	case existed:
+		return true, errExisted
+	}
+	return true, nil
+}
+
+// afterLink is the outcome of st once linked: synced (err nil) or not (err), or found
+// there already (errExisted: its location is read from disk; done is false if it cannot
+// be, and the named way settles it).
+func (s *Store) afterLink(st unnamed, err error) (loc task.Location, existed, done bool, _ error) {
+	switch {
+	case errors.Is(err, errExisted):
+		loc, err = s.stat(st.dir, st.id)
+		return loc, true, err == nil, err
+	case err != nil:
 		return loc, false, true, err
 	}
-	sum := sha256.Sum256(result)
-	return newLocation(dir, id, int64(len(result)), sum[:], nil), false, true, nil
+	return newLocation(st.dir, st.id, st.size, st.sum[:], nil), false, true, nil
 }
 
 // cachedDir returns the kept handle of directory dir, if there is one.

@@ -10,27 +10,31 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// linkNew writes data to a new unnamed file in directory d (O_TMPFILE), makes it durable
-// (syncData, with the other files written at the moment), and links it into d as name: the
-// file appears whole or not at all, and no temp name is created and removed (on ext4 here,
-// creating and unlinking a named temp file cost ten times the CPU of the whole write). existed reports that name was there already (nothing changed).
-// errNoTmpfile means the file system has no O_TMPFILE; the caller writes a named temp file.
-func (s *Store) linkNew(d *os.File, name string, data []byte) (existed bool, err error) {
+// createUnnamed writes data to a new unnamed file in directory d (O_TMPFILE), not yet
+// synced: no temp name is created and removed (on ext4 here, creating and unlinking a
+// named temp file cost ten times the CPU of the whole write). errNoTmpfile means the file
+// system has no O_TMPFILE; the caller writes a named temp file.
+func (s *Store) createUnnamed(d *os.File, data []byte) (openFile, error) {
 	fd, err := unix.Openat(int(d.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, filePerm)
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
-		return false, errNoTmpfile
+		return openFile{}, errNoTmpfile
 	}
 	if err != nil {
-		return false, err
+		return openFile{}, err
 	}
-	f := s.open(os.NewFile(uintptr(fd), name))
-	defer f.f.Close()
+	f := s.open(os.NewFile(uintptr(fd), "unnamed result"))
 	if _, err := f.f.Write(data); err != nil {
-		return false, err
+		f.f.Close()
+		return openFile{}, err
 	}
-	if err := s.syncData(f); err != nil {
-		return false, err
-	}
+	return f, nil
+}
+
+// linkUnnamed links the unnamed file f, synced, into directory d as name: the file
+// appears whole or not at all. existed reports that name was there already (nothing
+// changed).
+func linkUnnamed(f openFile, d *os.File, name string) (existed bool, err error) {
+	fd := int(f.f.Fd())
 	err = unix.Linkat(fd, "", int(d.Fd()), name, unix.AT_EMPTY_PATH)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EPERM) {
 		// AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link of the descriptor does not.

@@ -4,7 +4,11 @@ package resultstore
 
 import "os"
 
-// linkNew needs O_TMPFILE (Linux): elsewhere every result is written through a named temp file.
-func (*Store) linkNew(*os.File, string, []byte) (bool, error) { return false, errNoTmpfile }
+// createUnnamed needs O_TMPFILE (Linux): elsewhere every result is written through a
+// named temp file.
+func (*Store) createUnnamed(*os.File, []byte) (openFile, error) { return openFile{}, errNoTmpfile }
+
+// linkUnnamed is never reached where createUnnamed always fails.
+func linkUnnamed(openFile, *os.File, string) (bool, error) { return false, errNoTmpfile }
 
 func exists(*os.File, string) (bool, error) { return false, errNoTmpfile }

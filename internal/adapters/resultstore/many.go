@@ -1,0 +1,150 @@
+package resultstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/taskgrid/taskgrid/internal/domain/task"
+)
+
+// Result is one result for WriteMany: what Write takes.
+type Result struct {
+	Dir   string
+	ID    uuid.UUID
+	Data  []byte
+	Files []task.File
+}
+
+// Written is what WriteMany did with one Result: what Write returns for it.
+type Written struct {
+	Loc     task.Location
+	Existed bool
+	Err     error
+}
+
+// WriteMany stores results as Write stores each one, and answers for each in their order.
+// The results without binary files go the unnamed way together, in one goroutine: their
+// files are written one after another, made durable by one sync, linked into place, and
+// each directory they went into is synced once (unnamedBatchMax files at a time). Written
+// by a goroutine each, as Write does, they shared syncs only with the writers that met
+// while one ran: a batch took two rounds of file syncs and two of directory syncs, and
+// each blocked writer a thread handoff. The others, and any the unnamed way cannot take,
+// go through Write, at most concurrency at once. A task listed twice is written twice:
+// the first link wins, and the later ones find it (Existed).
+func (s *Store) WriteMany(ctx context.Context, rs []Result, concurrency int) []Written {
+	out := make([]Written, len(rs))
+	var staged []unnamed
+	var at []int // the index in rs of each staged result
+	var rest []int
+	commit := func() {
+		for j, w := range s.commitUnnamed(staged) {
+			if w == nil {
+				rest = append(rest, at[j])
+				continue
+			}
+			out[at[j]] = *w
+		}
+		staged, at = staged[:0], at[:0]
+	}
+	for i, r := range rs {
+		if err := validateWrite(r.Dir, r.Data, r.Files); err != nil {
+			out[i].Err = fmt.Errorf("write result %s: %w", r.ID, err)
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			out[i].Err = fmt.Errorf("write result %s: %w", r.ID, err)
+			continue
+		}
+		if len(r.Files) == 0 {
+			if st, ok := s.stageUnnamed(r.Dir, r.ID, r.Data); ok {
+				staged, at = append(staged, st), append(at, i)
+				if len(staged) == unnamedBatchMax {
+					commit()
+				}
+				continue
+			}
+		}
+		rest = append(rest, i)
+	}
+	commit()
+	sem := make(chan struct{}, max(concurrency, 1))
+	var wg sync.WaitGroup
+	for _, i := range rest {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r := rs[i]
+			out[i].Loc, out[i].Existed, out[i].Err = s.Write(ctx, r.Dir, r.ID, r.Data, r.Files)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// unnamedBatchMax bounds the unnamed files a batch holds open before they are synced and
+// linked: a call of many small results commits them in parts of this many.
+const unnamedBatchMax = 256
+
+// commitUnnamed makes the staged files durable with one sync, links each into place and
+// syncs each directory they went into once, then closes them. A nil outcome is one the
+// unnamed way could not settle (the sync or the link failed): nothing of it is in place,
+// and Write takes it the named way.
+func (s *Store) commitUnnamed(staged []unnamed) []*Written {
+	out := make([]*Written, len(staged))
+	if len(staged) == 0 {
+		return out
+	}
+	files := make([]openFile, len(staged))
+	for i, st := range staged {
+		files[i] = st.file
+	}
+	defer func() {
+		for _, f := range files {
+			f.f.Close()
+		}
+	}()
+	if err := s.syncFiles(context.Background(), files); err != nil {
+		for _, st := range staged {
+			s.dropDirHandle(st.dir)
+		}
+		return out
+	}
+	linked := map[string][]int{} // directory → the staged results linked into it
+	var dirs []string
+	for i, st := range staged {
+		done, err := s.linkOnly(st)
+		switch {
+		case !done:
+		case err != nil: // found there already
+			out[i] = s.settled(st, err)
+		default:
+			if linked[st.dir] == nil {
+				dirs = append(dirs, st.dir)
+			}
+			linked[st.dir] = append(linked[st.dir], i)
+		}
+	}
+	for _, dir := range dirs {
+		err := s.syncDir(dir)
+		for _, i := range linked[dir] {
+			out[i] = s.settled(staged[i], err)
+		}
+	}
+	return out
+}
+
+// settled is st's outcome once linked (afterLink) as a Written, or nil when it is not
+// done.
+func (s *Store) settled(st unnamed, linkErr error) *Written {
+	loc, existed, done, err := s.afterLink(st, linkErr)
+	if !done {
+		return nil
+	}
+	if err != nil {
+		err = fmt.Errorf("write result %s: %w", st.id, err)
+	}
+	return &Written{Loc: loc, Existed: existed, Err: err}
+}
