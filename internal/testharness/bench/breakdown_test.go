@@ -224,28 +224,12 @@ func TestCPUUsedByGroup(t *testing.T) {
 		}
 	}
 	ms := cpuMeasures(used, 0.25, 3.0, 100) // the machine: 0.5 s more than the stack and the clients
-	var sum, total float64
-	for _, m := range ms {
-		switch {
-		case m.Name == cpuTotalName:
-			total = m.Value
-			if breakdownOf(m.Name) != "" {
-				t.Errorf("the total belongs in the main table")
-			}
-		case strings.HasSuffix(m.Name, cpuOthersName):
-			if math.Abs(m.Value-5) > 1e-9 {
-				t.Errorf("kernel threads and others %v ms per task, want 5", m.Value)
-			}
-		case strings.Contains(m.Name, "not in the total"):
-			if m.Value != 2.5 {
-				t.Errorf("bench clients %v ms per task, want 2.5", m.Value)
-			}
-		default:
-			sum += m.Value
-			if breakdownOf(m.Name) != BreakdownCPU {
-				t.Errorf("%s is not in the cpu breakdown", m.Name)
-			}
-		}
+	sum, total, outside := splitBreakdown(t, ms, cpuTotalName, BreakdownCPU)
+	if v := outside[cpuPrefix+cpuOthersName]; math.Abs(v-5) > 1e-9 {
+		t.Errorf("kernel threads and others %v ms per task, want 5", v)
+	}
+	if v := outside[cpuPrefix+clientsName]; v != 2.5 {
+		t.Errorf("bench clients %v ms per task, want 2.5", v)
 	}
 	if math.Abs(total-22.5) > 1e-9 || math.Abs(sum-total) > 1e-9 {
 		t.Errorf("total %v ms per task, groups add up to %v; want 22.5 both", total, sum)
@@ -263,28 +247,39 @@ func TestCPUUsedByGroup(t *testing.T) {
 			t.Errorf("%s made %v context switches, want %v", g, switches[g], v)
 		}
 	}
-	var switchSum, switchTotal float64
-	for _, m := range switchMeasures(switches, 50, 100) {
-		switch {
-		case m.Name == switchesTotalName:
-			switchTotal = m.Value
-			if breakdownOf(m.Name) != "" {
-				t.Errorf("the switches' total belongs in the main table")
-			}
-		case strings.Contains(m.Name, "not in the total"):
-			if m.Value != 0.5 {
-				t.Errorf("bench clients %v switches per task, want 0.5", m.Value)
-			}
-		default:
-			switchSum += m.Value
-			if breakdownOf(m.Name) != BreakdownSwitches {
-				t.Errorf("%s is not in the switches breakdown", m.Name)
-			}
-		}
+	switchSum, switchTotal, switchOutside := splitBreakdown(t, switchMeasures(switches, 50, 100), switchesTotalName, BreakdownSwitches)
+	if v := switchOutside[switchesPrefix+clientsName]; v != 0.5 {
+		t.Errorf("bench clients %v switches per task, want 0.5", v)
 	}
 	if math.Abs(switchTotal-4.45) > 1e-9 || math.Abs(switchSum-switchTotal) > 1e-9 {
 		t.Errorf("total %v switches per task, groups add up to %v; want 4.45 both", switchTotal, switchSum)
 	}
+}
+
+// splitBreakdown checks that every measure of ms but its total (named totalName, in the
+// main table) is in breakdown, and returns the sum of the rows in the total, the total,
+// and the rows outside it (the clients, the machine's others) by name.
+func splitBreakdown(t *testing.T, ms []Measure, totalName, breakdown string) (sum, total float64, outside map[string]float64) {
+	t.Helper()
+	outside = map[string]float64{}
+	for _, m := range ms {
+		switch {
+		case m.Name == totalName:
+			total = m.Value
+			if breakdownOf(m.Name) != "" {
+				t.Errorf("%s belongs in the main table", m.Name)
+			}
+			continue
+		case strings.Contains(m.Name, "not in the total"):
+			outside[m.Name] = m.Value
+		default:
+			sum += m.Value
+		}
+		if breakdownOf(m.Name) != breakdown {
+			t.Errorf("%s is not in the %s breakdown", m.Name, breakdown)
+		}
+	}
+	return sum, total, outside
 }
 
 func TestParseSwitches(t *testing.T) {
