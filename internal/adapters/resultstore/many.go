@@ -112,25 +112,31 @@ func (s *Store) commitUnnamed(staged []unnamed) []*Written {
 		}
 		return out
 	}
-	linked := map[string][]int{} // directory → the staged results linked into it
+	// A result found in place already (its task's result came twice) is answered only
+	// once its directory is synced too: the writer that linked it may not have synced it
+	// yet, and the answer lets the task be completed.
+	linked := map[string][]int{} // directory → the staged results linked into it or found there
+	found := make([]bool, len(staged))
 	var dirs []string
 	for i, st := range staged {
 		done, err := s.linkOnly(st)
-		switch {
-		case !done:
-		case err != nil: // found there already
-			out[i] = s.settled(st, err)
-		default:
-			if linked[st.dir] == nil {
-				dirs = append(dirs, st.dir)
-			}
-			linked[st.dir] = append(linked[st.dir], i)
+		if !done {
+			continue
 		}
+		found[i] = err != nil
+		if linked[st.dir] == nil {
+			dirs = append(dirs, st.dir)
+		}
+		linked[st.dir] = append(linked[st.dir], i)
 	}
 	for _, dir := range dirs {
 		err := s.syncDir(dir)
 		for _, i := range linked[dir] {
-			out[i] = s.settled(staged[i], err)
+			linkErr := err
+			if err == nil && found[i] {
+				linkErr = errExisted
+			}
+			out[i] = s.settled(staged[i], linkErr)
 		}
 	}
 	return out

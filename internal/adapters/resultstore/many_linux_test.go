@@ -95,6 +95,28 @@ func TestWriteManyCommitsInParts(t *testing.T) {
 	}
 }
 
+// TestWriteManySyncsTheDirectoryOfAFoundResult: a result found in place (its task's
+// result came twice) is answered only after its directory is synced, since the writer
+// that linked it may not have synced it yet. Not parallel: it replaces dirSync.
+func TestWriteManySyncsTheDirectoryOfAFoundResult(t *testing.T) {
+	defer func(f func(*os.File) error) { dirSync = f }(dirSync)
+	s, _ := setup(t)
+	ctx := context.Background()
+	id := uuid.New()
+	if _, _, err := s.Write(ctx, "found", id, []byte(`{"first":true}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	syncs := 0
+	dirSync = func(d *os.File) error { syncs++; return d.Sync() }
+	out := s.WriteMany(ctx, []Result{{Dir: "found", ID: id, Data: []byte(`{"second":true}`)}}, 1)
+	if w := out[0]; w.Err != nil || !w.Existed {
+		t.Fatalf("existed %v, error %v; want found", w.Existed, w.Err)
+	}
+	if syncs == 0 {
+		t.Error("a found result was answered without a sync of its directory")
+	}
+}
+
 // TestWriteManyAnswersEachAsWriteWould: in one batch, invalid results are refused with
 // Write's errors and nothing else is held back by them; a result with binary files goes
 // through Write; one stored before, and a task listed twice, are found (the first write

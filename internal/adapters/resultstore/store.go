@@ -637,18 +637,21 @@ func (s *Store) syncDir(name string) error {
 
 func (s *Store) fsyncDir(name string) error {
 	if d, ok := s.cachedDir(name); ok {
-		return d.Sync()
+		return dirSync(d)
 	}
 	d, err := s.root.Open(name)
 	if err != nil {
 		return err
 	}
-	err = d.Sync()
+	err = dirSync(d)
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
+
+// dirSync makes a directory's entries durable (a variable, so that tests can see it).
+var dirSync = (*os.File).Sync
 
 func (s *Store) isDurable(dir string) bool {
 	s.mu.Lock()
