@@ -95,25 +95,49 @@ func TestWriteManyCommitsInParts(t *testing.T) {
 	}
 }
 
-// TestWriteManySyncsTheDirectoryOfAFoundResult: a result found in place (its task's
-// result came twice) is answered only after its directory is synced, since the writer
-// that linked it may not have synced it yet. Not parallel: it replaces dirSync.
-func TestWriteManySyncsTheDirectoryOfAFoundResult(t *testing.T) {
+// TestFoundResultsWaitForTheirDirectorysSync: a result found in place (its task's result
+// came twice) is answered only after its directory is synced, since the writer that linked
+// it may not have synced it yet: by WriteMany, and by Write the unnamed way and the named
+// way (a result with a binary file). Not parallel: it replaces dirSync.
+func TestFoundResultsWaitForTheirDirectorysSync(t *testing.T) {
 	defer func(f func(*os.File) error) { dirSync = f }(dirSync)
-	s, _ := setup(t)
 	ctx := context.Background()
-	id := uuid.New()
-	if _, _, err := s.Write(ctx, "found", id, []byte(`{"first":true}`), nil); err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name  string
+		files []task.File
+		again func(s *Store, id uuid.UUID, files []task.File) (bool, error)
+	}{
+		{"WriteMany", nil, func(s *Store, id uuid.UUID, files []task.File) (bool, error) {
+			w := s.WriteMany(ctx, []Result{{Dir: "found", ID: id, Data: []byte(`{"second":true}`), Files: files}}, 1)[0]
+			return w.Existed, w.Err
+		}},
+		{"Write", nil, func(s *Store, id uuid.UUID, files []task.File) (bool, error) {
+			_, existed, err := s.Write(ctx, "found", id, []byte(`{"second":true}`), files)
+			return existed, err
+		}},
+		{"Write with a binary file", []task.File{{Suffix: "png", Data: []byte("PNG")}}, func(s *Store, id uuid.UUID, files []task.File) (bool, error) {
+			_, existed, err := s.Write(ctx, "found", id, []byte(`{"second":true}`), files)
+			return existed, err
+		}},
 	}
-	syncs := 0
-	dirSync = func(d *os.File) error { syncs++; return d.Sync() }
-	out := s.WriteMany(ctx, []Result{{Dir: "found", ID: id, Data: []byte(`{"second":true}`)}}, 1)
-	if w := out[0]; w.Err != nil || !w.Existed {
-		t.Fatalf("existed %v, error %v; want found", w.Existed, w.Err)
-	}
-	if syncs == 0 {
-		t.Error("a found result was answered without a sync of its directory")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dirSync = (*os.File).Sync
+			s, _ := setup(t)
+			id := uuid.New()
+			if _, _, err := s.Write(ctx, "found", id, []byte(`{"first":true}`), tc.files); err != nil {
+				t.Fatal(err)
+			}
+			syncs := 0
+			dirSync = func(d *os.File) error { syncs++; return d.Sync() }
+			existed, err := tc.again(s, id, tc.files)
+			if err != nil || !existed {
+				t.Fatalf("existed %v, error %v; want found", existed, err)
+			}
+			if syncs == 0 {
+				t.Error("a found result was answered without a sync of its directory")
+			}
+		})
 	}
 }
 

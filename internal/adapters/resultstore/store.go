@@ -103,7 +103,8 @@ func (s *Store) Close() error { return s.root.Close() }
 // directories are created and their entries fsynced.
 //
 // Write is idempotent: if <id>.json already exists, nothing is written and the stored task.Location is
-// returned with existed=true. The first write wins, also among concurrent writers, so a task has
+// returned with existed=true, once its directory is synced (the writer that put it there may not
+// have synced it yet, and the answer lets the task be completed). The first write wins, also among concurrent writers, so a task has
 // exactly one stored result even when a presumed-dead worker finishes late.
 func (s *Store) Write(ctx context.Context, dir string, id uuid.UUID, result []byte, files []task.File) (loc task.Location, existed bool, err error) {
 	loc, existed, err = s.write(ctx, dir, id, result, files)
@@ -127,7 +128,7 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 	}
 	loc, err := s.stat(dir, id)
 	if err == nil {
-		return loc, true, nil
+		return loc, true, s.syncDir(dir)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return task.Location{}, false, err
@@ -146,6 +147,9 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 	}
 	if existed {
 		loc, err := s.stat(dir, id)
+		if err == nil {
+			err = s.syncDir(dir)
+		}
 		return loc, true, err
 	}
 	sum := sha256.Sum256(result)
@@ -216,8 +220,8 @@ func (s *Store) linkStaged(st unnamed) (loc task.Location, existed, done bool, e
 	if !done {
 		return loc, false, false, nil
 	}
-	if err == nil {
-		err = s.syncDir(st.dir)
+	if serr := s.syncDir(st.dir); serr != nil {
+		err = serr
 	}
 	return s.afterLink(st, err)
 }
