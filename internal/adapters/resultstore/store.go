@@ -102,10 +102,11 @@ func (s *Store) Close() error { return s.root.Close() }
 // fsynced, the JSON is hard-linked into place and the directory is fsynced again. Missing
 // directories are created and their entries fsynced.
 //
-// Write is idempotent: if <id>.json already exists, nothing is written and the stored task.Location is
-// returned with existed=true, once its directory is synced (the writer that put it there may not
-// have synced it yet, and the answer lets the task be completed). The first write wins, also among concurrent writers, so a task has
-// exactly one stored result even when a presumed-dead worker finishes late.
+// Write is idempotent: if <id>.json already exists, nothing is written and the stored
+// task.Location is returned with existed=true, once its directory is synced (the writer that
+// put it there may not have synced it yet, and the answer lets the task be completed). The
+// first write wins, also among concurrent writers, so a task has exactly one stored result
+// even when a presumed-dead worker finishes late.
 func (s *Store) Write(ctx context.Context, dir string, id uuid.UUID, result []byte, files []task.File) (loc task.Location, existed bool, err error) {
 	loc, existed, err = s.write(ctx, dir, id, result, files)
 	if err != nil {
@@ -198,7 +199,11 @@ func (s *Store) stageUnnamed(dir string, id uuid.UUID, result []byte) (st unname
 		return st, false
 	}
 	marked, err := exists(d, "."+id.String()+".partial")
-	if err != nil || marked {
+	switch {
+	case err != nil:
+		s.dropDirHandle(dir) // the directory may have been removed: the named way makes it again
+		return st, false
+	case marked:
 		return st, false
 	}
 	f, err := s.createUnnamed(d, result)
