@@ -178,7 +178,7 @@ func (k *Keeper) write(ctx context.Context, items []item) {
 	}
 }
 
-// written takes what the store did with it's result.
+// written takes in what the store did with its result: stored, found, refused or failed.
 func (k *Keeper) written(ctx context.Context, it *item, w resultstore.Written) {
 	req := it.req
 	switch err := w.Err; {
