@@ -29,13 +29,19 @@ type Batcher[T any] struct {
 	mu       sync.Mutex
 	pending  []waiter[T]
 	running  bool
-	flushing bool // set by Flush: no more waits
+	flushing bool   // set by Flush: no more waits
+	ended    uint64 // calls ended so far: an item that came after the last one ended did not gather during it
+
+	// afterCall, when set (by tests), runs after each call's waiters were answered,
+	// before the loop looks for more.
+	afterCall func()
 }
 
 type waiter[T any] struct {
-	item T
-	done chan error // nil: nobody waits (Add)
-	at   time.Time  // when it came (with a delay)
+	item  T
+	done  chan error // nil: nobody waits (Add)
+	at    time.Time  // when it came (with a delay)
+	ended uint64     // the batcher's calls ended when it came
 }
 
 // New returns a batcher that calls do with up to max items at once (max < 1 means no
@@ -98,6 +104,7 @@ func (b *Batcher[T]) add(w waiter[T]) {
 	if b.delay > 0 {
 		w.at = time.Now() // under the lock: pending stays in the order of at
 	}
+	w.ended = b.ended
 	b.pending = append(b.pending, w)
 	if b.full != nil && b.max > 0 && len(b.pending) == b.max {
 		select {
@@ -150,10 +157,16 @@ func (b *Batcher[T]) loop() {
 			items[i] = w.item
 		}
 		err := b.do(b.ctx, items)
+		b.mu.Lock()
+		b.ended++ // before the answers: a request made after one comes after this call
+		b.mu.Unlock()
 		for _, w := range batch {
 			if w.done != nil {
 				w.done <- err
 			}
+		}
+		if b.afterCall != nil {
+			b.afterCall()
 		}
 	}
 }
@@ -165,7 +178,9 @@ func (b *Batcher[T]) startLocked(last time.Time) time.Time {
 		return time.Time{}
 	}
 	var start time.Time
-	if !last.IsZero() {
+	// Spaced, only items gathered during the last call (or before it) wait: one that came
+	// after it ended is a lone request, even if the loop had not seen the call end yet.
+	if !last.IsZero() && (b.delay > 0 || b.pending[0].ended < b.ended) {
 		start = last.Add(max(b.spacing, b.delay)) // items gathered during the last call: more may come
 	}
 	if b.delay > 0 {

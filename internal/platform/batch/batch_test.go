@@ -161,6 +161,49 @@ func TestSpacedLoneRequestGoesAtOnce(t *testing.T) {
 	}
 }
 
+// A request made after a call ended goes at once even when the batcher's loop has not yet
+// looked for more (it answers the call's requests first): it did not gather during the
+// call. (Found as a failure of the test above on a loaded machine: the second request was
+// held for the spacing, an hour here, SUBMIT_SPACING in the gateway.)
+func TestSpacedRequestAfterTheCallEndedGoesAtOnce(t *testing.T) {
+	var calls [][]int
+	b := New(t.Context(), 0, func(_ context.Context, items []int) error {
+		calls = append(calls, items)
+		return nil
+	}).Spaced(time.Hour)
+	proceed := make(chan struct{})
+	first := true
+	b.afterCall = func() { // the loop, between its answers and its look for more
+		if first {
+			first = false
+			<-proceed
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := b.Do(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- b.Do(ctx, 1) }()
+	for { // until the second request waits in the batcher, its loop still held
+		b.mu.Lock()
+		n := len(b.pending)
+		b.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(proceed)
+	if err := <-second; err != nil {
+		t.Fatalf("request 1: %v (held back: it came after the call ended)", err)
+	}
+	if len(calls) != 2 || !slices.Equal(calls[1], []int{1}) {
+		t.Fatalf("calls = %v, want [[0] [1]]", calls)
+	}
+}
+
 // With spacing, the items gathered during a call wait for more until the spacing has
 // passed since that call started, or a whole call's worth (max) has gathered: then they
 // go at once, together.
