@@ -168,9 +168,9 @@ func TestDoCases(t *testing.T) {
 
 	t.Run("ctx deadline bounds the whole retry", func(t *testing.T) {
 		t.Parallel()
+		start := time.Now() // before the deadline is set: it counts from its own clock reading
 		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		err := Do(ctx, time.Minute, func(ctx context.Context) error {
 			if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > 250*time.Millisecond {
 				t.Errorf("try deadline exceeds the caller's")
