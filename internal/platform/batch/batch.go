@@ -29,8 +29,7 @@ type Batcher[T any] struct {
 	mu       sync.Mutex
 	pending  []waiter[T]
 	running  bool
-	flushing bool   // set by Flush: no more waits
-	ended    uint64 // calls ended so far: an item that came after the last one ended did not gather during it
+	flushing bool // set by Flush: no more waits
 
 	// afterCall, when set (by tests), runs after each call's waiters were answered,
 	// before the loop looks for more.
@@ -38,10 +37,9 @@ type Batcher[T any] struct {
 }
 
 type waiter[T any] struct {
-	item  T
-	done  chan error // nil: nobody waits (Add)
-	at    time.Time  // when it came (with a delay)
-	ended uint64     // the batcher's calls ended when it came
+	item T
+	done chan error // nil: nobody waits (Add)
+	at   time.Time  // when it came (with a delay)
 }
 
 // New returns a batcher that calls do with up to max items at once (max < 1 means no
@@ -104,7 +102,6 @@ func (b *Batcher[T]) add(w waiter[T]) {
 	if b.delay > 0 {
 		w.at = time.Now() // under the lock: pending stays in the order of at
 	}
-	w.ended = b.ended
 	b.pending = append(b.pending, w)
 	if b.full != nil && b.max > 0 && len(b.pending) == b.max {
 		select {
@@ -122,6 +119,7 @@ func (b *Batcher[T]) add(w waiter[T]) {
 // loop makes calls until nothing is pending.
 func (b *Batcher[T]) loop() {
 	var last time.Time // when the last call started (with spacing or a delay)
+	var followed bool  // items were pending when the last call ended: they follow it
 	for {
 		b.mu.Lock()
 		if len(b.pending) == 0 {
@@ -129,7 +127,7 @@ func (b *Batcher[T]) loop() {
 			b.mu.Unlock()
 			return
 		}
-		if start := b.startLocked(last); !start.IsZero() {
+		if start := b.startLocked(last, followed); !start.IsZero() {
 			b.mu.Unlock()
 			b.waitUntil(start)
 			b.mu.Lock()
@@ -158,7 +156,7 @@ func (b *Batcher[T]) loop() {
 		}
 		err := b.do(b.ctx, items)
 		b.mu.Lock()
-		b.ended++ // before the answers: a request made after one comes after this call
+		followed = len(b.pending) > 0 // before the answers: a request made after one comes after this call
 		b.mu.Unlock()
 		for _, w := range batch {
 			if w.done != nil {
@@ -172,15 +170,15 @@ func (b *Batcher[T]) loop() {
 }
 
 // startLocked is when the next call may start (zero: at once), given when the last one
-// started (zero: none since the loop began).
-func (b *Batcher[T]) startLocked(last time.Time) time.Time {
+// started (zero: none since the loop began) and whether items were pending when it ended.
+func (b *Batcher[T]) startLocked(last time.Time, followed bool) time.Time {
 	if b.flushing {
 		return time.Time{}
 	}
 	var start time.Time
 	// Spaced, only items gathered during the last call (or before it) wait: one that came
 	// after it ended is a lone request, even if the loop had not seen the call end yet.
-	if !last.IsZero() && (b.delay > 0 || b.pending[0].ended < b.ended) {
+	if !last.IsZero() && (b.delay > 0 || followed) {
 		start = last.Add(max(b.spacing, b.delay)) // items gathered during the last call: more may come
 	}
 	if b.delay > 0 {

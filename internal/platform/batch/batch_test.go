@@ -166,11 +166,9 @@ func TestSpacedLoneRequestGoesAtOnce(t *testing.T) {
 // call. (Found as a failure of the test above on a loaded machine: the second request was
 // held for the spacing, an hour here, SUBMIT_SPACING in the gateway.)
 func TestSpacedRequestAfterTheCallEndedGoesAtOnce(t *testing.T) {
-	var calls [][]int
-	b := New(t.Context(), 0, func(_ context.Context, items []int) error {
-		calls = append(calls, items)
-		return nil
-	}).Spaced(time.Hour)
+	b := newHeld(t, 0, nil)
+	close(b.release) // no call is held: the loop is, below
+	b.Spaced(time.Hour)
 	proceed := make(chan struct{})
 	first := true
 	b.afterCall = func() { // the loop, between its answers and its look for more
@@ -186,21 +184,13 @@ func TestSpacedRequestAfterTheCallEndedGoesAtOnce(t *testing.T) {
 	}
 	second := make(chan error, 1)
 	go func() { second <- b.Do(ctx, 1) }()
-	for { // until the second request waits in the batcher, its loop still held
-		b.mu.Lock()
-		n := len(b.pending)
-		b.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	b.waitPending(1) // the second request waits in the batcher, its loop still held
 	close(proceed)
 	if err := <-second; err != nil {
 		t.Fatalf("request 1: %v (held back: it came after the call ended)", err)
 	}
-	if len(calls) != 2 || !slices.Equal(calls[1], []int{1}) {
-		t.Fatalf("calls = %v, want [[0] [1]]", calls)
+	if c := b.callsNow(); len(c) != 2 || !slices.Equal(c[1], []int{1}) {
+		t.Fatalf("calls = %v, want [[0] [1]]", c)
 	}
 }
 
