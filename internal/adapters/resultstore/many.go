@@ -1,7 +1,9 @@
 package resultstore
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -39,22 +41,27 @@ func (s *Store) WriteMany(ctx context.Context, rs []Result, concurrency int) []W
 	var staged []unnamed
 	var at []int // the index in rs of each staged result
 	var rest []int
+	syncAll := func(files []openFile) error { return s.syncFiles(context.Background(), files) }
 	commit := func() {
-		for j, w := range s.commitUnnamed(staged) {
+		for j, w := range s.commitUnnamed(staged, syncAll) {
+			i := at[j]
 			if w == nil {
-				rest = append(rest, at[j])
+				rest = append(rest, i)
 				continue
 			}
-			out[at[j]] = *w
+			out[i] = *w
+			if w.Err != nil {
+				out[i].Err = fmt.Errorf("write result %s: %w", rs[i].ID, w.Err)
+			}
 		}
 		staged, at = staged[:0], at[:0]
 	}
 	for i, r := range rs {
-		if err := validateWrite(r.Dir, r.Data, r.Files); err != nil {
-			out[i].Err = fmt.Errorf("write result %s: %w", r.ID, err)
-			continue
+		err := validateWrite(r.Dir, r.Data, r.Files)
+		if err == nil {
+			err = ctx.Err()
 		}
-		if err := ctx.Err(); err != nil {
+		if err != nil {
 			out[i].Err = fmt.Errorf("write result %s: %w", r.ID, err)
 			continue
 		}
@@ -88,11 +95,11 @@ func (s *Store) WriteMany(ctx context.Context, rs []Result, concurrency int) []W
 // linked: a call of many small results commits them in parts of this many.
 const unnamedBatchMax = 256
 
-// commitUnnamed makes the staged files durable with one sync, links each into place and
-// syncs each directory they went into once, then closes them. A nil outcome is one the
-// unnamed way could not settle (the sync or the link failed): nothing of it is in place,
-// and Write takes it the named way.
-func (s *Store) commitUnnamed(staged []unnamed) []*Written {
+// commitUnnamed makes the staged files durable with one call of syncBatch, links each into
+// place and syncs each directory they went into once, then closes them. A nil outcome is
+// one the unnamed way could not settle (the sync or the link failed, or a result found in
+// place could not be read): nothing of it is in place, and Write takes it the named way.
+func (s *Store) commitUnnamed(staged []unnamed, syncBatch func([]openFile) error) []*Written {
 	out := make([]*Written, len(staged))
 	if len(staged) == 0 {
 		return out
@@ -106,7 +113,7 @@ func (s *Store) commitUnnamed(staged []unnamed) []*Written {
 			f.f.Close()
 		}
 	}()
-	if err := s.syncFiles(context.Background(), files); err != nil {
+	if err := syncBatch(files); err != nil {
 		for _, st := range staged {
 			s.dropDirHandle(st.dir)
 		}
@@ -115,15 +122,15 @@ func (s *Store) commitUnnamed(staged []unnamed) []*Written {
 	// A result found in place already (its task's result came twice) is answered only
 	// once its directory is synced too: the writer that linked it may not have synced it
 	// yet, and the answer lets the task be completed.
-	linked := map[string][]int{} // directory → the staged results linked into it or found there
-	found := make([]bool, len(staged))
+	linked := map[string][]int{}           // directory → the staged results linked into it or found there
+	linkErrs := make([]error, len(staged)) // errExisted for a result found in place
 	var dirs []string
 	for i, st := range staged {
 		done, err := s.linkOnly(st)
 		if !done {
 			continue
 		}
-		found[i] = err != nil
+		linkErrs[i] = err
 		if linked[st.dir] == nil {
 			dirs = append(dirs, st.dir)
 		}
@@ -132,25 +139,25 @@ func (s *Store) commitUnnamed(staged []unnamed) []*Written {
 	for _, dir := range dirs {
 		err := s.syncDir(dir)
 		for _, i := range linked[dir] {
-			linkErr := err
-			if err == nil && found[i] {
-				linkErr = errExisted
-			}
-			out[i] = s.settled(staged[i], linkErr)
+			out[i] = s.settled(staged[i], cmp.Or(err, linkErrs[i]))
 		}
 	}
 	return out
 }
 
-// settled is st's outcome once linked (afterLink) as a Written, or nil when it is not
-// done.
-func (s *Store) settled(st unnamed, linkErr error) *Written {
-	loc, existed, done, err := s.afterLink(st, linkErr)
-	if !done {
-		return nil
+// settled is the outcome of st once linked: synced (err nil) or not (err), or found there
+// already (errExisted: its location is read from disk; nil if it cannot be, and the named
+// way settles it).
+func (s *Store) settled(st unnamed, err error) *Written {
+	switch {
+	case errors.Is(err, errExisted):
+		loc, err := s.stat(st.dir, st.id)
+		if err != nil {
+			return nil
+		}
+		return &Written{Loc: loc, Existed: true}
+	case err != nil:
+		return &Written{Err: err}
 	}
-	if err != nil {
-		err = fmt.Errorf("write result %s: %w", st.id, err)
-	}
-	return &Written{Loc: loc, Existed: existed, Err: err}
+	return &Written{Loc: newLocation(st.dir, st.id, st.size, st.sum[:], nil)}
 }

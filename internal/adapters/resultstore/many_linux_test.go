@@ -221,7 +221,7 @@ func TestWriteManyFailedSyncLosesNothing(t *testing.T) {
 		}
 		rs, staged = append(rs, r), append(staged, st)
 	}
-	for i, w := range s.commitUnnamed(staged) {
+	for i, w := range s.commitUnnamed(staged, func(files []openFile) error { return s.syncFiles(t.Context(), files) }) {
 		if w != nil {
 			t.Errorf("result %d settled (%+v) though its sync failed", i, *w)
 		}

@@ -158,21 +158,20 @@ func (s *Store) write(ctx context.Context, dir string, id uuid.UUID, result []by
 }
 
 // writeUnnamed writes a result without binary files through an unnamed file linked into
-// place (stageUnnamed, then its sync with the other files written at the moment, then
-// the link): the whole commit is that link, as in commit's lock-free case. done is false
-// when this way is not open (no O_TMPFILE, a marker of a crashed write of this task, the
-// directory gone): the caller writes the result through a named temp file instead.
+// place (stageUnnamed, then commitUnnamed with its sync shared with the other files written
+// at the moment): the whole commit is that link, as in commit's lock-free case. done is
+// false when this way is not open (no O_TMPFILE, a marker of a crashed write of this task,
+// the directory gone): the caller writes the result through a named temp file instead.
 func (s *Store) writeUnnamed(dir string, id uuid.UUID, result []byte) (loc task.Location, existed, done bool, err error) {
 	st, ok := s.stageUnnamed(dir, id, result)
 	if !ok {
 		return loc, false, false, nil
 	}
-	defer st.file.f.Close()
-	if err := s.syncData(st.file); err != nil {
-		s.dropDirHandle(dir)
+	w := s.commitUnnamed([]unnamed{st}, func(files []openFile) error { return s.syncData(files[0]) })[0]
+	if w == nil {
 		return loc, false, false, nil
 	}
-	return s.linkStaged(st)
+	return w.Loc, w.Existed, true, w.Err
 }
 
 // unnamed is a result written to an unnamed file in its directory, not yet linked.
@@ -218,19 +217,6 @@ func (s *Store) stageUnnamed(dir string, id uuid.UUID, result []byte) (st unname
 	return unnamed{dir: dir, id: id, size: int64(len(result)), sum: sha256.Sum256(result), d: d, file: f}, true
 }
 
-// linkStaged links st's file, synced, into place and syncs its directory. done is false
-// when the link failed (see writeUnnamed): nothing changed, and the named way is open.
-func (s *Store) linkStaged(st unnamed) (loc task.Location, existed, done bool, err error) {
-	done, err = s.linkOnly(st)
-	if !done {
-		return loc, false, false, nil
-	}
-	if serr := s.syncDir(st.dir); serr != nil {
-		err = serr
-	}
-	return s.afterLink(st, err)
-}
-
 // errExisted marks a result whose name was taken already when it was linked.
 var errExisted = errors.New("result existed")
 
@@ -246,20 +232,6 @@ func (s *Store) linkOnly(st unnamed) (done bool, err error) {
 		return true, errExisted
 	}
 	return true, nil
-}
-
-// afterLink is the outcome of st once linked: synced (err nil) or not (err), or found
-// there already (errExisted: its location is read from disk; done is false if it cannot
-// be, and the named way settles it).
-func (s *Store) afterLink(st unnamed, err error) (loc task.Location, existed, done bool, _ error) {
-	switch {
-	case errors.Is(err, errExisted):
-		loc, err = s.stat(st.dir, st.id)
-		return loc, true, err == nil, err
-	case err != nil:
-		return loc, false, true, err
-	}
-	return newLocation(st.dir, st.id, st.size, st.sum[:], nil), false, true, nil
 }
 
 // cachedDir returns the kept handle of directory dir, if there is one.
