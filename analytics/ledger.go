@@ -69,18 +69,20 @@ func (l Ledger) insert(ctx context.Context, evs []events.Event) error {
 //go:embed sql/window_stats.sql
 var windowStatsSQL string
 
-//go:embed sql/percentiles.sql
-var percentilesSQL string
+//go:embed sql/percentiles_minute.sql
+var percentilesMinuteSQL string
 
-// percentileStatements recompute the percentiles of some windows, by grain: the one
-// statement of percentiles.sql, filled in for each.
-var percentileStatements = func() map[string]string {
-	stmt := one(percentilesSQL)
-	return map[string]string{
-		"minute": strings.NewReplacer("{grain}", "minute", "{unit}", "MINUTE").Replace(stmt),
-		"hour":   strings.NewReplacer("{grain}", "hour", "{unit}", "HOUR").Replace(stmt),
-	}
-}()
+//go:embed sql/percentiles_hour.sql
+var percentilesHourSQL string
+
+// percentileStatements recompute the percentiles of some windows, by grain, in order:
+// each has one "IN (?)" that the trigger widens to the windows. A minute's come from its
+// tasks' facts and write its histogram; an hour's are merged from its minutes'
+// histograms (migration 006).
+var percentileStatements = map[string][]string{
+	"minute": mysqlbinding.Statements(percentilesMinuteSQL),
+	"hour":   mysqlbinding.Statements(percentilesHourSQL),
+}
 
 // windowStats are the statements that recompute the statistics of the dirty minutes.
 var windowStats = mysqlbinding.Statements(windowStatsSQL)
@@ -166,6 +168,8 @@ const percentilesBatch = 120
 // those that have ended, and those dirty for PercentilesEvery; then forgets them. The
 // rest of a window's row is exact at every trigger; a running hour's percentiles are at
 // most PercentilesEvery (and a trigger) old, a minute's appear a trigger after it ends.
+// Minutes go first: an hour's percentiles are merged from its minutes' histograms, which
+// a minute's recompute writes (and marks its hour again, for the hours not due yet).
 func (l Ledger) percentiles(ctx context.Context) error {
 	var due []struct {
 		Grain string `json:"grain"`
@@ -190,8 +194,10 @@ ORDER BY grain DESC, window_start LIMIT `+strconv.Itoa(percentilesBatch), l.Perc
 			continue
 		}
 		in := "IN (?" + strings.Repeat(",?", len(starts)-1) + ")"
-		if err := l.DB.Exec(ctx, strings.Replace(percentileStatements[grain], "IN (?)", in, 1), starts...); err != nil {
-			return fmt.Errorf("trigger: %s percentiles: %w", grain, err)
+		for _, stmt := range percentileStatements[grain] {
+			if err := l.DB.Exec(ctx, strings.Replace(stmt, "IN (?)", in, 1), starts...); err != nil {
+				return fmt.Errorf("trigger: %s percentiles: %w", grain, err)
+			}
 		}
 		if err := l.DB.Exec(ctx, "DELETE FROM stats_dirty_percentiles WHERE grain = '"+grain+"' AND window_start "+in, starts...); err != nil {
 			return fmt.Errorf("trigger: forget %s windows: %w", grain, err)

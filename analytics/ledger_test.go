@@ -21,7 +21,8 @@ type scriptSQL struct {
 	last, max int64
 	noState   bool
 	failOn    string
-	execs     []string
+	execs     []string // each statement's first three words
+	sqls      []string // each statement
 	params    [][]any
 	due       []string // windows the query of stats_dirty_percentiles answers, "grain start"
 	dueArgs   []any    // what that query was given
@@ -32,6 +33,7 @@ func (s *scriptSQL) Exec(_ context.Context, sql string, params ...any) error {
 		return errors.New("db down")
 	}
 	s.execs = append(s.execs, strings.Fields(sql)[0]+" "+strings.Fields(sql)[1]+" "+strings.Fields(sql)[2])
+	s.sqls = append(s.sqls, sql)
 	s.params = append(s.params, params)
 	return nil
 }
@@ -110,13 +112,15 @@ func TestTriggerSteps(t *testing.T) {
 }
 
 // Every trigger, new events or not, recomputes the percentiles of the windows that are
-// due, one statement per grain (minutes first) with its windows, then forgets them; with
-// none due, it runs nothing more. A running window is due once dirty for
-// PercentilesEvery, which the query is given.
+// due, by grain (minutes first: their statements write the histograms the hours are
+// merged from, and mark those hours again) with its windows, then forgets them; with none
+// due, it runs nothing more. A running window is due once dirty for PercentilesEvery,
+// which the query is given.
 func TestTriggerPercentiles(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	const m1, m2, h1 = "minute 2026-12-04T09:58:00", "minute 2026-12-04T09:59:00", "hour 2026-12-04T09:00:00"
+	const minutes, hour = "[2026-12-04T09:58:00 2026-12-04T09:59:00]", "[2026-12-04T09:00:00]"
 	for _, tt := range []struct {
 		name string
 		db   *scriptSQL
@@ -124,11 +128,12 @@ func TestTriggerPercentiles(t *testing.T) {
 	}{
 		{"none due", &scriptSQL{last: 25, max: 25}, nil},
 		{"minutes and an hour, nothing new", &scriptSQL{last: 25, max: 25, due: []string{h1, m1, m2}}, []string{
-			"UPDATE window_stats w [2026-12-04T09:58:00 2026-12-04T09:59:00]", "DELETE FROM stats_dirty_percentiles [2026-12-04T09:58:00 2026-12-04T09:59:00]",
-			"UPDATE window_stats w [2026-12-04T09:00:00]", "DELETE FROM stats_dirty_percentiles [2026-12-04T09:00:00]",
+			"UPDATE window_stats w " + minutes, "DELETE FROM window_hist " + minutes, "INSERT INTO window_hist " + minutes,
+			"INSERT IGNORE INTO " + minutes, "DELETE FROM stats_dirty_percentiles " + minutes,
+			"UPDATE window_stats w " + hour, "DELETE FROM stats_dirty_percentiles " + hour,
 		}},
 		{"an hour, after new events", &scriptSQL{last: 10, max: 25, due: []string{h1}}, []string{
-			"UPDATE window_stats w [2026-12-04T09:00:00]", "DELETE FROM stats_dirty_percentiles [2026-12-04T09:00:00]",
+			"UPDATE window_stats w " + hour, "DELETE FROM stats_dirty_percentiles " + hour,
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,9 +144,9 @@ func TestTriggerPercentiles(t *testing.T) {
 			if len(tt.db.dueArgs) != 1 || tt.db.dueArgs[0] != time.Minute.Microseconds() {
 				t.Errorf("windows due asked with %v, want [%d] (µs)", tt.db.dueArgs, time.Minute.Microseconds())
 			}
-			sample := len(tt.db.execs) - 1 // the pending sample: the last INSERT IGNORE
-			for sample >= 0 && tt.db.execs[sample] != "INSERT IGNORE INTO" {
-				sample--
+			sample := slices.IndexFunc(tt.db.sqls, func(s string) bool { return strings.Contains(s, "INTO pending_samples") })
+			if sample < 0 {
+				t.Fatal("no pending sample")
 			}
 			var got []string
 			for k, e := range tt.db.execs[sample+1:] {
@@ -150,13 +155,30 @@ func TestTriggerPercentiles(t *testing.T) {
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("after the sample:\n%q\nwant\n%q", got, tt.want)
 			}
+			for k, s := range tt.db.sqls[sample+1:] {
+				if n := strings.Count(s, "?"); n != len(tt.db.params[sample+1+k]) {
+					t.Errorf("%d placeholders for %d windows in %.120q", n, len(tt.db.params[sample+1+k]), s)
+				}
+			}
 		})
 	}
-	for grain, stmt := range percentileStatements {
-		if !strings.HasPrefix(stmt, "UPDATE window_stats w") || strings.Count(stmt, "IN (?)") != 1 || strings.Count(stmt, "'"+grain+"'") != 2 ||
-			!strings.Contains(stmt, "INTERVAL 1 "+strings.ToUpper(grain)) || strings.Contains(stmt, "{") {
-			t.Errorf("percentiles.sql, %s: want one UPDATE of %s rows with one IN (?) to widen, got %q", grain, grain, stmt)
+	// Each statement has one list to widen; a minute's percentiles come from its tasks'
+	// facts, an hour's from its minutes' histograms, never from the hour's facts.
+	for grain, stmts := range percentileStatements {
+		for _, stmt := range stmts {
+			if strings.Count(stmt, "IN (?)") != 1 {
+				t.Errorf("percentiles_%s.sql: want one IN (?) to widen in %.80q", grain, stmt)
+			}
 		}
+		first := stmts[0]
+		if !strings.HasPrefix(first, "UPDATE window_stats w") || strings.Count(first, "'"+grain+"'") != 2 ||
+			!strings.Contains(first, "INTERVAL 1 "+strings.ToUpper(grain)) {
+			t.Errorf("percentiles_%s.sql: want an UPDATE of %s rows first, got %.120q", grain, grain, first)
+		}
+	}
+	if m, h := percentileStatements["minute"], percentileStatements["hour"]; len(m) != 4 || len(h) != 1 ||
+		!strings.Contains(m[0], "JOIN task_facts") || strings.Contains(h[0], "task_facts") || !strings.Contains(h[0], "JOIN window_hist") {
+		t.Errorf("want minutes from task_facts (4 statements) and hours from window_hist alone (1), got %d and %d", len(m), len(h))
 	}
 }
 

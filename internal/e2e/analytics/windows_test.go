@@ -148,13 +148,18 @@ func storedWindows(ctx context.Context, db *sql.DB) (map[windowKey]windowRow, er
 	return out, rows.Err()
 }
 
-// sameRow compares two rows, durations to a microsecond (the precision of the times).
-func sameRow(a, b windowRow) bool {
+// sameRow compares two rows of a grain, durations to a microsecond (the precision of the
+// times); an hour's percentiles, merged from its minutes' histograms, to histTolerance.
+func sameRow(grain string, a, b windowRow) bool {
 	close := func(x, y float64) bool { return math.IsNaN(x) && math.IsNaN(y) || math.Abs(x-y) < 2e-6 }
+	closeP := close
+	if grain == "hour" {
+		closeP = func(x, y float64) bool { return math.IsNaN(x) && math.IsNaN(y) || closeToHist(x, y) }
+	}
 	return a.Accepted == b.Accepted && a.Started == b.Started && a.Completed == b.Completed && a.Failed == b.Failed &&
 		a.FinishedStarts == b.FinishedStarts && a.Retries == b.Retries && a.Timed == b.Timed &&
 		close(a.WaitMax, b.WaitMax) && close(a.RunMax, b.RunMax) && close(a.E2EMax, b.E2EMax) &&
-		close(a.WaitP50, b.WaitP50) && close(a.RunP50, b.RunP50) && close(a.E2EP50, b.E2EP50)
+		closeP(a.WaitP50, b.WaitP50) && closeP(a.RunP50, b.RunP50) && closeP(a.E2EP50, b.E2EP50)
 }
 
 // diffWindows describes how stored differs from want; "" when they agree.
@@ -163,7 +168,7 @@ func diffWindows(want, stored map[windowKey]windowRow) string {
 	for k, w := range want {
 		if s, ok := stored[k]; !ok {
 			lines = append(lines, fmt.Sprintf("missing %v: want %+v", k, w))
-		} else if !sameRow(w, s) {
+		} else if !sameRow(k.Grain, w, s) {
 			lines = append(lines, fmt.Sprintf("%v: stored %+v, want %+v", k, s, w))
 		}
 	}
