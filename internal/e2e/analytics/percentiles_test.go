@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -124,6 +125,30 @@ VALUES (?, ?, ?, ?, ?, ?, 1, 0)`, uuid.NewString(), s.typ, ts(accepted), ts(last
 	if marked != 1 {
 		t.Fatalf("the minutes' recompute marked their hour %d times, want once", marked)
 	}
+	// Migration 006 gives the minutes stored before it the same histograms.
+	histogram := func() string {
+		t.Helper()
+		rows, err := queryStrings(ctx, conn, "SELECT window_start, task_type, metric, bucket, n FROM window_hist ORDER BY 1, 2, 3, 4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(len(rows), rows)
+	}
+	written := histogram()
+	migration, err := os.ReadFile(filepath.Join(st.RepoRoot, "analytics", "migrations", "006_window_hist.sql"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec("DELETE FROM window_hist")
+	if stmts := mysqlbinding.Statements(string(migration)); len(stmts) != 2 {
+		t.Fatalf("migration 006: %d statements, want the table and its backfill", len(stmts))
+	} else {
+		exec(stmts[1])
+	}
+	if backfilled := histogram(); backfilled != written || strings.HasPrefix(written, "0 ") {
+		t.Fatalf("migration 006 wrote\n%.300s\na minute's recompute\n%.300s", backfilled, written)
+	}
+
 	for _, stmt := range read("percentiles_hour.sql") {
 		exec(widen(stmt, 1), ts(hour))
 	}
