@@ -39,24 +39,7 @@ func TestHourPercentilesFromMinuteHistograms(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	conn, err := openDB(t, st).Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("%.80s: %v", q, err)
-		}
-	}
-	for _, table := range []string{"task_facts", "stats_dirty_percentiles", "window_stats", "window_hist"} {
-		var name, ddl string
-		if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+table).Scan(&name, &ddl); err != nil {
-			t.Fatal(err)
-		}
-		exec(strings.Replace(ddl, "CREATE TABLE", "CREATE TEMPORARY TABLE", 1))
-	}
+	conn, exec := temporaryTables(ctx, t, st, "task_facts", "stats_dirty_percentiles", "window_stats", "window_hist")
 
 	hour := time.Date(2026, 3, 4, 5, 0, 0, 0, time.UTC)
 	type sample struct {

@@ -35,24 +35,7 @@ func TestTriggerReadsWhatNewEventsTouch(t *testing.T) {
 	st := stacktest.Get(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	conn, err := openDB(t, st).Conn(ctx) // one session: its temporary tables and counters
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	exec := func(q string, args ...any) {
-		t.Helper()
-		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
-			t.Fatalf("%.80s: %v", q, err)
-		}
-	}
-	for _, table := range []string{"events", "task_facts", "stats_dirty", "stats_dirty_percentiles", "window_stats"} {
-		var name, ddl string
-		if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+table).Scan(&name, &ddl); err != nil {
-			t.Fatal(err)
-		}
-		exec(strings.Replace(ddl, "CREATE TABLE", "CREATE TEMPORARY TABLE", 1))
-	}
+	conn, exec := temporaryTables(ctx, t, st, "events", "task_facts", "stats_dirty", "stats_dirty_percentiles", "window_stats")
 
 	trigger := triggerStatements(t, st.RepoRoot)
 	idle := -handlerReads(ctx, t, conn) + handlerReads(ctx, t, conn) // what reading the counters reads
@@ -95,6 +78,33 @@ func TestTriggerReadsWhatNewEventsTouch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// temporaryTables opens one session of the stack's MariaDB (its temporary tables and
+// counters are its own) and gives it a temporary, empty copy of each table, which hides
+// the real one from it alone: the analytics app keeps working on its own. exec runs a
+// statement in that session and fails the test if it fails.
+func temporaryTables(ctx context.Context, t *testing.T, st *stacktest.Stack, tables ...string) (*sql.Conn, func(q string, args ...any)) {
+	t.Helper()
+	conn, err := openDB(t, st).Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%.80s: %v", q, err)
+		}
+	}
+	for _, table := range tables {
+		var name, ddl string
+		if err := conn.QueryRowContext(ctx, "SHOW CREATE TABLE "+table).Scan(&name, &ddl); err != nil {
+			t.Fatal(err)
+		}
+		exec(strings.Replace(ddl, "CREATE TABLE", "CREATE TEMPORARY TABLE", 1))
+	}
+	return conn, exec
 }
 
 // explain returns the plan of query: a row per table read, by column (table, type, rows...).
