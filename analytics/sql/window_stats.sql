@@ -4,7 +4,7 @@
 -- windows of dirty minutes; all of it may run again with the same result.
 
 -- Minutes, from the facts: counts, sums and maxima. Their percentiles are kept
--- (percentiles.sql recomputes them, once the minute has ended): the dirty minutes' rows
+-- (percentiles_minute.sql recomputes them, once the minute has ended): the dirty minutes' rows
 -- are zeroed, set from the facts, and those left with no task at all removed.
 INSERT IGNORE INTO stats_dirty_percentiles (grain, window_start, since)
 SELECT 'minute', minute, UTC_TIMESTAMP(6) FROM stats_dirty;
@@ -49,7 +49,7 @@ DELETE w FROM window_stats w JOIN stats_dirty d ON w.grain = 'minute' AND w.wind
 WHERE w.accepted = 0 AND w.started = 0 AND w.completed = 0 AND w.failed = 0 AND w.cancelled = 0;
 
 -- Hours, rolled up from their minutes: counts, sums and maxima. Their percentiles are kept
--- (percentiles.sql recomputes them, less often): the dirty hours' rows are zeroed,
+-- (percentiles_hour.sql merges them from the minutes' histograms, less often): the dirty hours' rows are zeroed,
 -- set from their minutes, and those left with no task at all removed.
 INSERT IGNORE INTO stats_dirty_percentiles (grain, window_start, since)
 SELECT DISTINCT 'hour', CAST(DATE_FORMAT(minute, '%Y-%m-%d %H:00:00') AS DATETIME), UTC_TIMESTAMP(6) FROM stats_dirty;
