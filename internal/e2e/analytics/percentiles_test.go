@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/taskgrid/taskgrid/internal/adapters/mysqlbinding"
 	"github.com/taskgrid/taskgrid/internal/testharness/stacktest"
 )
 
@@ -88,13 +85,7 @@ VALUES (?, ?, ?, ?, ?, ?, 1, 0)`, uuid.NewString(), s.typ, ts(accepted), ts(last
 		}
 	}
 
-	read := func(name string) []string {
-		data, err := os.ReadFile(filepath.Join(st.RepoRoot, "analytics", "sql", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mysqlbinding.Statements(string(data))
-	}
+	read := func(name string) []string { return sqlStatements(t, st.RepoRoot, "sql", name) }
 	widen := func(stmt string, n int) string {
 		return strings.Replace(stmt, "IN (?)", "IN (?"+strings.Repeat(",?", n-1)+")", 1)
 	}
@@ -118,12 +109,8 @@ VALUES (?, ?, ?, ?, ?, ?, 1, 0)`, uuid.NewString(), s.typ, ts(accepted), ts(last
 		return fmt.Sprint(len(rows), rows)
 	}
 	written := histogram()
-	migration, err := os.ReadFile(filepath.Join(st.RepoRoot, "analytics", "migrations", "006_window_hist.sql"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	exec("DELETE FROM window_hist")
-	if stmts := mysqlbinding.Statements(string(migration)); len(stmts) != 2 {
+	if stmts := sqlStatements(t, st.RepoRoot, "migrations", "006_window_hist.sql"); len(stmts) != 2 {
 		t.Fatalf("migration 006: %d statements, want the table and its backfill", len(stmts))
 	} else {
 		exec(stmts[1])

@@ -80,6 +80,17 @@ func TestTriggerReadsWhatNewEventsTouch(t *testing.T) {
 	}
 }
 
+// sqlStatements are the statements of the analytics app's SQL file dir/name (dir: sql or
+// migrations), split as the app splits them.
+func sqlStatements(t *testing.T, root, dir, name string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "analytics", dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mysqlbinding.Statements(string(data))
+}
+
 // temporaryTables opens one session of the stack's MariaDB (its temporary tables and
 // counters are its own) and gives it a temporary, empty copy of each table, which hides
 // the real one from it alone: the analytics app keeps working on its own. exec runs a
@@ -133,13 +144,7 @@ type statement struct {
 // window statistics.
 func triggerStatements(t *testing.T, root string) []statement {
 	t.Helper()
-	read := func(name string) []string {
-		data, err := os.ReadFile(filepath.Join(root, "analytics", "sql", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return mysqlbinding.Statements(string(data))
-	}
+	read := func(name string) []string { return sqlStatements(t, root, "sql", name) }
 	ranged := func(from, to int64) []any { return []any{from, to} }
 	none := func(int64, int64) []any { return nil }
 	mark, facts := read("mark_dirty.sql"), read("facts.sql")
