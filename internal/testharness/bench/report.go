@@ -74,13 +74,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if err := r.writeBreakdown(w, BreakdownCPU, "CPU per task by process, ms (median, min–max of the runs)", "CPU per task: ", cpuTotalName, "total"); err != nil {
+	if err := r.writeBreakdown(w, BreakdownCPU, "CPU per task by process, ms (median, min–max of the runs)", cpuPrefix, cpuTotalName, "total"); err != nil {
 		return err
 	}
 	if err := r.writeBreakdown(w, BreakdownSwitches, "Context switches per task by process, voluntary and not, every thread (median, min–max of the runs)", switchesPrefix, switchesTotalName, "total"); err != nil {
 		return err
 	}
-	if err := r.writeBreakdown(w, BreakdownCalls, "Sidecar calls per task by kind, from daprd's metrics (median, min–max of the runs; a kind's total counts the calls apps make on their sidecars)", "calls per task: ", appCallsName, "all app → sidecar calls"); err != nil {
+	if err := r.writeBreakdown(w, BreakdownCalls, "Sidecar calls per task by kind, from daprd's metrics (median, min–max of the runs; a kind's total counts the calls apps make on their sidecars)", callsPrefix, appCallsName, "all app → sidecar calls"); err != nil {
 		return err
 	}
 	if err := r.writeBreakdown(w, BreakdownHops, "Latency by leg, ms: the mean of each kind of call on a task's way, from daprd's histograms (median, min–max of the runs; a leg includes the legs it waits for)", hopsPrefix, "", ""); err != nil {
